@@ -1,0 +1,39 @@
+# Every target installs what it needs into .venv first; nothing relies on a global install.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo up test lint format bench latency clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install  ## the whole stack on embedded defaults, with the simulator and the spec's example
+	$(BIN)/dispatch up --demo
+
+up: install
+	$(BIN)/dispatch up
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check worker tasks
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format worker tasks
+
+test: lint
+	$(BIN)/pytest
+
+latency: install  ## p50/p99 of a synchronous WhatsApp send over the simulator
+	$(BIN)/python scripts/latency.py
+
+clean:
+	rm -rf $(VENV) .data .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,131 @@
+"""Real pieces for the tests: a Valkey server from the wheel, the simulator, a Celery
+worker and the API, each a process of its own on a free port of 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from tests.support import Service, wait_until
+from worker.config import Settings
+from worker.processes import EmbeddedValkey, free_port
+
+# Short retry delays and timeouts, so fault tests finish in seconds.
+TEST_ENV = {
+    "DISPATCH_RETRY_BASE_DELAY_S": "0.2",
+    "DISPATCH_RETRY_MAX_DELAY_S": "1",
+    "DISPATCH_PROVIDER_TIMEOUT_S": "1.5",
+    "DISPATCH_WHATSAPP_MAX_ATTEMPTS": "3",
+    "DISPATCH_SEND_WAIT_S": "5",
+    "DISPATCH_LOG_LEVEL": "INFO",
+}
+
+
+def _http_ok(url: str, service: Service) -> Callable[[], bool]:
+    def check() -> bool:
+        service.check_alive()
+        try:
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return check
+
+
+@pytest.fixture(scope="session")
+def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedValkey]:
+    server = EmbeddedValkey(tmp_path_factory.mktemp("valkey"), free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(valkey: EmbeddedValkey) -> Settings:
+    return Settings(redis_url=valkey.url, **{
+        k.removeprefix("DISPATCH_").lower(): v for k, v in TEST_ENV.items()
+    })
+
+
+@pytest.fixture(scope="session")
+def service_env(valkey: EmbeddedValkey) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCH_")}
+    env.update(TEST_ENV)
+    env["DISPATCH_REDIS_URL"] = valkey.url
+    return env
+
+
+@pytest.fixture(scope="session")
+def sim_url(service_env: dict[str, str], logs_dir: Path) -> Iterator[str]:
+    port = free_port()
+    service = Service(
+        "sim", [sys.executable, "-m", "worker.cli", "sim", "--port", str(port)],
+        service_env, logs_dir / "sim.log",
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(_http_ok(f"{url}/_sim/health", service), 30, "the simulator")
+    yield url
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def api_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def api_url(api_port: int) -> str:
+    return f"http://127.0.0.1:{api_port}"
+
+
+@pytest.fixture(scope="session")
+def worker_service(
+    service_env: dict[str, str], logs_dir: Path, valkey: EmbeddedValkey
+) -> Iterator[Service]:
+    service = Service(
+        "worker", [sys.executable, "-m", "worker.cli", "worker", "--concurrency", "2"],
+        service_env, logs_dir / "worker.log",
+    )
+    client = redis.Redis.from_url(valkey.url)
+
+    def ready() -> bool:
+        service.check_alive()
+        return b"ready." in service.log.read_bytes()
+
+    wait_until(ready, 60, "the Celery worker")
+    client.close()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def api_service(
+    service_env: dict[str, str], logs_dir: Path, api_port: int, api_url: str
+) -> Iterator[Service]:
+    service = Service(
+        "api", [sys.executable, "-m", "worker.cli", "api", "--port", str(api_port)],
+        service_env, logs_dir / "api.log",
+    )
+    wait_until(_http_ok(f"{api_url}/healthz", service), 30, "the API")
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    sim_url: str, api_service: Service, worker_service: Service
+) -> dict[str, Any]:
+    """The whole service running: simulator, API and worker on one Valkey."""
+    return {"sim": sim_url, "api": api_service, "worker": worker_service}

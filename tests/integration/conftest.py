@@ -1,0 +1,157 @@
+"""An account per test, wired to the simulator exactly as an operator would wire it."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from tests.support import run_async
+from worker.config import Settings
+from worker.models import ContactBody, Scope
+from worker.provisioning import configure_whatsapp, sync_templates
+from worker.store import accounts, contacts
+
+_numbers = itertools.count(1)
+
+TEMPLATES: list[dict[str, Any]] = [
+    {"name": "order_confirmation", "language": "en",
+     "body_text": "Your order {{1}} is confirmed. Total: {{2}}."},
+    {"name": "shipping_update", "language": "en", "body_text": "Order {{1}} has shipped."},
+    {"name": "welcome", "language": "en_US", "category": "MARKETING",
+     "body_text": "Welcome aboard!"},
+    {"name": "spring_sale", "language": "en", "status": "PAUSED", "body_text": "Sale {{1}}"},
+]
+
+SPEC_BODY: dict[str, Any] = {
+    "to": "+919876543210",
+    "contact_id": "cct_abc123",
+    "template_name": "order_confirmation",
+    "parameters": [
+        {"type": "text", "text": "ORD-98765"},
+        {"type": "text", "text": "$49.99"},
+    ],
+}
+
+
+@dataclass
+class Tenant:
+    """One account with WhatsApp configured against the simulator, and an all-scopes key."""
+
+    name: str
+    key: str
+    phone_number_id: str
+    waba_id: str
+    access_token: str
+    app_secret: str
+    api_url: str
+    sim_url: str
+    settings: Settings
+    http: httpx.Client = field(repr=False)
+
+    def auth(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.key}"}
+
+    def send(self, body: Any, key: str | None = None, **headers: str) -> httpx.Response:
+        return self.http.post(
+            f"{self.api_url}/api/v1/channels/whatsapp/send",
+            json=body, headers={**self.auth(key), **headers},
+        )
+
+    def get(self, path: str, key: str | None = None) -> httpx.Response:
+        return self.http.get(f"{self.api_url}{path}", headers=self.auth(key))
+
+    def sim_requests(self) -> list[dict[str, Any]]:
+        """What the simulator received for this account's phone number."""
+        body = self.http.get(f"{self.sim_url}/_sim/requests", params={"channel": "whatsapp"}).json()
+        return [
+            r for r in body["requests"]
+            if r.get("phone_number_id") == self.phone_number_id and r["method"] == "POST"
+        ]
+
+    def fault(self, **spec: Any) -> None:
+        spec.setdefault("match", {}).setdefault("phone_number_id", self.phone_number_id)
+        self.http.post(f"{self.sim_url}/_sim/faults", json=spec).raise_for_status()
+
+    def inbound(self, sender: str, text: str = "Hi there") -> dict[str, Any]:
+        response = self.http.post(
+            f"{self.sim_url}/_sim/whatsapp/inbound",
+            json={"phone_number_id": self.phone_number_id, "from": sender, "text": text},
+        )
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def new_key(self, *scopes: Scope) -> str:
+        async def create(redis: Redis) -> str:
+            secret, _ = await accounts.create_key(redis, self.name, list(scopes))
+            return secret
+
+        result: str = run_async(create, self.settings)
+        return result
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=30) as client:
+        yield client
+
+
+def make_tenant(
+    settings: Settings, sim_url: str, api_url: str, http: httpx.Client, *, whatsapp: bool = True
+) -> Tenant:
+    n = next(_numbers)
+    name = f"acct{n}-{id(http) % 10000}"
+    phone_number_id = f"10{n:013d}"
+    waba_id = f"20{n:013d}"
+    access_token = f"EAAtest{n}token"
+    app_secret = f"appsecret{n}"
+    http.put(
+        f"{sim_url}/_sim/whatsapp/numbers/{phone_number_id}",
+        json={
+            "waba_id": waba_id, "access_token": access_token, "app_secret": app_secret,
+            "webhook_url": f"{api_url}/webhooks/whatsapp",
+        },
+    ).raise_for_status()
+    http.post(
+        f"{sim_url}/_sim/whatsapp/templates",
+        json=[{"waba_id": waba_id, **t} for t in TEMPLATES],
+    ).raise_for_status()
+
+    async def provision(redis: Redis) -> str:
+        await accounts.create_account(redis, name)
+        if whatsapp:
+            await configure_whatsapp(
+                redis, settings, name, phone_number_id=phone_number_id, waba_id=waba_id,
+                access_token=access_token, app_secret=app_secret,
+                verify_token=f"verify-{name}", base_url=sim_url,
+            )
+            await sync_templates(redis, settings, name)
+        await contacts.upsert(
+            redis, name, "cct_abc123", ContactBody(phone="+919876543210", name="Asha")
+        )
+        secret, _ = await accounts.create_key(redis, name, list(Scope))
+        return secret
+
+    key = run_async(provision, settings)
+    return Tenant(name, key, phone_number_id, waba_id, access_token, app_secret,
+                  api_url, sim_url, settings, http)
+
+
+@pytest.fixture
+def tenant(
+    stack: dict[str, Any], settings: Settings, sim_url: str, api_url: str, http: httpx.Client
+) -> Tenant:
+    return make_tenant(settings, sim_url, api_url, http)
+
+
+@pytest.fixture
+def other_tenant(
+    stack: dict[str, Any], settings: Settings, sim_url: str, api_url: str, http: httpx.Client
+) -> Tenant:
+    return make_tenant(settings, sim_url, api_url, http)

@@ -1,0 +1,59 @@
+"""Helpers shared by the tests: service processes, polling, store access."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from worker.config import Settings
+from worker.processes import terminate
+from worker.provisioning import redis_session
+
+T = TypeVar("T")
+
+
+class Service:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.name = name
+        self.log = log
+        self._log_file = log.open("wb")
+        self.process = subprocess.Popen(
+            argv, env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.tail()}")
+
+    def stop(self) -> None:
+        terminate(self.process.pid, group=True, timeout_s=10)
+        self.process.wait(timeout=10)
+        self._log_file.close()
+
+
+def wait_until(check: Callable[[], T | None], timeout_s: float, what: str) -> T:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def run_async(coro_fn: Callable[..., Any], settings: Settings, *args: Any) -> Any:
+    """Run one store operation against the test Valkey from synchronous test code."""
+
+    async def _run() -> Any:
+        async with redis_session(settings) as client:
+            return await coro_fn(client, *args)
+
+    return asyncio.run(_run())

@@ -1,0 +1,1 @@
+"""The HTTP API: validates, authenticates, stores and enqueues. It never calls a provider."""

@@ -1,0 +1,44 @@
+"""The FastAPI application and what it holds for its lifetime (Redis, the Celery publisher)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from worker.api import errors
+from worker.api.routes import contacts, messages, webhooks, whatsapp
+from worker.celery_app import app as celery
+from worker.config import Settings, get_settings
+from worker.store.client import create_redis
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.redis = create_redis(settings)
+        app.state.celery = celery
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+
+    app = FastAPI(
+        title="multichannel-dispatch",
+        version="0.1.0",
+        summary="WhatsApp and push notifications for the email-marketing platform",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for module in (whatsapp, contacts, messages, webhooks):
+        app.include_router(module.router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, bool]:
+        return {"ok": True}
+
+    return app

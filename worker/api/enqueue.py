@@ -1,0 +1,20 @@
+"""Publishing jobs by task name: the API never imports the task bodies."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from worker.celery_app import TRANSACTIONAL
+
+# A publish that cannot reach Redis fails fast instead of stalling the event loop.
+_PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+
+
+def enqueue_whatsapp(celery: Celery, account_id: str, message_id: str) -> None:
+    celery.send_task(
+        "whatsapp.send",
+        args=[account_id, message_id],
+        queue=TRANSACTIONAL,
+        retry=True,
+        retry_policy=_PUBLISH_RETRY,
+    )

@@ -1,0 +1,98 @@
+"""Every error the API returns has one shape: ``{"success": false, "error", "code"}``.
+
+FastAPI's default 422 for a malformed body is replaced by a 400 that names the
+field: in this API 422 means a template problem.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+# Validation error types raised by our own validators, used as the API code as is.
+_OWN_CODES = {"invalid_phone_number", "invalid_request", "invalid_push_token"}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+class ApiError(Exception):
+    def __init__(self, status_code: int, error: str, code: str, **extra: Any) -> None:
+        super().__init__(error)
+        self.status_code = status_code
+        self.error = error
+        self.code = code
+        self.extra = extra
+
+
+def error_body(error: str, code: str, **extra: Any) -> dict[str, Any]:
+    return {"success": False, "error": error, "code": code, **extra}
+
+
+def _field(loc: Sequence[int | str]) -> str:
+    """``("body", "parameters", 0, "text")`` → ``parameters[0].text``."""
+    out = ""
+    for part in loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _validation_error(exc: RequestValidationError) -> tuple[str, str, str]:
+    first = exc.errors()[0]
+    kind = str(first.get("type", ""))
+    field = _field(first.get("loc", ()))
+    message = str(first.get("msg", "invalid value"))
+    if kind == "json_invalid":
+        return "Request body is not valid JSON", "invalid_json", field
+    if kind == "missing" and field == "":
+        return "Request body is required", "invalid_request", field
+    if kind in _OWN_CODES:
+        if kind == "invalid_phone_number":
+            return message, kind, field
+        return (f"{field}: {message}" if field else message), kind, field
+    return (f"{field}: {message}" if field else message), "invalid_request", field
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(exc.error, exc.code, **exc.extra), exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        error, code, field = _validation_error(exc)
+        extra = {"field": field} if field else {}
+        return JSONResponse(error_body(error, code, **extra), 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(str(exc.detail), code), exc.status_code, headers=exc.headers)
+
+    async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
+        log.error("redis unavailable: %s", exc)
+        return JSONResponse(
+            error_body("The message store is unavailable; try again shortly", "store_unavailable"),
+            503,
+            headers={"Retry-After": "1"},
+        )
+
+    app.add_exception_handler(RedisConnectionError, _redis_down)
+    app.add_exception_handler(RedisTimeoutError, _redis_down)
+
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(error_body("Internal error", "internal_error"), 500)
+
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,86 @@
+"""Contacts: the paths the platform's client SDK calls (scope ``contacts``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import JSONResponse
+
+from worker.api.deps import ContactsKey, RedisDep
+from worker.api.errors import ApiError
+from worker.api.views import contact_detail
+from worker.ids import new_id
+from worker.models import CONTACT_ID_RE, ContactBody, ContactCreate
+from worker.store import contacts
+
+router = APIRouter(prefix="/api/v1/contacts", tags=["contacts"])
+
+ContactIdPath = Annotated[str, Path(pattern=CONTACT_ID_RE.pattern)]
+
+
+def _not_found(contact_id: str) -> ApiError:
+    return ApiError(404, f"Contact '{contact_id}' not found", "contact_not_found")
+
+
+async def _detail(redis: RedisDep, account: str, contact_id: str) -> dict[str, Any]:
+    contact = await contacts.get(redis, account, contact_id)
+    if contact is None:
+        raise _not_found(contact_id)
+    return contact_detail(contact)
+
+
+@router.post("")
+async def create_contact(body: ContactCreate, key: ContactsKey, redis: RedisDep) -> JSONResponse:
+    contact_id = body.id or new_id("cct")
+    result = await contacts.upsert(redis, key.account, contact_id, body, create_only=True)
+    if result is contacts.Upsert.EXISTS:
+        raise ApiError(409, f"Contact '{contact_id}' already exists", "contact_exists")
+    detail = await _detail(redis, key.account, contact_id)
+    return JSONResponse({"success": True, "contact": detail}, 201)
+
+
+@router.get("")
+async def list_contacts(
+    key: ContactsKey,
+    redis: RedisDep,
+    page: Annotated[int, Query(ge=1)] = 1,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    items, total = await contacts.page(redis, key.account, page, limit)
+    return {
+        "success": True,
+        "contacts": [contact_detail(c) for c in items],
+        "page": page,
+        "limit": limit,
+        "total": total,
+    }
+
+
+@router.get("/{contact_id}")
+async def get_contact(
+    contact_id: ContactIdPath, key: ContactsKey, redis: RedisDep
+) -> dict[str, Any]:
+    return {"success": True, "contact": await _detail(redis, key.account, contact_id)}
+
+
+@router.patch("/{contact_id}")
+async def update_contact(
+    contact_id: ContactIdPath, body: ContactBody, key: ContactsKey, redis: RedisDep
+) -> JSONResponse:
+    """Create or update: fields not sent are left alone, push tokens are merged."""
+    result = await contacts.upsert(redis, key.account, contact_id, body)
+    detail = await _detail(redis, key.account, contact_id)
+    created = result is contacts.Upsert.CREATED
+    return JSONResponse(
+        {"success": True, "created": created, "contact": detail}, 201 if created else 200
+    )
+
+
+@router.delete("/{contact_id}")
+async def delete_contact(
+    contact_id: ContactIdPath, key: ContactsKey, redis: RedisDep
+) -> dict[str, Any]:
+    if not await contacts.delete(redis, key.account, contact_id):
+        raise _not_found(contact_id)
+    return {"success": True, "id": contact_id, "deleted": True}

@@ -1,0 +1,23 @@
+"""``GET /api/v1/messages/{id}``: where a send stands, with every attempt."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from worker.api.deps import RedisDep, SendKey
+from worker.api.errors import ApiError
+from worker.api.views import message_detail
+from worker.store import messages
+
+router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
+
+
+@router.get("/{message_id}")
+async def get_message(message_id: str, key: SendKey, redis: RedisDep) -> dict[str, Any]:
+    message = await messages.load(redis, key.account, message_id)
+    if message is None:
+        raise ApiError(404, f"Message '{message_id}' not found", "message_not_found")
+    attempts = await messages.load_attempts(redis, key.account, message_id)
+    return message_detail(message, attempts)

@@ -1,0 +1,137 @@
+"""``/webhooks/whatsapp``: Meta's verification handshake and signed event callbacks.
+
+Inbound customer messages open the 24-hour window for free-form sends; status
+events record what happened to a message after the Graph API accepted it. A
+payload whose ``X-Hub-Signature-256`` does not verify with the app secret of
+every account it mentions is rejected whole, and nothing of it is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from worker.api.deps import RedisDep, SettingsDep
+from worker.api.errors import ApiError
+from worker.masking import mask_phone
+from worker.store import channels, conversations, messages
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+log = logging.getLogger(__name__)
+
+
+def signature(app_secret: str, raw_body: bytes) -> str:
+    return "sha256=" + hmac.new(app_secret.encode(), raw_body, hashlib.sha256).hexdigest()
+
+
+def _changes(payload: Any) -> Iterator[dict[str, Any]]:
+    if not isinstance(payload, dict):
+        return
+    for entry in payload.get("entry") or []:
+        if not isinstance(entry, dict):
+            continue
+        for change in entry.get("changes") or []:
+            value = change.get("value") if isinstance(change, dict) else None
+            if isinstance(value, dict):
+                yield value
+
+
+def _phone_number_id(value: dict[str, Any]) -> str | None:
+    metadata = value.get("metadata")
+    if isinstance(metadata, dict) and metadata.get("phone_number_id"):
+        return str(metadata["phone_number_id"])
+    return None
+
+
+@router.get("/whatsapp", response_model=None)
+async def verify(
+    redis: RedisDep,
+    mode: Annotated[str | None, Query(alias="hub.mode")] = None,
+    token: Annotated[str | None, Query(alias="hub.verify_token")] = None,
+    challenge: Annotated[str | None, Query(alias="hub.challenge")] = None,
+) -> PlainTextResponse:
+    if mode != "subscribe" or not token or challenge is None:
+        raise ApiError(
+            400,
+            "Expected hub.mode=subscribe, hub.verify_token and hub.challenge",
+            "invalid_request",
+        )
+    if await channels.account_for_verify_token(redis, token) is None:
+        raise ApiError(403, "Unknown verify token", "forbidden")
+    return PlainTextResponse(challenge)
+
+
+@router.post("/whatsapp")
+async def receive(request: Request, redis: RedisDep, settings: SettingsDep) -> JSONResponse:
+    raw = await request.body()
+    presented = request.headers.get("x-hub-signature-256")
+    if not presented:
+        raise ApiError(401, "Missing X-Hub-Signature-256 header", "invalid_signature")
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "Request body is not valid JSON", "invalid_json") from None
+
+    values = list(_changes(payload))
+    owners: dict[str, str] = {}
+    for value in values:
+        phone_number_id = _phone_number_id(value)
+        if phone_number_id and phone_number_id not in owners:
+            account = await channels.account_for_phone_number(redis, phone_number_id)
+            if account:
+                owners[phone_number_id] = account
+
+    for account in set(owners.values()):
+        config = await channels.load_whatsapp(redis, account)
+        if config is None or config.app_secret is None:
+            raise ApiError(
+                401,
+                "Cannot verify the signature: no app secret configured for this number",
+                "invalid_signature",
+            )
+        expected = signature(config.app_secret.get_secret_value(), raw)
+        if not hmac.compare_digest(expected, presented):
+            log.warning("whatsapp webhook with a bad signature rejected (account %s)", account)
+            raise ApiError(401, "Invalid webhook signature", "invalid_signature")
+
+    inbound = statuses = 0
+    for value in values:
+        account_or_none = owners.get(_phone_number_id(value) or "")
+        if account_or_none is None:
+            continue
+        account = account_or_none
+        for msg in value.get("messages") or []:
+            sender = str(msg.get("from") or "")
+            if not sender.isdigit():
+                continue
+            received_at = float(msg.get("timestamp") or 0)
+            if await conversations.open_window(
+                redis, account, "+" + sender, received_at, settings.whatsapp_window_s
+            ):
+                inbound += 1
+                log.info("whatsapp inbound from %s opens the window", mask_phone("+" + sender))
+        for status in value.get("statuses") or []:
+            found = await messages.find_by_provider_id(redis, str(status.get("id") or ""))
+            if found is None or found[0] != account:
+                continue
+            errors = status.get("errors") or []
+            error = ""
+            if errors and isinstance(errors[0], dict):
+                error = f"{errors[0].get('code', '')} {errors[0].get('title', '')}".strip()
+            if await messages.apply_delivery_status(
+                redis,
+                account,
+                found[1],
+                str(status.get("status") or ""),
+                float(status.get("timestamp") or 0),
+                error,
+            ):
+                statuses += 1
+    return JSONResponse({"success": True, "messages": inbound, "statuses": statuses})

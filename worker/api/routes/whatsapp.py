@@ -1,0 +1,112 @@
+"""``POST /api/v1/channels/whatsapp/send``: validate, check template or window, enqueue, wait."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from celery import Celery
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
+from redis.asyncio import Redis
+
+from worker.api.deps import RedisDep, SendKey, SettingsDep
+from worker.api.enqueue import enqueue_whatsapp
+from worker.api.errors import ApiError
+from worker.api.views import send_response
+from worker.ids import new_id
+from worker.models import Channel, MessageStatus, WhatsAppSendRequest
+from worker.store import channels, contacts, conversations, messages, templates
+
+router = APIRouter(prefix="/api/v1/channels/whatsapp", tags=["whatsapp"])
+
+
+def get_celery(request: Request) -> Celery:
+    celery: Celery = request.app.state.celery
+    return celery
+
+
+async def _check_template(redis: Redis, account: str, body: WhatsAppSendRequest) -> None:
+    assert body.template_name is not None
+    template = await templates.get_template(redis, account, body.template_name, body.language)
+    if template is None:
+        languages = sorted(
+            t.language
+            for t in await templates.list_templates(redis, account)
+            if t.name == body.template_name
+        )
+        hint = (
+            f"; it exists in: {', '.join(languages)}"
+            if languages
+            else "; run `dispatch templates sync` after creating it in WhatsApp Manager"
+        )
+        raise ApiError(
+            422,
+            f"Template '{body.template_name}' (language '{body.language}') not found{hint}",
+            "template_not_found",
+        )
+    if template.status.upper() != "APPROVED":
+        raise ApiError(
+            422,
+            f"Template '{template.name}' ({template.language}) is {template.status}, not APPROVED",
+            "template_not_approved",
+        )
+    if len(body.parameters) != template.body_parameters:
+        raise ApiError(
+            422,
+            f"Template '{template.name}' ({template.language}) expects "
+            f"{template.body_parameters} parameter(s), got {len(body.parameters)}",
+            "template_parameter_mismatch",
+            expected_parameters=template.body_parameters,
+        )
+
+
+@router.post("/send")
+async def send(
+    body: WhatsAppSendRequest,
+    key: SendKey,
+    redis: RedisDep,
+    settings: SettingsDep,
+    celery: Annotated[Celery, Depends(get_celery)],
+    prefer: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    account = key.account
+    if not await channels.whatsapp_configured(redis, account):
+        raise ApiError(
+            403, "WhatsApp channel not configured for this account", "channel_not_configured"
+        )
+    if body.contact_id is not None and not await contacts.exists(redis, account, body.contact_id):
+        raise ApiError(404, f"Contact '{body.contact_id}' not found", "contact_not_found")
+    if body.template_name is not None:
+        await _check_template(redis, account, body)
+    elif not await conversations.window_open(redis, account, body.to):
+        raise ApiError(
+            422,
+            "Free-form messages are only allowed within 24 hours of the customer's last "
+            "message; send an approved template instead",
+            "template_required",
+        )
+
+    now = time.time()
+    message = messages.Message(
+        id=new_id("msg"),
+        account=account,
+        channel=Channel.WHATSAPP,
+        status=MessageStatus.QUEUED,
+        to=body.to,
+        contact_id=body.contact_id,
+        template_name=body.template_name,
+        language=body.language if body.template_name else None,
+        parameters=[p.text for p in body.parameters],
+        text=body.message,
+        created_at=now,
+        updated_at=now,
+    )
+    await messages.create(redis, message, settings.message_ttl_s)
+    enqueue_whatsapp(celery, account, message.id)
+
+    if not (prefer and "respond-async" in prefer.lower()):
+        await messages.wait_final(redis, account, message.id, settings.send_wait_s)
+        message = await messages.load(redis, account, message.id) or message
+    status_code, payload = send_response(message)
+    return JSONResponse(payload, status_code)

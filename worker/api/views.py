@@ -1,0 +1,103 @@
+"""How stored records look on the wire (the spec's shapes, plus our ``id``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from worker.models import Attempt, MessageStatus
+from worker.store.contacts import Contact
+from worker.store.messages import Message
+
+# The HTTP status of a send that failed for good, by the failure's code.
+_FAILURE_STATUS = {
+    "template_not_found": 422,
+    "template_parameter_mismatch": 422,
+    "template_paused": 422,
+    "template_disabled": 422,
+    "reengagement_window_closed": 422,
+    "recipient_undeliverable": 422,
+    "recipient_opted_out": 422,
+    "ecosystem_limited": 422,
+    "channel_not_configured": 403,
+    "channel_auth_failed": 403,
+    "account_restricted": 403,
+}
+# Anything else that failed for good is the provider's doing (retries exhausted, 5xx).
+_DEFAULT_FAILURE_STATUS = 502
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def send_response(message: Message) -> tuple[int, dict[str, Any]]:
+    """The answer to a send: 200 sent, 4xx/5xx failed, 202 still on its way."""
+    if message.status is MessageStatus.SENT:
+        return 200, {
+            "success": True,
+            "message_id": message.provider_message_id,
+            "status": "sent",
+            "channel": message.channel.value,
+            "id": message.id,
+        }
+    if message.status is MessageStatus.FAILED:
+        code = message.code or "send_failed"
+        body: dict[str, Any] = {
+            "success": False,
+            "error": message.error or "The message could not be sent",
+            "code": code,
+            "status": "failed",
+            "channel": message.channel.value,
+            "id": message.id,
+        }
+        if message.provider_code:
+            body["provider_code"] = message.provider_code
+        return _FAILURE_STATUS.get(code, _DEFAULT_FAILURE_STATUS), body
+    return 202, {
+        "success": True,
+        "message_id": None,
+        "status": "queued",
+        "channel": message.channel.value,
+        "id": message.id,
+    }
+
+
+def message_detail(message: Message, attempts: list[Attempt]) -> dict[str, Any]:
+    return {
+        "success": True,
+        "id": message.id,
+        "channel": message.channel.value,
+        "status": message.status.value,
+        "to": message.to,
+        "contact_id": message.contact_id,
+        "template_name": message.template_name,
+        "language": message.language,
+        "parameters": message.parameters,
+        "message": message.text,
+        "message_id": message.provider_message_id,
+        "delivery_status": message.delivery_status,
+        "error": message.error,
+        "code": message.code,
+        "provider_code": message.provider_code,
+        "created_at": iso(message.created_at),
+        "updated_at": iso(message.updated_at),
+        "attempts": [
+            {**a.model_dump(exclude_none=True, exclude={"at"}), "at": iso(a.at)} for a in attempts
+        ],
+    }
+
+
+def contact_detail(contact: Contact) -> dict[str, Any]:
+    return {
+        "id": contact.id,
+        "phone": contact.phone,
+        "email": contact.email,
+        "name": contact.name,
+        "attributes": contact.attributes,
+        "push_tokens": [{"platform": p, "token": t} for p, t in contact.push_tokens],
+        "created_at": iso(contact.created_at),
+        "updated_at": iso(contact.updated_at),
+    }

@@ -1,0 +1,50 @@
+"""The Celery application: broker, queues, delivery guarantees, process hooks.
+
+The API imports this module only to publish by task name; the task bodies live in
+``tasks/`` and are imported by the worker alone.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from worker.config import Settings, get_settings
+
+TRANSACTIONAL = "transactional"
+BULK = "bulk"
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    app = Celery("dispatch", broker=settings.effective_redis_url, include=["tasks.whatsapp"])
+    app.conf.update(
+        task_queues=[Queue(TRANSACTIONAL), Queue(BULK)],
+        task_default_queue=TRANSACTIONAL,
+        task_routes={"whatsapp.*": {"queue": TRANSACTIONAL}},
+        # A job is acknowledged only once it finished; a worker killed mid-send gives
+        # it back to the queue (reject_on_worker_lost) instead of losing it.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        # Outcomes travel through our own Redis keys, not Celery's result backend.
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_transport_options={
+            # Redelivery after a crash comes after this long, not Celery's default hour.
+            "visibility_timeout": settings.visibility_timeout_s,
+        },
+        task_time_limit=settings.task_time_limit_s,
+        task_soft_time_limit=max(1, settings.task_time_limit_s - 10),
+        worker_prefetch_multiplier=settings.worker_prefetch_multiplier,
+        worker_concurrency=settings.worker_concurrency,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+    )
+    return app
+
+
+app = create_celery()

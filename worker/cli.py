@@ -1,0 +1,409 @@
+"""``dispatch``: run the service's processes and administer accounts, keys and channels."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, TypeVar
+
+import typer
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from rich.console import Console
+from rich.table import Table
+
+from worker.config import Settings, get_settings
+from worker.errors import DeliveryError
+from worker.masking import mask_token
+from worker.models import Scope
+from worker.provisioning import (
+    ChannelNotConfiguredError,
+    configure_whatsapp,
+    redis_session,
+    sync_templates,
+)
+from worker.store import accounts, channels, templates
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="multichannel-dispatch: WhatsApp and push notifications through Celery workers on Redis.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+accounts_app = typer.Typer(
+    help="Accounts (tenants). Each has its own keys, channels and data.", no_args_is_help=True
+)
+keys_app = typer.Typer(help="API keys (msk_…) and their scopes.", no_args_is_help=True)
+channels_app = typer.Typer(help="Provider credentials per account.", no_args_is_help=True)
+whatsapp_app = typer.Typer(help="WhatsApp Business Cloud API.", no_args_is_help=True)
+templates_app = typer.Typer(help="WhatsApp message templates.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(keys_app, name="keys")
+app.add_typer(channels_app, name="channels")
+channels_app.add_typer(whatsapp_app, name="whatsapp")
+app.add_typer(templates_app, name="templates")
+
+console = Console()
+err = Console(stderr=True)
+
+AccountOpt = Annotated[str, typer.Option("--account", "-a", help="Account name.")]
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _with_redis(action: Callable[[Redis, Settings], Awaitable[T]]) -> T:
+    """Run one admin action against the configured Redis, with a clear error if it is down."""
+    settings = get_settings()
+
+    async def _run() -> T:
+        async with redis_session(settings) as redis:
+            return await action(redis, settings)
+
+    try:
+        return asyncio.run(_run())
+    except (RedisConnectionError, OSError) as exc:
+        hint = " (is `dispatch up` running?)" if settings.uses_embedded_redis else ""
+        err.print(f"[red]cannot reach Redis at {settings.effective_redis_url}{hint}:[/] {exc}")
+        raise typer.Exit(1) from None
+    except accounts.UnknownAccountError as exc:
+        err.print(f"[red]no account named {exc}[/]; create it with `dispatch accounts create`")
+        raise typer.Exit(1) from None
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+
+
+# --- processes ------------------------------------------------------------------
+
+
+@app.command()
+def up(
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="Also start the provider simulator, provision a 'demo' account and "
+            "send the spec's WhatsApp example.",
+        ),
+    ] = False,
+) -> None:
+    """Start everything in the foreground: embedded Valkey (unless DISPATCH_REDIS_URL is set),
+    a worker and the API. Ctrl-C stops every process it started."""
+    from worker import up as up_module
+
+    settings = get_settings()
+    _logging(settings)
+    raise typer.Exit(up_module.run(settings, with_demo=demo, console=console))
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Default: DISPATCH_API_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: DISPATCH_API_PORT.")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+) -> None:
+    """Serve the HTTP API (FastAPI on uvicorn)."""
+    import uvicorn
+
+    settings = get_settings()
+    _logging(settings)
+    uvicorn.run(
+        "worker.api.app:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers,
+        access_log=access_log,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@app.command()
+def worker(
+    queues: Annotated[
+        str, typer.Option(help="Comma-separated queues to consume.")
+    ] = "transactional",
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="Prefork child processes. Default: DISPATCH_WORKER_CONCURRENCY."),
+    ] = None,
+    pool: Annotated[str, typer.Option(help="Celery pool: prefork or solo.")] = "prefork",
+    name: Annotated[str | None, typer.Option(help="Worker node name.")] = None,
+) -> None:
+    """Run a Celery worker that performs the sends."""
+    from worker.celery_app import app as celery
+
+    settings = get_settings()
+    argv = [
+        "worker",
+        f"--queues={queues}",
+        f"--concurrency={concurrency or settings.worker_concurrency}",
+        f"--pool={pool}",
+        f"--loglevel={settings.log_level}",
+        f"--hostname={name or queues.split(',')[0]}@%h",
+        # Mingle and gossip cost seconds at start and chatter on the broker for nothing here.
+        "--without-mingle",
+        "--without-gossip",
+        "--events",
+    ]
+    celery.worker_main(argv)
+
+
+@app.command()
+def sim(
+    host: Annotated[str | None, typer.Option(help="Default: DISPATCH_SIM_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: DISPATCH_SIM_PORT.")] = None,
+) -> None:
+    """Run the provider simulator (WhatsApp Graph API) for demos, tests and benchmarks."""
+    import uvicorn
+
+    settings = get_settings()
+    _logging(settings)
+    uvicorn.run(
+        "worker.sim.app:create_sim_app",
+        factory=True,
+        host=host or settings.sim_host,
+        port=port or settings.sim_port,
+        access_log=False,
+        log_level="warning",
+    )
+
+
+# --- accounts and keys ------------------------------------------------------------
+
+
+@accounts_app.command("create")
+def accounts_create(
+    name: Annotated[str, typer.Argument(help="Account name: a-z, 0-9, '_' and '-'.")],
+) -> None:
+    """Create an account and print its first API key (all scopes). The key is shown once."""
+
+    async def action(redis: Redis, _: Settings) -> str:
+        try:
+            await accounts.create_account(redis, name)
+        except accounts.AccountExistsError:
+            err.print(
+                f"[red]account {name!r} already exists[/]; "
+                f"add a key with `dispatch keys create --account {name}`"
+            )
+            raise typer.Exit(1) from None
+        secret, _record = await accounts.create_key(redis, name, list(Scope))
+        return secret
+
+    secret = _with_redis(action)
+    err.print(f"account [bold]{name}[/] created. Its API key (shown only now, store it safely):")
+    console.print(secret)
+
+
+@accounts_app.command("list")
+def accounts_list() -> None:
+    """List accounts with their channels."""
+
+    async def action(redis: Redis, _: Settings) -> list[tuple[str, bool]]:
+        return [
+            (acc, await channels.whatsapp_configured(redis, acc))
+            for acc in await accounts.list_accounts(redis)
+        ]
+
+    table = Table("account", "whatsapp")
+    for acc, wa in _with_redis(action):
+        table.add_row(acc, "configured" if wa else "-")
+    console.print(table)
+
+
+@keys_app.command("create")
+def keys_create(
+    account: AccountOpt,
+    scope: Annotated[
+        list[Scope] | None, typer.Option("--scope", "-s", help="Repeat for several; default: send.")
+    ] = None,
+) -> None:
+    """Create an API key; the key is printed once and stored only as a hash."""
+
+    async def action(redis: Redis, _: Settings) -> str:
+        secret, record = await accounts.create_key(redis, account, scope or [Scope.SEND])
+        err.print(
+            f"key [bold]{record.id}[/] for {account} with scopes "
+            f"{', '.join(s.value for s in record.scopes)} (shown only now):"
+        )
+        return secret
+
+    console.print(_with_redis(action))
+
+
+@keys_app.command("list")
+def keys_list(
+    account: Annotated[
+        str | None, typer.Option("--account", "-a", help="Only this account.")
+    ] = None,
+) -> None:
+    """List keys (id, prefix, scopes, state); secrets are never shown."""
+
+    async def action(redis: Redis, _: Settings) -> Table:
+        table = Table("id", "account", "key", "scopes", "created", "state")
+        for r in await accounts.list_keys(redis, account):
+            table.add_row(
+                r.id,
+                r.account,
+                f"{r.prefix}…",
+                ",".join(s.value for s in r.scopes),
+                _when(r.created_at),
+                f"revoked {_when(r.revoked_at)}" if r.revoked_at else "active",
+            )
+        return table
+
+    console.print(_with_redis(action))
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (key_…).")]) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+
+    async def action(redis: Redis, _: Settings) -> None:
+        record = await accounts.revoke_key(redis, key_id)
+        if record is None:
+            err.print(f"[red]no key with id {key_id}[/] (see `dispatch keys list`)")
+            raise typer.Exit(1)
+        err.print(f"key {key_id} of {record.account} revoked at {_when(record.revoked_at)}")
+
+    _with_redis(action)
+
+
+# --- channels and templates --------------------------------------------------------
+
+
+@whatsapp_app.command("configure")
+def whatsapp_configure(
+    account: AccountOpt,
+    phone_number_id: Annotated[str, typer.Option(help="The sender's phone number id.")],
+    waba_id: Annotated[str, typer.Option(help="WhatsApp Business Account id (for templates).")],
+    access_token: Annotated[
+        str,
+        typer.Option(
+            prompt=True, hide_input=True, help="System-user access token; prompted if omitted."
+        ),
+    ],
+    app_secret: Annotated[
+        str | None, typer.Option(help="Meta app secret: verifies webhook signatures.")
+    ] = None,
+    verify_token: Annotated[
+        str | None, typer.Option(help="Token for Meta's webhook handshake; generated if omitted.")
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Graph API base URL (the simulator's, for a trial). "
+            "Default: DISPATCH_WHATSAPP_BASE_URL."
+        ),
+    ] = None,
+    api_version: Annotated[str | None, typer.Option(help="Graph API version, e.g. v21.0.")] = None,
+) -> None:
+    """Store the account's WhatsApp credentials. Secrets are never printed back."""
+
+    async def action(redis: Redis, settings: Settings) -> None:
+        config = await configure_whatsapp(
+            redis,
+            settings,
+            account,
+            phone_number_id=phone_number_id,
+            waba_id=waba_id,
+            access_token=access_token,
+            app_secret=app_secret,
+            verify_token=verify_token,
+            base_url=base_url,
+            api_version=api_version,
+        )
+        err.print(
+            f"WhatsApp configured for [bold]{account}[/]: number {config.phone_number_id}, "
+            f"WABA {config.waba_id}, {config.base_url} {config.api_version}"
+        )
+        if verify_token is None and config.verify_token is not None:
+            err.print(
+                "webhook verify token (give it to Meta with the callback URL /webhooks/whatsapp):"
+            )
+            console.print(config.verify_token.get_secret_value())
+
+    _with_redis(action)
+
+
+@whatsapp_app.command("show")
+def whatsapp_show(account: AccountOpt) -> None:
+    """Show the account's WhatsApp settings, secrets masked."""
+
+    async def action(redis: Redis, _: Settings) -> None:
+        await accounts.require_account(redis, account)
+        config = await channels.load_whatsapp(redis, account)
+        if config is None:
+            err.print(f"WhatsApp is not configured for {account}")
+            raise typer.Exit(1)
+        table = Table("setting", "value", show_header=False)
+        table.add_row("phone number id", config.phone_number_id)
+        table.add_row("WABA id", config.waba_id)
+        table.add_row("base URL", f"{config.base_url} ({config.api_version})")
+        table.add_row("access token", mask_token(config.access_token.get_secret_value()))
+        table.add_row("app secret", "set" if config.app_secret else "not set (webhooks refused)")
+        console.print(table)
+
+    _with_redis(action)
+
+
+@templates_app.command("sync")
+def templates_sync(account: AccountOpt) -> None:
+    """Fetch every template of the account's WABA from the Graph API (all pages)."""
+
+    async def action(redis: Redis, settings: Settings) -> int:
+        await accounts.require_account(redis, account)
+        try:
+            return len(await sync_templates(redis, settings, account))
+        except ChannelNotConfiguredError:
+            err.print(
+                f"[red]WhatsApp is not configured for {account}[/]; "
+                "run `dispatch channels whatsapp configure` first"
+            )
+            raise typer.Exit(1) from None
+        except DeliveryError as exc:
+            err.print(
+                f"[red]the Graph API refused the template list:[/] {exc.reason} "
+                f"({exc.provider_code or exc.code})"
+            )
+            raise typer.Exit(1) from None
+
+    count = _with_redis(action)
+    err.print(f"{count} template(s) synced for {account}")
+
+
+@templates_app.command("list")
+def templates_list(account: AccountOpt) -> None:
+    """List the templates known for an account (as of the last sync)."""
+
+    async def action(redis: Redis, _: Settings) -> Table:
+        await accounts.require_account(redis, account)
+        table = Table("name", "language", "category", "status", "body parameters")
+        for t in await templates.list_templates(redis, account):
+            table.add_row(t.name, t.language, t.category, t.status, str(t.body_parameters))
+        return table
+
+    console.print(_with_redis(action))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

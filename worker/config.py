@@ -1,0 +1,94 @@
+"""Every knob of the service, read from the environment (prefix ``DISPATCH_``).
+
+This is the only module that reads the environment: the rest of the code takes a
+``Settings`` object, and ``child_environment`` hands the same values on to the
+processes that ``dispatch up`` starts.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DISPATCH_", extra="ignore")
+
+    # Redis is both the broker and the system of record. When unset, the service
+    # uses the embedded Valkey that `dispatch up` starts in `data_dir`.
+    redis_url: str | None = None
+    data_dir: Path = Path(".data")
+    embedded_redis_port: int = 6390
+    redis_max_connections: int = 512
+    redis_socket_timeout_s: float = 10.0
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    # How long a send request waits for the worker's outcome before answering 202.
+    send_wait_s: float = Field(default=10.0, ge=0.0, le=60.0)
+
+    # Defaults for channels configured without an explicit --base-url.
+    whatsapp_base_url: str = "https://graph.facebook.com"
+    whatsapp_api_version: str = "v21.0"
+    provider_timeout_s: float = Field(default=10.0, gt=0)
+    provider_connect_timeout_s: float = Field(default=5.0, gt=0)
+    provider_max_connections: int = 100
+
+    # Retries: exponential backoff with full jitter, Retry-After honoured as a floor.
+    whatsapp_max_attempts: int = Field(default=5, ge=1)
+    retry_base_delay_s: float = Field(default=1.0, gt=0)
+    retry_max_delay_s: float = Field(default=30.0, gt=0)
+
+    # Celery on Redis: a job not acked within the visibility timeout is redelivered,
+    # so the hard task limit stays well below it.
+    visibility_timeout_s: int = 300
+    task_time_limit_s: int = 120
+    worker_concurrency: int = 2
+    worker_prefetch_multiplier: int = 1
+
+    message_ttl_s: int = 30 * 24 * 3600
+    # A free-form WhatsApp message is only allowed this long after the customer wrote.
+    whatsapp_window_s: int = 24 * 3600
+
+    sim_host: str = "127.0.0.1"
+    sim_port: int = 8100
+
+    log_level: str = "INFO"
+
+    # Only used by `dispatch up --demo` and tests to reach a running API.
+    api_key: SecretStr | None = None
+
+    @property
+    def effective_redis_url(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        return f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+
+    @property
+    def uses_embedded_redis(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def api_base_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def sim_base_url(self) -> str:
+        return f"http://{self.sim_host}:{self.sim_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def child_environment(**overrides: str) -> dict[str, str]:
+    """The environment for a child process: ours, with ``DISPATCH_*`` overrides."""
+    env = dict(os.environ)
+    for name, value in overrides.items():
+        env[f"DISPATCH_{name.upper()}"] = value
+    return env

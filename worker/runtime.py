@@ -1,0 +1,83 @@
+"""One event loop and one set of clients per worker process, made once and reused.
+
+Celery's prefork children are plain synchronous processes. Each child builds its
+loop, Redis client and provider clients when it starts (``worker_process_init``)
+and runs every task's coroutine on that same loop: connections, HTTP/2 sessions
+and OAuth tokens survive from one task to the next. Never ``asyncio.run`` per task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import httpx
+
+from worker.config import Settings, get_settings
+from worker.delivery.context import DeliveryContext
+from worker.delivery.retry import RetryPolicy
+from worker.providers.whatsapp import WhatsAppClient
+from worker.store.client import create_redis
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.http = httpx.AsyncClient(
+            http2=True,
+            timeout=httpx.Timeout(
+                settings.provider_timeout_s, connect=settings.provider_connect_timeout_s
+            ),
+            limits=httpx.Limits(max_connections=settings.provider_max_connections),
+        )
+        self.context = DeliveryContext(
+            redis=create_redis(settings, max_connections=32),
+            whatsapp=WhatsAppClient(self.http),
+            whatsapp_retry=RetryPolicy(
+                max_attempts=settings.whatsapp_max_attempts,
+                base_delay_s=settings.retry_base_delay_s,
+                max_delay_s=settings.retry_max_delay_s,
+            ),
+            message_ttl_s=settings.message_ttl_s,
+        )
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        async def _close() -> None:
+            await self.http.aclose()
+            await self.context.redis.aclose()
+
+        try:
+            self.loop.run_until_complete(_close())
+        finally:
+            self.loop.close()
+
+
+_runtime: Runtime | None = None
+
+
+def start(settings: Settings | None = None) -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime(settings or get_settings())
+    return _runtime
+
+
+def current() -> Runtime:
+    """The process's runtime; made on first use in pools that skip process init (solo)."""
+    return start()
+
+
+def stop() -> None:
+    global _runtime
+    if _runtime is not None:
+        _runtime.close()
+        _runtime = None

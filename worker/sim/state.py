@@ -1,0 +1,74 @@
+"""What the simulator received, and the faults it has been told to inject."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+FaultKind = Literal["error", "http", "timeout", "delay"]
+
+
+class FaultSpec(BaseModel):
+    """``POST /_sim/faults``: the next ``count`` matching requests misbehave.
+
+    - ``error``: the provider's own error envelope for ``code`` (e.g. 130429, 131026);
+    - ``http``: a bare ``http_status`` with ``body`` (e.g. a 500 from a load balancer);
+    - ``timeout``: hold the request ``delay_s`` seconds, then answer 504 without sending;
+    - ``delay``: hold the request ``delay_s`` seconds, then process it normally.
+    ``count`` null means until the fault is cleared.
+    """
+
+    channel: Literal["whatsapp", "fcm", "apns"] = "whatsapp"
+    kind: FaultKind = "error"
+    code: int | str | None = None
+    http_status: int | None = None
+    body: str | None = None
+    retry_after_s: float | None = None
+    delay_s: float = 30.0
+    count: int | None = Field(default=1, ge=1)
+    # Which requests it applies to; an empty match applies to every request of the channel.
+    match: dict[str, str] = Field(default_factory=dict)
+
+
+class Fault(FaultSpec):
+    id: int
+    used: int = 0
+
+
+class SimState:
+    def __init__(self, max_requests: int = 200_000) -> None:
+        self.requests: deque[dict[str, Any]] = deque(maxlen=max_requests)
+        self.faults: list[Fault] = []
+        self._seq = itertools.count(1)
+        self._fault_ids = itertools.count(1)
+
+    def record(self, channel: str, **fields: Any) -> dict[str, Any]:
+        entry = {"seq": next(self._seq), "at": time.time(), "channel": channel, **fields}
+        self.requests.append(entry)
+        return entry
+
+    def add_fault(self, spec: FaultSpec) -> Fault:
+        fault = Fault(id=next(self._fault_ids), **spec.model_dump())
+        self.faults.append(fault)
+        return fault
+
+    def take_fault(self, channel: str, attributes: dict[str, str]) -> Fault | None:
+        """The first fault that matches this request, counted as used."""
+        for fault in self.faults:
+            if fault.channel != channel:
+                continue
+            if any(attributes.get(k) != v for k, v in fault.match.items()):
+                continue
+            fault.used += 1
+            if fault.count is not None and fault.used >= fault.count:
+                self.faults.remove(fault)
+            return fault
+        return None
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.faults.clear()

@@ -1,0 +1,61 @@
+"""Per-account channel credentials, and the indexes that route webhooks to an account."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from worker.models import WhatsAppConfig
+from worker.store import keys
+from worker.store.accounts import hash_key
+from worker.store.client import fields, get_str, hgetall_str
+
+WHATSAPP = "whatsapp"
+
+
+async def save_whatsapp(redis: Redis, account_id: str, config: WhatsAppConfig) -> None:
+    previous = await load_whatsapp(redis, account_id)
+    values = {
+        "phone_number_id": config.phone_number_id,
+        "waba_id": config.waba_id,
+        "access_token": config.access_token.get_secret_value(),
+        "base_url": config.base_url,
+        "api_version": config.api_version,
+        "app_secret": config.app_secret.get_secret_value() if config.app_secret else "",
+        "verify_token": config.verify_token.get_secret_value() if config.verify_token else "",
+    }
+    async with redis.pipeline(transaction=True) as pipe:
+        if previous is not None:
+            pipe.delete(keys.whatsapp_phone_index(previous.phone_number_id))
+            if previous.verify_token:
+                pipe.delete(
+                    keys.whatsapp_verify_index(hash_key(previous.verify_token.get_secret_value()))
+                )
+        pipe.delete(keys.channel(account_id, WHATSAPP))
+        pipe.hset(keys.channel(account_id, WHATSAPP), mapping=fields(values))
+        pipe.set(keys.whatsapp_phone_index(config.phone_number_id), account_id)
+        if config.verify_token:
+            pipe.set(
+                keys.whatsapp_verify_index(hash_key(config.verify_token.get_secret_value())),
+                account_id,
+            )
+        await pipe.execute()
+
+
+async def load_whatsapp(redis: Redis, account_id: str) -> WhatsAppConfig | None:
+    raw = await hgetall_str(redis, keys.channel(account_id, WHATSAPP))
+    if not raw:
+        return None
+    # Empty strings stand for "not set" in the hash.
+    return WhatsAppConfig.model_validate({k: v for k, v in raw.items() if v})
+
+
+async def whatsapp_configured(redis: Redis, account_id: str) -> bool:
+    return bool(await redis.exists(keys.channel(account_id, WHATSAPP)))
+
+
+async def account_for_phone_number(redis: Redis, phone_number_id: str) -> str | None:
+    return await get_str(redis, keys.whatsapp_phone_index(phone_number_id))
+
+
+async def account_for_verify_token(redis: Redis, token: str) -> str | None:
+    return await get_str(redis, keys.whatsapp_verify_index(hash_key(token)))

@@ -1,0 +1,124 @@
+"""Contacts: one hash per contact, attributes one field each, push tokens in a set."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from worker.models import ContactBody
+from worker.store import keys, scripts
+
+_ATTR = "attr:"
+_SCALARS = ("phone", "email", "name")
+
+
+@dataclass
+class Contact:
+    id: str
+    created_at: float
+    updated_at: float
+    phone: str | None = None
+    email: str | None = None
+    name: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    push_tokens: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Upsert(Enum):
+    CREATED = 1
+    UPDATED = 0
+    EXISTS = -1
+
+
+def _hash_fields(body: ContactBody) -> dict[str, str | None]:
+    """Only the fields the client sent: PATCH leaves the others alone."""
+    sent = body.model_fields_set
+    fields: dict[str, str | None] = {name: getattr(body, name) for name in _SCALARS if name in sent}
+    for attr, value in (body.attributes or {}).items():
+        fields[_ATTR + attr] = None if value is None else json.dumps(value)
+    return fields
+
+
+async def upsert(
+    redis: Redis, account_id: str, contact_id: str, body: ContactBody, *, create_only: bool = False
+) -> Upsert:
+    tokens = [f"{t.platform}:{t.token}" for t in body.push_tokens or []]
+    result = await scripts.run(
+        redis,
+        "contact_upsert",
+        [
+            keys.contact(account_id, contact_id),
+            keys.contacts(account_id),
+            keys.contact_push_tokens(account_id, contact_id),
+        ],
+        [
+            contact_id,
+            repr(time.time()),
+            "create" if create_only else "upsert",
+            json.dumps(_hash_fields(body)),
+            *tokens,
+        ],
+    )
+    return Upsert(int(result))
+
+
+async def get(redis: Redis, account_id: str, contact_id: str) -> Contact | None:
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.contact(account_id, contact_id))
+        pipe.smembers(keys.contact_push_tokens(account_id, contact_id))
+        raw, tokens = await pipe.execute()
+    if not raw:
+        return None
+    return _contact(raw, tokens)
+
+
+def _contact(raw: dict[str, str], tokens: set[str]) -> Contact:
+    return Contact(
+        id=raw["id"],
+        created_at=float(raw["created_at"]),
+        updated_at=float(raw.get("updated_at", raw["created_at"])),
+        phone=raw.get("phone"),
+        email=raw.get("email"),
+        name=raw.get("name"),
+        attributes={
+            name[len(_ATTR) :]: json.loads(value)
+            for name, value in raw.items()
+            if name.startswith(_ATTR)
+        },
+        push_tokens=sorted(tuple(t.split(":", 1)) for t in tokens),  # type: ignore[misc]
+    )
+
+
+async def exists(redis: Redis, account_id: str, contact_id: str) -> bool:
+    return bool(await redis.exists(keys.contact(account_id, contact_id)))
+
+
+async def page(redis: Redis, account_id: str, page: int, limit: int) -> tuple[list[Contact], int]:
+    start = (page - 1) * limit
+    ids = cast(list[str], await redis.zrange(keys.contacts(account_id), start, start + limit - 1))
+    total: int = await redis.zcard(keys.contacts(account_id))
+    async with redis.pipeline(transaction=False) as pipe:
+        for contact_id in ids:
+            pipe.hgetall(keys.contact(account_id, contact_id))
+            pipe.smembers(keys.contact_push_tokens(account_id, contact_id))
+        results = await pipe.execute()
+    contacts = [
+        _contact(raw, tokens)
+        for raw, tokens in zip(results[::2], results[1::2], strict=True)
+        if raw
+    ]
+    return contacts, total
+
+
+async def delete(redis: Redis, account_id: str, contact_id: str) -> bool:
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(keys.contact(account_id, contact_id))
+        pipe.delete(keys.contact_push_tokens(account_id, contact_id))
+        pipe.zrem(keys.contacts(account_id), contact_id)
+        deleted, _, _ = await pipe.execute()
+    return bool(deleted)

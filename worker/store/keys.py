@@ -1,0 +1,95 @@
+"""Every Redis key the service uses, built here and nowhere else.
+
+Per-account data lives under ``dispatch:{account}:…``; the few global indexes
+(API key hashes, webhook routing) under ``dispatch:…`` without an account.
+"""
+
+from __future__ import annotations
+
+PREFIX = "dispatch"
+
+
+# --- global -----------------------------------------------------------------
+
+
+def accounts() -> str:
+    return f"{PREFIX}:accounts"
+
+
+def account(account_id: str) -> str:
+    return f"{PREFIX}:account:{account_id}"
+
+
+def api_key(key_hash: str) -> str:
+    """The key record, found by the SHA-256 of the presented secret."""
+    return f"{PREFIX}:apikey:{key_hash}"
+
+
+def api_key_id(key_id: str) -> str:
+    """key id → key hash, so a key can be listed and revoked by its id."""
+    return f"{PREFIX}:apikey_id:{key_id}"
+
+
+def whatsapp_phone_index(phone_number_id: str) -> str:
+    """phone number id → account, to route an inbound webhook."""
+    return f"{PREFIX}:wa_phone:{phone_number_id}"
+
+
+def whatsapp_verify_index(token_hash: str) -> str:
+    """hash of a webhook verify token → account, for Meta's GET handshake."""
+    return f"{PREFIX}:wa_verify:{token_hash}"
+
+
+def wamid_index(wamid: str) -> str:
+    """provider message id → "account message-id", for status webhooks."""
+    return f"{PREFIX}:wamid:{wamid}"
+
+
+# --- per account --------------------------------------------------------------
+
+
+def account_keys(account_id: str) -> str:
+    return f"{PREFIX}:{account_id}:apikeys"
+
+
+def channel(account_id: str, name: str) -> str:
+    return f"{PREFIX}:{account_id}:channel:{name}"
+
+
+def templates(account_id: str) -> str:
+    return f"{PREFIX}:{account_id}:templates"
+
+
+def template_field(name: str, language: str) -> str:
+    return f"{name}:{language}"
+
+
+def contacts(account_id: str) -> str:
+    """Sorted set of contact ids by creation time (for paging)."""
+    return f"{PREFIX}:{account_id}:contacts"
+
+
+def contact(account_id: str, contact_id: str) -> str:
+    return f"{PREFIX}:{account_id}:contact:{contact_id}"
+
+
+def contact_push_tokens(account_id: str, contact_id: str) -> str:
+    return f"{PREFIX}:{account_id}:contact:{contact_id}:push_tokens"
+
+
+def whatsapp_window(account_id: str, phone: str) -> str:
+    """Exists (with a TTL) while the 24 h customer-service window is open."""
+    return f"{PREFIX}:{account_id}:wa_window:{phone}"
+
+
+def message(account_id: str, message_id: str) -> str:
+    return f"{PREFIX}:{account_id}:msg:{message_id}"
+
+
+def message_attempts(account_id: str, message_id: str) -> str:
+    return f"{PREFIX}:{account_id}:msg:{message_id}:attempts"
+
+
+def message_outcome(account_id: str, message_id: str) -> str:
+    """A list the API BLPOPs on; the worker pushes once the send is final."""
+    return f"{PREFIX}:{account_id}:outcome:{message_id}"

@@ -1,0 +1,161 @@
+"""Message records: what was asked, where it stands, and every attempt made.
+
+The worker writes each attempt's result, the new state and (once final) the
+outcome signal in one MULTI, so a crash never leaves a message half-updated.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, cast
+
+from pydantic import BaseModel, Field
+from redis.asyncio import Redis
+
+from worker.models import Attempt, Channel, MessageStatus
+from worker.store import keys, scripts
+from worker.store.client import fields, get_str, hgetall_str
+
+# The API waits on the outcome list for at most a minute; keep it a little longer.
+_OUTCOME_TTL_S = 300
+
+
+class Message(BaseModel):
+    id: str
+    account: str
+    channel: Channel
+    status: MessageStatus
+    to: str
+    created_at: float
+    updated_at: float
+    contact_id: str | None = None
+    template_name: str | None = None
+    language: str | None = None
+    parameters: list[str] = Field(default_factory=list)
+    text: str | None = None
+    attempts: int = 0
+    provider_message_id: str | None = None
+    error: str | None = None
+    code: str | None = None
+    provider_code: str | None = None
+    # What the provider reported later through status webhooks (sent/delivered/read/failed).
+    delivery_status: str | None = None
+    delivery_status_at: float | None = None
+    delivery_error: str | None = None
+
+
+_JSON_FIELDS = {"parameters"}
+
+
+def _encode(message: Message) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in message.model_dump(mode="json").items():
+        if value is None:
+            continue
+        out[name] = json.dumps(value) if name in _JSON_FIELDS else str(value)
+    return out
+
+
+def _decode(raw: dict[str, str]) -> Message:
+    data: dict[str, Any] = dict(raw)
+    for name in _JSON_FIELDS & data.keys():
+        data[name] = json.loads(data[name])
+    return Message.model_validate(data)
+
+
+async def create(redis: Redis, message: Message, ttl_s: int) -> None:
+    key = keys.message(message.account, message.id)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(key, mapping=fields(_encode(message)))
+        pipe.expire(key, ttl_s)
+        await pipe.execute()
+
+
+async def load(redis: Redis, account_id: str, message_id: str) -> Message | None:
+    raw = await hgetall_str(redis, keys.message(account_id, message_id))
+    return _decode(raw) if raw else None
+
+
+async def load_attempts(redis: Redis, account_id: str, message_id: str) -> list[Attempt]:
+    raw = cast(list[str], await redis.lrange(keys.message_attempts(account_id, message_id), 0, -1))
+    return [Attempt.model_validate_json(item) for item in raw]
+
+
+async def begin_attempt(redis: Redis, account_id: str, message_id: str) -> int:
+    """Count the attempt and mark the message as being sent; returns the attempt number."""
+    key = keys.message(account_id, message_id)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hincrby(key, "attempts", 1)
+        pipe.hset(
+            key, mapping=fields({"status": MessageStatus.SENDING.value, "updated_at": time.time()})
+        )
+        number, _ = await pipe.execute()
+    return int(number)
+
+
+async def finish_attempt(
+    redis: Redis, message: Message, attempt: Attempt, status: MessageStatus, ttl_s: int
+) -> None:
+    """Record an attempt and the state it leaves the message in, in one transaction."""
+    key = keys.message(message.account, message.id)
+    attempts_key = keys.message_attempts(message.account, message.id)
+    values: dict[str, str | float] = {"status": status.value, "updated_at": attempt.at}
+    cleared: list[str] = []
+    if attempt.outcome == "sent":
+        assert attempt.provider_message_id
+        values["provider_message_id"] = attempt.provider_message_id
+        cleared = ["error", "code", "provider_code"]
+    else:
+        values["error"] = attempt.error or ""
+        values["code"] = attempt.code or ""
+        if attempt.provider_code:
+            values["provider_code"] = attempt.provider_code
+        else:
+            cleared = ["provider_code"]
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(key, mapping=fields(values))
+        if cleared:
+            pipe.hdel(key, *cleared)
+        pipe.rpush(attempts_key, attempt.model_dump_json(exclude_none=True))
+        pipe.expire(attempts_key, ttl_s)
+        if attempt.provider_message_id and message.channel is Channel.WHATSAPP:
+            pipe.set(
+                keys.wamid_index(attempt.provider_message_id),
+                f"{message.account} {message.id}",
+                ex=ttl_s,
+            )
+        if status.is_final:
+            outcome = keys.message_outcome(message.account, message.id)
+            pipe.rpush(outcome, status.value)
+            pipe.expire(outcome, _OUTCOME_TTL_S)
+        await pipe.execute()
+
+
+async def wait_final(redis: Redis, account_id: str, message_id: str, timeout_s: float) -> bool:
+    """Block until the worker signals a final state, or the timeout passes."""
+    if timeout_s <= 0:
+        return False
+    popped = await redis.blpop([keys.message_outcome(account_id, message_id)], timeout=timeout_s)
+    return popped is not None
+
+
+async def find_by_provider_id(redis: Redis, provider_message_id: str) -> tuple[str, str] | None:
+    """(account, message id) of the message the provider knows by this id."""
+    raw = await get_str(redis, keys.wamid_index(provider_message_id))
+    if not raw:
+        return None
+    account, _, message_id = raw.partition(" ")
+    return account, message_id
+
+
+async def apply_delivery_status(
+    redis: Redis, account_id: str, message_id: str, status: str, at: float, error: str = ""
+) -> bool:
+    applied = await scripts.run(
+        redis,
+        "delivery_status",
+        [keys.message(account_id, message_id)],
+        [status, repr(at), error],
+    )
+    return bool(applied)

@@ -1,0 +1,28 @@
+"""Lua scripts shipped with the package, run by SHA (sent in full only once per server)."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+
+@cache
+def source(name: str) -> str:
+    return (resources.files("worker.store") / "lua" / f"{name}.lua").read_text()
+
+
+@cache
+def _sha(name: str) -> str:
+    return hashlib.sha1(source(name).encode(), usedforsecurity=False).hexdigest()
+
+
+async def run(redis: Redis, name: str, keys: list[str], args: list[Any]) -> Any:
+    try:
+        return await redis.evalsha(_sha(name), len(keys), *keys, *args)
+    except NoScriptError:
+        return await redis.eval(source(name), len(keys), *keys, *args)

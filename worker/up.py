@@ -1,0 +1,112 @@
+"""``dispatch up``: the whole stack in the foreground, stopped together on Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+from rich.console import Console
+from rich.panel import Panel
+
+from worker import demo
+from worker.config import Settings, child_environment
+from worker.processes import EmbeddedValkey, ProcessError, Supervisor, port_free
+from worker.provisioning import redis_session
+
+# Children run as `python -m worker.cli …`; stale ones are recognised by this.
+CHILD_MARK = "worker.cli"
+
+
+def _child(*args: str) -> list[str]:
+    return [sys.executable, "-m", CHILD_MARK, *args]
+
+
+def _wait_worker(settings: Settings, timeout_s: float) -> None:
+    from worker.celery_app import create_celery
+
+    celery = create_celery(settings)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if celery.control.ping(timeout=0.5):
+                return
+        raise ProcessError(f"no worker answered within {timeout_s:.0f}s")
+    finally:
+        celery.close()
+
+
+async def _provision(settings: Settings) -> str:
+    async with redis_session(settings) as redis:
+        return await demo.provision(redis, settings)
+
+
+def run(settings: Settings, *, with_demo: bool, console: Console) -> int:
+    started = time.monotonic()
+    supervisor = Supervisor(settings.data_dir / "run", console)
+    stale = supervisor.stop_stale(CHILD_MARK)
+    if stale:
+        console.print(f"[yellow]stopped processes left by an earlier run:[/] {', '.join(stale)}")
+    ports = [(settings.api_host, settings.api_port, "DISPATCH_API_PORT")]
+    if with_demo:
+        ports.append((settings.sim_host, settings.sim_port, "DISPATCH_SIM_PORT"))
+    for host, port, env_name in ports:
+        if not port_free(host, port):
+            console.print(
+                f"[red]port {port} on {host} is in use[/]: stop what holds it or set {env_name}"
+            )
+            return 2
+
+    valkey: EmbeddedValkey | None = None
+    overrides: dict[str, str] = {}
+    if settings.uses_embedded_redis:
+        valkey = EmbeddedValkey(settings.data_dir, settings.embedded_redis_port)
+        console.print(f"starting embedded Valkey on {valkey.url} (data in {settings.data_dir}/)")
+        valkey.start()
+        overrides["redis_url"] = valkey.url
+        settings = settings.model_copy(update={"redis_url": valkey.url})
+    env = child_environment(**overrides)
+    code = 0
+    try:
+        if with_demo:
+            supervisor.spawn("sim", _child("sim"), env)
+            demo.wait_http(f"{settings.sim_base_url}/_sim/health", 30, "the simulator")
+        supervisor.spawn("worker", _child("worker"), env)
+        supervisor.spawn("api", _child("api"), env)
+        demo.wait_http(f"{settings.api_base_url}/healthz", 30, "the API")
+        _wait_worker(settings, 60)
+        if with_demo:
+            key = asyncio.run(_provision(settings))
+            console.print(
+                Panel(
+                    demo.curl_example(settings, key),
+                    title="the spec's example, against this stack",
+                    subtitle=f"key saved in {demo.demo_env_path(settings)}",
+                )
+            )
+            demo.send_example(settings, key, console)
+        console.print(
+            f"[bold green]ready[/] in {time.monotonic() - started:.1f}s: API on "
+            f"{settings.api_base_url}"
+            + (f", simulator on {settings.sim_base_url}" if with_demo else "")
+            + " — Ctrl-C stops everything"
+        )
+        dead = supervisor.wait()
+        if dead is not None:
+            console.print(
+                f"[red]{dead.name} exited with code {dead.process.returncode}[/]; "
+                "stopping everything"
+            )
+            code = 1
+    except (ProcessError, RuntimeError) as exc:
+        console.print(f"[red]could not start:[/] {exc}")
+        code = 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.print("stopping…")
+        supervisor.stop_all()
+        if valkey is not None:
+            valkey.stop()
+        console.print("stopped")
+    return code
