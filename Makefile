@@ -22,12 +22,12 @@ up: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check worker tasks
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff check --fix .
-	$(BIN)/ruff format worker tasks
+	$(BIN)/ruff format .
 
 test: lint
 	$(BIN)/pytest

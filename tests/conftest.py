@@ -54,9 +54,10 @@ def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedValkey]
 
 @pytest.fixture(scope="session")
 def settings(valkey: EmbeddedValkey) -> Settings:
-    return Settings(redis_url=valkey.url, **{
-        k.removeprefix("DISPATCH_").lower(): v for k, v in TEST_ENV.items()
-    })
+    return Settings(
+        redis_url=valkey.url,
+        **{k.removeprefix("DISPATCH_").lower(): v for k, v in TEST_ENV.items()},
+    )
 
 
 @pytest.fixture(scope="session")
@@ -71,8 +72,10 @@ def service_env(valkey: EmbeddedValkey) -> dict[str, str]:
 def sim_url(service_env: dict[str, str], logs_dir: Path) -> Iterator[str]:
     port = free_port()
     service = Service(
-        "sim", [sys.executable, "-m", "worker.cli", "sim", "--port", str(port)],
-        service_env, logs_dir / "sim.log",
+        "sim",
+        [sys.executable, "-m", "worker.cli", "sim", "--port", str(port)],
+        service_env,
+        logs_dir / "sim.log",
     )
     url = f"http://127.0.0.1:{port}"
     wait_until(_http_ok(f"{url}/_sim/health", service), 30, "the simulator")
@@ -95,8 +98,10 @@ def worker_service(
     service_env: dict[str, str], logs_dir: Path, valkey: EmbeddedValkey
 ) -> Iterator[Service]:
     service = Service(
-        "worker", [sys.executable, "-m", "worker.cli", "worker", "--concurrency", "2"],
-        service_env, logs_dir / "worker.log",
+        "worker",
+        [sys.executable, "-m", "worker.cli", "worker", "--concurrency", "2"],
+        service_env,
+        logs_dir / "worker.log",
     )
     client = redis.Redis.from_url(valkey.url)
 
@@ -115,8 +120,10 @@ def api_service(
     service_env: dict[str, str], logs_dir: Path, api_port: int, api_url: str
 ) -> Iterator[Service]:
     service = Service(
-        "api", [sys.executable, "-m", "worker.cli", "api", "--port", str(api_port)],
-        service_env, logs_dir / "api.log",
+        "api",
+        [sys.executable, "-m", "worker.cli", "api", "--port", str(api_port)],
+        service_env,
+        logs_dir / "api.log",
     )
     wait_until(_http_ok(f"{api_url}/healthz", service), 30, "the API")
     yield service
@@ -124,8 +131,6 @@ def api_service(
 
 
 @pytest.fixture(scope="session")
-def stack(
-    sim_url: str, api_service: Service, worker_service: Service
-) -> dict[str, Any]:
+def stack(sim_url: str, api_service: Service, worker_service: Service) -> dict[str, Any]:
     """The whole service running: simulator, API and worker on one Valkey."""
     return {"sim": sim_url, "api": api_service, "worker": worker_service}

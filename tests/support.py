@@ -22,8 +22,12 @@ class Service:
         self.log = log
         self._log_file = log.open("wb")
         self.process = subprocess.Popen(
-            argv, env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            argv,
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
     def tail(self, lines: int = 40) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, TypeVar
@@ -46,7 +47,9 @@ app.add_typer(channels_app, name="channels")
 channels_app.add_typer(whatsapp_app, name="whatsapp")
 app.add_typer(templates_app, name="templates")
 
-console = Console()
+# Piped output (grep, scripts) gets wide lines instead of rich's 80-column default,
+# so ids in tables are never cut.
+console = Console() if sys.stdout.isatty() else Console(width=200)
 err = Console(stderr=True)
 
 AccountOpt = Annotated[str, typer.Option("--account", "-a", help="Account name.")]

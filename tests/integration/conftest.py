@@ -20,11 +20,18 @@ from worker.store import accounts, contacts
 _numbers = itertools.count(1)
 
 TEMPLATES: list[dict[str, Any]] = [
-    {"name": "order_confirmation", "language": "en",
-     "body_text": "Your order {{1}} is confirmed. Total: {{2}}."},
+    {
+        "name": "order_confirmation",
+        "language": "en",
+        "body_text": "Your order {{1}} is confirmed. Total: {{2}}.",
+    },
     {"name": "shipping_update", "language": "en", "body_text": "Order {{1}} has shipped."},
-    {"name": "welcome", "language": "en_US", "category": "MARKETING",
-     "body_text": "Welcome aboard!"},
+    {
+        "name": "welcome",
+        "language": "en_US",
+        "category": "MARKETING",
+        "body_text": "Welcome aboard!",
+    },
     {"name": "spring_sale", "language": "en", "status": "PAUSED", "body_text": "Sale {{1}}"},
 ]
 
@@ -60,7 +67,8 @@ class Tenant:
     def send(self, body: Any, key: str | None = None, **headers: str) -> httpx.Response:
         return self.http.post(
             f"{self.api_url}/api/v1/channels/whatsapp/send",
-            json=body, headers={**self.auth(key), **headers},
+            json=body,
+            headers={**self.auth(key), **headers},
         )
 
     def get(self, path: str, key: str | None = None) -> httpx.Response:
@@ -70,7 +78,8 @@ class Tenant:
         """What the simulator received for this account's phone number."""
         body = self.http.get(f"{self.sim_url}/_sim/requests", params={"channel": "whatsapp"}).json()
         return [
-            r for r in body["requests"]
+            r
+            for r in body["requests"]
             if r.get("phone_number_id") == self.phone_number_id and r["method"] == "POST"
         ]
 
@@ -114,7 +123,9 @@ def make_tenant(
     http.put(
         f"{sim_url}/_sim/whatsapp/numbers/{phone_number_id}",
         json={
-            "waba_id": waba_id, "access_token": access_token, "app_secret": app_secret,
+            "waba_id": waba_id,
+            "access_token": access_token,
+            "app_secret": app_secret,
             "webhook_url": f"{api_url}/webhooks/whatsapp",
         },
     ).raise_for_status()
@@ -127,9 +138,15 @@ def make_tenant(
         await accounts.create_account(redis, name)
         if whatsapp:
             await configure_whatsapp(
-                redis, settings, name, phone_number_id=phone_number_id, waba_id=waba_id,
-                access_token=access_token, app_secret=app_secret,
-                verify_token=f"verify-{name}", base_url=sim_url,
+                redis,
+                settings,
+                name,
+                phone_number_id=phone_number_id,
+                waba_id=waba_id,
+                access_token=access_token,
+                app_secret=app_secret,
+                verify_token=f"verify-{name}",
+                base_url=sim_url,
             )
             await sync_templates(redis, settings, name)
         await contacts.upsert(
@@ -139,8 +156,18 @@ def make_tenant(
         return secret
 
     key = run_async(provision, settings)
-    return Tenant(name, key, phone_number_id, waba_id, access_token, app_secret,
-                  api_url, sim_url, settings, http)
+    return Tenant(
+        name,
+        key,
+        phone_number_id,
+        waba_id,
+        access_token,
+        app_secret,
+        api_url,
+        sim_url,
+        settings,
+        http,
+    )
 
 
 @pytest.fixture

@@ -61,13 +61,15 @@ def test_spec_example_is_sent_once_with_the_graph_api_shape(tenant: Tenant) -> N
         "template": {
             "name": "order_confirmation",
             "language": {"code": "en"},
-            "components": [{
-                "type": "body",
-                "parameters": [
-                    {"type": "text", "text": "ORD-98765"},
-                    {"type": "text", "text": "$49.99"},
-                ],
-            }],
+            "components": [
+                {
+                    "type": "body",
+                    "parameters": [
+                        {"type": "text", "text": "ORD-98765"},
+                        {"type": "text", "text": "$49.99"},
+                    ],
+                }
+            ],
         },
     }
 
@@ -239,8 +241,9 @@ def test_wrong_parameter_count_is_422_with_the_expected_count(tenant: Tenant, co
 
 
 def test_paused_template_is_422(tenant: Tenant) -> None:
-    response = tenant.send(_spec_body(template_name="spring_sale",
-                                      parameters=[{"type": "text", "text": "x"}]))
+    response = tenant.send(
+        _spec_body(template_name="spring_sale", parameters=[{"type": "text", "text": "x"}])
+    )
     assert response.status_code == 422
     assert response.json()["code"] == "template_not_approved"
     _assert_nothing_sent(tenant)
@@ -272,16 +275,37 @@ def test_free_form_is_sent_after_a_signed_inbound_webhook(tenant: Tenant) -> Non
 
 
 def _inbound_payload(tenant: Tenant, sender: str) -> bytes:
-    return json.dumps({
-        "object": "whatsapp_business_account",
-        "entry": [{"id": tenant.waba_id, "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550000000",
-                         "phone_number_id": tenant.phone_number_id},
-            "messages": [{"from": sender, "id": "wamid.in1", "timestamp": str(int(time.time())),
-                          "type": "text", "text": {"body": "hi"}}],
-        }}]}],
-    }).encode()
+    return json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": tenant.waba_id,
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {
+                                    "display_phone_number": "15550000000",
+                                    "phone_number_id": tenant.phone_number_id,
+                                },
+                                "messages": [
+                                    {
+                                        "from": sender,
+                                        "id": "wamid.in1",
+                                        "timestamp": str(int(time.time())),
+                                        "type": "text",
+                                        "text": {"body": "hi"},
+                                    }
+                                ],
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+    ).encode()
 
 
 @pytest.mark.parametrize("signature", [None, "sha256=" + "0" * 64, "wrong-secret"])
@@ -295,8 +319,7 @@ def test_webhook_with_bad_signature_is_rejected_and_opens_nothing(
     if signature:
         headers["X-Hub-Signature-256"] = signature
 
-    response = tenant.http.post(f"{tenant.api_url}/webhooks/whatsapp", content=raw,
-                                headers=headers)
+    response = tenant.http.post(f"{tenant.api_url}/webhooks/whatsapp", content=raw, headers=headers)
 
     assert response.status_code == 401
     assert response.json()["code"] == "invalid_signature"
@@ -309,7 +332,8 @@ def test_webhook_signed_with_the_app_secret_opens_the_window(tenant: Tenant) -> 
     raw = _inbound_payload(tenant, "14155552671")
     signature = "sha256=" + hmac.new(tenant.app_secret.encode(), raw, hashlib.sha256).hexdigest()
     response = tenant.http.post(
-        f"{tenant.api_url}/webhooks/whatsapp", content=raw,
+        f"{tenant.api_url}/webhooks/whatsapp",
+        content=raw,
         headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature},
     )
     assert response.status_code == 200
@@ -328,13 +352,19 @@ def test_webhook_signed_with_the_app_secret_opens_the_window(tenant: Tenant) -> 
 
 def test_webhook_verification_handshake(tenant: Tenant) -> None:
     url = f"{tenant.api_url}/webhooks/whatsapp"
-    ok = tenant.http.get(url, params={"hub.mode": "subscribe",
-                                      "hub.verify_token": f"verify-{tenant.name}",
-                                      "hub.challenge": "1158201444"})
+    ok = tenant.http.get(
+        url,
+        params={
+            "hub.mode": "subscribe",
+            "hub.verify_token": f"verify-{tenant.name}",
+            "hub.challenge": "1158201444",
+        },
+    )
     assert ok.status_code == 200
     assert ok.text == "1158201444"
-    bad = tenant.http.get(url, params={"hub.mode": "subscribe", "hub.verify_token": "guess",
-                                       "hub.challenge": "1"})
+    bad = tenant.http.get(
+        url, params={"hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "1"}
+    )
     assert bad.status_code == 403
 
 
@@ -449,7 +479,8 @@ def test_send_still_pending_after_the_wait_budget_is_202_queued(tenant: Tenant) 
     message_id = response.json()["id"]
     wait_until(
         lambda: tenant.get(f"/api/v1/messages/{message_id}").json()["status"] == "sent",
-        10, "the delayed send",
+        10,
+        "the delayed send",
     )
 
 
@@ -458,7 +489,8 @@ def test_another_accounts_key_cannot_read_or_send_to_this_accounts_contacts(
 ) -> None:
     tenant.http.patch(
         f"{tenant.api_url}/api/v1/contacts/cct_private",
-        json={"phone": "+14155552671", "name": "Private"}, headers=tenant.auth(),
+        json={"phone": "+14155552671", "name": "Private"},
+        headers=tenant.auth(),
     ).raise_for_status()
     sent = tenant.send(SPEC_BODY).json()
 
@@ -482,17 +514,37 @@ def test_status_webhooks_record_delivery(tenant: Tenant) -> None:
     wamid = sent["message_id"]
 
     def post_status(status: str) -> httpx.Response:
-        raw = json.dumps({"object": "whatsapp_business_account", "entry": [{
-            "id": tenant.waba_id, "changes": [{"field": "messages", "value": {
-                "messaging_product": "whatsapp",
-                "metadata": {"phone_number_id": tenant.phone_number_id},
-                "statuses": [{"id": wamid, "status": status,
-                              "timestamp": str(int(time.time())),
-                              "recipient_id": "919876543210"}],
-            }}]}]}).encode()
+        raw = json.dumps(
+            {
+                "object": "whatsapp_business_account",
+                "entry": [
+                    {
+                        "id": tenant.waba_id,
+                        "changes": [
+                            {
+                                "field": "messages",
+                                "value": {
+                                    "messaging_product": "whatsapp",
+                                    "metadata": {"phone_number_id": tenant.phone_number_id},
+                                    "statuses": [
+                                        {
+                                            "id": wamid,
+                                            "status": status,
+                                            "timestamp": str(int(time.time())),
+                                            "recipient_id": "919876543210",
+                                        }
+                                    ],
+                                },
+                            }
+                        ],
+                    }
+                ],
+            }
+        ).encode()
         sig = "sha256=" + hmac.new(tenant.app_secret.encode(), raw, hashlib.sha256).hexdigest()
-        return tenant.http.post(f"{tenant.api_url}/webhooks/whatsapp", content=raw,
-                                headers={"X-Hub-Signature-256": sig})
+        return tenant.http.post(
+            f"{tenant.api_url}/webhooks/whatsapp", content=raw, headers={"X-Hub-Signature-256": sig}
+        )
 
     assert post_status("delivered").json()["statuses"] == 1
     # Out of order: a late "sent" does not move the message back.

@@ -1,0 +1,204 @@
+"""The send algorithm without Celery: real Valkey, the network swapped by httpx.MockTransport."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from worker.config import Settings
+from worker.delivery.context import DeliveryContext
+from worker.delivery.retry import RetryPolicy
+from worker.delivery.whatsapp import send_whatsapp
+from worker.ids import new_id
+from worker.models import Channel, MessageStatus
+from worker.providers.whatsapp import WhatsAppClient
+from worker.provisioning import configure_whatsapp
+from worker.store import accounts, keys, messages
+from worker.store.client import create_redis
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class Graph:
+    """A scripted Graph API: answers in order, and remembers every request."""
+
+    def __init__(self, *answers: httpx.Response) -> None:
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.answers.pop(0)
+
+
+def ok(wamid: str = "wamid.TEST1") -> httpx.Response:
+    return httpx.Response(200, json={"messaging_product": "whatsapp", "messages": [{"id": wamid}]})
+
+
+def graph_error(code: int, status: int = 400, **headers: str) -> httpx.Response:
+    return httpx.Response(
+        status, json={"error": {"message": f"(#{code}) no", "code": code}}, headers=headers
+    )
+
+
+@pytest.fixture
+def run(settings: Settings) -> Iterator[Callable[..., Any]]:
+    loop = asyncio.new_event_loop()
+    yield loop.run_until_complete
+    loop.close()
+
+
+async def _setup(
+    settings: Settings, graph: Graph, max_attempts: int = 3
+) -> tuple[DeliveryContext, str, str]:
+    redis: Redis = create_redis(settings)
+    account = new_id("acc").lower().replace("_", "-")
+    await accounts.create_account(redis, account)
+    await configure_whatsapp(
+        redis,
+        settings,
+        account,
+        phone_number_id="123",
+        waba_id="456",
+        access_token="EAAsecret",
+        base_url="https://graph.test",
+    )
+    http = httpx.AsyncClient(transport=httpx.MockTransport(graph))
+    ctx = DeliveryContext(
+        redis=redis,
+        whatsapp=WhatsAppClient(http),
+        whatsapp_retry=RetryPolicy(max_attempts=max_attempts, base_delay_s=1, max_delay_s=4),
+        message_ttl_s=3600,
+    )
+    now = time.time()
+    message = messages.Message(
+        id=new_id("msg"),
+        account=account,
+        channel=Channel.WHATSAPP,
+        status=MessageStatus.QUEUED,
+        to="+14155552671",
+        template_name="order_confirmation",
+        language="en",
+        parameters=["A-1", "$5"],
+        created_at=now,
+        updated_at=now,
+    )
+    await messages.create(redis, message, 3600)
+    return ctx, account, message.id
+
+
+def test_a_sent_message_records_the_wamid_and_signals_the_outcome(
+    settings: Settings, run: Callable[..., Any]
+) -> None:
+    graph = Graph(ok("wamid.ABC"))
+
+    async def scenario() -> None:
+        ctx, account, message_id = await _setup(settings, graph)
+        outcome = await send_whatsapp(ctx, account, message_id)
+        assert outcome.status is MessageStatus.SENT
+        assert outcome.retry_in_s is None
+        stored = await messages.load(ctx.redis, account, message_id)
+        assert stored is not None
+        assert stored.status is MessageStatus.SENT
+        assert stored.provider_message_id == "wamid.ABC"
+        assert await ctx.redis.lrange(keys.message_outcome(account, message_id), 0, -1) == ["sent"]
+        [attempt] = await messages.load_attempts(ctx.redis, account, message_id)
+        assert attempt.outcome == "sent"
+
+    run(scenario())
+    [request] = graph.requests
+    assert request.url == "https://graph.test/v21.0/123/messages"
+    assert request.headers["authorization"] == "Bearer EAAsecret"
+    body = json.loads(request.content)
+    assert body["to"] == "14155552671"
+    assert body["template"]["components"][0]["parameters"][1] == {"type": "text", "text": "$5"}
+
+
+def test_a_retryable_error_leaves_the_message_retrying_without_an_outcome(
+    settings: Settings, run: Callable[..., Any]
+) -> None:
+    graph = Graph(graph_error(130429, 429, **{"Retry-After": "3"}))
+
+    async def scenario() -> None:
+        ctx, account, message_id = await _setup(settings, graph)
+        outcome = await send_whatsapp(ctx, account, message_id)
+        assert outcome.status is MessageStatus.RETRYING
+        assert outcome.retry_in_s is not None
+        assert outcome.retry_in_s >= 3.0
+        stored = await messages.load(ctx.redis, account, message_id)
+        assert stored is not None
+        assert stored.status is MessageStatus.RETRYING
+        assert stored.code == "rate_limited"
+        assert await ctx.redis.exists(keys.message_outcome(account, message_id)) == 0
+
+    run(scenario())
+
+
+def test_the_last_allowed_attempt_fails_for_good(
+    settings: Settings, run: Callable[..., Any]
+) -> None:
+    graph = Graph(graph_error(131000, 500), graph_error(131000, 500))
+
+    async def scenario() -> None:
+        ctx, account, message_id = await _setup(settings, graph, max_attempts=2)
+        first = await send_whatsapp(ctx, account, message_id)
+        second = await send_whatsapp(ctx, account, message_id)
+        assert first.status is MessageStatus.RETRYING
+        assert second.status is MessageStatus.FAILED
+        assert second.retry_in_s is None
+        attempts = await messages.load_attempts(ctx.redis, account, message_id)
+        assert [a.outcome for a in attempts] == ["retry", "failed"]
+
+    run(scenario())
+
+
+def test_a_permanent_error_is_not_retried(settings: Settings, run: Callable[..., Any]) -> None:
+    graph = Graph(graph_error(131026))
+
+    async def scenario() -> None:
+        ctx, account, message_id = await _setup(settings, graph)
+        outcome = await send_whatsapp(ctx, account, message_id)
+        assert outcome == type(outcome)(MessageStatus.FAILED, None)
+        stored = await messages.load(ctx.redis, account, message_id)
+        assert stored is not None
+        assert (stored.code, stored.provider_code) == ("recipient_undeliverable", "131026")
+
+    run(scenario())
+
+
+def test_a_redelivered_job_for_a_sent_message_does_not_send_again(
+    settings: Settings, run: Callable[..., Any]
+) -> None:
+    graph = Graph(ok())
+
+    async def scenario() -> None:
+        ctx, account, message_id = await _setup(settings, graph)
+        await send_whatsapp(ctx, account, message_id)
+        again = await send_whatsapp(ctx, account, message_id)
+        assert again.status is MessageStatus.SENT
+
+    run(scenario())
+    assert len(graph.requests) == 1
+
+
+def test_a_transport_timeout_is_retryable(settings: Settings, run: Callable[..., Any]) -> None:
+    def hang(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    async def scenario() -> None:
+        ctx, account, message_id = await _setup(settings, Graph())
+        ctx.whatsapp = WhatsAppClient(httpx.AsyncClient(transport=httpx.MockTransport(hang)))
+        outcome = await send_whatsapp(ctx, account, message_id)
+        assert outcome.status is MessageStatus.RETRYING
+        stored = await messages.load(ctx.redis, account, message_id)
+        assert stored is not None
+        assert stored.code == "provider_timeout"
+
+    run(scenario())
