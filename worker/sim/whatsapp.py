@@ -214,6 +214,9 @@ class WhatsAppSim:
         self.inbound: dict[tuple[str, str], float] = {}
         self.router = self._build_router()
         self._tasks: set[asyncio.Task[None]] = set()
+        # One client for every webhook: building one costs milliseconds of CPU (its TLS
+        # context), which would stall the simulator's loop and skew every latency.
+        self._webhook_client: httpx.AsyncClient | None = None
 
     # --- the Graph API ------------------------------------------------------
 
@@ -400,8 +403,9 @@ class WhatsAppSim:
         headers = {"Content-Type": "application/json"}
         if number.app_secret:
             headers["X-Hub-Signature-256"] = _sign(number.app_secret, raw)
-        async with httpx.AsyncClient(timeout=10) as client:
-            response = await client.post(number.webhook_url, content=raw, headers=headers)
+        if self._webhook_client is None:
+            self._webhook_client = httpx.AsyncClient(timeout=10)
+        response = await self._webhook_client.post(number.webhook_url, content=raw, headers=headers)
         return response.status_code
 
     @staticmethod
