@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from rich.console import Console
+from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from worker.demo import SPEC_BODY
@@ -116,14 +118,11 @@ def main() -> None:
         "max_ms": round(max(latencies), 1),
         "sends_per_s": round(args.sends / wall_s, 1),
     }
-    print(
-        f"{'sends':>8} {'conc':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'/s':>7}"
-    )
-    print(
-        f"{result['sends']:>8} {result['concurrency']:>5} {result['p50_ms']:>8} "
-        f"{result['p90_ms']:>8} {result['p99_ms']:>8} {result['max_ms']:>8} "
-        f"{result['sends_per_s']:>7}"
-    )
+    table = Table(title="synchronous WhatsApp send over the simulator")
+    for name in result:
+        table.add_column(name, justify="right")
+    table.add_row(*(str(v) for v in result.values()))
+    Console().print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {args.out}", file=sys.stderr)

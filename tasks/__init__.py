@@ -10,11 +10,12 @@ from typing import Any
 
 from celery.signals import worker_process_init, worker_process_shutdown
 
-from worker import runtime
+from worker import logs, runtime
 
 
 @worker_process_init.connect
 def _start_runtime(**_: Any) -> None:
+    logs.quiet_libraries()
     runtime.start()
 
 

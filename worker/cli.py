@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -15,9 +14,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from rich.console import Console
 from rich.table import Table
 
+from worker import logs
 from worker.config import Settings, get_settings
 from worker.errors import DeliveryError
-from worker.masking import mask_token
+from worker.masking import mask_phone, mask_token
 from worker.models import Scope
 from worker.provisioning import (
     ChannelNotConfiguredError,
@@ -25,7 +25,7 @@ from worker.provisioning import (
     redis_session,
     sync_templates,
 )
-from worker.store import accounts, channels, templates
+from worker.store import accounts, channels, messages, templates
 
 T = TypeVar("T")
 
@@ -41,11 +41,13 @@ keys_app = typer.Typer(help="API keys (msk_…) and their scopes.", no_args_is_h
 channels_app = typer.Typer(help="Provider credentials per account.", no_args_is_help=True)
 whatsapp_app = typer.Typer(help="WhatsApp Business Cloud API.", no_args_is_help=True)
 templates_app = typer.Typer(help="WhatsApp message templates.", no_args_is_help=True)
+messages_app = typer.Typer(help="Sends and what happened to them.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(channels_app, name="channels")
 channels_app.add_typer(whatsapp_app, name="whatsapp")
 app.add_typer(templates_app, name="templates")
+app.add_typer(messages_app, name="messages")
 
 # Piped output (grep, scripts) gets wide lines instead of rich's 80-column default,
 # so ids in tables are never cut.
@@ -56,16 +58,14 @@ AccountOpt = Annotated[str, typer.Option("--account", "-a", help="Account name."
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.log_level)
 
 
-def _when(ts: float | None) -> str:
+def _when(ts: float | None, *, ms: bool = False) -> str:
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    text = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return (text[:-3] if ms else text[:-7]) + "Z"
 
 
 def _with_redis(action: Callable[[Redis, Settings], Awaitable[T]]) -> T:
@@ -104,8 +104,9 @@ def up(
         ),
     ] = False,
 ) -> None:
-    """Start everything in the foreground: embedded Valkey (unless DISPATCH_REDIS_URL is set),
-    a worker and the API. Ctrl-C stops every process it started."""
+    """Start everything in the foreground; Ctrl-C stops every process it started.
+
+    Embedded Valkey (unless DISPATCH_REDIS_URL is set), one worker and the API."""
     from worker import up as up_module
 
     settings = get_settings()
@@ -402,6 +403,51 @@ def templates_list(account: AccountOpt) -> None:
         return table
 
     console.print(_with_redis(action))
+
+
+@messages_app.command("show")
+def messages_show(
+    account: AccountOpt,
+    message_id: Annotated[str, typer.Argument(help="The send's id (msg_…).")],
+) -> None:
+    """Show a send: its state, the provider's id and status, and every attempt."""
+
+    async def action(redis: Redis, _: Settings) -> None:
+        await accounts.require_account(redis, account)
+        message = await messages.load(redis, account, message_id)
+        if message is None:
+            err.print(f"[red]no message {message_id} for {account}[/]")
+            raise typer.Exit(1)
+        summary = Table("field", "value", show_header=False)
+        summary.add_row("status", message.status.value)
+        summary.add_row("to", mask_phone(message.to))
+        summary.add_row(
+            "template",
+            f"{message.template_name} ({message.language})"
+            if message.template_name
+            else "free-form text",
+        )
+        summary.add_row("provider id", message.provider_message_id or "-")
+        summary.add_row("delivery status", message.delivery_status or "-")
+        summary.add_row("error", f"{message.error} ({message.code})" if message.error else "-")
+        summary.add_row("created", _when(message.created_at))
+        console.print(summary)
+        attempts = Table("#", "at", "outcome", "latency ms", "code", "detail")
+        for a in await messages.load_attempts(redis, account, message_id):
+            detail = a.provider_message_id or a.error or ""
+            if a.retry_in_s is not None:
+                detail += f" (retry in {a.retry_in_s:.1f}s)"
+            attempts.add_row(
+                str(a.attempt),
+                _when(a.at),
+                a.outcome,
+                f"{a.latency_ms:.0f}" if a.latency_ms is not None else "-",
+                a.provider_code or a.code or "",
+                detail,
+            )
+        console.print(attempts)
+
+    _with_redis(action)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -58,9 +58,6 @@ class Settings(BaseSettings):
     sim_port: int = 8100
 
     log_level: str = "INFO"
-
-    # Only used by `dispatch up --demo` and tests to reach a running API.
-    api_key: SecretStr | None = None
 
     @property
     def effective_redis_url(self) -> str:

@@ -117,6 +117,11 @@ def test_account_key_channel_templates_lifecycle(
         timeout=30,
     )
     assert sent.status_code == 200, sent.text
+    shown = dispatch(env, "messages", "show", "--account", account_name, sent.json()["id"])
+    assert shown.returncode == 0, shown.stderr
+    assert sent.json()["message_id"] in shown.stdout
+    assert "+91******3210" in shown.stdout
+    assert "+919876543210" not in shown.stdout
 
     # A contacts-only key, listed without its secret, then revoked.
     made = dispatch(env, "keys", "create", "--account", account_name, "--scope", "contacts")

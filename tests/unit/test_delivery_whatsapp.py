@@ -52,7 +52,17 @@ def graph_error(code: int, status: int = 400, **headers: str) -> httpx.Response:
 def run(settings: Settings) -> Iterator[Callable[..., Any]]:
     loop = asyncio.new_event_loop()
     yield loop.run_until_complete
+    loop.run_until_complete(_close_all())
     loop.close()
+
+
+_opened: list[DeliveryContext] = []
+
+
+async def _close_all() -> None:
+    while _opened:
+        ctx = _opened.pop()
+        await ctx.redis.aclose()
 
 
 async def _setup(
@@ -77,6 +87,7 @@ async def _setup(
         whatsapp_retry=RetryPolicy(max_attempts=max_attempts, base_delay_s=1, max_delay_s=4),
         message_ttl_s=3600,
     )
+    _opened.append(ctx)
     now = time.time()
     message = messages.Message(
         id=new_id("msg"),

@@ -25,7 +25,8 @@ def create_redis(settings: Settings, *, max_connections: int | None = None) -> R
         socket_timeout=max(settings.redis_socket_timeout_s, settings.send_wait_s + 5),
         health_check_interval=30,
     )
-    return Redis(connection_pool=pool)
+    # from_pool: the client owns the pool, so aclose() also closes its connections.
+    return Redis.from_pool(pool)
 
 
 # The client decodes responses, so every reply is a str; redis-py types them as
