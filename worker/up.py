@@ -7,7 +7,6 @@ import sys
 import time
 
 from rich.console import Console
-from rich.panel import Panel
 
 from worker import demo
 from worker.config import Settings, child_environment
@@ -77,13 +76,12 @@ def run(settings: Settings, *, with_demo: bool, console: Console) -> int:
         _wait_worker(settings, 60)
         if with_demo:
             key = asyncio.run(_provision(settings))
+            # Plain text, no box: the command is meant to be copied and pasted.
+            console.rule("the spec's example, against this stack")
             console.print(
-                Panel(
-                    demo.curl_example(settings, key),
-                    title="the spec's example, against this stack",
-                    subtitle=f"key saved in {demo.demo_env_path(settings)}",
-                )
+                demo.curl_example(settings, key), soft_wrap=True, highlight=False, markup=False
             )
+            console.rule(f"key saved in {demo.demo_env_path(settings)}")
             demo.send_example(settings, key, console)
         console.print(
             f"[bold green]ready[/] in {time.monotonic() - started:.1f}s: API on "
