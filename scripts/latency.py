@@ -1,24 +1,20 @@
 """p50/p99 latency of a synchronous WhatsApp send over the simulator.
 
 Starts `dispatch up --demo` in a scratch directory on free ports (embedded Valkey,
-simulator, one worker, the API), sends the spec's example N times one after the
-other, and prints the percentiles of the whole round trip as the client sees it:
+simulator, one worker, the API), sends the spec's example N times, and prints the
+percentiles of the whole round trip as the client sees it:
 HTTP → validation → Redis → Celery worker → Graph API simulator → outcome → HTTP.
 
-    .venv/bin/python scripts/latency.py [--sends 500] [--concurrency 1]
+    .venv/bin/python scripts/latency.py [--sends 1000] [--concurrency 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,49 +23,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from worker.demo import SPEC_BODY
-from worker.processes import free_port
-
-
-def start_stack(workdir: Path) -> tuple[subprocess.Popen[str], str, str]:
-    api_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCH_")}
-    env.update(
-        {
-            "DISPATCH_DATA_DIR": str(workdir / ".data"),
-            "DISPATCH_EMBEDDED_REDIS_PORT": str(free_port()),
-            "DISPATCH_API_PORT": str(api_port),
-            "DISPATCH_SIM_PORT": str(free_port()),
-            "DISPATCH_LOG_LEVEL": "WARNING",
-        }
-    )
-    started = time.monotonic()
-    up = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "up", "--demo"],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    ready = threading.Event()
-    tail: list[str] = []
-
-    def read() -> None:
-        assert up.stdout is not None
-        for line in up.stdout:
-            tail.append(line)
-            if "Ctrl-C stops everything" in line:
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    if not ready.wait(120):
-        up.send_signal(signal.SIGINT)
-        raise SystemExit("the stack did not become ready:\n" + "".join(tail[-40:]))
-    print(f"stack ready in {time.monotonic() - started:.1f}s", file=sys.stderr)
-    key = (workdir / ".data" / "demo.env").read_text().strip().split("=", 1)[1]
-    return up, f"http://127.0.0.1:{api_port}", key
+from worker.devstack import demo_stack
 
 
 def measure(api: str, key: str, sends: int, concurrency: int) -> list[float]:
@@ -92,21 +47,20 @@ def measure(api: str, key: str, sends: int, concurrency: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sends", type=int, default=500)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--sends", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("bench/latency.json"))
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="dispatch-latency-") as tmp:
-        up, api, key = start_stack(Path(tmp))
-        try:
-            started = time.perf_counter()
-            latencies = measure(api, key, args.sends, args.concurrency)
-            wall_s = time.perf_counter() - started
-        finally:
-            up.send_signal(signal.SIGINT)
-            up.wait(60)
+    with (
+        tempfile.TemporaryDirectory(prefix="dispatch-latency-") as tmp,
+        demo_stack(Path(tmp), log_level="WARNING") as stack,
+    ):
+        print(f"stack ready in {stack.ready_s:.1f}s", file=sys.stderr)
+        started = time.perf_counter()
+        latencies = measure(stack.api_url, stack.key, args.sends, args.concurrency)
+        wall_s = time.perf_counter() - started
 
     cuts = statistics.quantiles(latencies, n=100)
     result = {

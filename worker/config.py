@@ -83,9 +83,12 @@ def get_settings() -> Settings:
     return Settings()
 
 
-def child_environment(**overrides: str) -> dict[str, str]:
-    """The environment for a child process: ours, with ``DISPATCH_*`` overrides."""
-    env = dict(os.environ)
+def child_environment(overrides: dict[str, str], *, clean: bool = False) -> dict[str, str]:
+    """The environment for a child process: ours, with ``DISPATCH_<NAME>`` overrides.
+
+    ``clean`` drops the ``DISPATCH_*`` variables we inherited, so the child sees
+    only the overrides (a scratch stack must not pick up the caller's Redis URL)."""
+    env = {k: v for k, v in os.environ.items() if not (clean and k.startswith("DISPATCH_"))}
     for name, value in overrides.items():
         env[f"DISPATCH_{name.upper()}"] = value
     return env

@@ -64,7 +64,7 @@ def run(settings: Settings, *, with_demo: bool, console: Console) -> int:
         valkey.start()
         overrides["redis_url"] = valkey.url
         settings = settings.model_copy(update={"redis_url": valkey.url})
-    env = child_environment(**overrides)
+    env = child_environment(overrides)
     code = 0
     try:
         if with_demo:

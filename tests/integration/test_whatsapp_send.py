@@ -274,7 +274,8 @@ def test_free_form_is_sent_after_a_signed_inbound_webhook(tenant: Tenant) -> Non
     assert other.status_code == 422
 
 
-def _inbound_payload(tenant: Tenant, sender: str) -> bytes:
+def _webhook(tenant: Tenant, **value: Any) -> bytes:
+    """A Meta webhook payload for the tenant's number, ``value`` holding messages/statuses."""
     return json.dumps(
         {
             "object": "whatsapp_business_account",
@@ -290,15 +291,7 @@ def _inbound_payload(tenant: Tenant, sender: str) -> bytes:
                                     "display_phone_number": "15550000000",
                                     "phone_number_id": tenant.phone_number_id,
                                 },
-                                "messages": [
-                                    {
-                                        "from": sender,
-                                        "id": "wamid.in1",
-                                        "timestamp": str(int(time.time())),
-                                        "type": "text",
-                                        "text": {"body": "hi"},
-                                    }
-                                ],
+                                **value,
                             },
                         }
                     ],
@@ -306,6 +299,31 @@ def _inbound_payload(tenant: Tenant, sender: str) -> bytes:
             ],
         }
     ).encode()
+
+
+def _post_signed(tenant: Tenant, raw: bytes, secret: str | None = None) -> httpx.Response:
+    key = (secret or tenant.app_secret).encode()
+    signature = "sha256=" + hmac.new(key, raw, hashlib.sha256).hexdigest()
+    return tenant.http.post(
+        f"{tenant.api_url}/webhooks/whatsapp",
+        content=raw,
+        headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature},
+    )
+
+
+def _inbound_payload(tenant: Tenant, sender: str) -> bytes:
+    return _webhook(
+        tenant,
+        messages=[
+            {
+                "from": sender,
+                "id": "wamid.in1",
+                "timestamp": str(int(time.time())),
+                "type": "text",
+                "text": {"body": "hi"},
+            }
+        ],
+    )
 
 
 @pytest.mark.parametrize("signature", [None, "sha256=" + "0" * 64, "wrong-secret"])
@@ -329,13 +347,7 @@ def test_webhook_with_bad_signature_is_rejected_and_opens_nothing(
 
 
 def test_webhook_signed_with_the_app_secret_opens_the_window(tenant: Tenant) -> None:
-    raw = _inbound_payload(tenant, "14155552671")
-    signature = "sha256=" + hmac.new(tenant.app_secret.encode(), raw, hashlib.sha256).hexdigest()
-    response = tenant.http.post(
-        f"{tenant.api_url}/webhooks/whatsapp",
-        content=raw,
-        headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature},
-    )
+    response = _post_signed(tenant, _inbound_payload(tenant, "14155552671"))
     assert response.status_code == 200
     assert response.json()["messages"] == 1
 
@@ -514,37 +526,18 @@ def test_status_webhooks_record_delivery(tenant: Tenant) -> None:
     wamid = sent["message_id"]
 
     def post_status(status: str) -> httpx.Response:
-        raw = json.dumps(
-            {
-                "object": "whatsapp_business_account",
-                "entry": [
-                    {
-                        "id": tenant.waba_id,
-                        "changes": [
-                            {
-                                "field": "messages",
-                                "value": {
-                                    "messaging_product": "whatsapp",
-                                    "metadata": {"phone_number_id": tenant.phone_number_id},
-                                    "statuses": [
-                                        {
-                                            "id": wamid,
-                                            "status": status,
-                                            "timestamp": str(int(time.time())),
-                                            "recipient_id": "919876543210",
-                                        }
-                                    ],
-                                },
-                            }
-                        ],
-                    }
-                ],
-            }
-        ).encode()
-        sig = "sha256=" + hmac.new(tenant.app_secret.encode(), raw, hashlib.sha256).hexdigest()
-        return tenant.http.post(
-            f"{tenant.api_url}/webhooks/whatsapp", content=raw, headers={"X-Hub-Signature-256": sig}
+        raw = _webhook(
+            tenant,
+            statuses=[
+                {
+                    "id": wamid,
+                    "status": status,
+                    "timestamp": str(int(time.time())),
+                    "recipient_id": "919876543210",
+                }
+            ],
         )
+        return _post_signed(tenant, raw)
 
     assert post_status("delivered").json()["statuses"] == 1
     # Out of order: a late "sent" does not move the message back.

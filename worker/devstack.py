@@ -1,0 +1,96 @@
+"""`dispatch up --demo` as a child process on free ports: for the latency script,
+the benchmarks and the tests that exercise the whole stack the way `make demo` does."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from worker.config import child_environment
+from worker.processes import free_port
+
+READY_MARK = "Ctrl-C stops everything"
+
+
+@dataclass
+class DemoStack:
+    process: subprocess.Popen[str]
+    data_dir: Path
+    api_url: str
+    sim_url: str
+    lines: list[str] = field(default_factory=list)
+    ready_s: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return (self.data_dir / "demo.env").read_text().strip().split("=", 1)[1]
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self, timeout_s: float = 60) -> int:
+        """Ctrl-C, as a user would; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout_s)
+
+
+@contextmanager
+def demo_stack(
+    workdir: Path,
+    *,
+    redis_port: int | None = None,
+    log_level: str = "INFO",
+    timeout_s: float = 120,
+) -> Iterator[DemoStack]:
+    data_dir = workdir / ".data"
+    api_port, sim_port = free_port(), free_port()
+    env = child_environment(
+        {
+            "data_dir": str(data_dir),
+            "embedded_redis_port": str(redis_port or free_port()),
+            "api_port": str(api_port),
+            "sim_port": str(sim_port),
+            "log_level": log_level,
+        },
+        clean=True,
+    )
+    env["COLUMNS"] = "200"
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "up", "--demo"],
+        cwd=workdir,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    stack = DemoStack(
+        process, data_dir, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}"
+    )
+    ready = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            stack.lines.append(line)
+            if READY_MARK in line:
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        if not ready.wait(timeout_s):
+            raise RuntimeError("the stack did not become ready:\n" + "".join(stack.lines[-40:]))
+        stack.ready_s = time.monotonic() - started
+        yield stack
+    finally:
+        stack.stop()
