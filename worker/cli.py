@@ -78,7 +78,7 @@ def _with_redis(action: Callable[[Redis, Settings], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(_run())
-    except (RedisConnectionError, OSError) as exc:
+    except RedisConnectionError as exc:
         hint = " (is `dispatch up` running?)" if settings.uses_embedded_redis else ""
         err.print(f"[red]cannot reach Redis at {settings.effective_redis_url}{hint}:[/] {exc}")
         raise typer.Exit(1) from None
