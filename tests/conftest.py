@@ -61,24 +61,53 @@ def settings(valkey: EmbeddedValkey) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def service_env(valkey: EmbeddedValkey) -> dict[str, str]:
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def service_env(valkey: EmbeddedValkey, data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCH_")}
     env.update(TEST_ENV)
     env["DISPATCH_REDIS_URL"] = valkey.url
+    env["DISPATCH_DATA_DIR"] = str(data_dir)
     return env
 
 
 @pytest.fixture(scope="session")
-def sim_url(service_env: dict[str, str], logs_dir: Path) -> Iterator[str]:
+def sim_tls_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def sim_ca_file(data_dir: Path) -> Path:
+    """The CA the simulator's HTTP/2 + TLS port is certified by (written when it starts)."""
+    return data_dir / "sim" / "ca.pem"
+
+
+@pytest.fixture(scope="session")
+def sim_url(
+    service_env: dict[str, str], logs_dir: Path, sim_tls_port: int, sim_ca_file: Path
+) -> Iterator[str]:
     port = free_port()
     service = Service(
         "sim",
-        [sys.executable, "-m", "worker.cli", "sim", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "worker.cli",
+            "sim",
+            "--port",
+            str(port),
+            "--tls-port",
+            str(sim_tls_port),
+        ],
         service_env,
         logs_dir / "sim.log",
     )
     url = f"http://127.0.0.1:{port}"
     wait_until(_http_ok(f"{url}/_sim/health", service), 30, "the simulator")
+    assert sim_ca_file.exists()
     yield url
     service.stop()
 

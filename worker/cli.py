@@ -172,15 +172,25 @@ def worker(
 def sim(
     host: Annotated[str | None, typer.Option(help="Default: DISPATCH_SIM_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Default: DISPATCH_SIM_PORT.")] = None,
+    tls_port: Annotated[
+        int | None,
+        typer.Option(help="HTTP/2 + TLS port for APNs and FCM. Default: DISPATCH_SIM_TLS_PORT."),
+    ] = None,
 ) -> None:
-    """Run the provider simulator (WhatsApp Graph API) for demos, tests and benchmarks."""
+    """Run the provider simulator (WhatsApp Graph API, Google OAuth2 + FCM, APNs)."""
     import uvicorn
+
+    from worker.sim.app import create_sim_app
 
     settings = get_settings()
     _logging(settings)
+    app = create_sim_app(
+        tls_host=host or settings.sim_host,
+        tls_port=tls_port or settings.sim_tls_port,
+        ca_dir=settings.sim_ca_dir,
+    )
     uvicorn.run(
-        "worker.sim.app:create_sim_app",
-        factory=True,
+        app,
         host=host or settings.sim_host,
         port=port or settings.sim_port,
         access_log=False,
@@ -420,7 +430,8 @@ def messages_show(
             raise typer.Exit(1)
         summary = Table("field", "value", show_header=False)
         summary.add_row("status", message.status.value)
-        summary.add_row("to", mask_phone(message.to))
+        if message.to:
+            summary.add_row("to", mask_phone(message.to))
         summary.add_row(
             "template",
             f"{message.template_name} ({message.language})"

@@ -37,9 +37,12 @@ class Settings(BaseSettings):
     provider_timeout_s: float = Field(default=10.0, gt=0)
     provider_connect_timeout_s: float = Field(default=5.0, gt=0)
     provider_max_connections: int = 100
+    # APNs requests in flight per account and worker process (HTTP/2 streams).
+    apns_max_in_flight: int = 500
 
     # Retries: exponential backoff with full jitter, Retry-After honoured as a floor.
     whatsapp_max_attempts: int = Field(default=5, ge=1)
+    push_max_attempts: int = Field(default=5, ge=1)
     retry_base_delay_s: float = Field(default=1.0, gt=0)
     retry_max_delay_s: float = Field(default=30.0, gt=0)
 
@@ -56,6 +59,7 @@ class Settings(BaseSettings):
 
     sim_host: str = "127.0.0.1"
     sim_port: int = 8100
+    sim_tls_port: int = 8101
 
     log_level: str = "INFO"
 
@@ -76,6 +80,15 @@ class Settings(BaseSettings):
     @property
     def sim_base_url(self) -> str:
         return f"http://{self.sim_host}:{self.sim_port}"
+
+    @property
+    def sim_tls_endpoint(self) -> str:
+        return f"{self.sim_host}:{self.sim_tls_port}"
+
+    @property
+    def sim_ca_dir(self) -> Path:
+        """Where the simulator keeps the CA its TLS port's certificate comes from."""
+        return self.data_dir / "sim"
 
 
 @lru_cache(maxsize=1)

@@ -47,6 +47,9 @@ def e164(value: str) -> str:
 E164 = Annotated[str, AfterValidator(e164)]
 ContactId = Annotated[str, StringConstraints(pattern=CONTACT_ID_RE.pattern)]
 Language = Annotated[str, StringConstraints(pattern=LANGUAGE_RE.pattern)]
+# A deep link may use the app's own scheme (myapp://orders/1); an icon is fetched over HTTP(S).
+Url = Annotated[str, StringConstraints(max_length=2048, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")]
+HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://\S+$")]
 
 
 class Scope(StrEnum):
@@ -127,6 +130,15 @@ class PushTokenIn(StrictBody):
         return self
 
 
+class PushSendRequest(StrictBody):
+    contact_id: ContactId
+    title: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    message: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    url: Url | None = None
+    icon: HttpUrl | None = None
+    data: dict[str, Any] | None = None
+
+
 class ContactBody(StrictBody):
     phone: E164 | None = None
     email: (
@@ -168,6 +180,29 @@ class WhatsAppConfig(BaseModel):
     api_version: str
 
 
+class FcmConfig(BaseModel):
+    """A Firebase project: its service account (with the private key) and endpoints."""
+
+    project_id: str
+    service_account: SecretStr  # the service-account JSON, as given
+    # Overrides for a simulator or a test fake; None means Google's own endpoints.
+    endpoint: str | None = None
+    ca_file: str | None = None
+
+
+class ApnsConfig(BaseModel):
+    """Token-based (.p8) APNs credentials for one app (topic)."""
+
+    key: SecretStr  # the .p8 private key, PEM
+    key_id: str
+    team_id: str
+    topic: str
+    sandbox: bool = False
+    # host:port of a simulator or test fake; None means Apple's servers.
+    endpoint: str | None = None
+    ca_file: str | None = None
+
+
 class Template(BaseModel):
     name: str
     language: str
@@ -186,6 +221,10 @@ class Attempt(BaseModel):
     code: str | None = None
     provider_code: str | None = None
     retry_in_s: float | None = None
+    # Push: how the attempt's devices came out.
+    delivered: int | None = None
+    failed: int | None = None
+    retrying: int | None = None
 
 
 class SendResult(BaseModel):

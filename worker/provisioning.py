@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,7 +11,7 @@ import httpx
 from redis.asyncio import Redis
 
 from worker.config import Settings
-from worker.models import Template, WhatsAppConfig
+from worker.models import ApnsConfig, FcmConfig, Template, WhatsAppConfig
 from worker.providers.whatsapp import WhatsAppClient
 from worker.store import accounts, channels, templates
 from worker.store.client import create_redis
@@ -77,3 +78,71 @@ async def sync_templates(redis: Redis, settings: Settings, account_id: str) -> l
         fetched = [t async for t in WhatsAppClient(http).templates(config)]
     await templates.replace_templates(redis, account_id, fetched)
     return fetched
+
+
+async def configure_fcm(
+    redis: Redis,
+    account_id: str,
+    service_account_json: str,
+    *,
+    endpoint: str | None = None,
+    ca_file: str | None = None,
+) -> FcmConfig:
+    """Store an FCM project's service account; the project id is read from it."""
+    await accounts.require_account(redis, account_id)
+    try:
+        info = json.loads(service_account_json)
+    except ValueError:
+        raise ValueError("the service account file is not JSON") from None
+    missing = [
+        k
+        for k in ("project_id", "private_key", "client_email", "token_uri")
+        if not isinstance(info, dict) or not info.get(k)
+    ]
+    if missing or info.get("type") != "service_account":
+        raise ValueError(
+            "not a Google service-account key file (expected type 'service_account' with "
+            f"project_id, private_key, client_email, token_uri){'; missing: ' if missing else ''}"
+            f"{', '.join(missing)}"
+        )
+    config = FcmConfig.model_validate(
+        {
+            "project_id": info["project_id"],
+            "service_account": service_account_json,
+            "endpoint": endpoint,
+            "ca_file": ca_file,
+        }
+    )
+    await channels.save_push(redis, account_id, config)
+    return config
+
+
+async def configure_apns(
+    redis: Redis,
+    account_id: str,
+    *,
+    key_pem: str,
+    key_id: str,
+    team_id: str,
+    topic: str,
+    sandbox: bool = False,
+    endpoint: str | None = None,
+    ca_file: str | None = None,
+) -> ApnsConfig:
+    """Store token-based APNs credentials (an AuthKey_XXXX.p8) for one app topic."""
+    await accounts.require_account(redis, account_id)
+    if "BEGIN PRIVATE KEY" not in key_pem:
+        raise ValueError("the APNs key file is not a PEM private key (AuthKey_XXXXXXXXXX.p8)")
+    config = ApnsConfig.model_validate(
+        {
+            "key": key_pem,
+            "key_id": key_id,
+            "team_id": team_id,
+            "topic": topic,
+            "sandbox": sandbox,
+            "endpoint": endpoint,
+            "ca_file": ca_file,
+        }
+    )
+    await channels.save_push(redis, account_id, config)
+    return config

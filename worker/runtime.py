@@ -17,6 +17,7 @@ import httpx
 
 from worker.config import Settings, get_settings
 from worker.delivery.context import DeliveryContext
+from worker.delivery.push_clients import PushClients
 from worker.delivery.retry import RetryPolicy
 from worker.providers.whatsapp import WhatsAppClient
 from worker.store.client import create_redis
@@ -44,6 +45,15 @@ class Runtime:
                 base_delay_s=settings.retry_base_delay_s,
                 max_delay_s=settings.retry_max_delay_s,
             ),
+            push=PushClients(
+                timeout_s=settings.provider_timeout_s,
+                apns_max_in_flight=settings.apns_max_in_flight,
+            ),
+            push_retry=RetryPolicy(
+                max_attempts=settings.push_max_attempts,
+                base_delay_s=settings.retry_base_delay_s,
+                max_delay_s=settings.retry_max_delay_s,
+            ),
             message_ttl_s=settings.message_ttl_s,
         )
 
@@ -52,6 +62,7 @@ class Runtime:
 
     def close(self) -> None:
         async def _close() -> None:
+            await self.context.push.close()
             await self.http.aclose()
             await self.context.redis.aclose()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,7 +15,8 @@ from redis.asyncio import Redis
 from tests.support import run_async
 from worker.config import Settings
 from worker.models import ContactBody, Scope
-from worker.provisioning import configure_whatsapp, sync_templates
+from worker.provisioning import configure_apns, configure_fcm, configure_whatsapp, sync_templates
+from worker.sim import credentials as sim_credentials
 from worker.store import accounts, contacts
 
 _numbers = itertools.count(1)
@@ -182,3 +184,120 @@ def other_tenant(
     stack: dict[str, Any], settings: Settings, sim_url: str, api_url: str, http: httpx.Client
 ) -> Tenant:
     return make_tenant(settings, sim_url, api_url, http)
+
+
+TOPIC = "com.example.app"
+FCM_TOKEN_1 = "fXDtJ9kS:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx7dPqnZ01"
+APNS_TOKEN_1 = "a8b2cd3e" * 8
+
+
+@dataclass
+class PushTenant(Tenant):
+    project_id: str = ""
+    key_id: str = ""
+
+    def push(self, body: Any, key: str | None = None, **headers: str) -> httpx.Response:
+        return self.http.post(
+            f"{self.api_url}/api/v1/channels/push/send",
+            json=body,
+            headers={**self.auth(key), **headers},
+        )
+
+    def register(self, contact_id: str, *tokens: tuple[str, str]) -> httpx.Response:
+        return self.http.patch(
+            f"{self.api_url}/api/v1/contacts/{contact_id}",
+            json={"push_tokens": [{"platform": p, "token": t} for p, t in tokens]},
+            headers=self.auth(),
+        )
+
+    def push_requests(self, channel: str | None = None) -> list[dict[str, Any]]:
+        """FCM and APNs requests the simulator received for this tenant's project/topic."""
+        out = []
+        for ch in [channel] if channel else ["fcm", "apns"]:
+            body = self.http.get(f"{self.sim_url}/_sim/requests", params={"channel": ch}).json()
+            out += [
+                r
+                for r in body["requests"]
+                if r.get("project_id") == self.project_id or r.get("topic") == self.topic
+            ]
+        return sorted(out, key=lambda r: r["seq"])
+
+    @property
+    def topic(self) -> str:
+        return f"{TOPIC}.{self.name}"
+
+    def push_fault(self, channel: str, **spec: Any) -> None:
+        match = spec.setdefault("match", {})
+        if channel == "fcm":
+            match.setdefault("project_id", self.project_id)
+        else:
+            match.setdefault("topic", self.topic)
+        spec["channel"] = channel
+        self.http.post(f"{self.sim_url}/_sim/faults", json=spec).raise_for_status()
+
+
+def make_push_tenant(
+    settings: Settings,
+    sim_url: str,
+    api_url: str,
+    http: httpx.Client,
+    tls_port: int,
+    ca_file: Path,
+    *,
+    fcm: bool = True,
+    apns: bool = True,
+) -> PushTenant:
+    base = make_tenant(settings, sim_url, api_url, http)
+    project_id = f"proj-{base.name}"
+    sa = sim_credentials.service_account(project_id, f"{sim_url}/token")
+    key = sim_credentials.apns_key()
+    tenant = PushTenant(**{**base.__dict__, "project_id": project_id, "key_id": key.key_id})
+    http.put(
+        f"{sim_url}/_sim/fcm/projects/{project_id}",
+        json={"client_email": sa.client_email, "public_key_pem": sa.public_key_pem},
+    ).raise_for_status()
+    http.put(
+        f"{sim_url}/_sim/apns/keys/{key.key_id}",
+        json={
+            "team_id": key.team_id,
+            "public_key_pem": key.public_key_pem,
+            "topics": [tenant.topic],
+        },
+    ).raise_for_status()
+
+    async def configure(redis: Redis) -> None:
+        if fcm:
+            await configure_fcm(
+                redis,
+                base.name,
+                sa.json,
+                endpoint=f"https://127.0.0.1:{tls_port}",
+                ca_file=str(ca_file),
+            )
+        if apns:
+            await configure_apns(
+                redis,
+                base.name,
+                key_pem=key.private_key_pem,
+                key_id=key.key_id,
+                team_id=key.team_id,
+                topic=tenant.topic,
+                endpoint=f"127.0.0.1:{tls_port}",
+                ca_file=str(ca_file),
+            )
+
+    run_async(configure, settings)
+    return tenant
+
+
+@pytest.fixture
+def push_tenant(
+    stack: dict[str, Any],
+    settings: Settings,
+    sim_url: str,
+    api_url: str,
+    http: httpx.Client,
+    sim_tls_port: int,
+    sim_ca_file: Path,
+) -> PushTenant:
+    return make_push_tenant(settings, sim_url, api_url, http, sim_tls_port, sim_ca_file)

@@ -91,7 +91,8 @@ def test_patch_creates_and_merges_push_tokens(tenant: Tenant) -> None:
     )
     assert again.status_code == 200
     tokens = again.json()["contact"]["push_tokens"]
-    assert tokens == [{"platform": "apns", "token": APNS}, {"platform": "fcm", "token": FCM}]
+    assert [(t["platform"], t["token"]) for t in tokens] == [("apns", APNS), ("fcm", FCM)]
+    assert all(t["delivered"] == 0 and t["failed"] == 0 for t in tokens)
 
 
 def test_a_bad_push_token_is_400_naming_the_item_and_stores_nothing(tenant: Tenant) -> None:

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from worker.config import Settings
 from worker.delivery.context import DeliveryContext
+from worker.delivery.push_clients import PushClients
 from worker.delivery.retry import RetryPolicy
 from worker.delivery.whatsapp import send_whatsapp
 from worker.ids import new_id
@@ -85,6 +86,8 @@ async def _setup(
         redis=redis,
         whatsapp=WhatsAppClient(http),
         whatsapp_retry=RetryPolicy(max_attempts=max_attempts, base_delay_s=1, max_delay_s=4),
+        push=PushClients(timeout_s=5),
+        push_retry=RetryPolicy(max_attempts=max_attempts, base_delay_s=1, max_delay_s=4),
         message_ttl_s=3600,
     )
     _opened.append(ctx)

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
+from celery import Celery
 from fastapi import Depends, Header, Request
 from redis.asyncio import Redis
 
 from worker.api.errors import ApiError
 from worker.config import Settings
 from worker.models import ApiKeyRecord, Scope
-from worker.store import accounts
+from worker.store import accounts, messages
+from worker.store.messages import Message
 
 
 def get_redis(request: Request) -> Redis:
@@ -24,7 +26,13 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
+def get_celery(request: Request) -> Celery:
+    celery: Celery = request.app.state.celery
+    return celery
+
+
 RedisDep = Annotated[Redis, Depends(get_redis)]
+CeleryDep = Annotated[Celery, Depends(get_celery)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
@@ -65,3 +73,14 @@ def require(scope: Scope) -> Callable[[ApiKeyRecord], Awaitable[ApiKeyRecord]]:
 SendKey = Annotated[ApiKeyRecord, Depends(require(Scope.SEND))]
 ContactsKey = Annotated[ApiKeyRecord, Depends(require(Scope.CONTACTS))]
 AdminKey = Annotated[ApiKeyRecord, Depends(require(Scope.ADMIN))]
+
+
+async def wait_for_outcome(
+    redis: Redis, settings: Settings, message: Message, prefer: str | None
+) -> Message:
+    """Wait up to the send budget for the worker's outcome, unless the client asked
+    ``Prefer: respond-async``; returns the message as it then stands."""
+    if prefer and "respond-async" in prefer.lower():
+        return message
+    await messages.wait_final(redis, message.account, message.id, settings.send_wait_s)
+    return await messages.load(redis, message.account, message.id) or message

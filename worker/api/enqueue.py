@@ -10,9 +10,10 @@ from worker.celery_app import TRANSACTIONAL
 _PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
-def enqueue_whatsapp(celery: Celery, account_id: str, message_id: str) -> None:
+def enqueue(celery: Celery, task: str, account_id: str, message_id: str) -> None:
+    """Publish ``task`` (``whatsapp.send``, ``push.send``) with ids only, never content."""
     celery.send_task(
-        "whatsapp.send",
+        task,
         args=[account_id, message_id],
         queue=TRANSACTIONAL,
         retry=True,

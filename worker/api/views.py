@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.models import Attempt, MessageStatus
+from worker.masking import mask_token
+from worker.models import Attempt, Channel, MessageStatus
 from worker.store.contacts import Contact
 from worker.store.messages import Message
+from worker.store.push import Device
+from worker.store.tokens import TokenStats
 
 # The HTTP status of a send that failed for good, by the failure's code.
 _FAILURE_STATUS = {
@@ -65,8 +68,41 @@ def send_response(message: Message) -> tuple[int, dict[str, Any]]:
     }
 
 
-def message_detail(message: Message, attempts: list[Attempt]) -> dict[str, Any]:
-    return {
+def device_detail(device: Device) -> dict[str, Any]:
+    """One device's result; the token is masked (it is a credential of sorts)."""
+    out: dict[str, Any] = {
+        "platform": device.platform,
+        "token": mask_token(device.token),
+        "status": device.status,
+        "error": device.error,
+    }
+    if device.code:
+        out["code"] = device.code
+    if device.pruned:
+        out["pruned"] = True
+    return out
+
+
+def push_response(message: Message, devices: list[Device]) -> tuple[int, dict[str, Any]]:
+    """The spec's push answer plus our ``id``, ``status`` and per-device ``results``."""
+    final = message.status.is_final
+    body = {
+        "success": message.delivered > 0,
+        "delivered": message.delivered,
+        "failed": message.failed,
+        "device_count": message.device_count,
+        "channel": "push",
+        "id": message.id,
+        "status": message.status.value if final else "queued",
+        "results": [device_detail(d) for d in devices],
+    }
+    return (200 if final else 202), body
+
+
+def message_detail(
+    message: Message, attempts: list[Attempt], devices: list[Device]
+) -> dict[str, Any]:
+    detail = {
         "success": True,
         "id": message.id,
         "channel": message.channel.value,
@@ -88,16 +124,53 @@ def message_detail(message: Message, attempts: list[Attempt]) -> dict[str, Any]:
             {**a.model_dump(exclude_none=True, exclude={"at"}), "at": iso(a.at)} for a in attempts
         ],
     }
+    if message.channel is Channel.PUSH:
+        for name in (
+            "to",
+            "template_name",
+            "language",
+            "parameters",
+            "message_id",
+            "delivery_status",
+            "provider_code",
+        ):
+            detail.pop(name)
+        detail.update(
+            title=message.title,
+            message=message.text,
+            url=message.url,
+            icon=message.icon,
+            data=message.data,
+            device_count=message.device_count,
+            delivered=message.delivered,
+            failed=message.failed,
+            results=[device_detail(d) for d in devices],
+        )
+    return detail
 
 
-def contact_detail(contact: Contact) -> dict[str, Any]:
+def token_detail(t: TokenStats) -> dict[str, Any]:
+    return {
+        "platform": t.platform,
+        "token": t.token,
+        "delivered": t.delivered,
+        "failed": t.failed,
+        "last_error": t.last_error,
+        "last_success_at": iso(t.last_success_at),
+        "last_failure_at": iso(t.last_failure_at),
+        "registered_at": iso(t.registered_at),
+    }
+
+
+def contact_detail(contact: Contact, token_stats: dict[str, TokenStats]) -> dict[str, Any]:
+    """A contact with its active tokens; ``token_stats`` is keyed by ``platform:token``."""
     return {
         "id": contact.id,
         "phone": contact.phone,
         "email": contact.email,
         "name": contact.name,
         "attributes": contact.attributes,
-        "push_tokens": [{"platform": p, "token": t} for p, t in contact.push_tokens],
+        "push_tokens": [token_detail(token_stats[m]) for m in contact.push_tokens],
         "created_at": iso(contact.created_at),
         "updated_at": iso(contact.updated_at),
     }

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
-from worker.delivery.context import DeliveryContext
+from worker.delivery.context import DeliveryContext, Outcome
 from worker.errors import DeliveryError, RetryableError
 from worker.masking import mask_phone
 from worker.models import Attempt, MessageStatus
@@ -14,13 +13,6 @@ from worker.providers.whatsapp import template_payload, text_payload
 from worker.store import channels, messages
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: MessageStatus
-    # Set when the message should be tried again after this many seconds.
-    retry_in_s: float | None = None
 
 
 async def send_whatsapp(ctx: DeliveryContext, account_id: str, message_id: str) -> Outcome:
@@ -33,6 +25,7 @@ async def send_whatsapp(ctx: DeliveryContext, account_id: str, message_id: str) 
         log.info("whatsapp message %s already %s; skipped", message_id, message.status)
         return Outcome(message.status)
 
+    to = message.to or ""
     config = await channels.load_whatsapp(ctx.redis, account_id)
     number = await messages.begin_attempt(ctx.redis, account_id, message_id)
     if config is None:
@@ -50,10 +43,10 @@ async def send_whatsapp(ctx: DeliveryContext, account_id: str, message_id: str) 
 
     if message.template_name is not None:
         payload = template_payload(
-            message.to, message.template_name, message.language or "en", message.parameters
+            to, message.template_name, message.language or "en", message.parameters
         )
     else:
-        payload = text_payload(message.to, message.text or "")
+        payload = text_payload(to, message.text or "")
 
     started = time.perf_counter()
     try:
@@ -79,7 +72,7 @@ async def send_whatsapp(ctx: DeliveryContext, account_id: str, message_id: str) 
         log.info(
             "whatsapp %s to %s attempt %d: %s (%s)",
             message_id,
-            mask_phone(message.to),
+            mask_phone(to),
             number,
             attempt.outcome,
             exc.code,
@@ -99,7 +92,7 @@ async def send_whatsapp(ctx: DeliveryContext, account_id: str, message_id: str) 
     log.info(
         "whatsapp %s to %s attempt %d: sent in %.0f ms",
         message_id,
-        mask_phone(message.to),
+        mask_phone(to),
         number,
         result.latency_ms,
     )

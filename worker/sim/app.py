@@ -1,19 +1,56 @@
-"""The simulator's HTTP application: provider routes plus ``/_sim`` control routes."""
+"""The simulator's applications: provider routes plus ``/_sim`` control routes.
+
+Plain HTTP (``port``): the WhatsApp Graph API, Google's OAuth2 token endpoint,
+FCM over HTTP/1.1, and the control routes. HTTP/2 + TLS (``tls_port``): APNs and
+FCM as the real services speak them, with a certificate from a CA kept in
+``ca_dir`` (clients trust ``ca_dir/ca.pem``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query
 
+from worker.sim import h2server
+from worker.sim.push import PushSim
 from worker.sim.state import FaultSpec, SimState
 from worker.sim.whatsapp import WhatsAppSim
 
+log = logging.getLogger(__name__)
 
-def create_sim_app() -> FastAPI:
+
+def create_sim_app(
+    *, tls_host: str = "127.0.0.1", tls_port: int | None = None, ca_dir: Path | None = None
+) -> FastAPI:
     state = SimState()
     whatsapp = WhatsAppSim(state)
-    app = FastAPI(title="dispatch provider simulator", docs_url="/_sim/docs", openapi_url=None)
+    push = PushSim(state)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        server: asyncio.Server | None = None
+        if tls_port is not None:
+            context, ca_path = h2server.tls_context(ca_dir or Path(".data/sim"), tls_host)
+            server = await h2server.serve(push.handle_h2, tls_host, tls_port, context)
+            log.warning("APNs/FCM over HTTP/2+TLS on %s:%d (CA: %s)", tls_host, tls_port, ca_path)
+        try:
+            yield
+        finally:
+            if server is not None:
+                server.close()
+
+    app = FastAPI(
+        title="dispatch provider simulator",
+        docs_url="/_sim/docs",
+        openapi_url=None,
+        lifespan=lifespan,
+    )
     app.state.sim = state
 
     @app.get("/_sim/health")
@@ -37,6 +74,13 @@ def create_sim_app() -> FastAPI:
         state.requests.clear()
         return {"ok": True}
 
+    @app.get("/_sim/stats")
+    async def stats() -> dict[str, Any]:
+        by_channel: dict[str, int] = {}
+        for r in state.requests:
+            by_channel[r["channel"]] = by_channel.get(r["channel"], 0) + 1
+        return {"requests": by_channel, **push.stats()}
+
     @app.post("/_sim/faults")
     async def add_fault(spec: FaultSpec) -> dict[str, Any]:
         return state.add_fault(spec).model_dump()
@@ -51,5 +95,6 @@ def create_sim_app() -> FastAPI:
         return {"ok": True}
 
     # Provider routes last: their path patterns are broad ("/{version}/{id}/messages").
+    app.include_router(push.router)
     app.include_router(whatsapp.router)
     return app

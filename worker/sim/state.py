@@ -24,13 +24,16 @@ class FaultSpec(BaseModel):
 
     channel: Literal["whatsapp", "fcm", "apns"] = "whatsapp"
     kind: FaultKind = "error"
+    # WhatsApp: an error code (131026); FCM: an errorCode (UNREGISTERED); APNs: a reason
+    # (Unregistered). The HTTP status defaults to what the provider uses for it.
     code: int | str | None = None
     http_status: int | None = None
     body: str | None = None
     retry_after_s: float | None = None
     delay_s: float = 30.0
     count: int | None = Field(default=1, ge=1)
-    # Which requests it applies to; an empty match applies to every request of the channel.
+    # Which requests it applies to (WhatsApp: phone_number_id, to; FCM: project_id, token;
+    # APNs: topic, token); an empty match applies to every request of the channel.
     match: dict[str, str] = Field(default_factory=dict)
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import time
+
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from worker.models import WhatsAppConfig
+from worker.models import ApnsConfig, FcmConfig, WhatsAppConfig
 from worker.store import keys
 from worker.store.accounts import hash_key
 from worker.store.client import fields, get_str, hgetall_str
@@ -59,3 +63,48 @@ async def account_for_phone_number(redis: Redis, phone_number_id: str) -> str | 
 
 async def account_for_verify_token(redis: Redis, token: str) -> str | None:
     return await get_str(redis, keys.whatsapp_verify_index(hash_key(token)))
+
+
+FCM = "fcm"
+APNS = "apns"
+PushConfig = FcmConfig | ApnsConfig
+_PUSH_MODELS: dict[str, type[FcmConfig] | type[ApnsConfig]] = {FCM: FcmConfig, APNS: ApnsConfig}
+
+
+def _reveal(config: PushConfig) -> str:
+    """The model as JSON with its secrets in clear: the worker needs them to sign."""
+    data = config.model_dump()
+    for name, value in data.items():
+        if isinstance(value, SecretStr):
+            data[name] = value.get_secret_value()
+    return json.dumps(data)
+
+
+async def save_push(redis: Redis, account_id: str, config: PushConfig) -> None:
+    """Store an FCM or APNs configuration; ``version`` lets workers rebuild their clients."""
+    name = FCM if isinstance(config, FcmConfig) else APNS
+    await redis.hset(
+        keys.channel(account_id, name),
+        mapping=fields({"config": _reveal(config), "version": repr(time.time())}),
+    )
+
+
+async def load_push(redis: Redis, account_id: str) -> dict[str, tuple[PushConfig, str]]:
+    """The account's configured push platforms: platform → (config, version)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in _PUSH_MODELS:
+            pipe.hgetall(keys.channel(account_id, name))
+        raws: list[dict[str, str]] = await pipe.execute()
+    out: dict[str, tuple[PushConfig, str]] = {}
+    for (name, model), raw in zip(_PUSH_MODELS.items(), raws, strict=True):
+        if raw:
+            out[name] = (model.model_validate_json(raw["config"]), raw["version"])
+    return out
+
+
+async def push_platforms(redis: Redis, account_id: str) -> set[str]:
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in _PUSH_MODELS:
+            pipe.exists(keys.channel(account_id, name))
+        found = await pipe.execute()
+    return {name for name, exists in zip(_PUSH_MODELS, found, strict=True) if exists}

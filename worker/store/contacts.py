@@ -11,7 +11,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from worker.models import ContactBody
-from worker.store import keys, scripts
+from worker.store import keys, scripts, tokens
 
 _ATTR = "attr:"
 _SCALARS = ("phone", "email", "name")
@@ -26,7 +26,8 @@ class Contact:
     email: str | None = None
     name: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
-    push_tokens: list[tuple[str, str]] = field(default_factory=list)
+    # Active tokens as ``platform:token`` members, sorted.
+    push_tokens: list[str] = field(default_factory=list)
 
 
 class Upsert(Enum):
@@ -47,21 +48,27 @@ def _hash_fields(body: ContactBody) -> dict[str, str | None]:
 async def upsert(
     redis: Redis, account_id: str, contact_id: str, body: ContactBody, *, create_only: bool = False
 ) -> Upsert:
-    tokens = [f"{t.platform}:{t.token}" for t in body.push_tokens or []]
-    result = await scripts.run(
+    sent = body.push_tokens or []
+    members = list(dict.fromkeys(tokens.member(t.platform, t.token) for t in sent))
+    prefix, suffix = keys.contact_push_tokens_parts(account_id)
+    result, _moved = await scripts.run(
         redis,
         "contact_upsert",
         [
             keys.contact(account_id, contact_id),
             keys.contacts(account_id),
             keys.contact_push_tokens(account_id, contact_id),
+            keys.push_tokens(account_id),
+            *(keys.push_token(account_id, m) for m in members),
         ],
         [
             contact_id,
             repr(time.time()),
             "create" if create_only else "upsert",
             json.dumps(_hash_fields(body)),
-            *tokens,
+            prefix,
+            suffix,
+            *members,
         ],
     )
     return Upsert(int(result))
@@ -90,7 +97,7 @@ def _contact(raw: dict[str, str], tokens: set[str]) -> Contact:
             for name, value in raw.items()
             if name.startswith(_ATTR)
         },
-        push_tokens=sorted(tuple(t.split(":", 1)) for t in tokens),  # type: ignore[misc]
+        push_tokens=sorted(tokens),
     )
 
 
@@ -116,9 +123,41 @@ async def page(redis: Redis, account_id: str, page: int, limit: int) -> tuple[li
 
 
 async def delete(redis: Redis, account_id: str, contact_id: str) -> bool:
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.delete(keys.contact(account_id, contact_id))
-        pipe.delete(keys.contact_push_tokens(account_id, contact_id))
-        pipe.zrem(keys.contacts(account_id), contact_id)
-        deleted, _, _ = await pipe.execute()
+    """Delete the contact and the device tokens it owns."""
+    deleted = await scripts.run(
+        redis,
+        "contact_delete",
+        [
+            keys.contact(account_id, contact_id),
+            keys.contacts(account_id),
+            keys.contact_push_tokens(account_id, contact_id),
+            keys.push_tokens(account_id),
+        ],
+        [contact_id, keys.push_token(account_id, "")],
+    )
     return bool(deleted)
+
+
+async def remove_token(redis: Redis, account_id: str, contact_id: str, token: str) -> str | None:
+    """Unregister ``token`` (either platform) from the contact; returns its member if it had it."""
+    for platform in ("fcm", "apns"):
+        m = tokens.member(platform, token)
+        removed = await scripts.run(
+            redis,
+            "token_remove",
+            [
+                keys.contact_push_tokens(account_id, contact_id),
+                keys.push_token(account_id, m),
+                keys.push_tokens(account_id),
+            ],
+            [m],
+        )
+        if removed:
+            return m
+    return None
+
+
+async def active_tokens(redis: Redis, account_id: str, contact_id: str) -> list[str]:
+    return sorted(
+        cast(set[str], await redis.smembers(keys.contact_push_tokens(account_id, contact_id)))
+    )

@@ -93,3 +93,25 @@ def message_attempts(account_id: str, message_id: str) -> str:
 def message_outcome(account_id: str, message_id: str) -> str:
     """A list the API BLPOPs on; the worker pushes once the send is final."""
     return f"{PREFIX}:{account_id}:outcome:{message_id}"
+
+
+def push_token(account_id: str, member: str) -> str:
+    """One device token's record and counters; ``member`` is ``platform:token``."""
+    return f"{PREFIX}:{account_id}:token:{member}"
+
+
+def push_tokens(account_id: str) -> str:
+    """Every device token the account has seen (active or pruned), for stats."""
+    return f"{PREFIX}:{account_id}:tokens"
+
+
+def contact_push_tokens_parts(account_id: str) -> tuple[str, str]:
+    """Prefix and suffix of ``contact_push_tokens``, for a Lua script that moves a token
+    from whichever contact owned it: prefix + contact id + suffix."""
+    prefix = contact(account_id, "")
+    return prefix, contact_push_tokens(account_id, "").removeprefix(prefix)
+
+
+def message_devices(account_id: str, message_id: str) -> str:
+    """A push message's targets: ``platform:token`` → that device's result (JSON)."""
+    return f"{PREFIX}:{account_id}:msg:{message_id}:devices"

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from worker.models import Attempt, Channel, MessageStatus
 from worker.store import keys, scripts
@@ -26,9 +27,10 @@ class Message(BaseModel):
     account: str
     channel: Channel
     status: MessageStatus
-    to: str
     created_at: float
     updated_at: float
+    # WhatsApp: the recipient's number. Push: unset (the targets are device tokens).
+    to: str | None = None
     contact_id: str | None = None
     template_name: str | None = None
     language: str | None = None
@@ -43,9 +45,17 @@ class Message(BaseModel):
     delivery_status: str | None = None
     delivery_status_at: float | None = None
     delivery_error: str | None = None
+    # Push: the notification, and how many of its devices got it so far.
+    title: str | None = None
+    url: str | None = None
+    icon: str | None = None
+    data: dict[str, Any] | None = None
+    device_count: int = 0
+    delivered: int = 0
+    failed: int = 0
 
 
-_JSON_FIELDS = {"parameters"}
+_JSON_FIELDS = {"parameters", "data"}
 
 
 def _encode(message: Message) -> dict[str, str]:
@@ -126,10 +136,15 @@ async def finish_attempt(
                 ex=ttl_s,
             )
         if status.is_final:
-            outcome = keys.message_outcome(message.account, message.id)
-            pipe.rpush(outcome, status.value)
-            pipe.expire(outcome, _OUTCOME_TTL_S)
+            queue_outcome(pipe, message, status)
         await pipe.execute()
+
+
+def queue_outcome(pipe: Pipeline, message: Message, status: MessageStatus) -> None:
+    """Wake the API request waiting on this message (part of the caller's MULTI)."""
+    outcome = keys.message_outcome(message.account, message.id)
+    pipe.rpush(outcome, status.value)
+    pipe.expire(outcome, _OUTCOME_TTL_S)
 
 
 async def wait_final(redis: Redis, account_id: str, message_id: str, timeout_s: float) -> bool:

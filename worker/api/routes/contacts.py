@@ -12,7 +12,8 @@ from worker.api.errors import ApiError
 from worker.api.views import contact_detail
 from worker.ids import new_id
 from worker.models import CONTACT_ID_RE, ContactBody, ContactCreate
-from worker.store import contacts
+from worker.store import contacts, tokens
+from worker.store.contacts import Contact
 
 router = APIRouter(prefix="/api/v1/contacts", tags=["contacts"])
 
@@ -23,11 +24,19 @@ def _not_found(contact_id: str) -> ApiError:
     return ApiError(404, f"Contact '{contact_id}' not found", "contact_not_found")
 
 
+async def _details(redis: RedisDep, account: str, items: list[Contact]) -> list[dict[str, Any]]:
+    """Contacts with their tokens' counters, read in one pipeline."""
+    members = [m for c in items for m in c.push_tokens]
+    stats = {f"{s.platform}:{s.token}": s for s in await tokens.load_many(redis, account, members)}
+    return [contact_detail(c, stats) for c in items]
+
+
 async def _detail(redis: RedisDep, account: str, contact_id: str) -> dict[str, Any]:
     contact = await contacts.get(redis, account, contact_id)
     if contact is None:
         raise _not_found(contact_id)
-    return contact_detail(contact)
+    [detail] = await _details(redis, account, [contact])
+    return detail
 
 
 @router.post("")
@@ -50,7 +59,7 @@ async def list_contacts(
     items, total = await contacts.page(redis, key.account, page, limit)
     return {
         "success": True,
-        "contacts": [contact_detail(c) for c in items],
+        "contacts": await _details(redis, key.account, items),
         "page": page,
         "limit": limit,
         "total": total,
@@ -84,3 +93,19 @@ async def delete_contact(
     if not await contacts.delete(redis, key.account, contact_id):
         raise _not_found(contact_id)
     return {"success": True, "id": contact_id, "deleted": True}
+
+
+@router.delete("/{contact_id}/push_tokens/{token}")
+async def delete_push_token(
+    contact_id: ContactIdPath, token: str, key: ContactsKey, redis: RedisDep
+) -> dict[str, Any]:
+    """Unregister a device token (the app was uninstalled or the user logged out)."""
+    if not await contacts.exists(redis, key.account, contact_id):
+        raise _not_found(contact_id)
+    removed = await contacts.remove_token(redis, key.account, contact_id, token)
+    if removed is None:
+        raise ApiError(
+            404, f"Contact '{contact_id}' has no such push token", "push_token_not_found"
+        )
+    platform, _, _ = removed.partition(":")
+    return {"success": True, "id": contact_id, "platform": platform, "deleted": True}

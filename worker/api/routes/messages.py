@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from worker.api.deps import RedisDep, SendKey
 from worker.api.errors import ApiError
 from worker.api.views import message_detail
-from worker.store import messages
+from worker.store import messages, push
 
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
 
@@ -20,4 +20,5 @@ async def get_message(message_id: str, key: SendKey, redis: RedisDep) -> dict[st
     if message is None:
         raise ApiError(404, f"Message '{message_id}' not found", "message_not_found")
     attempts = await messages.load_attempts(redis, key.account, message_id)
-    return message_detail(message, attempts)
+    devices = await push.load_devices(redis, key.account, message_id)
+    return message_detail(message, attempts, devices)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from celery import Celery
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
-from worker.api.deps import RedisDep, SendKey, SettingsDep
-from worker.api.enqueue import enqueue_whatsapp
+from worker.api.deps import CeleryDep, RedisDep, SendKey, SettingsDep, wait_for_outcome
+from worker.api.enqueue import enqueue
 from worker.api.errors import ApiError
 from worker.api.views import send_response
 from worker.ids import new_id
@@ -19,11 +18,6 @@ from worker.models import Channel, MessageStatus, WhatsAppSendRequest
 from worker.store import channels, contacts, conversations, messages, templates
 
 router = APIRouter(prefix="/api/v1/channels/whatsapp", tags=["whatsapp"])
-
-
-def get_celery(request: Request) -> Celery:
-    celery: Celery = request.app.state.celery
-    return celery
 
 
 async def _check_template(redis: Redis, account: str, body: WhatsAppSendRequest) -> None:
@@ -67,7 +61,7 @@ async def send(
     key: SendKey,
     redis: RedisDep,
     settings: SettingsDep,
-    celery: Annotated[Celery, Depends(get_celery)],
+    celery: CeleryDep,
     prefer: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     account = key.account
@@ -103,10 +97,8 @@ async def send(
         updated_at=now,
     )
     await messages.create(redis, message, settings.message_ttl_s)
-    enqueue_whatsapp(celery, account, message.id)
+    enqueue(celery, "whatsapp.send", account, message.id)
 
-    if not (prefer and "respond-async" in prefer.lower()):
-        await messages.wait_final(redis, account, message.id, settings.send_wait_s)
-        message = await messages.load(redis, account, message.id) or message
+    message = await wait_for_outcome(redis, settings, message, prefer)
     status_code, payload = send_response(message)
     return JSONResponse(payload, status_code)

@@ -1,14 +1,16 @@
--- Create or update one contact atomically.
+-- Create or update one contact atomically, registering its push tokens.
 -- KEYS[1] contact hash   KEYS[2] contacts sorted set   KEYS[3] contact's push-token set
+-- KEYS[4] the account's set of all tokens   KEYS[5..] one token hash per token in ARGV[7..]
 -- ARGV[1] contact id     ARGV[2] now (unix seconds)
 -- ARGV[3] mode: "create" (fail if it exists) or "upsert"
 -- ARGV[4] JSON object of hash fields to set, every value a string; null deletes the field
 --         (attributes are stored one field each, "attr:<name>", so a PATCH merges them)
--- ARGV[5..] push-token members ("platform:token") to add
--- Returns 1 when created, 0 when updated, -1 when mode is "create" and it exists.
+-- ARGV[5], ARGV[6] prefix and suffix of a contact's push-token set key (to move a token)
+-- ARGV[7..] push-token members ("platform:token") to add, aligned with KEYS[5..]
+-- Returns {created (1/0/-1), tokens moved from another contact}.
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 if ARGV[3] == 'create' and exists then
-  return -1
+  return {-1, 0}
 end
 if not exists then
   redis.call('HSET', KEYS[1], 'id', ARGV[1], 'created_at', ARGV[2])
@@ -24,8 +26,24 @@ for name, value in pairs(cjson.decode(ARGV[4])) do
   end
 end
 
-for i = 5, #ARGV do
-  redis.call('SADD', KEYS[3], ARGV[i])
+-- One device, one owner: a token registered here leaves the contact that had it.
+local moved = 0
+for i = 7, #ARGV do
+  local member = ARGV[i]
+  local token_key = KEYS[i - 2]
+  local owner = redis.call('HGET', token_key, 'contact')
+  if owner and owner ~= ARGV[1] then
+    if redis.call('SREM', ARGV[5] .. owner .. ARGV[6], member) == 1 then
+      moved = moved + 1
+    end
+  end
+  local sep = string.find(member, ':', 1, true)
+  redis.call('HSET', token_key, 'platform', string.sub(member, 1, sep - 1),
+             'contact', ARGV[1], 'registered_at', ARGV[2])
+  -- A token registered again after being pruned is live again (the app reinstalled).
+  redis.call('HDEL', token_key, 'pruned_at', 'prune_reason')
+  redis.call('SADD', KEYS[3], member)
+  redis.call('SADD', KEYS[4], member)
 end
-if exists then return 0 end
-return 1
+if exists then return {0, moved} end
+return {1, moved}

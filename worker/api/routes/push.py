@@ -1,0 +1,75 @@
+"""``POST /api/v1/channels/push/send``: one notification to every device of a contact."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Header
+from fastapi.responses import JSONResponse
+
+from worker.api.deps import CeleryDep, RedisDep, SendKey, SettingsDep, wait_for_outcome
+from worker.api.enqueue import enqueue
+from worker.api.errors import ApiError
+from worker.api.views import push_response
+from worker.ids import new_id
+from worker.models import Channel, MessageStatus, PushSendRequest
+from worker.push_payload import MAX_PAYLOAD_BYTES, Notification, oversized
+from worker.store import channels, contacts, messages, push
+
+router = APIRouter(prefix="/api/v1/channels/push", tags=["push"])
+
+_PLATFORM = {"fcm": "FCM", "apns": "APNs"}
+
+
+@router.post("/send")
+async def send(
+    body: PushSendRequest,
+    key: SendKey,
+    redis: RedisDep,
+    settings: SettingsDep,
+    celery: CeleryDep,
+    prefer: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    account = key.account
+    if not await channels.push_platforms(redis, account):
+        raise ApiError(403, "Push notifications not enabled for this account", "push_not_enabled")
+    members = await contacts.active_tokens(redis, account, body.contact_id)
+    if not members:
+        raise ApiError(
+            404, "Contact not found or has no push tokens registered", "contact_not_found"
+        )
+    note = Notification(body.title, body.message, body.url, body.icon, body.data)
+    too_big = oversized(note)
+    if too_big:
+        detail = ", ".join(f"{_PLATFORM[p]} {size} bytes" for p, size in too_big)
+        raise ApiError(
+            400,
+            f"Notification payload exceeds {MAX_PAYLOAD_BYTES} bytes ({detail}); "
+            "shorten the title, message or data",
+            "payload_too_large",
+        )
+
+    now = time.time()
+    message = messages.Message(
+        id=new_id("msg"),
+        account=account,
+        channel=Channel.PUSH,
+        status=MessageStatus.QUEUED,
+        contact_id=body.contact_id,
+        title=body.title,
+        text=body.message,
+        url=body.url,
+        icon=body.icon,
+        data=body.data,
+        device_count=len(members),
+        created_at=now,
+        updated_at=now,
+    )
+    await push.create_push(redis, message, members, settings.message_ttl_s)
+    enqueue(celery, "push.send", account, message.id)
+
+    message = await wait_for_outcome(redis, settings, message, prefer)
+    devices = await push.load_devices(redis, account, message.id)
+    status_code, payload = push_response(message, devices)
+    return JSONResponse(payload, status_code)

@@ -1,0 +1,50 @@
+"""Push clients per account, made once per worker process and rebuilt when the account's
+configuration changes (its ``version``), never per send."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from worker.models import ApnsConfig, FcmConfig
+from worker.providers.push import PushSender
+from worker.store.channels import APNS, FCM, PushConfig
+
+
+@dataclass
+class PushClients:
+    timeout_s: float
+    apns_max_in_flight: int = 500
+    _senders: dict[tuple[str, str], tuple[str, PushSender]] = field(default_factory=dict)
+
+    async def get(
+        self, account_id: str, platform: str, config: PushConfig, version: str
+    ) -> PushSender:
+        cached = self._senders.get((account_id, platform))
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        if cached is not None:
+            await cached[1].close()
+        sender = self._build(platform, config)
+        self._senders[(account_id, platform)] = (version, sender)
+        return sender
+
+    def _build(self, platform: str, config: PushConfig) -> PushSender:
+        # Imported here: firebase-admin and aioapns load only in processes that push.
+        if platform == FCM:
+            from worker.providers.fcm import FcmSender
+
+            assert isinstance(config, FcmConfig)
+            return FcmSender(config, timeout_s=self.timeout_s)
+        if platform == APNS:
+            from worker.providers.apns import ApnsSender
+
+            assert isinstance(config, ApnsConfig)
+            return ApnsSender(
+                config, timeout_s=self.timeout_s, max_in_flight=self.apns_max_in_flight
+            )
+        raise ValueError(f"unknown push platform {platform!r}")
+
+    async def close(self) -> None:
+        for _, sender in self._senders.values():
+            await sender.close()
+        self._senders.clear()

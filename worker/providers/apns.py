@@ -1,0 +1,242 @@
+"""APNs over HTTP/2 + TLS through aioapns, with token (.p8) authentication.
+
+One ``ApnsSender`` per account per worker process keeps its connections open and
+fixes what aioapns 4.0 leaves to the caller (PROVIDERS.md, PERF.md):
+- one provider JWT shared by every connection and refreshed on its own clock
+  (aioapns mints one per connection; Apple answers TooManyProviderTokenUpdates);
+- finished streams are forgotten (aioapns keeps them in ``request_streams``);
+- ALPN offers ``h2``; sends are bounded by a semaphore and each has a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import time
+import uuid
+from collections.abc import Sequence
+from functools import partial
+from typing import Any, cast
+
+import jwt
+from aioapns.common import NotificationRequest, NotificationResult, PushType
+from aioapns.connection import (
+    APNsBaseClientProtocol,
+    APNsKeyConnectionPool,
+    APNsTLSClientProtocol,
+    AuthorizationHeaderProvider,
+)
+from aioapns.exceptions import ConnectionError as ApnsConnectionError
+from aioapns.exceptions import MaxAttemptsExceeded
+
+from worker.errors import (
+    AccountError,
+    DeliveryError,
+    InvalidTokenError,
+    PermanentError,
+    RetryableError,
+)
+from worker.models import ApnsConfig
+from worker.providers.push import DeviceResult
+from worker.push_payload import Notification, apns_payload
+
+PRODUCTION = ("api.push.apple.com", 443)
+SANDBOX = ("api.development.push.apple.com", 443)
+
+# (status, reason) → class; a reason not listed falls back on the status below.
+_INVALID_TOKEN = {"Unregistered", "ExpiredToken", "BadDeviceToken", "DeviceTokenNotForTopic"}
+_PROVIDER_TOKEN = {"ExpiredProviderToken", "InvalidProviderToken"}
+
+
+def classify(status: str, reason: str | None) -> DeliveryError:
+    """An APNs status and reason → our error class (PROVIDERS.md's APNs table)."""
+    reason = reason or ""
+    text = f"APNs {status} {reason}".strip()
+    if reason in _INVALID_TOKEN:
+        return InvalidTokenError(
+            text,
+            code="token_unregistered" if status == "410" else "token_invalid",
+            provider_code=reason,
+        )
+    if status == "403" and reason in _PROVIDER_TOKEN:
+        return RetryableError(
+            text, code="provider_token_rejected", provider_code=reason, retry_after_s=0.0
+        )
+    if status == "403":
+        return AccountError(text, code="channel_auth_failed", provider_code=reason or status)
+    if status == "429":
+        return RetryableError(text, code="rate_limited", provider_code=reason or status)
+    if status.startswith("5"):
+        return RetryableError(text, code="provider_unavailable", provider_code=reason or status)
+    if status in ("400", "413"):
+        return PermanentError(text, code="invalid_payload", provider_code=reason or status)
+    return PermanentError(text, code="provider_error", provider_code=reason or status)
+
+
+class SharedJwt(AuthorizationHeaderProvider):
+    """One provider token for all connections, reissued every ``ttl_s`` (Apple: 20-60 min)."""
+
+    def __init__(self, key: str, key_id: str, team_id: str, ttl_s: float = 40 * 60) -> None:
+        self._key, self._key_id, self._team_id, self._ttl_s = key, key_id, team_id, ttl_s
+        self._header: str | None = None
+        self._issued_at = 0.0
+        self.minted = 0
+
+    def get_header(self) -> str:
+        now = time.time()
+        if self._header is None or now - self._issued_at >= self._ttl_s:
+            self._issued_at = now
+            token = jwt.encode(
+                {"iss": self._team_id, "iat": int(now)},
+                self._key,
+                algorithm="ES256",
+                headers={"kid": self._key_id},
+            )
+            self._header = f"bearer {token}"
+            self.minted += 1
+        return self._header
+
+    def invalidate(self) -> None:
+        """After 403 ExpiredProviderToken/InvalidProviderToken: mint afresh next time."""
+        self._header = None
+
+
+class _Protocol(APNsTLSClientProtocol):
+    """aioapns' protocol, made safe for requests we stopped waiting for (timeouts)."""
+
+    def on_stream_ended(self, stream_id: int) -> None:
+        # aioapns forgets a successful stream's id only on error responses.
+        self.request_streams.pop(stream_id, None)
+        super().on_stream_ended(stream_id)
+
+    def on_response_received(self, headers: dict[bytes, bytes]) -> None:
+        notification_id = headers.get(b"apns-id", b"").decode()
+        status = headers.get(b":status", b"").decode()
+        if status != "200":
+            self.request_statuses[notification_id] = status
+            return
+        future = self.requests.pop(notification_id, None)
+        # A request that timed out on our side has a cancelled future: drop the answer.
+        if future is not None and not future.done():
+            future.set_result(NotificationResult(notification_id, status))
+
+    def on_data_received(self, raw_data: bytes, stream_id: int) -> None:
+        try:
+            data = json.loads(raw_data.decode())
+        except ValueError:
+            data = {}
+        notification_id = self.request_streams.pop(stream_id, None)
+        if notification_id is None:
+            return
+        status = self.request_statuses.pop(notification_id, "")
+        future = self.requests.pop(notification_id, None)
+        if future is not None and not future.done():
+            future.set_result(
+                NotificationResult(
+                    notification_id,
+                    status,
+                    description=data.get("reason"),
+                    timestamp=data.get("timestamp"),
+                )
+            )
+
+
+class _Pool(APNsKeyConnectionPool):
+    def __init__(
+        self, auth: SharedJwt, protocol_class: type[_Protocol], topic: str, **kwargs: Any
+    ) -> None:
+        super().__init__(topic=topic, **kwargs)
+        self.protocol_class = protocol_class
+        self._auth = auth
+        self._topic = topic
+
+    async def create_connection(self) -> APNsBaseClientProtocol:
+        factory = partial(
+            self.protocol_class,
+            self._topic,
+            self.loop,
+            cast(Any, self.discard_connection),  # annotated NoReturn in aioapns; returns None
+            self._auth,
+        )
+        return await self._create_connection(factory)
+
+
+class ApnsSender:
+    """Must be created inside the running event loop (aioapns binds to it)."""
+
+    def __init__(
+        self,
+        config: ApnsConfig,
+        *,
+        timeout_s: float,
+        max_in_flight: int = 500,
+        max_connections: int = 2,
+    ) -> None:
+        host, port = SANDBOX if config.sandbox else PRODUCTION
+        if config.endpoint:
+            host, _, port_text = config.endpoint.rpartition(":")
+            port = int(port_text)
+        protocol_class = type(
+            "ApnsProtocol", (_Protocol,), {"APNS_SERVER": host, "APNS_PORT": port}
+        )
+        ssl_context = ssl.create_default_context(cafile=config.ca_file)
+        ssl_context.set_alpn_protocols(["h2"])
+        self.auth = SharedJwt(config.key.get_secret_value(), config.key_id, config.team_id)
+        self.topic = config.topic
+        self._timeout_s = timeout_s
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._pool = _Pool(
+            self.auth,
+            protocol_class,
+            key=config.key.get_secret_value(),
+            key_id=config.key_id,
+            team_id=config.team_id,
+            topic=config.topic,
+            max_connections=max_connections,
+            max_connection_attempts=2,
+            ssl_context=ssl_context,
+        )
+
+    async def _one(self, payload: dict[str, Any], token: str) -> DeviceResult:
+        request = NotificationRequest(
+            device_token=token,
+            message=payload,
+            notification_id=str(uuid.uuid4()),
+            push_type=PushType.ALERT,
+            priority=10,
+        )
+        async with self._in_flight:
+            started = time.perf_counter()
+            try:
+                result = await asyncio.wait_for(
+                    self._pool.send_notification(request), self._timeout_s
+                )
+            except TimeoutError:
+                error: DeliveryError = RetryableError(
+                    "APNs did not answer in time", code="provider_timeout"
+                )
+                return DeviceResult("apns", token, None, error, self._elapsed_ms(started))
+            except (ApnsConnectionError, MaxAttemptsExceeded, OSError) as exc:
+                error = RetryableError(
+                    f"Could not reach APNs ({type(exc).__name__})", code="provider_unreachable"
+                )
+                return DeviceResult("apns", token, None, error, self._elapsed_ms(started))
+        latency_ms = self._elapsed_ms(started)
+        if result.is_successful:
+            return DeviceResult("apns", token, result.notification_id, None, latency_ms)
+        error = classify(str(result.status), result.description)
+        if isinstance(error, RetryableError) and error.code == "provider_token_rejected":
+            self.auth.invalidate()
+        return DeviceResult("apns", token, None, error, latency_ms)
+
+    @staticmethod
+    def _elapsed_ms(started: float) -> float:
+        return (time.perf_counter() - started) * 1000
+
+    async def send(self, note: Notification, tokens: Sequence[str]) -> list[DeviceResult]:
+        payload = apns_payload(note)
+        return list(await asyncio.gather(*(self._one(payload, t) for t in tokens)))
+
+    async def close(self) -> None:
+        self._pool.close()

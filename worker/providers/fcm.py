@@ -1,0 +1,175 @@
+"""FCM HTTP v1 through firebase-admin's ``messaging.send_each_async``.
+
+One ``FcmSender`` per account per worker process: it owns a firebase-admin App
+whose OAuth2 access token is cached by google-auth and reused until it nears
+expiry, and an HTTP/2 client kept open across tasks on the process's one loop.
+
+Two deliberate departures from firebase-admin's defaults, both through its
+(pinned) internals, because the public API offers no knob:
+- its async client retries 500/503 itself for about 7 s; ours does not, so that
+  only the tokens that failed are retried, on our schedule and budget;
+- the endpoint and the TLS trust can point at a simulator or a test fake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import ssl
+import time
+from collections.abc import Sequence
+
+import firebase_admin
+import httpx
+from firebase_admin import _http_client, credentials, exceptions, messaging
+from firebase_admin._retry import HttpxRetry, HttpxRetryTransport
+
+from worker.errors import (
+    AccountError,
+    DeliveryError,
+    InvalidTokenError,
+    PermanentError,
+    RetryableError,
+)
+from worker.models import FcmConfig
+from worker.providers.push import DeviceResult
+from worker.providers.retry_after import parse_retry_after
+from worker.push_payload import Notification, fcm_data
+
+BATCH_SIZE = 500  # send_each_async's limit per call
+# QUOTA_EXCEEDED without Retry-After: FCM asks for at least a minute.
+QUOTA_DEFAULT_RETRY_S = 60.0
+_NO_RETRY = HttpxRetry(max_retries=0, status_forcelist=[])
+_app_names = itertools.count(1)
+
+
+def classify(error: exceptions.FirebaseError) -> DeliveryError:
+    """A firebase-admin exception → our error class (PROVIDERS.md's FCM table)."""
+    reason = str(error) or type(error).__name__
+    response = getattr(error, "http_response", None)
+    status = str(response.status_code) if response is not None else None
+    if isinstance(error, messaging.UnregisteredError):
+        return InvalidTokenError(reason, code="token_unregistered", provider_code="UNREGISTERED")
+    if isinstance(error, messaging.SenderIdMismatchError):
+        return InvalidTokenError(
+            reason, code="token_sender_mismatch", provider_code="SENDER_ID_MISMATCH"
+        )
+    if isinstance(error, messaging.QuotaExceededError):
+        header = response.headers.get("retry-after") if response is not None else None
+        return RetryableError(
+            reason,
+            code="rate_limited",
+            provider_code="QUOTA_EXCEEDED",
+            retry_after_s=parse_retry_after(header) or QUOTA_DEFAULT_RETRY_S,
+        )
+    if isinstance(error, messaging.ThirdPartyAuthError):
+        return AccountError(
+            reason, code="channel_auth_failed", provider_code="THIRD_PARTY_AUTH_ERROR"
+        )
+    if isinstance(error, exceptions.InvalidArgumentError):
+        if "registration token" in reason.lower():
+            return InvalidTokenError(reason, code="token_invalid", provider_code="INVALID_ARGUMENT")
+        # The payload is at fault, not the device: never prune for this.
+        return PermanentError(reason, code="invalid_payload", provider_code="INVALID_ARGUMENT")
+    if isinstance(error, exceptions.UnauthenticatedError | exceptions.PermissionDeniedError):
+        return AccountError(reason, code="channel_auth_failed", provider_code=status)
+    if isinstance(error, exceptions.NotFoundError):
+        # 404 without an FCM error code: the project (not the token) is unknown.
+        return AccountError(reason, code="channel_auth_failed", provider_code=status)
+    if isinstance(
+        error,
+        exceptions.UnavailableError
+        | exceptions.InternalError
+        | exceptions.DeadlineExceededError
+        | exceptions.ResourceExhaustedError
+        | exceptions.UnknownError,
+    ):
+        header = response.headers.get("retry-after") if response is not None else None
+        code = (
+            "provider_timeout"
+            if isinstance(error, exceptions.DeadlineExceededError)
+            else ("provider_unavailable")
+        )
+        return RetryableError(
+            reason, code=code, provider_code=status, retry_after_s=parse_retry_after(header)
+        )
+    return PermanentError(reason, code="provider_error", provider_code=status)
+
+
+class _HttpClient(_http_client.HttpxAsyncClient):  # type: ignore[misc]
+    """firebase-admin's async client, built with our TLS trust and without its retries."""
+
+    def __init__(
+        self, credential: object, timeout_s: float, ssl_context: ssl.SSLContext | None
+    ) -> None:
+        self._base_url = ""
+        self._timeout = timeout_s
+        self._headers = dict(_http_client.METRICS_HEADERS)
+        self._retry_config = _NO_RETRY
+        verify: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        transport = HttpxRetryTransport(retry=_NO_RETRY, http2=True, verify=verify)
+        self._mounts = {"http://": transport, "https://": transport}
+        self._async_client = httpx.AsyncClient(
+            http2=True,
+            timeout=timeout_s,
+            headers=self._headers,
+            auth=_http_client.GoogleAuthCredentialFlow(credential),
+            mounts=self._mounts,
+        )
+
+
+class FcmSender:
+    def __init__(self, config: FcmConfig, *, timeout_s: float) -> None:
+        info = json.loads(config.service_account.get_secret_value())
+        self.project_id = config.project_id
+        self.app = firebase_admin.initialize_app(
+            credentials.Certificate(info),
+            options={"projectId": config.project_id, "httpTimeout": timeout_s},
+            name=f"dispatch-{config.project_id}-{next(_app_names)}",
+        )
+        service = messaging._get_messaging_service(self.app)
+        if config.endpoint:
+            service._fcm_url = (
+                f"{config.endpoint.rstrip('/')}/v1/projects/{config.project_id}/messages:send"
+            )
+        ssl_context = ssl.create_default_context(cafile=config.ca_file) if config.ca_file else None
+        service._async_client = _HttpClient(service._credential, timeout_s, ssl_context)
+        self._service = service
+
+    async def send(self, note: Notification, tokens: Sequence[str]) -> list[DeviceResult]:
+        data = fcm_data(note)
+        webpush = None
+        if note.icon or (note.url and note.url.startswith("https://")):
+            webpush = messaging.WebpushConfig(
+                notification=messaging.WebpushNotification(icon=note.icon) if note.icon else None,
+                fcm_options=messaging.WebpushFCMOptions(link=note.url)
+                if note.url and note.url.startswith("https://")
+                else None,
+            )
+        results: list[DeviceResult] = []
+        for start in range(0, len(tokens), BATCH_SIZE):
+            chunk = tokens[start : start + BATCH_SIZE]
+            messages = [
+                # `fid` rather than the deprecated `token`: firebase-admin 7 puts it on the wire.
+                messaging.Message(
+                    fid=token,
+                    notification=messaging.Notification(title=note.title, body=note.body),
+                    data=data or None,
+                    webpush=webpush,
+                )
+                for token in chunk
+            ]
+            started = time.perf_counter()
+            batch = await messaging.send_each_async(messages, app=self.app)
+            latency_ms = (time.perf_counter() - started) * 1000
+            for token, response in zip(chunk, batch.responses, strict=True):
+                error = None if response.success else classify(response.exception)
+                results.append(DeviceResult("fcm", token, response.message_id, error, latency_ms))
+        return results
+
+    async def close(self) -> None:
+        await self._service._async_client.aclose()
+        # delete_app closes the service with asyncio.run(), which cannot run inside our
+        # loop: do it on a thread (the client is already closed, so that is a no-op).
+        await asyncio.to_thread(firebase_admin.delete_app, self.app)

@@ -1,0 +1,31 @@
+"""What a push adapter returns for each device, and the seam the send algorithm uses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from worker.errors import DeliveryError
+from worker.push_payload import Notification
+
+
+@dataclass(frozen=True)
+class DeviceResult:
+    platform: str
+    token: str
+    provider_id: str | None  # FCM's message name, or APNs' apns-id
+    error: DeliveryError | None
+    latency_ms: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class PushSender(Protocol):
+    async def send(self, note: Notification, tokens: Sequence[str]) -> list[DeviceResult]:
+        """Send ``note`` to every token concurrently; one result per token, in order."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,401 @@
+"""Simulated Google OAuth2 + FCM HTTP v1, and APNs, speaking their real protocols.
+
+- ``POST /token`` (plain HTTP, where google-auth posts a service account's signed
+  JWT assertion): checks the RS256 signature against the project's registered
+  public key and answers an access token with ``expires_in``;
+- ``POST /v1/projects/{project}/messages:send`` (HTTP/2 + TLS, or HTTP/1.1):
+  checks the bearer, one target, string ``data`` values, the 4 KB limit;
+- ``POST /3/device/{token}`` (HTTP/2 + TLS only, like Apple): checks the ES256
+  provider JWT against the registered key, ``apns-topic``, the hex token and
+  the payload size; echoes ``apns-id``.
+Keys and projects are registered through ``/_sim/fcm/…`` and ``/_sim/apns/…``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import time
+import uuid
+from typing import Any
+from urllib.parse import parse_qs
+
+import jwt
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from worker.sim.h2server import Request as H2Request
+from worker.sim.h2server import Response as H2Response
+from worker.sim.state import Fault, SimState
+
+MAX_PAYLOAD_BYTES = 4096
+ACCESS_TOKEN_TTL_S = 3600
+# google-auth signs the assertion for Google's own token URL whatever token_uri says.
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
+FCM_PATH = re.compile(r"^/v1/projects/([^/]+)/messages:send$")
+APNS_PATH = re.compile(r"^/3/device/([^/?]+)$")
+APNS_TOKEN = re.compile(r"^(?:[0-9a-fA-F]{2}){32,100}$")
+FCM_TOKEN = re.compile(r"^[\x21-\x7e]{20,4096}$")
+
+# FCM errorCode → (HTTP status, gRPC status, message)
+FCM_ERRORS: dict[str, tuple[int, str, str]] = {
+    "UNREGISTERED": (404, "NOT_FOUND", "Requested entity was not found."),
+    "SENDER_ID_MISMATCH": (403, "PERMISSION_DENIED", "SenderId mismatch"),
+    "QUOTA_EXCEEDED": (429, "RESOURCE_EXHAUSTED", "Quota exceeded for sending messages."),
+    "UNAVAILABLE": (503, "UNAVAILABLE", "The service is currently unavailable."),
+    "INTERNAL": (500, "INTERNAL", "Internal error encountered."),
+    "INVALID_ARGUMENT": (
+        400,
+        "INVALID_ARGUMENT",
+        "The registration token is not a valid FCM registration token",
+    ),
+    "THIRD_PARTY_AUTH_ERROR": (401, "UNAUTHENTICATED", "Auth error from APNS or Web Push Service"),
+}
+# APNs reason → status
+APNS_REASONS: dict[str, int] = {
+    "BadDeviceToken": 400,
+    "DeviceTokenNotForTopic": 400,
+    "PayloadEmpty": 400,
+    "TopicDisallowed": 400,
+    "BadTopic": 400,
+    "MissingTopic": 400,
+    "ExpiredProviderToken": 403,
+    "InvalidProviderToken": 403,
+    "MissingProviderToken": 403,
+    "Unregistered": 410,
+    "ExpiredToken": 410,
+    "PayloadTooLarge": 413,
+    "TooManyProviderTokenUpdates": 429,
+    "TooManyRequests": 429,
+    "InternalServerError": 500,
+    "ServiceUnavailable": 503,
+    "Shutdown": 503,
+}
+
+
+class FcmProjectSpec(BaseModel):
+    client_email: str
+    public_key_pem: str
+
+
+class ApnsKeySpec(BaseModel):
+    team_id: str
+    public_key_pem: str
+    topics: list[str] = Field(default_factory=list)
+
+
+def fcm_error(code: str, message: str | None = None) -> tuple[int, dict[str, Any]]:
+    status, grpc, default = FCM_ERRORS.get(code, (400, code, code))
+    error: dict[str, Any] = {"code": status, "message": message or default, "status": grpc}
+    if code in FCM_ERRORS and code not in ("UNAVAILABLE", "INTERNAL"):
+        error["details"] = [
+            {
+                "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+                "errorCode": code,
+            }
+        ]
+    return status, {"error": error}
+
+
+class PushSim:
+    def __init__(self, state: SimState) -> None:
+        self.state = state
+        self.projects: dict[str, FcmProjectSpec] = {}
+        self.access_tokens: dict[str, tuple[str, float]] = {}  # token → (client_email, expiry)
+        self.apns_keys: dict[str, ApnsKeySpec] = {}
+        self.apns_jwts: dict[str, str] = {}  # verified JWT → key id
+        self.oauth_tokens_issued = 0
+        self.router = self._build_router()
+
+    # --- OAuth2 --------------------------------------------------------------
+
+    def issue_token(self, assertion: str) -> tuple[int, dict[str, Any]]:
+        invalid = {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+        try:
+            claims = jwt.decode(assertion, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return 400, invalid
+        spec = next(
+            (p for p in self.projects.values() if p.client_email == claims.get("iss")), None
+        )
+        if spec is None:
+            return 400, {"error": "invalid_grant", "error_description": "Invalid issuer."}
+        try:
+            jwt.decode(
+                assertion,
+                spec.public_key_pem,
+                algorithms=["RS256"],
+                audience=[GOOGLE_TOKEN_AUDIENCE],
+                options={"require": ["exp", "iat"]},
+            )
+        except jwt.PyJWTError:
+            return 400, invalid
+        token = "ya29.sim-" + secrets.token_urlsafe(32)
+        self.access_tokens[token] = (spec.client_email, time.time() + ACCESS_TOKEN_TTL_S)
+        self.oauth_tokens_issued += 1
+        return 200, {
+            "access_token": token,
+            "expires_in": ACCESS_TOKEN_TTL_S - 1,
+            "token_type": "Bearer",
+        }
+
+    # --- FCM -------------------------------------------------------------------
+
+    async def fcm_send(
+        self, project_id: str, authorization: str, raw: bytes
+    ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:
+            body = None
+        message = body.get("message") if isinstance(body, dict) else None
+        target = ""
+        if isinstance(message, dict):
+            target = str(message.get("token") or message.get("fid") or "")
+        entry = self.state.record(
+            "fcm", method="POST", project_id=project_id, token=target, body=body
+        )
+        status, headers, answer = await self._fcm_answer(project_id, authorization, message, entry)
+        entry["status"] = status
+        return status, headers, answer
+
+    async def _fcm_answer(
+        self, project_id: str, authorization: str, message: Any, entry: dict[str, Any]
+    ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        project = self.projects.get(project_id)
+        scheme, _, bearer = authorization.partition(" ")
+        grant = self.access_tokens.get(bearer) if scheme.lower() == "bearer" else None
+        if (
+            project is None
+            or grant is None
+            or grant[0] != project.client_email
+            or (grant[1] < time.time())
+        ):
+            entry["auth"] = "bad_token"
+            return (
+                401,
+                {},
+                {
+                    "error": {
+                        "code": 401,
+                        "status": "UNAUTHENTICATED",
+                        "message": "Request had invalid authentication credentials.",
+                    }
+                },
+            )
+        entry["auth"] = "ok"
+        if not isinstance(message, dict):
+            return self._fcm_error_tuple("INVALID_ARGUMENT", "Missing message")
+        targets = [k for k in ("token", "fid", "topic", "condition") if message.get(k)]
+        if len(targets) != 1:
+            return self._fcm_error_tuple(
+                "INVALID_ARGUMENT", "Exactly one of token, fid, topic or condition is required"
+            )
+        token = str(message.get("token") or message.get("fid") or "")
+        fault = self.state.take_fault("fcm", {"token": token, "project_id": project_id})
+        if fault is not None:
+            answer = await self._fcm_fault(fault, entry)
+            if answer is not None:
+                return answer
+        data = message.get("data") or {}
+        if not isinstance(data, dict) or any(not isinstance(v, str) for v in data.values()):
+            return self._fcm_error_tuple(
+                "INVALID_ARGUMENT", "Invalid value at 'message.data': values must be strings"
+            )
+        payload = {k: v for k, v in message.items() if k not in ("token", "fid")}
+        if len(json.dumps(payload, separators=(",", ":")).encode()) > MAX_PAYLOAD_BYTES:
+            return self._fcm_error_tuple("INVALID_ARGUMENT", "Message is too big")
+        if token and not FCM_TOKEN.fullmatch(token):
+            return self._fcm_error_tuple("INVALID_ARGUMENT")
+        name = f"projects/{project_id}/messages/{uuid.uuid4().int % 10**19}"
+        entry["name"] = name
+        return 200, {}, {"name": name}
+
+    @staticmethod
+    def _fcm_error_tuple(
+        code: str, message: str | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        status, body = fcm_error(code, message)
+        return status, headers or {}, body
+
+    async def _fcm_fault(
+        self, fault: Fault, entry: dict[str, Any]
+    ) -> tuple[int, dict[str, str], dict[str, Any]] | None:
+        entry["fault"] = fault.kind
+        if fault.kind == "delay":
+            await asyncio.sleep(fault.delay_s)
+            return None
+        headers = {"retry-after": f"{fault.retry_after_s:g}"} if fault.retry_after_s else {}
+        if fault.kind == "timeout":
+            await asyncio.sleep(fault.delay_s)
+            return (
+                504,
+                {},
+                {
+                    "error": {
+                        "code": 504,
+                        "status": "DEADLINE_EXCEEDED",
+                        "message": "Deadline exceeded",
+                    }
+                },
+            )
+        if fault.kind == "http":
+            return fault.http_status or 500, headers, {}
+        status, body = fcm_error(str(fault.code or "UNAVAILABLE"), fault.body)
+        return fault.http_status or status, headers, body
+
+    # --- APNs ------------------------------------------------------------------
+
+    def _check_provider_token(self, authorization: str, topic: str) -> str | None:
+        """The reason APNs would refuse this provider token, or None."""
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return "MissingProviderToken"
+        key_id = self.apns_jwts.get(token)
+        if key_id is None:
+            try:
+                header = jwt.get_unverified_header(token)
+                spec = self.apns_keys[str(header.get("kid"))]
+                claims = jwt.decode(
+                    token,
+                    spec.public_key_pem,
+                    algorithms=["ES256"],
+                    options={"require": ["iat", "iss"]},
+                )
+            except (jwt.PyJWTError, KeyError):
+                return "InvalidProviderToken"
+            if claims["iss"] != spec.team_id:
+                return "InvalidProviderToken"
+            key_id = str(header["kid"])
+            self.apns_jwts[token] = key_id
+        claims = jwt.decode(token, options={"verify_signature": False})
+        if time.time() - float(claims["iat"]) > 3600:
+            return "ExpiredProviderToken"
+        if topic not in self.apns_keys[key_id].topics:
+            return "TopicDisallowed"
+        return None
+
+    async def apns_send(self, request: H2Request) -> H2Response:
+        match = APNS_PATH.match(request.path)
+        apns_id = request.headers.get("apns-id") or str(uuid.uuid4()).upper()
+        topic = request.headers.get("apns-topic", "")
+        token = match.group(1) if match else ""
+        try:
+            body: Any = json.loads(request.body) if request.body else None
+        except ValueError:
+            body = None
+        entry = self.state.record(
+            "apns",
+            method=request.method,
+            path=request.path,
+            token=token,
+            topic=topic,
+            apns_id=apns_id,
+            body=body,
+            push_type=request.headers.get("apns-push-type"),
+        )
+        if request.method != "POST" or match is None:
+            return self._apns_reason(entry, apns_id, "BadPath", 404)
+        refused = self._check_provider_token(request.headers.get("authorization", ""), topic)
+        if refused:
+            entry["auth"] = "bad_token"
+            return self._apns_reason(entry, apns_id, refused)
+        entry["auth"] = "ok"
+        fault = self.state.take_fault("apns", {"token": token, "topic": topic})
+        if fault is not None:
+            entry["fault"] = fault.kind
+            if fault.kind in ("delay", "timeout"):
+                await asyncio.sleep(fault.delay_s)
+            if fault.kind == "timeout":
+                return self._apns_reason(entry, apns_id, "ServiceUnavailable")
+            if fault.kind in ("error", "http"):
+                return self._apns_reason(
+                    entry,
+                    apns_id,
+                    str(fault.code or "ServiceUnavailable"),
+                    fault.http_status,
+                    fault.retry_after_s,
+                )
+        if not APNS_TOKEN.fullmatch(token):
+            return self._apns_reason(entry, apns_id, "BadDeviceToken")
+        if len(request.body) > MAX_PAYLOAD_BYTES:
+            return self._apns_reason(entry, apns_id, "PayloadTooLarge")
+        if not isinstance(body, dict) or not isinstance(body.get("aps"), dict):
+            return self._apns_reason(entry, apns_id, "PayloadEmpty")
+        entry["status"] = 200
+        return H2Response(200, [("apns-id", apns_id)])
+
+    def _apns_reason(
+        self,
+        entry: dict[str, Any],
+        apns_id: str,
+        reason: str,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> H2Response:
+        status = status or APNS_REASONS.get(reason, 400)
+        entry.update(status=status, reason=reason)
+        answer: dict[str, Any] = {"reason": reason}
+        if status == 410:
+            answer["timestamp"] = int(time.time() * 1000)
+        headers = [("apns-id", apns_id), ("content-type", "application/json")]
+        if retry_after_s is not None:
+            headers.append(("retry-after", f"{retry_after_s:g}"))
+        return H2Response(status, headers, json.dumps(answer).encode())
+
+    # --- the HTTP/2 + TLS port ---------------------------------------------------
+
+    async def handle_h2(self, request: H2Request) -> H2Response:
+        if request.path.startswith("/3/device/"):
+            return await self.apns_send(request)
+        fcm = FCM_PATH.match(request.path)
+        if fcm and request.method == "POST":
+            status, headers, answer = await self.fcm_send(
+                fcm.group(1), request.headers.get("authorization", ""), request.body
+            )
+            return H2Response(
+                status,
+                [("content-type", "application/json"), *headers.items()],
+                json.dumps(answer).encode(),
+            )
+        return H2Response(404, [("content-type", "application/json")], b'{"error":"not found"}')
+
+    # --- routes on the plain HTTP port ----------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "oauth_tokens_issued": self.oauth_tokens_issued,
+            "apns_jwts_seen": len(self.apns_jwts),
+        }
+
+    def _build_router(self) -> APIRouter:
+        router = APIRouter()
+
+        @router.post("/token")
+        async def token(request: Request) -> JSONResponse:
+            form = parse_qs((await request.body()).decode())
+            self.state.record("oauth", method="POST", grant_type=form.get("grant_type", [""])[0])
+            status, body = self.issue_token(form.get("assertion", [""])[0])
+            return JSONResponse(body, status)
+
+        @router.post("/v1/projects/{project_id}/messages:send")
+        async def fcm_send(project_id: str, request: Request) -> JSONResponse:
+            status, headers, answer = await self.fcm_send(
+                project_id, request.headers.get("authorization", ""), await request.body()
+            )
+            return JSONResponse(answer, status, headers=headers)
+
+        @router.put("/_sim/fcm/projects/{project_id}")
+        async def put_project(project_id: str, spec: FcmProjectSpec) -> dict[str, str]:
+            self.projects[project_id] = spec
+            return {"project_id": project_id}
+
+        @router.put("/_sim/apns/keys/{key_id}")
+        async def put_key(key_id: str, spec: ApnsKeySpec) -> dict[str, str]:
+            self.apns_keys[key_id] = spec
+            return {"key_id": key_id}
+
+        return router
