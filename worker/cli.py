@@ -6,6 +6,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -21,11 +22,13 @@ from worker.masking import mask_phone, mask_token
 from worker.models import Scope
 from worker.provisioning import (
     ChannelNotConfiguredError,
+    configure_apns,
+    configure_fcm,
     configure_whatsapp,
     redis_session,
     sync_templates,
 )
-from worker.store import accounts, channels, messages, templates
+from worker.store import accounts, channels, messages, templates, tokens
 
 T = TypeVar("T")
 
@@ -46,6 +49,12 @@ app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(channels_app, name="channels")
 channels_app.add_typer(whatsapp_app, name="whatsapp")
+fcm_app = typer.Typer(help="Firebase Cloud Messaging (Android, web).", no_args_is_help=True)
+apns_app = typer.Typer(help="Apple Push Notification service (iOS, macOS).", no_args_is_help=True)
+tokens_app = typer.Typer(help="Device tokens and their delivery counters.", no_args_is_help=True)
+channels_app.add_typer(fcm_app, name="fcm")
+channels_app.add_typer(apns_app, name="apns")
+app.add_typer(tokens_app, name="tokens")
 app.add_typer(templates_app, name="templates")
 app.add_typer(messages_app, name="messages")
 
@@ -226,17 +235,23 @@ def accounts_create(
 
 @accounts_app.command("list")
 def accounts_list() -> None:
-    """List accounts with their channels."""
+    """List accounts and which channels each has configured."""
 
-    async def action(redis: Redis, _: Settings) -> list[tuple[str, bool]]:
+    async def action(redis: Redis, _: Settings) -> list[tuple[str, bool, set[str]]]:
         return [
-            (acc, await channels.whatsapp_configured(redis, acc))
+            (
+                acc,
+                await channels.whatsapp_configured(redis, acc),
+                await channels.push_platforms(redis, acc),
+            )
             for acc in await accounts.list_accounts(redis)
         ]
 
-    table = Table("account", "whatsapp")
-    for acc, wa in _with_redis(action):
-        table.add_row(acc, "configured" if wa else "-")
+    table = Table("account", "whatsapp", "fcm", "apns")
+    for acc, wa, push in _with_redis(action):
+        table.add_row(
+            acc, *("configured" if on else "-" for on in (wa, "fcm" in push, "apns" in push))
+        )
     console.print(table)
 
 
@@ -374,6 +389,145 @@ def whatsapp_show(account: AccountOpt) -> None:
         console.print(table)
 
     _with_redis(action)
+
+
+@fcm_app.command("configure")
+def fcm_configure(
+    account: AccountOpt,
+    service_account: Annotated[
+        Path,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="The Firebase service-account key file (JSON); the project id is read from it.",
+        ),
+    ],
+    endpoint: Annotated[
+        str | None,
+        typer.Option(help="FCM base URL instead of https://fcm.googleapis.com (a simulator's)."),
+    ] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="CA bundle to trust for --endpoint."),
+    ] = None,
+) -> None:
+    """Store the account's FCM credentials. The private key is never printed back."""
+
+    async def action(redis: Redis, _: Settings) -> None:
+        config = await configure_fcm(
+            redis,
+            account,
+            service_account.read_text(),
+            endpoint=endpoint,
+            ca_file=str(ca_file.resolve()) if ca_file else None,
+        )
+        err.print(
+            f"FCM configured for [bold]{account}[/]: project {config.project_id}"
+            + (f" via {config.endpoint}" if config.endpoint else "")
+        )
+
+    _with_redis(action)
+
+
+@apns_app.command("configure")
+def apns_configure(
+    account: AccountOpt,
+    key_file: Annotated[
+        Path,
+        typer.Option(
+            exists=True, dir_okay=False, readable=True, help="The AuthKey_XXXXXXXXXX.p8 file."
+        ),
+    ],
+    key_id: Annotated[str, typer.Option(help="The key's id (10 characters).")],
+    team_id: Annotated[str, typer.Option(help="Your Apple developer team id.")],
+    topic: Annotated[str, typer.Option(help="The app's bundle id, e.g. com.example.app.")],
+    sandbox: Annotated[
+        bool, typer.Option(help="Use Apple's development servers (apps built for development).")
+    ] = False,
+    endpoint: Annotated[
+        str | None, typer.Option(help="host:port instead of Apple's servers (a simulator's).")
+    ] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="CA bundle to trust for --endpoint."),
+    ] = None,
+) -> None:
+    """Store the account's APNs token credentials. The key is never printed back."""
+
+    async def action(redis: Redis, _: Settings) -> None:
+        config = await configure_apns(
+            redis,
+            account,
+            key_pem=key_file.read_text(),
+            key_id=key_id,
+            team_id=team_id,
+            topic=topic,
+            sandbox=sandbox,
+            endpoint=endpoint,
+            ca_file=str(ca_file.resolve()) if ca_file else None,
+        )
+        where = config.endpoint or ("sandbox" if config.sandbox else "production")
+        err.print(
+            f"APNs configured for [bold]{account}[/]: topic {config.topic}, "
+            f"key {config.key_id}, team {config.team_id} ({where})"
+        )
+
+    _with_redis(action)
+
+
+@tokens_app.command("stats")
+def tokens_stats(
+    account: Annotated[
+        str | None, typer.Option("--account", "-a", help="Only this account.")
+    ] = None,
+    problems: Annotated[
+        bool, typer.Option("--problems", help="Only tokens that failed or were pruned.")
+    ] = False,
+) -> None:
+    """Every device token: delivered, failed, last error, state. Tokens are masked."""
+
+    async def action(redis: Redis, _: Settings) -> Table:
+        names = [account] if account else await accounts.list_accounts(redis)
+        table = Table(
+            "account",
+            "contact",
+            "platform",
+            "token",
+            "delivered",
+            "failed",
+            "last success",
+            "last error",
+            "state",
+        )
+        totals = [0, 0, 0, 0]
+        for acc in names:
+            await accounts.require_account(redis, acc)
+            for t in await tokens.load_many(redis, acc, await tokens.all_members(redis, acc)):
+                totals[0] += 1
+                totals[1] += t.delivered
+                totals[2] += t.failed
+                totals[3] += 0 if t.active else 1
+                if problems and t.active and not t.failed:
+                    continue
+                state = "active" if t.active else f"pruned: {t.prune_reason or '?'}"
+                table.add_row(
+                    acc,
+                    t.contact or "-",
+                    t.platform,
+                    mask_token(t.token),
+                    str(t.delivered),
+                    str(t.failed),
+                    _when(t.last_success_at),
+                    t.last_error or "-",
+                    state,
+                )
+        table.caption = (
+            f"{totals[0]} token(s): {totals[1]} delivered, {totals[2]} failed, {totals[3]} pruned"
+        )
+        return table
+
+    console.print(_with_redis(action))
 
 
 @templates_app.command("sync")

@@ -1,7 +1,8 @@
-"""``dispatch up --demo``: an account wired to the simulator, and the spec's example sent."""
+"""``dispatch up --demo``: an account wired to the simulator, and the spec's examples sent."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -15,7 +16,14 @@ from rich.console import Console
 
 from worker.config import Settings
 from worker.models import ContactBody, Scope
-from worker.provisioning import configure_whatsapp, sync_templates
+from worker.provisioning import (
+    configure_apns,
+    configure_fcm,
+    configure_whatsapp,
+    sync_templates,
+)
+from worker.sim import credentials as sim_credentials
+from worker.sim.credentials import ApnsKey, ServiceAccount
 from worker.store import accounts, channels, contacts
 
 ACCOUNT = "demo"
@@ -45,7 +53,12 @@ TEMPLATES: list[dict[str, Any]] = [
     },
 ]
 
-# The spec's example body, verbatim.
+PROJECT_ID = "dispatch-demo"
+APNS_TOPIC = "com.example.app"
+DEMO_FCM_TOKEN = "fXDtJ9kS:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx7dPqnZ01demo"  # noqa: S105
+DEMO_APNS_TOKEN = "a8b2cd3e" * 8
+
+# The spec's example bodies, verbatim.
 SPEC_BODY: dict[str, Any] = {
     "to": "+919876543210",
     "contact_id": "cct_abc123",
@@ -55,6 +68,20 @@ SPEC_BODY: dict[str, Any] = {
         {"type": "text", "text": "$49.99"},
     ],
 }
+
+
+SPEC_PUSH_BODY: dict[str, Any] = {
+    "contact_id": "cct_abc123",
+    "title": "Your order has shipped!",
+    "message": "Order #ORD-98765 is on its way.",
+    "url": "https://yourapp.com/orders/98765",
+    "icon": "https://yourapp.com/icons/shipping.png",
+}
+
+EXAMPLES: list[tuple[str, str, dict[str, Any]]] = [
+    ("WhatsApp", "/api/v1/channels/whatsapp/send", SPEC_BODY),
+    ("push", "/api/v1/channels/push/send", SPEC_PUSH_BODY),
+]
 
 
 def demo_env_path(settings: Settings) -> Path:
@@ -136,29 +163,93 @@ async def provision(redis: Redis, settings: Settings) -> str:
         base_url=sim,
     )
     await sync_templates(redis, settings, ACCOUNT)
+    await _provision_push(redis, settings)
     await contacts.upsert(
         redis,
         ACCOUNT,
         CONTACT_ID,
-        ContactBody(phone=CONTACT_PHONE, name="Asha Verma", email="asha@example.com"),
+        ContactBody.model_validate(
+            {
+                "phone": CONTACT_PHONE,
+                "name": "Asha Verma",
+                "email": "asha@example.com",
+                "push_tokens": [
+                    {"platform": "fcm", "token": DEMO_FCM_TOKEN},
+                    {"platform": "apns", "token": DEMO_APNS_TOKEN},
+                ],
+            }
+        ),
     )
     return await _demo_key(redis, settings)
 
 
-def curl_example(settings: Settings, key: str) -> str:
-    body = json.dumps(SPEC_BODY, indent=2)
-    return (
-        f"curl -X POST {settings.api_base_url}/api/v1/channels/whatsapp/send \\\n"
-        f"-H {shlex.quote('Authorization: Bearer ' + key)} \\\n"
-        f'-H "Content-Type: application/json" \\\n'
-        f"-d {shlex.quote(body)}"
+def _demo_credentials(settings: Settings) -> tuple[ServiceAccount, ApnsKey]:
+    """Made once and kept in .data/demo/, so the stored configuration stays valid."""
+    folder = settings.data_dir / "demo"
+    folder.mkdir(parents=True, exist_ok=True)
+    sa_path, key_path = folder / "service-account.json", folder / "apns-key.json"
+    token_uri = f"{settings.sim_base_url}/token"
+    if sa_path.exists() and key_path.exists():
+        sa = ServiceAccount(**json.loads(sa_path.read_text()))
+        if json.loads(sa.json).get("token_uri") == token_uri:
+            return sa, ApnsKey(**json.loads(key_path.read_text()))
+    sa = sim_credentials.service_account(PROJECT_ID, token_uri)
+    key = sim_credentials.apns_key()
+    for path, value in ((sa_path, sa), (key_path, key)):
+        path.write_text(json.dumps(dataclasses.asdict(value)))
+        os.chmod(path, 0o600)
+    return sa, key
+
+
+async def _provision_push(redis: Redis, settings: Settings) -> None:
+    """FCM and APNs against the simulator's HTTP/2 + TLS port, trusting its CA."""
+    sa, key = _demo_credentials(settings)
+    async with httpx.AsyncClient(base_url=settings.sim_base_url, timeout=5) as client:
+        response = await client.put(
+            f"/_sim/fcm/projects/{PROJECT_ID}",
+            json={"client_email": sa.client_email, "public_key_pem": sa.public_key_pem},
+        )
+        response.raise_for_status()
+        response = await client.put(
+            f"/_sim/apns/keys/{key.key_id}",
+            json={
+                "team_id": key.team_id,
+                "public_key_pem": key.public_key_pem,
+                "topics": [APNS_TOPIC],
+            },
+        )
+        response.raise_for_status()
+    ca_file = str((settings.sim_ca_dir / "ca.pem").resolve())
+    await configure_fcm(
+        redis, ACCOUNT, sa.json, endpoint=f"https://{settings.sim_tls_endpoint}", ca_file=ca_file
+    )
+    await configure_apns(
+        redis,
+        ACCOUNT,
+        key_pem=key.private_key_pem,
+        key_id=key.key_id,
+        team_id=key.team_id,
+        topic=APNS_TOPIC,
+        endpoint=settings.sim_tls_endpoint,
+        ca_file=ca_file,
     )
 
 
-def send_example(settings: Settings, key: str, console: Console) -> int:
+def curl_example(settings: Settings, key: str, path: str, body: dict[str, Any]) -> str:
+    return (
+        f"curl -X POST {settings.api_base_url}{path} \\\n"
+        f"-H {shlex.quote('Authorization: Bearer ' + key)} \\\n"
+        f'-H "Content-Type: application/json" \\\n'
+        f"-d {shlex.quote(json.dumps(body, indent=2))}"
+    )
+
+
+def send_example(
+    settings: Settings, key: str, path: str, body: dict[str, Any], console: Console
+) -> int:
     response = httpx.post(
-        f"{settings.api_base_url}/api/v1/channels/whatsapp/send",
-        json=SPEC_BODY,
+        f"{settings.api_base_url}{path}",
+        json=body,
         headers={"Authorization": f"Bearer {key}"},
         timeout=settings.send_wait_s + 5,
     )

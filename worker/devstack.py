@@ -52,13 +52,14 @@ def demo_stack(
     timeout_s: float = 120,
 ) -> Iterator[DemoStack]:
     data_dir = workdir / ".data"
-    api_port, sim_port = free_port(), free_port()
+    api_port, sim_port, sim_tls_port = free_port(), free_port(), free_port()
     env = child_environment(
         {
             "data_dir": str(data_dir),
             "embedded_redis_port": str(redis_port or free_port()),
             "api_port": str(api_port),
             "sim_port": str(sim_port),
+            "sim_tls_port": str(sim_tls_port),
             "log_level": log_level,
         },
         clean=True,

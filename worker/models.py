@@ -28,7 +28,7 @@ CONTACT_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 LANGUAGE_RE = re.compile(r"^[a-z]{2,3}([_-][A-Za-z0-9]{2,8}){0,3}$")
 TEMPLATE_NAME_RE = re.compile(r"^[a-z0-9_]{1,512}$")
 APNS_TOKEN_RE = re.compile(r"^(?:[0-9a-fA-F]{2}){32,100}$")
-FCM_TOKEN_RE = re.compile(r"^[\x21-\x7e]{20,4096}$")
+FCM_TOKEN_RE = re.compile(r"^[\x21-\x7e]{8,4096}$")
 
 
 def e164(value: str) -> str:
@@ -125,7 +125,7 @@ class PushTokenIn(StrictBody):
         if self.platform == "fcm" and not FCM_TOKEN_RE.fullmatch(self.token):
             raise PydanticCustomError(
                 "invalid_push_token",
-                "An FCM token is 20 to 4096 printable characters without spaces",
+                "An FCM token is 8 to 4096 printable characters without spaces",
             )
         return self
 

@@ -49,6 +49,7 @@ def run(settings: Settings, *, with_demo: bool, console: Console) -> int:
     ports = [(settings.api_host, settings.api_port, "DISPATCH_API_PORT")]
     if with_demo:
         ports.append((settings.sim_host, settings.sim_port, "DISPATCH_SIM_PORT"))
+        ports.append((settings.sim_host, settings.sim_tls_port, "DISPATCH_SIM_TLS_PORT"))
     for host, port, env_name in ports:
         if not port_free(host, port):
             console.print(
@@ -76,13 +77,17 @@ def run(settings: Settings, *, with_demo: bool, console: Console) -> int:
         _wait_worker(settings, 60)
         if with_demo:
             key = asyncio.run(_provision(settings))
-            # Plain text, no box: the command is meant to be copied and pasted.
-            console.rule("the spec's example, against this stack")
-            console.print(
-                demo.curl_example(settings, key), soft_wrap=True, highlight=False, markup=False
-            )
+            for name, path, body in demo.EXAMPLES:
+                # Plain text, no box: the command is meant to be copied and pasted.
+                console.rule(f"the spec's {name} example, against this stack")
+                console.print(
+                    demo.curl_example(settings, key, path, body),
+                    soft_wrap=True,
+                    highlight=False,
+                    markup=False,
+                )
+                demo.send_example(settings, key, path, body, console)
             console.rule(f"key saved in {demo.demo_env_path(settings)}")
-            demo.send_example(settings, key, console)
         console.print(
             f"[bold green]ready[/] in {time.monotonic() - started:.1f}s: API on "
             f"{settings.api_base_url}"

@@ -3,6 +3,7 @@ configuration changes (its ``version``), never per send."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from worker.models import ApnsConfig, FcmConfig
@@ -10,10 +11,29 @@ from worker.providers.push import PushSender
 from worker.store.channels import APNS, FCM, PushConfig
 
 
+def build_sender(
+    platform: str, config: PushConfig, timeout_s: float, apns_max_in_flight: int
+) -> PushSender:
+    # Imported here: firebase-admin and aioapns load only in processes that push.
+    if platform == FCM:
+        from worker.providers.fcm import FcmSender
+
+        assert isinstance(config, FcmConfig)
+        return FcmSender(config, timeout_s=timeout_s)
+    if platform == APNS:
+        from worker.providers.apns import ApnsSender
+
+        assert isinstance(config, ApnsConfig)
+        return ApnsSender(config, timeout_s=timeout_s, max_in_flight=apns_max_in_flight)
+    raise ValueError(f"unknown push platform {platform!r}")
+
+
 @dataclass
 class PushClients:
     timeout_s: float
     apns_max_in_flight: int = 500
+    # How a sender is made; tests swap in fakes here.
+    factory: Callable[[str, PushConfig, float, int], PushSender] = build_sender
     _senders: dict[tuple[str, str], tuple[str, PushSender]] = field(default_factory=dict)
 
     async def get(
@@ -24,25 +44,9 @@ class PushClients:
             return cached[1]
         if cached is not None:
             await cached[1].close()
-        sender = self._build(platform, config)
+        sender = self.factory(platform, config, self.timeout_s, self.apns_max_in_flight)
         self._senders[(account_id, platform)] = (version, sender)
         return sender
-
-    def _build(self, platform: str, config: PushConfig) -> PushSender:
-        # Imported here: firebase-admin and aioapns load only in processes that push.
-        if platform == FCM:
-            from worker.providers.fcm import FcmSender
-
-            assert isinstance(config, FcmConfig)
-            return FcmSender(config, timeout_s=self.timeout_s)
-        if platform == APNS:
-            from worker.providers.apns import ApnsSender
-
-            assert isinstance(config, ApnsConfig)
-            return ApnsSender(
-                config, timeout_s=self.timeout_s, max_in_flight=self.apns_max_in_flight
-            )
-        raise ValueError(f"unknown push platform {platform!r}")
 
     async def close(self) -> None:
         for _, sender in self._senders.values():

@@ -107,7 +107,7 @@ class PushSim:
         self.access_tokens: dict[str, tuple[str, float]] = {}  # token → (client_email, expiry)
         self.apns_keys: dict[str, ApnsKeySpec] = {}
         self.apns_jwts: dict[str, str] = {}  # verified JWT → key id
-        self.oauth_tokens_issued = 0
+        self.oauth_tokens_issued: dict[str, int] = {}  # project id → access tokens issued
         self.router = self._build_router()
 
     # --- OAuth2 --------------------------------------------------------------
@@ -118,11 +118,13 @@ class PushSim:
             claims = jwt.decode(assertion, options={"verify_signature": False})
         except jwt.PyJWTError:
             return 400, invalid
-        spec = next(
-            (p for p in self.projects.values() if p.client_email == claims.get("iss")), None
+        found = next(
+            ((pid, p) for pid, p in self.projects.items() if p.client_email == claims.get("iss")),
+            None,
         )
-        if spec is None:
+        if found is None:
             return 400, {"error": "invalid_grant", "error_description": "Invalid issuer."}
+        project_id, spec = found
         try:
             jwt.decode(
                 assertion,
@@ -135,7 +137,7 @@ class PushSim:
             return 400, invalid
         token = "ya29.sim-" + secrets.token_urlsafe(32)
         self.access_tokens[token] = (spec.client_email, time.time() + ACCESS_TOKEN_TTL_S)
-        self.oauth_tokens_issued += 1
+        self.oauth_tokens_issued[project_id] = self.oauth_tokens_issued.get(project_id, 0) + 1
         return 200, {
             "access_token": token,
             "expires_in": ACCESS_TOKEN_TTL_S - 1,
@@ -366,10 +368,11 @@ class PushSim:
     # --- routes on the plain HTTP port ----------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        return {
-            "oauth_tokens_issued": self.oauth_tokens_issued,
-            "apns_jwts_seen": len(self.apns_jwts),
-        }
+        """Credentials minted by clients: a client reusing its tokens keeps these small."""
+        jwts_by_key: dict[str, int] = {}
+        for key_id in self.apns_jwts.values():
+            jwts_by_key[key_id] = jwts_by_key.get(key_id, 0) + 1
+        return {"oauth_tokens_issued": self.oauth_tokens_issued, "apns_jwts_seen": jwts_by_key}
 
     def _build_router(self) -> APIRouter:
         router = APIRouter()

@@ -1,0 +1,57 @@
+"""How one notification maps onto FCM and APNs, and the 4,096-byte check."""
+
+from __future__ import annotations
+
+from worker.push_payload import (
+    MAX_PAYLOAD_BYTES,
+    Notification,
+    apns_payload,
+    fcm_data,
+    fcm_message,
+    oversized,
+)
+
+
+def test_fcm_data_values_are_strings() -> None:
+    note = Notification(
+        "t",
+        "b",
+        data={"n": 3, "f": 1.5, "yes": True, "obj": {"a": [1, 2]}, "s": "text", "none": None},
+    )
+    assert fcm_data(note) == {
+        "n": "3",
+        "f": "1.5",
+        "yes": "true",
+        "obj": '{"a":[1,2]}',
+        "s": "text",
+    }
+
+
+def test_url_and_icon_go_into_data_unless_data_has_them() -> None:
+    note = Notification(
+        "t", "b", url="https://x.test/a", icon="https://x.test/i.png", data={"url": "app://own"}
+    )
+    assert fcm_data(note) == {"url": "app://own", "icon": "https://x.test/i.png"}
+
+
+def test_web_link_only_for_https() -> None:
+    assert fcm_message(Notification("t", "b", url="https://x.test/a"))["webpush"] == {
+        "fcm_options": {"link": "https://x.test/a"}
+    }
+    assert "webpush" not in fcm_message(Notification("t", "b", url="myapp://orders/1"))
+
+
+def test_apns_payload_keeps_data_as_json() -> None:
+    payload = apns_payload(Notification("t", "b", url="u://x", data={"n": 3}))
+    assert payload == {
+        "aps": {"alert": {"title": "t", "body": "b"}, "sound": "default"},
+        "url": "u://x",
+        "data": {"n": 3},
+    }
+
+
+def test_oversized_names_each_platform_over_the_limit() -> None:
+    assert oversized(Notification("t", "b", data={"k": "x" * 3000})) == []
+    over = oversized(Notification("t", "b", data={"k": "x" * MAX_PAYLOAD_BYTES}))
+    assert [name for name, _ in over] == ["fcm", "apns"]
+    assert all(size > MAX_PAYLOAD_BYTES for _, size in over)
