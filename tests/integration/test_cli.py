@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -166,3 +167,129 @@ def test_a_bad_account_name_is_refused(service_env: dict[str, str]) -> None:
     result = dispatch(service_env, "accounts", "create", "Bad Name!")
     assert result.returncode == 2
     assert "must be 1-63 characters" in result.stderr
+
+
+def test_push_channels_and_token_stats(
+    stack: Any,
+    service_env: dict[str, str],
+    sim_url: str,
+    api_url: str,
+    sim_tls_port: int,
+    sim_ca_file: Path,
+    account_name: str,
+    tmp_path: Path,
+) -> None:
+    from worker.sim import credentials as sim_credentials
+
+    env = service_env
+    key = dispatch(env, "accounts", "create", account_name).stdout.strip()
+    project = f"cli-{account_name}"
+    sa = sim_credentials.service_account(project, f"{sim_url}/token")
+    apns_key = sim_credentials.apns_key()
+    httpx.put(
+        f"{sim_url}/_sim/fcm/projects/{project}",
+        json={"client_email": sa.client_email, "public_key_pem": sa.public_key_pem},
+    ).raise_for_status()
+    httpx.put(
+        f"{sim_url}/_sim/apns/keys/{apns_key.key_id}",
+        json={
+            "team_id": apns_key.team_id,
+            "public_key_pem": apns_key.public_key_pem,
+            "topics": ["com.example.cli"],
+        },
+    ).raise_for_status()
+    (tmp_path / "sa.json").write_text(sa.json)
+    (tmp_path / "AuthKey.p8").write_text(apns_key.private_key_pem)
+
+    bad = dispatch(
+        env,
+        "channels",
+        "fcm",
+        "configure",
+        "--account",
+        account_name,
+        "--service-account",
+        str(tmp_path / "AuthKey.p8"),
+    )
+    assert bad.returncode == 2
+    assert "not JSON" in bad.stderr
+
+    fcm = dispatch(
+        env,
+        "channels",
+        "fcm",
+        "configure",
+        "--account",
+        account_name,
+        "--service-account",
+        str(tmp_path / "sa.json"),
+        "--endpoint",
+        f"https://127.0.0.1:{sim_tls_port}",
+        "--ca-file",
+        str(sim_ca_file),
+    )
+    assert fcm.returncode == 0, fcm.stderr
+    assert f"project {project}" in fcm.stderr
+    apns = dispatch(
+        env,
+        "channels",
+        "apns",
+        "configure",
+        "--account",
+        account_name,
+        "--key-file",
+        str(tmp_path / "AuthKey.p8"),
+        "--key-id",
+        apns_key.key_id,
+        "--team-id",
+        apns_key.team_id,
+        "--topic",
+        "com.example.cli",
+        "--endpoint",
+        f"127.0.0.1:{sim_tls_port}",
+        "--ca-file",
+        str(sim_ca_file),
+    )
+    assert apns.returncode == 0, apns.stderr
+    for result in (fcm, apns):
+        assert "PRIVATE KEY" not in result.stdout + result.stderr
+    listed = dispatch(env, "accounts", "list")
+    row = next(line for line in listed.stdout.splitlines() if account_name in line)
+    assert row.count("configured") == 2  # fcm and apns; no WhatsApp
+
+    headers = {"Authorization": f"Bearer {key}"}
+    dead = "0e" * 32
+    httpx.patch(
+        f"{api_url}/api/v1/contacts/cct_cli",
+        headers=headers,
+        json={
+            "push_tokens": [
+                {"platform": "fcm", "token": "cli-fcm-token:APA91b-0001"},
+                {"platform": "apns", "token": dead},
+            ]
+        },
+    ).raise_for_status()
+    httpx.post(
+        f"{sim_url}/_sim/faults",
+        json={
+            "channel": "apns",
+            "code": "Unregistered",
+            "count": 1,
+            "match": {"token": dead},
+        },
+    ).raise_for_status()
+    sent = httpx.post(
+        f"{api_url}/api/v1/channels/push/send",
+        headers=headers,
+        timeout=30,
+        json={"contact_id": "cct_cli", "title": "Hi", "message": "There"},
+    )
+    assert sent.json()["delivered"] == 1, sent.text
+
+    stats = dispatch(env, "tokens", "stats", "--account", account_name)
+    assert stats.returncode == 0, stats.stderr
+    assert "2 token(s): 1 delivered, 1 failed, 1 pruned" in stats.stdout
+    assert "pruned: APNs 410 Unregistered" in stats.stdout
+    assert dead not in stats.stdout  # masked
+    problems = dispatch(env, "tokens", "stats", "--account", account_name, "--problems")
+    assert "cli-" not in problems.stdout.split("token(s)")[0]
