@@ -64,6 +64,10 @@ console = Console() if sys.stdout.isatty() else Console(width=200)
 err = Console(stderr=True)
 
 AccountOpt = Annotated[str, typer.Option("--account", "-a", help="Account name.")]
+CaFileOpt = Annotated[
+    Path | None,
+    typer.Option(exists=True, dir_okay=False, help="CA bundle to trust for --endpoint."),
+]
 
 
 def _logging(settings: Settings) -> None:
@@ -407,10 +411,7 @@ def fcm_configure(
         str | None,
         typer.Option(help="FCM base URL instead of https://fcm.googleapis.com (a simulator's)."),
     ] = None,
-    ca_file: Annotated[
-        Path | None,
-        typer.Option(exists=True, dir_okay=False, help="CA bundle to trust for --endpoint."),
-    ] = None,
+    ca_file: CaFileOpt = None,
 ) -> None:
     """Store the account's FCM credentials. The private key is never printed back."""
 
@@ -448,10 +449,7 @@ def apns_configure(
     endpoint: Annotated[
         str | None, typer.Option(help="host:port instead of Apple's servers (a simulator's).")
     ] = None,
-    ca_file: Annotated[
-        Path | None,
-        typer.Option(exists=True, dir_okay=False, help="CA bundle to trust for --endpoint."),
-    ] = None,
+    ca_file: CaFileOpt = None,
 ) -> None:
     """Store the account's APNs token credentials. The key is never printed back."""
 

@@ -13,7 +13,7 @@ import logging
 import time
 from collections import defaultdict
 
-from worker.delivery.context import DeliveryContext, Outcome
+from worker.delivery.context import DeliveryContext, Outcome, load_unfinished
 from worker.errors import DeliveryError, InvalidTokenError, RetryableError
 from worker.masking import mask_token
 from worker.models import Attempt, MessageStatus
@@ -36,12 +36,9 @@ def _not_configured(device: Device) -> DeviceResult:
 
 
 async def send_push(ctx: DeliveryContext, account_id: str, message_id: str) -> Outcome:
-    message = await messages.load(ctx.redis, account_id, message_id)
-    if message is None:
-        log.warning("push message %s/%s no longer exists; dropped", account_id, message_id)
-        return Outcome(MessageStatus.FAILED)
-    if message.status.is_final:
-        return Outcome(message.status)
+    message = await load_unfinished(ctx, account_id, message_id)
+    if isinstance(message, Outcome):
+        return message
 
     devices = [
         d

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from worker.delivery.context import DeliveryContext, Outcome
+from worker.delivery.context import DeliveryContext, Outcome, load_unfinished
 from worker.errors import DeliveryError, RetryableError
 from worker.masking import mask_phone
 from worker.models import Attempt, MessageStatus
@@ -16,15 +16,9 @@ log = logging.getLogger(__name__)
 
 
 async def send_whatsapp(ctx: DeliveryContext, account_id: str, message_id: str) -> Outcome:
-    message = await messages.load(ctx.redis, account_id, message_id)
-    if message is None:
-        log.warning("whatsapp message %s/%s no longer exists; dropped", account_id, message_id)
-        return Outcome(MessageStatus.FAILED)
-    if message.status.is_final:
-        # A redelivered job (worker lost after the provider call): never send twice.
-        log.info("whatsapp message %s already %s; skipped", message_id, message.status)
-        return Outcome(message.status)
-
+    message = await load_unfinished(ctx, account_id, message_id)
+    if isinstance(message, Outcome):
+        return message
     to = message.to or ""
     config = await channels.load_whatsapp(ctx.redis, account_id)
     number = await messages.begin_attempt(ctx.redis, account_id, message_id)

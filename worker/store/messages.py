@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from worker.ids import new_id
 from worker.models import Attempt, Channel, MessageStatus
 from worker.store import keys, scripts
 from worker.store.client import fields, get_str, hgetall_str
@@ -53,6 +54,20 @@ class Message(BaseModel):
     device_count: int = 0
     delivered: int = 0
     failed: int = 0
+
+
+def new(account_id: str, channel: Channel, **fields: Any) -> Message:
+    """A fresh, queued message with a new id."""
+    now = time.time()
+    return Message(
+        id=new_id("msg"),
+        account=account_id,
+        channel=channel,
+        status=MessageStatus.QUEUED,
+        created_at=now,
+        updated_at=now,
+        **fields,
+    )
 
 
 _JSON_FIELDS = {"parameters", "data"}

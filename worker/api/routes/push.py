@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Header
@@ -12,8 +11,7 @@ from worker.api.deps import CeleryDep, RedisDep, SendKey, SettingsDep, wait_for_
 from worker.api.enqueue import enqueue
 from worker.api.errors import ApiError
 from worker.api.views import push_response
-from worker.ids import new_id
-from worker.models import Channel, MessageStatus, PushSendRequest
+from worker.models import Channel, PushSendRequest
 from worker.push_payload import MAX_PAYLOAD_BYTES, Notification, oversized
 from worker.store import channels, contacts, messages, push
 
@@ -50,12 +48,9 @@ async def send(
             "payload_too_large",
         )
 
-    now = time.time()
-    message = messages.Message(
-        id=new_id("msg"),
-        account=account,
-        channel=Channel.PUSH,
-        status=MessageStatus.QUEUED,
+    message = messages.new(
+        account,
+        Channel.PUSH,
         contact_id=body.contact_id,
         title=body.title,
         text=body.message,
@@ -63,8 +58,6 @@ async def send(
         icon=body.icon,
         data=body.data,
         device_count=len(members),
-        created_at=now,
-        updated_at=now,
     )
     await push.create_push(redis, message, members, settings.message_ttl_s)
     enqueue(celery, "push.send", account, message.id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Header
@@ -13,8 +12,7 @@ from worker.api.deps import CeleryDep, RedisDep, SendKey, SettingsDep, wait_for_
 from worker.api.enqueue import enqueue
 from worker.api.errors import ApiError
 from worker.api.views import send_response
-from worker.ids import new_id
-from worker.models import Channel, MessageStatus, WhatsAppSendRequest
+from worker.models import Channel, WhatsAppSendRequest
 from worker.store import channels, contacts, conversations, messages, templates
 
 router = APIRouter(prefix="/api/v1/channels/whatsapp", tags=["whatsapp"])
@@ -81,20 +79,15 @@ async def send(
             "template_required",
         )
 
-    now = time.time()
-    message = messages.Message(
-        id=new_id("msg"),
-        account=account,
-        channel=Channel.WHATSAPP,
-        status=MessageStatus.QUEUED,
+    message = messages.new(
+        account,
+        Channel.WHATSAPP,
         to=body.to,
         contact_id=body.contact_id,
         template_name=body.template_name,
         language=body.language if body.template_name else None,
         parameters=[p.text for p in body.parameters],
         text=body.message,
-        created_at=now,
-        updated_at=now,
     )
     await messages.create(redis, message, settings.message_ttl_s)
     enqueue(celery, "whatsapp.send", account, message.id)
