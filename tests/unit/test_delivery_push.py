@@ -152,3 +152,23 @@ def test_dead_tokens_are_pruned_and_retries_run_out(settings: Settings) -> None:
         await ctx.redis.aclose()
 
     _run(scenario())
+
+
+def test_a_sender_that_raises_leaves_its_devices_to_retry(settings: Settings) -> None:
+    names = ["token-a-000000000000", "token-b-000000000000"]
+
+    class Broken(FakeSender):
+        async def send(self, note: Notification, tokens_: Sequence[str]) -> list[DeviceResult]:
+            raise RuntimeError("library blew up")
+
+    async def scenario() -> None:
+        ctx, _, account, message_id = await _scenario(settings, names, {})
+        ctx.push = PushClients(timeout_s=5, factory=lambda *_: Broken("fcm", {}))
+        outcome = await send_push(ctx, account, message_id)
+        assert outcome.status is MessageStatus.RETRYING
+        devices = await push.load_devices(ctx.redis, account, message_id)
+        assert {d.status for d in devices} == {"retrying"}
+        assert {d.error for d in devices} == {"RuntimeError: library blew up"}
+        await ctx.redis.aclose()
+
+    _run(scenario())

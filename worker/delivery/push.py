@@ -59,7 +59,7 @@ async def send_push(ctx: DeliveryContext, account_id: str, message_id: str) -> O
     for device in devices:
         by_platform[device.platform].append(device)
     results: list[DeviceResult] = []
-    calls = []
+    calls, called = [], []
     for platform, group in by_platform.items():
         if platform not in configs:
             results.extend(_not_configured(d) for d in group)
@@ -67,8 +67,20 @@ async def send_push(ctx: DeliveryContext, account_id: str, message_id: str) -> O
         config, version = configs[platform]
         sender = await ctx.push.get(account_id, platform, config, version)
         calls.append(sender.send(note, [d.token for d in group]))
-    for batch in await asyncio.gather(*calls):
-        results.extend(batch)
+        called.append(group)
+    for group, batch in zip(
+        called, await asyncio.gather(*calls, return_exceptions=True), strict=True
+    ):
+        if isinstance(batch, BaseException):
+            # A client library failing outright (not a per-device answer): nothing is
+            # known to have reached the provider, so those devices are tried again.
+            log.exception(
+                "push %s: %s sender failed", message_id, group[0].platform, exc_info=batch
+            )
+            failure = RetryableError(f"{type(batch).__name__}: {batch}", code="provider_error")
+            results.extend(DeviceResult(d.platform, d.token, None, failure, 0.0) for d in group)
+        else:
+            results.extend(batch)
 
     exhausted = ctx.push_retry.exhausted(number)
     now = time.time()
