@@ -160,6 +160,23 @@ def api_service(
 
 
 @pytest.fixture(scope="session")
-def stack(sim_url: str, api_service: Service, worker_service: Service) -> dict[str, Any]:
-    """The whole service running: simulator, API and worker on one Valkey."""
-    return {"sim": sim_url, "api": api_service, "worker": worker_service}
+def beat_service(service_env: dict[str, str], logs_dir: Path) -> Iterator[Service]:
+    service = Service(
+        "beat", [sys.executable, "-m", "worker.cli", "beat"], service_env, logs_dir / "beat.log"
+    )
+
+    def ready() -> bool:
+        service.check_alive()
+        return b"beat: moving due jobs" in service.log.read_bytes()
+
+    wait_until(ready, 30, "the beat")
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    sim_url: str, api_service: Service, worker_service: Service, beat_service: Service
+) -> dict[str, Any]:
+    """The whole service running: simulator, API, worker and beat on one Valkey."""
+    return {"sim": sim_url, "api": api_service, "worker": worker_service, "beat": beat_service}

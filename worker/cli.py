@@ -17,6 +17,7 @@ from rich.table import Table
 
 from worker import logs
 from worker.config import Settings, get_settings
+from worker.enqueue import enqueue, task_for
 from worker.errors import DeliveryError
 from worker.masking import mask_phone, mask_token
 from worker.models import Scope
@@ -28,7 +29,7 @@ from worker.provisioning import (
     redis_session,
     sync_templates,
 )
-from worker.store import accounts, channels, messages, templates, tokens
+from worker.store import accounts, channels, deadletters, messages, templates, tokens
 
 T = TypeVar("T")
 
@@ -45,6 +46,9 @@ channels_app = typer.Typer(help="Provider credentials per account.", no_args_is_
 whatsapp_app = typer.Typer(help="WhatsApp Business Cloud API.", no_args_is_help=True)
 templates_app = typer.Typer(help="WhatsApp message templates.", no_args_is_help=True)
 messages_app = typer.Typer(help="Sends and what happened to them.", no_args_is_help=True)
+dlq_app = typer.Typer(
+    help="Dead letters: sends that ran out of attempts or age.", no_args_is_help=True
+)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(channels_app, name="channels")
@@ -57,6 +61,7 @@ channels_app.add_typer(apns_app, name="apns")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(templates_app, name="templates")
 app.add_typer(messages_app, name="messages")
+app.add_typer(dlq_app, name="dlq")
 
 # Piped output (grep, scripts) gets wide lines instead of rich's 80-column default,
 # so ids in tables are never cut.
@@ -179,6 +184,17 @@ def worker(
         "--events",
     ]
     celery.worker_main(argv)
+
+
+@app.command()
+def beat() -> None:
+    """Move delayed jobs (long retries, rate-limit waits) back onto the queue when due."""
+    from worker import beat as beat_module
+    from worker.celery_app import app as celery
+
+    settings = get_settings()
+    _logging(settings)
+    asyncio.run(beat_module.run(settings, celery))
 
 
 @app.command()
@@ -611,6 +627,86 @@ def messages_show(
         console.print(attempts)
 
     _with_redis(action)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    account: Annotated[
+        str | None, typer.Option("--account", "-a", help="Only this account.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many per account, newest first.")] = 50,
+) -> None:
+    """List dead letters with their last error."""
+
+    async def action(redis: Redis, _: Settings) -> Table:
+        table = Table(
+            "account", "id", "channel", "to / contact", "dead since", "attempts", "last error"
+        )
+        total = 0
+        for acc in [account] if account else await accounts.list_accounts(redis):
+            await accounts.require_account(redis, acc)
+            items, count = await deadletters.page(redis, acc, 0, limit)
+            total += count
+            for m in items:
+                target = mask_phone(m.to) if m.to else (m.contact_id or "-")
+                table.add_row(
+                    acc,
+                    m.id,
+                    m.channel.value,
+                    target,
+                    _when(m.dead_lettered_at),
+                    str(m.attempts),
+                    f"{m.error or '-'} ({m.code or '?'})",
+                )
+        table.caption = f"{total} dead letter(s)"
+        return table
+
+    console.print(_with_redis(action))
+
+
+@dlq_app.command("show")
+def dlq_show(
+    account: AccountOpt,
+    message_id: Annotated[str, typer.Argument(help="The send's id (msg_…).")],
+) -> None:
+    """Show a dead letter: the send, and every attempt with its error."""
+    messages_show(account, message_id)
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    account: AccountOpt,
+    message_ids: Annotated[list[str] | None, typer.Argument(help="Ids to send again.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every dead letter of the account.")] = False,
+) -> None:
+    """Send dead letters again with a fresh budget (push: only the devices that ran out)."""
+    from worker.celery_app import app as celery
+
+    if not message_ids and not all_:
+        err.print("[red]name the ids to redrive, or pass --all[/]")
+        raise typer.Exit(2)
+
+    async def action(redis: Redis, _: Settings) -> tuple[int, list[str]]:
+        await accounts.require_account(redis, account)
+        ids = list(message_ids or [])
+        if all_:
+            items, _total = await deadletters.page(redis, account, 0, 100_000)
+            ids = [m.id for m in items]
+        done, missing = 0, []
+        for message_id in ids:
+            message = await deadletters.redrive(redis, account, message_id)
+            if message is None:
+                missing.append(message_id)
+                continue
+            enqueue(celery, task_for(message.channel), account, message.id)
+            done += 1
+        return done, missing
+
+    done, missing = _with_redis(action)
+    err.print(f"{done} dead letter(s) queued again")
+    if missing:
+        err.print(f"[yellow]not dead letters of {account}:[/] {', '.join(missing)}")
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,11 +40,33 @@ class Settings(BaseSettings):
     # APNs requests in flight per account and worker process (HTTP/2 streams).
     apns_max_in_flight: int = 500
 
-    # Retries: exponential backoff with full jitter, Retry-After honoured as a floor.
+    # Retries: exponential backoff with full jitter, Retry-After honoured as a floor. A send
+    # that runs out of attempts or of age goes to the dead-letter list.
     whatsapp_max_attempts: int = Field(default=5, ge=1)
     push_max_attempts: int = Field(default=5, ge=1)
+    whatsapp_max_age_s: float = Field(default=6 * 3600, gt=0)
+    push_max_age_s: float = Field(default=6 * 3600, gt=0)
     retry_base_delay_s: float = Field(default=1.0, gt=0)
-    retry_max_delay_s: float = Field(default=30.0, gt=0)
+    retry_max_delay_s: float = Field(default=300.0, gt=0)
+    # Delays up to this go through a Celery countdown; longer ones wait in Redis (the
+    # delayed set) until `dispatch beat` puts them back on the queue.
+    countdown_max_s: float = Field(default=5.0, ge=0)
+    beat_interval_s: float = Field(default=0.2, gt=0)
+
+    # Global rate limits per provider credential (GCRA in Redis), enforced at
+    # `rate_limit_headroom` of the rate to absorb network jitter. A send waits for its
+    # slot up to `rate_limit_max_wait_s`; a longer wait reschedules it.
+    whatsapp_rate_per_s: float = Field(default=80.0, gt=0)
+    fcm_rate_per_s: float = Field(default=10_000.0, gt=0)  # 600,000 / min per project
+    apns_rate_per_s: float = Field(default=5_000.0, gt=0)
+    # Optional pacing per WhatsApp recipient (Meta allows about one message per 6 s).
+    whatsapp_pair_rate_per_s: float | None = None
+    rate_limit_headroom: float = Field(default=0.95, gt=0, le=1)
+    rate_limit_max_wait_s: float = Field(default=2.0, ge=0)
+    rate_limit_penalty_s: float = Field(default=30.0, ge=0)
+    # Devices sent per slice of a push job; results are recorded after each slice, so a
+    # worker killed mid-send re-sends at most one slice.
+    push_slice_size: int = Field(default=200, ge=1)
 
     # Celery on Redis: a job not acked within the visibility timeout is redelivered,
     # so the hard task limit stays well below it.
@@ -62,6 +84,21 @@ class Settings(BaseSettings):
     sim_tls_port: int = 8101
 
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _limits_fit(self) -> Settings:
+        if self.task_time_limit_s >= self.visibility_timeout_s:
+            raise ValueError(
+                "DISPATCH_TASK_TIME_LIMIT_S must be below DISPATCH_VISIBILITY_TIMEOUT_S: a job "
+                "still running when its visibility timeout passes is delivered twice"
+            )
+        return self
+
+    @property
+    def lease_s(self) -> float:
+        """How long a job holds its message: longer than it can run, shorter than the
+        visibility timeout, so a redelivered job finds the lock of a dead one expired."""
+        return min(self.task_time_limit_s + 5, self.visibility_timeout_s - 1)
 
     @property
     def effective_redis_url(self) -> str:

@@ -178,6 +178,9 @@ class WhatsAppConfig(BaseModel):
     verify_token: SecretStr | None = None
     base_url: str
     api_version: str
+    # Messages per second for this number (Meta: 80 by default, up to 1,000 upgraded);
+    # None means DISPATCH_WHATSAPP_RATE_PER_S.
+    rate_per_s: float | None = None
 
 
 class FcmConfig(BaseModel):
@@ -188,6 +191,7 @@ class FcmConfig(BaseModel):
     # Overrides for a simulator or a test fake; None means Google's own endpoints.
     endpoint: str | None = None
     ca_file: str | None = None
+    rate_per_s: float | None = None
 
 
 class ApnsConfig(BaseModel):
@@ -201,6 +205,7 @@ class ApnsConfig(BaseModel):
     # host:port of a simulator or test fake; None means Apple's servers.
     endpoint: str | None = None
     ca_file: str | None = None
+    rate_per_s: float | None = None
 
 
 class Template(BaseModel):

@@ -20,6 +20,7 @@ from worker.delivery.context import DeliveryContext
 from worker.delivery.push_clients import PushClients
 from worker.delivery.retry import RetryPolicy
 from worker.providers.whatsapp import WhatsAppClient
+from worker.ratelimit import RateLimiter
 from worker.store.client import create_redis
 
 T = TypeVar("T")
@@ -37,8 +38,10 @@ class Runtime:
             ),
             limits=httpx.Limits(max_connections=settings.provider_max_connections),
         )
+        redis = create_redis(settings, max_connections=32)
         self.context = DeliveryContext(
-            redis=create_redis(settings, max_connections=32),
+            redis=redis,
+            settings=settings,
             whatsapp=WhatsAppClient(self.http),
             whatsapp_retry=RetryPolicy(
                 max_attempts=settings.whatsapp_max_attempts,
@@ -54,7 +57,12 @@ class Runtime:
                 base_delay_s=settings.retry_base_delay_s,
                 max_delay_s=settings.retry_max_delay_s,
             ),
-            message_ttl_s=settings.message_ttl_s,
+            limiter=RateLimiter(
+                redis,
+                headroom=settings.rate_limit_headroom,
+                max_wait_s=settings.rate_limit_max_wait_s,
+                penalty_s=settings.rate_limit_penalty_s,
+            ),
         )
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:

@@ -20,6 +20,7 @@ from worker.models import ContactBody, FcmConfig, MessageStatus
 from worker.providers.push import DeviceResult
 from worker.providers.whatsapp import WhatsAppClient
 from worker.push_payload import Notification
+from worker.ratelimit import RateLimiter
 from worker.store import accounts, channels, contacts, messages, push, tokens
 from worker.store.client import create_redis
 
@@ -73,11 +74,12 @@ async def _scenario(
     sender = FakeSender("fcm", errors)
     ctx = DeliveryContext(
         redis=redis,
+        settings=settings,
         whatsapp=WhatsAppClient(None),  # type: ignore[arg-type]
         whatsapp_retry=RetryPolicy(3, 1, 4),
         push=PushClients(timeout_s=5, factory=lambda *_: sender),
         push_retry=RetryPolicy(max_attempts, 0.1, 1),
-        message_ttl_s=3600,
+        limiter=RateLimiter(redis),
     )
     members = await contacts.active_tokens(redis, account, "c1")
     now = time.time()
@@ -115,10 +117,12 @@ def test_only_the_tokens_that_failed_are_retried(settings: Settings) -> None:
         first = await send_push(ctx, account, message_id)
         assert first.status is MessageStatus.RETRYING
         assert first.retry_in_s is not None
+        await asyncio.sleep(first.retry_in_s)
         second = await send_push(ctx, account, message_id)
         assert second.status is MessageStatus.SENT
-        assert [len(c) for c in sender.calls] == [1000, 3]
-        assert sorted(sender.calls[1]) == sorted(flaky)
+        # Slices of DISPATCH_PUSH_SLICE_SIZE (200), then only the three that failed.
+        assert [len(c) for c in sender.calls] == [200, 200, 200, 200, 200, 3]
+        assert sorted(sender.calls[-1]) == sorted(flaky)
         message = await messages.load(ctx.redis, account, message_id)
         assert message is not None
         assert (message.delivered, message.failed) == (1000, 0)
@@ -138,7 +142,9 @@ def test_dead_tokens_are_pruned_and_retries_run_out(settings: Settings) -> None:
 
     async def scenario() -> None:
         ctx, _, account, message_id = await _scenario(settings, names, script, max_attempts=2)
-        await send_push(ctx, account, message_id)
+        first = await send_push(ctx, account, message_id)
+        assert first.retry_in_s is not None
+        await asyncio.sleep(first.retry_in_s)
         last = await send_push(ctx, account, message_id)
         assert last.status is MessageStatus.SENT  # one device got it
         devices = {d.token: d for d in await push.load_devices(ctx.redis, account, message_id)}

@@ -21,6 +21,7 @@ from worker.ids import new_id
 from worker.models import Channel, MessageStatus
 from worker.providers.whatsapp import WhatsAppClient
 from worker.provisioning import configure_whatsapp
+from worker.ratelimit import RateLimiter
 from worker.store import accounts, keys, messages
 from worker.store.client import create_redis
 
@@ -84,11 +85,12 @@ async def _setup(
     http = httpx.AsyncClient(transport=httpx.MockTransport(graph))
     ctx = DeliveryContext(
         redis=redis,
+        settings=settings,
         whatsapp=WhatsAppClient(http),
         whatsapp_retry=RetryPolicy(max_attempts=max_attempts, base_delay_s=1, max_delay_s=4),
         push=PushClients(timeout_s=5),
         push_retry=RetryPolicy(max_attempts=max_attempts, base_delay_s=1, max_delay_s=4),
-        message_ttl_s=3600,
+        limiter=RateLimiter(redis),
     )
     _opened.append(ctx)
     now = time.time()

@@ -3,48 +3,77 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from worker.config import Settings
 from worker.delivery.push_clients import PushClients
 from worker.delivery.retry import RetryPolicy
 from worker.models import MessageStatus
 from worker.providers.base import WhatsAppProvider
-from worker.store import messages
+from worker.ratelimit import RateLimiter
+from worker.store import keys, locks, messages
 from worker.store.messages import Message
 
 log = logging.getLogger(__name__)
+
+# When another job holds the message (a duplicate delivery), look again after this.
+BUSY_RETRY_S = 2.0
 
 
 @dataclass
 class DeliveryContext:
     redis: Redis
+    settings: Settings
     whatsapp: WhatsAppProvider
     whatsapp_retry: RetryPolicy
     push: PushClients
     push_retry: RetryPolicy
-    message_ttl_s: int
+    limiter: RateLimiter
+
+    @property
+    def message_ttl_s(self) -> int:
+        return self.settings.message_ttl_s
 
 
 @dataclass(frozen=True)
 class Outcome:
     status: MessageStatus
-    # Set when the message should be tried again after this many seconds.
+    # Set when the job should run again after this many seconds.
     retry_in_s: float | None = None
 
 
-async def load_unfinished(
+@asynccontextmanager
+async def claimed(
     ctx: DeliveryContext, account_id: str, message_id: str
-) -> Message | Outcome:
-    """The message to work on, or the outcome to report when there is nothing to do:
-    it expired, or it is already final (a job redelivered after the provider call
-    must never send twice)."""
+) -> AsyncIterator[Message | Outcome]:
+    """The message to work on, held by this job alone; or the outcome to report when there
+    is nothing to do: it expired, it is already final (a job redelivered after the
+    provider call must never send twice), or another job holds it right now."""
     message = await messages.load(ctx.redis, account_id, message_id)
     if message is None:
         log.warning("message %s/%s no longer exists; dropped", account_id, message_id)
-        return Outcome(MessageStatus.FAILED)
+        yield Outcome(MessageStatus.FAILED)
+        return
     if message.status.is_final:
         log.info("message %s already %s; skipped", message_id, message.status)
-        return Outcome(message.status)
-    return message
+        yield Outcome(message.status)
+        return
+    lock_key = keys.message_lock(account_id, message_id)
+    token = await locks.acquire(ctx.redis, lock_key, ctx.settings.lease_s)
+    if token is None:
+        log.info("message %s is being sent by another job; looking again later", message_id)
+        yield Outcome(message.status, BUSY_RETRY_S)
+        return
+    try:
+        # Read again under the lease: the job that held it may have just finished.
+        fresh = await messages.load(ctx.redis, account_id, message_id)
+        if fresh is None or fresh.status.is_final:
+            yield Outcome(fresh.status if fresh else MessageStatus.FAILED)
+        else:
+            yield fresh
+    finally:
+        await locks.release(ctx.redis, lock_key, token)

@@ -1,9 +1,14 @@
 """Send one push message to every device it targets, FCM and APNs at once.
 
-Only devices not yet final are sent to: a retry after three 503s out of a
-thousand tokens sends to those three. A dead token (unregistered, bad, not for
-this app) is pruned from its contact with the reason; a payload error never
-prunes. Each attempt's results land in Redis in one transaction.
+The devices still to do are sent slice by slice (``push_slice_size``): each slice
+takes its share of the project's / topic's global rate limit, is marked in flight,
+sent, and its results recorded before the next one, so a worker killed mid-send
+re-sends at most one slice. Only devices not yet final are sent to, and not
+before their provider's Retry-After: a retry after three 503s out of a thousand
+tokens sends to those three. A dead token (unregistered, bad, not for this app) is
+pruned from its contact with the reason; a payload error never prunes. A device
+that runs out of attempts or of age fails and puts the message in the
+dead-letter list.
 """
 
 from __future__ import annotations
@@ -12,19 +17,247 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 
-from worker.delivery.context import DeliveryContext, Outcome, load_unfinished
+from worker.delivery.context import DeliveryContext, Outcome, claimed
 from worker.errors import DeliveryError, InvalidTokenError, RetryableError
 from worker.masking import mask_token
-from worker.models import Attempt, MessageStatus
+from worker.models import Attempt, FcmConfig, MessageStatus
 from worker.providers.push import DeviceResult
 from worker.push_payload import Notification
 from worker.store import channels, messages, push
+from worker.store.channels import PushConfig
+from worker.store.messages import Message
 from worker.store.push import FINAL, Device, DeviceOutcome
 
 log = logging.getLogger(__name__)
 
 PLATFORM_NAMES = {"fcm": "FCM", "apns": "APNs"}
+
+
+async def send_push(ctx: DeliveryContext, account_id: str, message_id: str) -> Outcome:
+    async with claimed(ctx, account_id, message_id) as message:
+        if isinstance(message, Outcome):
+            return message
+        return await _Run(ctx, message).run()
+
+
+class _Run:
+    """One job's pass over a push message's devices."""
+
+    def __init__(self, ctx: DeliveryContext, message: Message) -> None:
+        self.ctx = ctx
+        self.message = message
+        self.now = time.time()
+        self.delivered = self.failed = self.retrying = 0
+        self.dead_letter = False
+        self.sent_any = False
+        self.latency_ms = 0.0
+        # Waits before devices can go again (backoff, Retry-After, rate-limit slots).
+        self.next_in_s: list[float] = []
+
+    async def run(self) -> Outcome:
+        ctx, message = self.ctx, self.message
+        devices = [
+            d
+            for d in await push.load_devices(ctx.redis, message.account, message.id)
+            if d.status not in FINAL
+        ]
+        expired = message.age_s(self.now) > ctx.settings.push_max_age_s
+        ready: list[Device] = []
+        for device in devices:
+            if expired:
+                continue
+            if device.not_before is not None and device.not_before > self.now:
+                self.next_in_s.append(device.not_before - self.now)
+            else:
+                ready.append(device)
+        if expired:
+            await self._expire(devices)
+        configs = await channels.load_push(ctx.redis, message.account)
+        size = ctx.settings.push_slice_size
+        for start in range(0, len(ready), size):
+            deferred_s = await self._slice(ready[start : start + size], configs)
+            if deferred_s is not None:
+                self.next_in_s.append(deferred_s)
+                break
+        return await self._finish()
+
+    async def _slice(
+        self, devices: list[Device], configs: dict[str, tuple[PushConfig, str]]
+    ) -> float | None:
+        """Send one slice; returns a wait when the rate limit says not now."""
+        ctx, message = self.ctx, self.message
+        groups: dict[str, list[Device]] = defaultdict(list)
+        for device in devices:
+            groups[device.platform].append(device)
+        results: list[DeviceResult] = []
+        sendable: list[tuple[str, list[Device]]] = []
+        wait_s = 0.0
+        for platform, group in groups.items():
+            if platform not in configs:
+                results.extend(_not_configured(d) for d in group)
+                continue
+            limit, rate = _limit(ctx, configs[platform][0])
+            slot = await ctx.limiter.acquire(limit, rate, cost=len(group))
+            if not slot.granted:
+                return slot.wait_s
+            wait_s = max(wait_s, slot.wait_s)
+            sendable.append((platform, group))
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+        in_flight = [d for _, group in sendable for d in group]
+        if in_flight:
+            await push.mark_sending(ctx.redis, message, in_flight)
+            self.sent_any = True
+        results.extend(await self._send(sendable, configs))
+        await push.record_devices(ctx.redis, message, self._judge(devices, results), time.time())
+        return None
+
+    async def _send(
+        self, sendable: list[tuple[str, list[Device]]], configs: dict[str, tuple[PushConfig, str]]
+    ) -> list[DeviceResult]:
+        ctx, message = self.ctx, self.message
+        note = Notification(
+            title=message.title or "",
+            body=message.text or "",
+            url=message.url,
+            icon=message.icon,
+            data=message.data,
+        )
+        calls = []
+        for platform, group in sendable:
+            config, version = configs[platform]
+            sender = await ctx.push.get(message.account, platform, config, version)
+            calls.append(sender.send(note, [d.token for d in group]))
+        results: list[DeviceResult] = []
+        answers = await asyncio.gather(*calls, return_exceptions=True)
+        for (platform, group), batch in zip(sendable, answers, strict=True):
+            if isinstance(batch, BaseException):
+                # A client library failing outright (not a per-device answer): nothing is
+                # known to have reached the provider, so those devices are tried again.
+                log.error("push %s: %s sender failed: %r", message.id, platform, batch)
+                failure = RetryableError(f"{type(batch).__name__}: {batch}", code="provider_error")
+                results.extend(DeviceResult(d.platform, d.token, None, failure, 0.0) for d in group)
+            else:
+                results.extend(batch)
+        return results
+
+    def _judge(self, devices: Sequence[Device], results: list[DeviceResult]) -> list[DeviceOutcome]:
+        """Each device's new state from its provider answer."""
+        by_member = {d.member: d for d in devices}
+        outcomes: list[DeviceOutcome] = []
+        now = time.time()
+        for result in results:
+            device = by_member[f"{result.platform}:{result.token}"]
+            self.latency_ms = max(self.latency_ms, result.latency_ms)
+            device.at = now
+            error = result.error
+            if error is None:
+                device.attempts += 1
+                device.status, device.provider_id = "delivered", result.provider_id
+                device.error = device.code = device.provider_code = None
+                device.not_before = None
+                self.delivered += 1
+                outcomes.append(DeviceOutcome(device))
+                continue
+            token_fault = error.code != "platform_not_configured"
+            if token_fault:
+                device.attempts += 1
+            device.error, device.code, device.provider_code = (
+                error.reason,
+                error.code,
+                error.provider_code,
+            )
+            retryable = error if isinstance(error, RetryableError) else None
+            if retryable is not None and not self.ctx.push_retry.exhausted(device.attempts):
+                device.status = "retrying"
+                delay_s = self.ctx.push_retry.delay_s(device.attempts, retryable.retry_after_s)
+                device.not_before = now + delay_s
+                self.next_in_s.append(delay_s)
+                self.retrying += 1
+                outcomes.append(DeviceOutcome(device))
+                continue
+            device.status = "failed"
+            device.pruned = isinstance(error, InvalidTokenError)
+            device.exhausted = retryable is not None
+            self.dead_letter |= device.exhausted
+            self.failed += 1
+            outcomes.append(DeviceOutcome(device, token_fault=token_fault, prune=device.pruned))
+            if device.pruned:
+                log.info(
+                    "push %s: pruned %s token %s (%s)",
+                    self.message.id,
+                    device.platform,
+                    mask_token(device.token),
+                    device.provider_code,
+                )
+        return outcomes
+
+    async def _expire(self, devices: list[Device]) -> None:
+        """Past the maximum age: every device still to do fails and becomes a dead letter."""
+        limit = self.ctx.settings.push_max_age_s
+        outcomes = []
+        for device in devices:
+            device.status, device.exhausted, device.at = "failed", True, self.now
+            device.error = f"Not sent within {limit:.0f}s" + (
+                f"; last error: {device.error}" if device.error else ""
+            )
+            device.code = "expired"
+            outcomes.append(DeviceOutcome(device, token_fault=False))
+        self.failed += len(outcomes)
+        self.dead_letter |= bool(outcomes)
+        await push.record_devices(self.ctx.redis, self.message, outcomes, self.now)
+
+    async def _finish(self) -> Outcome:
+        ctx, message = self.ctx, self.message
+        attempt = None
+        if self.sent_any or self.failed:
+            number = await messages.begin_attempt(ctx.redis, message.account, message.id)
+            attempt = Attempt(
+                attempt=number,
+                at=time.time(),
+                outcome="retry" if self.next_in_s else ("sent" if self.delivered else "failed"),
+                delivered=self.delivered,
+                failed=self.failed,
+                retrying=self.retrying,
+                latency_ms=round(self.latency_ms, 1),
+            )
+        if self.next_in_s:
+            # One follow-up for everything still to do: by then every device is due.
+            retry_in_s = max(0.0, max(self.next_in_s))
+            if attempt is not None:
+                attempt.retry_in_s = round(retry_in_s, 3)
+            status = (
+                MessageStatus.RETRYING if self.sent_any or message.attempts else (message.status)
+            )
+            await push.finish_run(
+                ctx.redis, message, attempt, status, ctx.message_ttl_s, dead_letter=self.dead_letter
+            )
+            log.info(
+                "push %s: %d delivered, %d failed, %d to retry; again in %.1fs",
+                message.id,
+                self.delivered,
+                self.failed,
+                self.retrying,
+                retry_in_s,
+            )
+            return Outcome(status, retry_in_s)
+        fresh = await messages.load(ctx.redis, message.account, message.id)
+        total_delivered = fresh.delivered if fresh else self.delivered
+        status = MessageStatus.SENT if total_delivered else MessageStatus.FAILED
+        await push.finish_run(
+            ctx.redis, message, attempt, status, ctx.message_ttl_s, dead_letter=self.dead_letter
+        )
+        log.info("push %s: %d delivered, %d failed", message.id, self.delivered, self.failed)
+        return Outcome(status)
+
+
+def _limit(ctx: DeliveryContext, config: PushConfig) -> tuple[str, float]:
+    """The rate limit a push goes through: per FCM project, per APNs topic."""
+    if isinstance(config, FcmConfig):
+        return f"fcm:{config.project_id}", config.rate_per_s or ctx.settings.fcm_rate_per_s
+    return f"apns:{config.topic}", config.rate_per_s or ctx.settings.apns_rate_per_s
 
 
 def _not_configured(device: Device) -> DeviceResult:
@@ -33,122 +266,3 @@ def _not_configured(device: Device) -> DeviceResult:
         f"{name} is not configured for this account", code="platform_not_configured"
     )
     return DeviceResult(device.platform, device.token, None, error, 0.0)
-
-
-async def send_push(ctx: DeliveryContext, account_id: str, message_id: str) -> Outcome:
-    message = await load_unfinished(ctx, account_id, message_id)
-    if isinstance(message, Outcome):
-        return message
-
-    devices = [
-        d
-        for d in await push.load_devices(ctx.redis, account_id, message_id)
-        if d.status not in FINAL
-    ]
-    configs = await channels.load_push(ctx.redis, account_id)
-    number = await messages.begin_attempt(ctx.redis, account_id, message_id)
-    note = Notification(
-        title=message.title or "",
-        body=message.text or "",
-        url=message.url,
-        icon=message.icon,
-        data=message.data,
-    )
-
-    by_platform: dict[str, list[Device]] = defaultdict(list)
-    for device in devices:
-        by_platform[device.platform].append(device)
-    results: list[DeviceResult] = []
-    calls, called = [], []
-    for platform, group in by_platform.items():
-        if platform not in configs:
-            results.extend(_not_configured(d) for d in group)
-            continue
-        config, version = configs[platform]
-        sender = await ctx.push.get(account_id, platform, config, version)
-        calls.append(sender.send(note, [d.token for d in group]))
-        called.append(group)
-    for group, batch in zip(
-        called, await asyncio.gather(*calls, return_exceptions=True), strict=True
-    ):
-        if isinstance(batch, BaseException):
-            # A client library failing outright (not a per-device answer): nothing is
-            # known to have reached the provider, so those devices are tried again.
-            log.exception(
-                "push %s: %s sender failed", message_id, group[0].platform, exc_info=batch
-            )
-            failure = RetryableError(f"{type(batch).__name__}: {batch}", code="provider_error")
-            results.extend(DeviceResult(d.platform, d.token, None, failure, 0.0) for d in group)
-        else:
-            results.extend(batch)
-
-    exhausted = ctx.push_retry.exhausted(number)
-    now = time.time()
-    outcomes: list[DeviceOutcome] = []
-    retry_after_s: float | None = None
-    by_member = {d.member: d for d in devices}
-    for result in results:
-        device = by_member[f"{result.platform}:{result.token}"]
-        device.attempts += 1
-        device.at = now
-        error = result.error
-        if error is None:
-            device.status, device.provider_id = "delivered", result.provider_id
-            device.error = device.code = device.provider_code = None
-            outcomes.append(DeviceOutcome(device, counted=True))
-            continue
-        device.error, device.code, device.provider_code = (
-            error.reason,
-            error.code,
-            error.provider_code,
-        )
-        if isinstance(error, RetryableError) and not exhausted:
-            device.status = "retrying"
-            floor = error.retry_after_s or 0.0
-            retry_after_s = max(retry_after_s or 0.0, floor)
-            outcomes.append(DeviceOutcome(device, counted=False))
-            continue
-        device.status = "failed"
-        prune = isinstance(error, InvalidTokenError)
-        device.pruned = prune
-        # A platform the account never configured says nothing about the token itself.
-        counted = error.code != "platform_not_configured"
-        outcomes.append(DeviceOutcome(device, counted=counted, prune=prune))
-
-    delivered = sum(1 for o in outcomes if o.device.status == "delivered")
-    failed = sum(1 for o in outcomes if o.device.status == "failed")
-    retrying = sum(1 for o in outcomes if o.device.status == "retrying")
-    attempt = Attempt(
-        attempt=number,
-        at=now,
-        outcome="retry" if retrying else ("sent" if delivered else "failed"),
-        delivered=delivered,
-        failed=failed,
-        retrying=retrying,
-        latency_ms=round(max((r.latency_ms for r in results), default=0.0), 1),
-    )
-    if retrying:
-        attempt.retry_in_s = round(ctx.push_retry.delay_s(number, retry_after_s), 3)
-        status = MessageStatus.RETRYING
-    else:
-        total_delivered = message.delivered + delivered
-        status = MessageStatus.SENT if total_delivered else MessageStatus.FAILED
-    await push.record_attempt(ctx.redis, message, attempt, outcomes, status, ctx.message_ttl_s)
-    for o in outcomes:
-        if o.prune:
-            log.info(
-                "push %s: pruned %s token %s (%s)",
-                message_id,
-                o.device.platform,
-                mask_token(o.device.token),
-                o.device.provider_code,
-            )
-    log.info(
-        "push %s attempt %d: %d delivered, %d failed, %d to retry",
-        message_id,
-        number,
-        delivered,
-        failed,
-        retrying,
-    )
-    return Outcome(status, attempt.retry_in_s)

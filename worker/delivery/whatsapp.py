@@ -1,39 +1,82 @@
-"""Send one WhatsApp message by id: load it, call the Graph API, record what happened."""
+"""Send one WhatsApp message by id: load it, wait for a slot of the number's rate limit,
+call the Graph API, record what happened.
+
+One job at a time holds the message; nothing is sent before the message's
+``not_before`` (a provider's Retry-After); a send that runs out of attempts or of
+age goes to the dead-letter list with its last error.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
-from worker.delivery.context import DeliveryContext, Outcome, load_unfinished
+from worker.delivery.context import DeliveryContext, Outcome, claimed
 from worker.errors import DeliveryError, RetryableError
 from worker.masking import mask_phone
-from worker.models import Attempt, MessageStatus
+from worker.models import Attempt, MessageStatus, WhatsAppConfig
 from worker.providers.whatsapp import template_payload, text_payload
 from worker.store import channels, messages
+from worker.store.messages import Message
 
 log = logging.getLogger(__name__)
 
+# Codes after which the number's limit is slowed down for a while.
+_THROTTLED = {"rate_limited", "spam_rate_limited"}
+
 
 async def send_whatsapp(ctx: DeliveryContext, account_id: str, message_id: str) -> Outcome:
-    message = await load_unfinished(ctx, account_id, message_id)
-    if isinstance(message, Outcome):
-        return message
-    to = message.to or ""
-    config = await channels.load_whatsapp(ctx.redis, account_id)
-    number = await messages.begin_attempt(ctx.redis, account_id, message_id)
+    async with claimed(ctx, account_id, message_id) as message:
+        if isinstance(message, Outcome):
+            return message
+        return await _send(ctx, message)
+
+
+async def _fail(
+    ctx: DeliveryContext, message: Message, error: str, code: str, *, dead_letter: bool
+) -> Outcome:
+    number = await messages.begin_attempt(ctx.redis, message.account, message.id)
+    attempt = Attempt(attempt=number, at=time.time(), outcome="failed", error=error, code=code)
+    await messages.finish_attempt(
+        ctx.redis,
+        message,
+        attempt,
+        MessageStatus.FAILED,
+        ctx.message_ttl_s,
+        dead_letter=dead_letter,
+    )
+    return Outcome(MessageStatus.FAILED)
+
+
+async def _send(ctx: DeliveryContext, message: Message) -> Outcome:
+    now = time.time()
+    if message.not_before is not None and now < message.not_before:
+        # Delivered early (a duplicate job, or a countdown that fired soon): not yet.
+        return Outcome(message.status, message.not_before - now)
+    if message.age_s(now) > ctx.settings.whatsapp_max_age_s:
+        return await _fail(
+            ctx,
+            message,
+            f"Not sent within {ctx.settings.whatsapp_max_age_s:.0f}s"
+            + (f"; last error: {message.error}" if message.error else ""),
+            "expired",
+            dead_letter=True,
+        )
+    config = await channels.load_whatsapp(ctx.redis, message.account)
     if config is None:
-        failure = Attempt(
-            attempt=number,
-            at=time.time(),
-            outcome="failed",
-            error="WhatsApp channel not configured for this account",
-            code="channel_not_configured",
+        return await _fail(
+            ctx,
+            message,
+            "WhatsApp channel not configured for this account",
+            "channel_not_configured",
+            dead_letter=False,
         )
-        await messages.finish_attempt(
-            ctx.redis, message, failure, MessageStatus.FAILED, ctx.message_ttl_s
-        )
-        return Outcome(MessageStatus.FAILED)
+    to = message.to or ""
+
+    wait_s = await _wait_for_slot(ctx, config, to)
+    if wait_s is not None:
+        return Outcome(message.status, wait_s)
 
     if message.template_name is not None:
         payload = template_payload(
@@ -42,36 +85,12 @@ async def send_whatsapp(ctx: DeliveryContext, account_id: str, message_id: str) 
     else:
         payload = text_payload(to, message.text or "")
 
+    number = await messages.begin_attempt(ctx.redis, message.account, message.id)
     started = time.perf_counter()
     try:
         result = await ctx.whatsapp.send(config, payload)
     except DeliveryError as exc:
-        latency_ms = (time.perf_counter() - started) * 1000
-        retryable = exc if isinstance(exc, RetryableError) else None
-        retry = retryable is not None and not ctx.whatsapp_retry.exhausted(number)
-        attempt = Attempt(
-            attempt=number,
-            at=time.time(),
-            outcome="retry" if retry else "failed",
-            latency_ms=round(latency_ms, 1),
-            error=exc.reason,
-            code=exc.code,
-            provider_code=exc.provider_code,
-        )
-        if retry and retryable is not None:
-            delay_s = ctx.whatsapp_retry.delay_s(number, retryable.retry_after_s)
-            attempt.retry_in_s = round(delay_s, 3)
-        status = MessageStatus.RETRYING if retry else MessageStatus.FAILED
-        await messages.finish_attempt(ctx.redis, message, attempt, status, ctx.message_ttl_s)
-        log.info(
-            "whatsapp %s to %s attempt %d: %s (%s)",
-            message_id,
-            mask_phone(to),
-            number,
-            attempt.outcome,
-            exc.code,
-        )
-        return Outcome(status, attempt.retry_in_s)
+        return await _after_error(ctx, message, config, to, number, exc, started)
 
     attempt = Attempt(
         attempt=number,
@@ -85,9 +104,87 @@ async def send_whatsapp(ctx: DeliveryContext, account_id: str, message_id: str) 
     )
     log.info(
         "whatsapp %s to %s attempt %d: sent in %.0f ms",
-        message_id,
+        message.id,
         mask_phone(to),
         number,
         result.latency_ms,
     )
     return Outcome(MessageStatus.SENT)
+
+
+async def _wait_for_slot(ctx: DeliveryContext, config: WhatsAppConfig, to: str) -> float | None:
+    """Take this send's slot of the number's limit (and of the recipient's, if paced) and
+    wait for it; or return how long until a slot, when that is too long to wait here."""
+    limits = [
+        (f"wa:{config.phone_number_id}", config.rate_per_s or ctx.settings.whatsapp_rate_per_s)
+    ]
+    if ctx.settings.whatsapp_pair_rate_per_s:
+        limits.insert(
+            0, (f"wa_pair:{config.phone_number_id}:{to}", ctx.settings.whatsapp_pair_rate_per_s)
+        )
+    wait_s = 0.0
+    for name, rate in limits:
+        slot = await ctx.limiter.acquire(name, rate)
+        if not slot.granted:
+            return slot.wait_s
+        wait_s = max(wait_s, slot.wait_s)
+    if wait_s > 0:
+        await asyncio.sleep(wait_s)
+    return None
+
+
+async def _after_error(
+    ctx: DeliveryContext,
+    message: Message,
+    config: WhatsAppConfig,
+    to: str,
+    number: int,
+    exc: DeliveryError,
+    started: float,
+) -> Outcome:
+    latency_ms = (time.perf_counter() - started) * 1000
+    if exc.code in _THROTTLED:
+        factor = await ctx.limiter.penalize(f"wa:{config.phone_number_id}")
+        log.warning(
+            "whatsapp number %s throttled by the provider: rate / %g for a while",
+            config.phone_number_id,
+            factor,
+        )
+    retryable = exc if isinstance(exc, RetryableError) else None
+    exhausted = ctx.whatsapp_retry.exhausted(number - message.attempt_base)
+    retry = retryable is not None and not exhausted
+    attempt = Attempt(
+        attempt=number,
+        at=time.time(),
+        outcome="retry" if retry else "failed",
+        latency_ms=round(latency_ms, 1),
+        error=exc.reason,
+        code=exc.code,
+        provider_code=exc.provider_code,
+    )
+    not_before = None
+    if retry and retryable is not None:
+        delay_s = ctx.whatsapp_retry.delay_s(number - message.attempt_base, retryable.retry_after_s)
+        attempt.retry_in_s = round(delay_s, 3)
+        if retryable.retry_after_s:
+            # The provider's Retry-After is a floor for any job, including a duplicate one.
+            not_before = attempt.at + retryable.retry_after_s
+    status = MessageStatus.RETRYING if retry else MessageStatus.FAILED
+    await messages.finish_attempt(
+        ctx.redis,
+        message,
+        attempt,
+        status,
+        ctx.message_ttl_s,
+        not_before=not_before,
+        dead_letter=retryable is not None and exhausted,
+    )
+    log.info(
+        "whatsapp %s to %s attempt %d: %s (%s)",
+        message.id,
+        mask_phone(to),
+        number,
+        attempt.outcome,
+        exc.code,
+    )
+    return Outcome(status, attempt.retry_in_s)

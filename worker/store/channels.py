@@ -26,6 +26,7 @@ async def save_whatsapp(redis: Redis, account_id: str, config: WhatsAppConfig) -
         "api_version": config.api_version,
         "app_secret": config.app_secret.get_secret_value() if config.app_secret else "",
         "verify_token": config.verify_token.get_secret_value() if config.verify_token else "",
+        "rate_per_s": repr(config.rate_per_s) if config.rate_per_s else "",
     }
     async with redis.pipeline(transaction=True) as pipe:
         if previous is not None:

@@ -115,3 +115,28 @@ def contact_push_tokens_parts(account_id: str) -> tuple[str, str]:
 def message_devices(account_id: str, message_id: str) -> str:
     """A push message's targets: ``platform:token`` → that device's result (JSON)."""
     return f"{PREFIX}:{account_id}:msg:{message_id}:devices"
+
+
+def rate_limit(name: str) -> str:
+    """A rate limit's schedule, per provider credential (``wa:<phone number id>``,
+    ``fcm:<project>``, ``apns:<topic>``): global, shared by every account and worker."""
+    return f"{PREFIX}:rl:{name}"
+
+
+def rate_limit_penalty(name: str) -> str:
+    return f"{PREFIX}:rl:{name}:penalty"
+
+
+def message_lock(account_id: str, message_id: str) -> str:
+    """Held by the one job working on a message (a lease: it expires if the worker dies)."""
+    return f"{PREFIX}:{account_id}:msg:{message_id}:lock"
+
+
+def delayed() -> str:
+    """Sorted set of jobs to put back on the queue later, scored by when."""
+    return f"{PREFIX}:delayed"
+
+
+def dead_letters(account_id: str) -> str:
+    """Sorted set of the account's message ids that ran out of retries, by when."""
+    return f"{PREFIX}:{account_id}:deadletters"

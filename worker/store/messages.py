@@ -54,6 +54,20 @@ class Message(BaseModel):
     device_count: int = 0
     delivered: int = 0
     failed: int = 0
+    # Retry bookkeeping: attempts made before the last redrive do not count against the
+    # budget, nor does the time before it against the maximum age; nothing is sent
+    # before `not_before` (a provider's Retry-After).
+    attempt_base: int = 0
+    redriven_at: float | None = None
+    not_before: float | None = None
+    dead_lettered_at: float | None = None
+
+    @property
+    def budget_attempts(self) -> int:
+        return self.attempts - self.attempt_base
+
+    def age_s(self, now: float) -> float:
+        return now - (self.redriven_at or self.created_at)
 
 
 def new(account_id: str, channel: Channel, **fields: Any) -> Message:
@@ -120,7 +134,14 @@ async def begin_attempt(redis: Redis, account_id: str, message_id: str) -> int:
 
 
 async def finish_attempt(
-    redis: Redis, message: Message, attempt: Attempt, status: MessageStatus, ttl_s: int
+    redis: Redis,
+    message: Message,
+    attempt: Attempt,
+    status: MessageStatus,
+    ttl_s: int,
+    *,
+    not_before: float | None = None,
+    dead_letter: bool = False,
 ) -> None:
     """Record an attempt and the state it leaves the message in, in one transaction."""
     key = keys.message(message.account, message.id)
@@ -150,9 +171,19 @@ async def finish_attempt(
                 f"{message.account} {message.id}",
                 ex=ttl_s,
             )
+        if not_before is not None:
+            pipe.hset(key, "not_before", not_before)
+        if dead_letter:
+            add_dead_letter(pipe, message, attempt.at)
         if status.is_final:
             queue_outcome(pipe, message, status)
         await pipe.execute()
+
+
+def add_dead_letter(pipe: Pipeline, message: Message, at: float) -> None:
+    """List the message among the account's dead letters (part of the caller's MULTI)."""
+    pipe.zadd(keys.dead_letters(message.account), {message.id: at})
+    pipe.hset(keys.message(message.account, message.id), "dead_lettered_at", at)
 
 
 def queue_outcome(pipe: Pipeline, message: Message, status: MessageStatus) -> None:

@@ -1,13 +1,15 @@
 """A push message's devices: one result per ``platform:token``, and the per-token counters.
 
-Everything one attempt changes (device results, token counters, pruned tokens,
-the message's totals and state, the attempt, the outcome signal) is written in
-one MULTI: a crash never leaves the counters disagreeing with the message.
+What a provider answer changes (the device's result, its token's counters, a
+pruned token, the message's totals) is written in one MULTI, right after each
+slice of devices: a crash never leaves the counters disagreeing with the
+message, and never loses more than the slice that was in flight.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass
 from typing import Literal, cast
 
@@ -16,10 +18,10 @@ from redis.asyncio import Redis
 from worker.models import Attempt, MessageStatus
 from worker.store import keys
 from worker.store.client import fields
-from worker.store.messages import Message, create, queue_outcome
+from worker.store.messages import Message, add_dead_letter, create, queue_outcome
 from worker.store.tokens import split
 
-DeviceStatus = Literal["pending", "delivered", "failed", "retrying"]
+DeviceStatus = Literal["pending", "sending", "delivered", "failed", "retrying"]
 FINAL: set[str] = {"delivered", "failed"}
 
 
@@ -27,6 +29,8 @@ FINAL: set[str] = {"delivered", "failed"}
 class Device:
     platform: str
     token: str
+    # "sending" is set just before the provider call: a job that finds it (its worker
+    # died mid-call) sends again, and that is the only way a device gets it twice.
     status: DeviceStatus = "pending"
     error: str | None = None
     code: str | None = None
@@ -34,7 +38,9 @@ class Device:
     provider_id: str | None = None
     attempts: int = 0
     at: float | None = None
+    not_before: float | None = None  # a provider's Retry-After for this device
     pruned: bool = False
+    exhausted: bool = False  # failed for lack of attempts or age: a dead letter
 
     @property
     def member(self) -> str:
@@ -46,8 +52,9 @@ class DeviceOutcome:
     """What one attempt did to one device."""
 
     device: Device
-    # Counted on the token's delivered/failed counters (final outcomes of a real send).
-    counted: bool
+    # The outcome says something about the token (not so when the account has no
+    # credentials for its platform): it updates the token's counters and last error.
+    token_fault: bool = True
     # The token is dead: remove it from the contact and record why.
     prune: bool = False
 
@@ -78,52 +85,80 @@ async def load_devices(redis: Redis, account_id: str, message_id: str) -> list[D
     return sorted((_decode(m, v) for m, v in raw.items()), key=lambda d: (d.platform, d.token))
 
 
-async def record_attempt(
-    redis: Redis,
-    message: Message,
-    attempt: Attempt,
-    outcomes: list[DeviceOutcome],
-    status: MessageStatus,
-    ttl_s: int,
+async def mark_sending(redis: Redis, message: Message, devices: list[Device]) -> None:
+    """Just before the provider call: these devices are in flight."""
+    for device in devices:
+        device.status = "sending"
+    await redis.hset(
+        keys.message_devices(message.account, message.id),
+        mapping=fields({d.member: _encode(d) for d in devices}),
+    )
+
+
+async def record_devices(
+    redis: Redis, message: Message, outcomes: list[DeviceOutcome], at: float
 ) -> None:
+    """Right after the provider answered: device results, token counters, pruned tokens
+    and the message's totals, in one MULTI."""
+    if not outcomes:
+        return
     account = message.account
     delivered = sum(1 for o in outcomes if o.device.status == "delivered")
     failed = sum(1 for o in outcomes if o.device.status == "failed")
     async with redis.pipeline(transaction=True) as pipe:
-        if outcomes:
-            pipe.hset(
-                keys.message_devices(account, message.id),
-                mapping=fields({o.device.member: _encode(o.device) for o in outcomes}),
-            )
+        pipe.hset(
+            keys.message_devices(account, message.id),
+            mapping=fields({o.device.member: _encode(o.device) for o in outcomes}),
+        )
         for o in outcomes:
             token_key = keys.push_token(account, o.device.member)
-            at = o.device.at or attempt.at
+            when = o.device.at or at
             if o.device.status == "delivered":
-                if o.counted:
-                    pipe.hincrby(token_key, "delivered", 1)
-                pipe.hset(token_key, "last_success_at", at)
-            else:
-                if o.counted and o.device.status == "failed":
+                pipe.hincrby(token_key, "delivered", 1)
+                pipe.hset(token_key, "last_success_at", when)
+            elif o.token_fault:
+                if o.device.status == "failed":
                     pipe.hincrby(token_key, "failed", 1)
                 pipe.hset(
                     token_key,
-                    mapping=fields({"last_failure_at": at, "last_error": o.device.error or ""}),
+                    mapping=fields({"last_failure_at": when, "last_error": o.device.error or ""}),
                 )
             if o.prune and message.contact_id:
                 pipe.srem(keys.contact_push_tokens(account, message.contact_id), o.device.member)
                 pipe.hset(
                     token_key,
-                    mapping=fields({"pruned_at": at, "prune_reason": o.device.error or ""}),
+                    mapping=fields({"pruned_at": when, "prune_reason": o.device.error or ""}),
                 )
         message_key = keys.message(account, message.id)
         if delivered:
             pipe.hincrby(message_key, "delivered", delivered)
         if failed:
             pipe.hincrby(message_key, "failed", failed)
-        pipe.hset(message_key, mapping=fields({"status": status.value, "updated_at": attempt.at}))
-        attempts_key = keys.message_attempts(account, message.id)
-        pipe.rpush(attempts_key, attempt.model_dump_json(exclude_none=True))
-        pipe.expire(attempts_key, ttl_s)
+        await pipe.execute()
+
+
+async def finish_run(
+    redis: Redis,
+    message: Message,
+    attempt: Attempt | None,
+    status: MessageStatus,
+    ttl_s: int,
+    *,
+    dead_letter: bool = False,
+) -> None:
+    """The state a job leaves the message in: its attempt, and the outcome once final."""
+    account = message.account
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(
+            keys.message(account, message.id),
+            mapping=fields({"status": status.value, "updated_at": time.time()}),
+        )
+        if attempt is not None:
+            attempts_key = keys.message_attempts(account, message.id)
+            pipe.rpush(attempts_key, attempt.model_dump_json(exclude_none=True))
+            pipe.expire(attempts_key, ttl_s)
+        if dead_letter:
+            add_dead_letter(pipe, message, time.time())
         if status.is_final:
             queue_outcome(pipe, message, status)
         await pipe.execute()

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 
 from worker.api.deps import CeleryDep, RedisDep, SendKey, SettingsDep, wait_for_outcome
-from worker.api.enqueue import enqueue
 from worker.api.errors import ApiError
 from worker.api.views import push_response
+from worker.enqueue import enqueue
 from worker.models import Channel, PushSendRequest
 from worker.push_payload import MAX_PAYLOAD_BYTES, Notification, oversized
 from worker.store import channels, contacts, messages, push

@@ -9,9 +9,9 @@ from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
 from worker.api.deps import CeleryDep, RedisDep, SendKey, SettingsDep, wait_for_outcome
-from worker.api.enqueue import enqueue
 from worker.api.errors import ApiError
 from worker.api.views import send_response
+from worker.enqueue import enqueue
 from worker.models import Channel, WhatsAppSendRequest
 from worker.store import channels, contacts, conversations, messages, templates
 

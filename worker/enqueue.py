@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from worker.celery_app import TRANSACTIONAL
+from worker.models import Channel
 
 # A publish that cannot reach Redis fails fast instead of stalling the event loop.
 _PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
@@ -19,3 +20,8 @@ def enqueue(celery: Celery, task: str, account_id: str, message_id: str) -> None
         retry=True,
         retry_policy=_PUBLISH_RETRY,
     )
+
+
+def task_for(channel: Channel) -> str:
+    """The task that sends a message of this channel."""
+    return {Channel.WHATSAPP: "whatsapp.send", Channel.PUSH: "push.send"}[channel]

@@ -1,0 +1,64 @@
+"""Dead letters (scope ``admin``): sends that ran out of attempts or age, and redrive."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from worker.api.deps import AdminKey, CeleryDep, RedisDep
+from worker.api.errors import ApiError
+from worker.api.views import iso
+from worker.enqueue import enqueue, task_for
+from worker.store import deadletters
+from worker.store.messages import Message
+
+router = APIRouter(prefix="/api/v1/dead-letters", tags=["dead letters"])
+
+
+def _summary(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "channel": message.channel.value,
+        "to": message.to,
+        "contact_id": message.contact_id,
+        "error": message.error,
+        "code": message.code,
+        "attempts": message.attempts,
+        "device_count": message.device_count or None,
+        "failed": message.failed or None,
+        "created_at": iso(message.created_at),
+        "dead_lettered_at": iso(message.dead_lettered_at),
+    }
+
+
+@router.get("")
+async def list_dead_letters(
+    key: AdminKey,
+    redis: RedisDep,
+    page: Annotated[int, Query(ge=1)] = 1,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    items, total = await deadletters.page(redis, key.account, (page - 1) * limit, limit)
+    return {
+        "success": True,
+        "dead_letters": [_summary(m) for m in items],
+        "page": page,
+        "limit": limit,
+        "total": total,
+    }
+
+
+@router.post("/{message_id}/redrive")
+async def redrive(
+    message_id: str, key: AdminKey, redis: RedisDep, celery: CeleryDep
+) -> JSONResponse:
+    message = await deadletters.redrive(redis, key.account, message_id)
+    if message is None:
+        raise ApiError(404, f"No dead letter '{message_id}'", "dead_letter_not_found")
+    enqueue(celery, task_for(message.channel), key.account, message.id)
+    return JSONResponse(
+        {"success": True, "id": message.id, "status": "queued", "channel": message.channel.value},
+        202,
+    )
