@@ -36,6 +36,14 @@ def create_celery(settings: Settings | None = None) -> Celery:
         broker_transport_options={
             # Redelivery after a crash comes after this long, not Celery's default hour.
             "visibility_timeout": settings.visibility_timeout_s,
+            # kombu sweeps for jobs of dead workers only every 10 x 10 s by default; a
+            # sweep per tenth of the visibility timeout brings them back promptly.
+            "unacked_restore_interval": max(1, settings.visibility_timeout_s // 10),
+            "unacked_restore_throttle": 1,
+            # A broker that vanishes without closing the connection must not hang a publish.
+            "socket_timeout": 30,
+            "socket_connect_timeout": 5,
+            "socket_keepalive": True,
         },
         task_time_limit=settings.task_time_limit_s,
         task_soft_time_limit=max(1, settings.task_time_limit_s - 10),

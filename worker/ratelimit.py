@@ -26,6 +26,7 @@ _PENALTY_CAP = 8
 class Slot:
     granted: bool
     wait_s: float
+    at: float  # when the slot is, in seconds since the epoch on Redis's clock
 
 
 class RateLimiter:
@@ -54,13 +55,13 @@ class RateLimiter:
         """Reserve ``cost`` units of ``name``'s rate. ``burst`` units may go at once."""
         interval_ms = 1000.0 / (rate_per_s * self._headroom)
         max_wait_ms = self._max_wait_ms if max_wait_s is None else max_wait_s * 1000
-        granted, wait_ms = await scripts.run(
+        granted, wait_ms, at_ms = await scripts.run(
             self._redis,
             "gcra",
             [keys.rate_limit(name), keys.rate_limit_penalty(name)],
             [repr(interval_ms), repr(interval_ms * (burst - 1)), cost, repr(max_wait_ms)],
         )
-        return Slot(bool(int(granted)), float(wait_ms) / 1000)
+        return Slot(bool(int(granted)), float(wait_ms) / 1000, float(at_ms) / 1000)
 
     async def penalize(self, name: str) -> float:
         """The provider said 429: halve the key's rate for a while (down to 1/8)."""

@@ -32,6 +32,10 @@ class FaultSpec(BaseModel):
     retry_after_s: float | None = None
     delay_s: float = 30.0
     count: int | None = Field(default=1, ge=1)
+    # Active for this many seconds from creation (a storm), whatever the count.
+    for_s: float | None = Field(default=None, gt=0)
+    # Only every n-th matching request is affected (1: all of them).
+    every: int = Field(default=1, ge=1)
     # Which requests it applies to (WhatsApp: phone_number_id, to; FCM: project_id, token;
     # APNs: topic, token); an empty match applies to every request of the channel.
     match: dict[str, str] = Field(default_factory=dict)
@@ -39,7 +43,9 @@ class FaultSpec(BaseModel):
 
 class Fault(FaultSpec):
     id: int
+    created_at: float
     used: int = 0
+    seen: int = 0
 
 
 class SimState:
@@ -55,16 +61,23 @@ class SimState:
         return entry
 
     def add_fault(self, spec: FaultSpec) -> Fault:
-        fault = Fault(id=next(self._fault_ids), **spec.model_dump())
+        fault = Fault(id=next(self._fault_ids), created_at=time.time(), **spec.model_dump())
         self.faults.append(fault)
         return fault
 
     def take_fault(self, channel: str, attributes: dict[str, str]) -> Fault | None:
         """The first fault that matches this request, counted as used."""
-        for fault in self.faults:
+        now = time.time()
+        for fault in list(self.faults):
             if fault.channel != channel:
                 continue
+            if fault.for_s is not None and now > fault.created_at + fault.for_s:
+                self.faults.remove(fault)
+                continue
             if any(attributes.get(k) != v for k, v in fault.match.items()):
+                continue
+            fault.seen += 1
+            if (fault.seen - 1) % fault.every:
                 continue
             fault.used += 1
             if fault.count is not None and fault.used >= fault.count:

@@ -229,7 +229,7 @@ class WhatsAppSim:
     ) -> JSONResponse:
         status, body = error_envelope(code)
         status = http_status or status
-        entry.update(status=status, error_code=code)
+        entry.update(status=status, error_code=code, retry_after_s=retry_after_s)
         headers = {"Retry-After": f"{retry_after_s:g}"} if retry_after_s is not None else None
         return JSONResponse(body, status, headers=headers)
 
@@ -252,7 +252,7 @@ class WhatsAppSim:
         )
         if fault.kind == "http":
             status = fault.http_status or 500
-            entry["status"] = status
+            entry.update(status=status, retry_after_s=fault.retry_after_s)
             return Response(fault.body or "", status, headers=headers)
         return self._error(entry, int(fault.code or 131000), fault.retry_after_s, fault.http_status)
 

@@ -140,3 +140,8 @@ def delayed() -> str:
 def dead_letters(account_id: str) -> str:
     """Sorted set of the account's message ids that ran out of retries, by when."""
     return f"{PREFIX}:{account_id}:deadletters"
+
+
+def idempotency(account_id: str, key_hash: str) -> str:
+    """The first request made with an Idempotency-Key, and its answer once known."""
+    return f"{PREFIX}:{account_id}:idem:{key_hash}"

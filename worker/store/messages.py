@@ -70,11 +70,11 @@ class Message(BaseModel):
         return now - (self.redriven_at or self.created_at)
 
 
-def new(account_id: str, channel: Channel, **fields: Any) -> Message:
-    """A fresh, queued message with a new id."""
+def new(account_id: str, channel: Channel, message_id: str | None = None, **fields: Any) -> Message:
+    """A fresh, queued message (with a new id unless one is given)."""
     now = time.time()
     return Message(
-        id=new_id("msg"),
+        id=message_id or new_id("msg"),
         account=account_id,
         channel=channel,
         status=MessageStatus.QUEUED,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 
 from worker.api.deps import CeleryDep, RedisDep, SendKey, SettingsDep, wait_for_outcome
 from worker.api.errors import ApiError
+from worker.api.idempotency import IdempotencyKey, respond_once
 from worker.api.views import push_response
 from worker.enqueue import enqueue
 from worker.models import Channel, PushSendRequest
@@ -28,6 +29,7 @@ async def send(
     settings: SettingsDep,
     celery: CeleryDep,
     prefer: Annotated[str | None, Header()] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     account = key.account
     if not await channels.push_platforms(redis, account):
@@ -48,21 +50,22 @@ async def send(
             "payload_too_large",
         )
 
-    message = messages.new(
-        account,
-        Channel.PUSH,
-        contact_id=body.contact_id,
-        title=body.title,
-        text=body.message,
-        url=body.url,
-        icon=body.icon,
-        data=body.data,
-        device_count=len(members),
-    )
-    await push.create_push(redis, message, members, settings.message_ttl_s)
-    enqueue(celery, "push.send", account, message.id)
+    async def send_it(message_id: str) -> tuple[int, dict[str, Any]]:
+        message = messages.new(
+            account,
+            Channel.PUSH,
+            message_id,
+            contact_id=body.contact_id,
+            title=body.title,
+            text=body.message,
+            url=body.url,
+            icon=body.icon,
+            data=body.data,
+            device_count=len(members),
+        )
+        await push.create_push(redis, message, members, settings.message_ttl_s)
+        enqueue(celery, "push.send", account, message.id)
+        message = await wait_for_outcome(redis, settings, message, prefer)
+        return push_response(message, await push.load_devices(redis, account, message.id))
 
-    message = await wait_for_outcome(redis, settings, message, prefer)
-    devices = await push.load_devices(redis, account, message.id)
-    status_code, payload = push_response(message, devices)
-    return JSONResponse(payload, status_code)
+    return await respond_once(redis, settings, account, idempotency_key, "push", body, send_it)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from worker.api.deps import CeleryDep, RedisDep, SendKey, SettingsDep, wait_for_outcome
 from worker.api.errors import ApiError
+from worker.api.idempotency import IdempotencyKey, respond_once
 from worker.api.views import send_response
 from worker.enqueue import enqueue
 from worker.models import Channel, WhatsAppSendRequest
@@ -61,6 +62,7 @@ async def send(
     settings: SettingsDep,
     celery: CeleryDep,
     prefer: Annotated[str | None, Header()] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     account = key.account
     if not await channels.whatsapp_configured(redis, account):
@@ -79,19 +81,20 @@ async def send(
             "template_required",
         )
 
-    message = messages.new(
-        account,
-        Channel.WHATSAPP,
-        to=body.to,
-        contact_id=body.contact_id,
-        template_name=body.template_name,
-        language=body.language if body.template_name else None,
-        parameters=[p.text for p in body.parameters],
-        text=body.message,
-    )
-    await messages.create(redis, message, settings.message_ttl_s)
-    enqueue(celery, "whatsapp.send", account, message.id)
+    async def send_it(message_id: str) -> tuple[int, dict[str, Any]]:
+        message = messages.new(
+            account,
+            Channel.WHATSAPP,
+            message_id,
+            to=body.to,
+            contact_id=body.contact_id,
+            template_name=body.template_name,
+            language=body.language if body.template_name else None,
+            parameters=[p.text for p in body.parameters],
+            text=body.message,
+        )
+        await messages.create(redis, message, settings.message_ttl_s)
+        enqueue(celery, "whatsapp.send", account, message.id)
+        return send_response(await wait_for_outcome(redis, settings, message, prefer))
 
-    message = await wait_for_outcome(redis, settings, message, prefer)
-    status_code, payload = send_response(message)
-    return JSONResponse(payload, status_code)
+    return await respond_once(redis, settings, account, idempotency_key, "whatsapp", body, send_it)

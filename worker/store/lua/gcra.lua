@@ -3,7 +3,7 @@
 -- KEYS[1] theoretical arrival time (ms)   KEYS[2] penalty factor (set after a provider 429)
 -- ARGV[1] emission interval ms (1000 / rate)   ARGV[2] burst tolerance ms
 -- ARGV[3] cost (units: 1 message, or n devices)   ARGV[4] longest acceptable wait ms
--- Returns {granted (1/0), wait ms as a string}. Granted: the slot is reserved and the caller
+-- Returns {granted (1/0), wait ms, the slot's time in ms on the server's clock}. Granted: the slot is reserved and the caller
 -- sends after the wait. Not granted: nothing is reserved; the caller comes back after the wait.
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + tonumber(now_parts[2]) / 1000
@@ -18,8 +18,8 @@ local allow_at = tat - tolerance
 local wait = allow_at - now
 if wait < 0 then wait = 0 end
 if wait > tonumber(ARGV[4]) then
-  return {0, tostring(wait)}
+  return {0, tostring(wait), tostring(now + wait)}
 end
 local new_tat = tat + interval * cost
 redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now + 1000))
-return {1, tostring(wait)}
+return {1, tostring(wait), tostring(now + wait)}
