@@ -2,19 +2,46 @@
 
 Importing this package (the worker does, through the app's ``include``) ties the
 per-process runtime to the prefork child's life.
+
+A job is never dropped by an exception. Celery acknowledges (or drops) a late-acked
+job whose task raised, so ``run_job`` catches everything: when Redis or the broker is
+unreachable, the job is rejected with requeue (or, if even that fails, left
+unacknowledged for the visibility timeout to bring back); any other error is
+recorded on the message, which goes to the dead letters for an operator to see.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from celery import Task
+from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 from celery.signals import worker_process_init, worker_process_shutdown
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from worker import logs, runtime
-from worker.delivery.context import Outcome
+from worker.delivery.context import DeliveryContext, Outcome
+from worker.delivery.failures import record_crash
 from worker.store import delayed
+
+log = logging.getLogger(__name__)
+
+# The store or the broker is unreachable, or the job ran out of time (a provider that
+# hangs): nothing is wrong with the job itself, it goes back to the queue.
+INFRASTRUCTURE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OperationalError,
+    OSError,
+    SoftTimeLimitExceeded,
+)
+# Before requeueing after an outage, so a Redis that stays down is not hammered.
+_REQUEUE_PAUSE_S = 1.0
 
 
 @worker_process_init.connect
@@ -26,6 +53,32 @@ def _start_runtime(**_: Any) -> None:
 @worker_process_shutdown.connect
 def _stop_runtime(**_: Any) -> None:
     runtime.stop()
+
+
+Deliver = Callable[[DeliveryContext, str, str], Coroutine[Any, Any, Outcome]]
+
+
+def run_job(
+    task: Task[[str, str], None], deliver: Deliver, account_id: str, message_id: str
+) -> None:
+    rt = runtime.current()
+    try:
+        outcome = rt.run(deliver(rt.context, account_id, message_id))
+        follow_up(task, account_id, message_id, outcome)
+    except Retry:
+        raise
+    except INFRASTRUCTURE as exc:
+        log.warning(
+            "%s %s: store or broker unavailable (%s); job requeued", task.name, message_id, exc
+        )
+        time.sleep(_REQUEUE_PAUSE_S)
+        raise Reject(str(exc), requeue=True) from exc
+    except Exception as exc:
+        log.exception("%s %s crashed", task.name, message_id)
+        try:
+            rt.run(record_crash(rt.context, account_id, message_id, exc))
+        except INFRASTRUCTURE as down:
+            raise Reject(str(down), requeue=True) from exc
 
 
 def follow_up(

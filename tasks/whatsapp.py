@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from celery import Task
 
-from tasks import follow_up
-from worker import runtime
+from tasks import run_job
 from worker.celery_app import app
 from worker.delivery.whatsapp import send_whatsapp
 
 
 @app.task(name="whatsapp.send", bind=True, max_retries=None)
 def send(self: Task[[str, str], None], account_id: str, message_id: str) -> None:
-    rt = runtime.current()
     # The attempt budget is counted in the message record, not by Celery.
-    follow_up(
-        self, account_id, message_id, rt.run(send_whatsapp(rt.context, account_id, message_id))
-    )
+    run_job(self, send_whatsapp, account_id, message_id)

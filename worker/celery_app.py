@@ -9,6 +9,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
+from worker import kombu_fixes
 from worker.config import Settings, get_settings
 
 TRANSACTIONAL = "transactional"
@@ -46,7 +47,9 @@ def create_celery(settings: Settings | None = None) -> Celery:
             "socket_keepalive": True,
         },
         task_time_limit=settings.task_time_limit_s,
-        task_soft_time_limit=max(1, settings.task_time_limit_s - 10),
+        # The soft limit leaves the task a moment to give its job back before the hard one.
+        task_soft_time_limit=settings.task_time_limit_s
+        - max(1, min(10, settings.task_time_limit_s // 4)),
         worker_prefetch_multiplier=settings.worker_prefetch_multiplier,
         worker_concurrency=settings.worker_concurrency,
         worker_hijack_root_logger=False,
@@ -57,4 +60,5 @@ def create_celery(settings: Settings | None = None) -> Celery:
     return app
 
 
+kombu_fixes.apply()
 app = create_celery()

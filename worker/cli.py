@@ -69,6 +69,14 @@ console = Console() if sys.stdout.isatty() else Console(width=200)
 err = Console(stderr=True)
 
 AccountOpt = Annotated[str, typer.Option("--account", "-a", help="Account name.")]
+RateOpt = Annotated[
+    float | None,
+    typer.Option(
+        min=0.1,
+        help="Sends per second for this credential across all workers "
+        "(default: the DISPATCH_*_RATE_PER_S setting).",
+    ),
+]
 CaFileOpt = Annotated[
     Path | None,
     typer.Option(exists=True, dir_okay=False, help="CA bundle to trust for --endpoint."),
@@ -361,6 +369,7 @@ def whatsapp_configure(
         ),
     ] = None,
     api_version: Annotated[str | None, typer.Option(help="Graph API version, e.g. v21.0.")] = None,
+    rate_per_s: RateOpt = None,
 ) -> None:
     """Store the account's WhatsApp credentials. Secrets are never printed back."""
 
@@ -376,6 +385,7 @@ def whatsapp_configure(
             verify_token=verify_token,
             base_url=base_url,
             api_version=api_version,
+            rate_per_s=rate_per_s,
         )
         err.print(
             f"WhatsApp configured for [bold]{account}[/]: number {config.phone_number_id}, "
@@ -428,6 +438,7 @@ def fcm_configure(
         typer.Option(help="FCM base URL instead of https://fcm.googleapis.com (a simulator's)."),
     ] = None,
     ca_file: CaFileOpt = None,
+    rate_per_s: RateOpt = None,
 ) -> None:
     """Store the account's FCM credentials. The private key is never printed back."""
 
@@ -438,6 +449,7 @@ def fcm_configure(
             service_account.read_text(),
             endpoint=endpoint,
             ca_file=str(ca_file.resolve()) if ca_file else None,
+            rate_per_s=rate_per_s,
         )
         err.print(
             f"FCM configured for [bold]{account}[/]: project {config.project_id}"
@@ -466,6 +478,7 @@ def apns_configure(
         str | None, typer.Option(help="host:port instead of Apple's servers (a simulator's).")
     ] = None,
     ca_file: CaFileOpt = None,
+    rate_per_s: RateOpt = None,
 ) -> None:
     """Store the account's APNs token credentials. The key is never printed back."""
 
@@ -480,6 +493,7 @@ def apns_configure(
             sandbox=sandbox,
             endpoint=endpoint,
             ca_file=str(ca_file.resolve()) if ca_file else None,
+            rate_per_s=rate_per_s,
         )
         where = config.endpoint or ("sandbox" if config.sandbox else "production")
         err.print(

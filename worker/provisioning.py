@@ -47,6 +47,7 @@ async def configure_whatsapp(
     verify_token: str | None = None,
     base_url: str | None = None,
     api_version: str | None = None,
+    rate_per_s: float | None = None,
 ) -> WhatsAppConfig:
     await accounts.require_account(redis, account_id)
     config = WhatsAppConfig.model_validate(
@@ -59,6 +60,7 @@ async def configure_whatsapp(
             "verify_token": verify_token or secrets.token_urlsafe(24),
             "base_url": base_url or settings.whatsapp_base_url,
             "api_version": api_version or settings.whatsapp_api_version,
+            "rate_per_s": rate_per_s,
         }
     )
     await channels.save_whatsapp(redis, account_id, config)
@@ -87,6 +89,7 @@ async def configure_fcm(
     *,
     endpoint: str | None = None,
     ca_file: str | None = None,
+    rate_per_s: float | None = None,
 ) -> FcmConfig:
     """Store an FCM project's service account; the project id is read from it."""
     await accounts.require_account(redis, account_id)
@@ -111,6 +114,7 @@ async def configure_fcm(
             "service_account": service_account_json,
             "endpoint": endpoint,
             "ca_file": ca_file,
+            "rate_per_s": rate_per_s,
         }
     )
     await channels.save_push(redis, account_id, config)
@@ -128,6 +132,7 @@ async def configure_apns(
     sandbox: bool = False,
     endpoint: str | None = None,
     ca_file: str | None = None,
+    rate_per_s: float | None = None,
 ) -> ApnsConfig:
     """Store token-based APNs credentials (an AuthKey_XXXX.p8) for one app topic."""
     await accounts.require_account(redis, account_id)
@@ -142,6 +147,7 @@ async def configure_apns(
             "sandbox": sandbox,
             "endpoint": endpoint,
             "ca_file": ca_file,
+            "rate_per_s": rate_per_s,
         }
     )
     await channels.save_push(redis, account_id, config)

@@ -114,7 +114,13 @@ def http() -> Iterator[httpx.Client]:
 
 
 def make_tenant(
-    settings: Settings, sim_url: str, api_url: str, http: httpx.Client, *, whatsapp: bool = True
+    settings: Settings,
+    sim_url: str,
+    api_url: str,
+    http: httpx.Client,
+    *,
+    whatsapp: bool = True,
+    rate_per_s: float | None = None,
 ) -> Tenant:
     n = next(_numbers)
     name = f"acct{n}-{id(http) % 10000}"
@@ -149,6 +155,7 @@ def make_tenant(
                 app_secret=app_secret,
                 verify_token=f"verify-{name}",
                 base_url=sim_url,
+                rate_per_s=rate_per_s,
             )
             await sync_templates(redis, settings, name)
         await contacts.upsert(

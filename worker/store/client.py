@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from typing import cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.typing import EncodableT, FieldT
 
 from worker.config import Settings
@@ -24,6 +26,9 @@ def create_redis(settings: Settings, *, max_connections: int | None = None) -> R
         # waiting for a send's outcome short: the read timeout must outlast the wait.
         socket_timeout=max(settings.redis_socket_timeout_s, settings.send_wait_s + 5),
         health_check_interval=30,
+        # A pooled connection that died with a Redis restart fails its next command:
+        # retry on a fresh one instead of failing the request or the job.
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 3),
     )
     # from_pool: the client owns the pool, so aclose() also closes its connections.
     return Redis.from_pool(pool)

@@ -1,0 +1,363 @@
+"""Delivery guarantees, proven with real processes: kills, a Redis restart, a provider
+storm, the rate limit across workers, idempotency races and dead letters.
+
+Measured figures are printed and written to ``bench/guarantees.json`` (for the notes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.conftest import (
+    SPEC_BODY,
+    PushTenant,
+    Tenant,
+    make_push_tenant,
+    make_tenant,
+)
+from tests.integration.faultstack import FaultStack
+from tests.support import wait_until
+from worker.models import Scope
+
+FIGURES = Path("bench/guarantees.json")
+# 100 valid US numbers: one recipient per message lets the simulator's log say which
+# message each request belonged to.
+NUMBERS = [f"+1415555{n}" for n in range(2600, 2700)]
+
+
+def record_figure(name: str, value: Any) -> None:
+    FIGURES.parent.mkdir(exist_ok=True)
+    figures = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
+    figures[name] = value
+    FIGURES.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"\n{name}: {value}")
+
+
+@pytest.fixture(scope="module")
+def fault_stack(
+    tmp_path_factory: pytest.TempPathFactory, sim_url: str, sim_tls_port: int, data_dir: Path
+) -> Iterator[FaultStack]:
+    stack = FaultStack(tmp_path_factory.mktemp("faults"), sim_url, sim_tls_port, data_dir)
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def _send_async(tenant: Tenant, body: dict[str, Any]) -> httpx.Response:
+    return tenant.send(body, Prefer="respond-async")
+
+
+def _wait_all_final(tenant: Tenant, ids: list[str], timeout_s: float) -> dict[str, Any]:
+    details: dict[str, Any] = {}
+
+    def done() -> bool:
+        for message_id in ids:
+            if message_id in details:
+                continue
+            detail = tenant.get(f"/api/v1/messages/{message_id}").json()
+            if detail["status"] in ("sent", "failed"):
+                details[message_id] = detail
+        return len(details) == len(ids)
+
+    wait_until(done, timeout_s, f"{len(ids)} messages to be final")
+    return details
+
+
+# --- 1. a worker killed with SIGKILL mid-burst ------------------------------------------
+
+
+def test_a_worker_killed_mid_burst_loses_no_device_send(
+    fault_stack: FaultStack, http: httpx.Client, sim_tls_port: int, sim_ca_file: Path
+) -> None:
+    tenant = make_push_tenant(
+        fault_stack.settings,
+        fault_stack.sim_url,
+        fault_stack.api_url,
+        http,
+        sim_tls_port,
+        sim_ca_file,
+    )
+    contacts = [f"cct_burst{i:02d}" for i in range(20)]
+    expected: dict[str, str] = {}  # token → contact (one message per contact)
+    for c, contact in enumerate(contacts):
+        pairs = [("fcm", f"kill{c:02d}-{i:03d}:APA91b-burst-device") for i in range(50)]
+        pairs += [("apns", f"{c:02x}{i:062x}") for i in range(50)]
+        for start in range(0, 100, 50):
+            assert tenant.register(contact, *pairs[start : start + 50]).status_code in (200, 201)
+        expected.update({token: contact for _, token in pairs})
+
+    body = {"title": "Flash sale", "message": "Everything 20% off today"}
+    ids = []
+    for contact in contacts:
+        response = tenant.push({**body, "contact_id": contact}, Prefer="respond-async")
+        assert response.status_code == 202, response.text
+        ids.append(response.json()["id"])
+
+    wait_until(lambda: len(tenant.push_requests()) >= 500, 60, "500 device sends")
+    [victim] = fault_stack.workers
+    fault_stack.kill_worker(victim)
+    at_kill = len(tenant.push_requests())
+    fault_stack.start_worker()
+
+    details = _wait_all_final(tenant, ids, 90)
+
+    received = Counter(r["token"] for r in tenant.push_requests())
+    lost = [t for t in expected if received[t] == 0]
+    duplicates = sum(n - 1 for n in received.values() if n > 1)
+    record_figure(
+        "kill_test",
+        {
+            "device_sends": len(expected),
+            "sent_before_kill": at_kill,
+            "lost": len(lost),
+            "duplicates": duplicates,
+        },
+    )
+    assert lost == []
+    assert all(d["delivered"] == 100 and d["failed"] == 0 for d in details.values())
+    # Only what was in flight can go twice: one slice (25) per pool child (2).
+    assert duplicates <= 2 * 25
+
+
+# --- 2. Redis restarted during a burst ----------------------------------------------------
+
+
+def test_a_redis_restart_during_a_burst_loses_no_accepted_send(
+    fault_stack: FaultStack, http: httpx.Client
+) -> None:
+    tenant = make_tenant(fault_stack.settings, fault_stack.sim_url, fault_stack.api_url, http)
+    # Slow provider answers, so that jobs are in the middle of a send when Redis goes.
+    tenant.fault(kind="delay", delay_s=0.4, count=None, for_s=15)
+    statuses: list[tuple[str, int, str | None]] = []
+    lock = threading.Lock()
+
+    def one(number: str) -> None:
+        try:
+            response = httpx.post(
+                f"{tenant.api_url}/api/v1/channels/whatsapp/send",
+                json={**SPEC_BODY, "to": number, "contact_id": None},
+                headers={**tenant.auth(), "Prefer": "respond-async"},
+                timeout=30,
+            )
+            code, message_id = response.status_code, response.json().get("id")
+        except httpx.HTTPError:
+            code, message_id = 0, None
+        with lock:
+            statuses.append((number, code, message_id))
+
+    def burst() -> None:
+        with ThreadPoolExecutor(4) as pool:
+            for number in NUMBERS[:80]:
+                pool.submit(one, number)
+                time.sleep(0.04)
+
+    sender = threading.Thread(target=burst)
+    sender.start()
+    time.sleep(0.8)
+    fault_stack.restart_valkey(down_s=1.5)
+    sender.join()
+
+    codes = Counter(code for _, code, _ in statuses)
+    record_figure("redis_restart_test", dict(sorted(codes.items())))
+    assert set(codes) <= {202, 503}, codes
+    assert codes[503] > 0, "the restart did not overlap the burst"
+    accepted = [(n, m) for n, code, m in statuses if code == 202 and m]
+    details = _wait_all_final(tenant, [m for _, m in accepted], 90)
+    assert {d["status"] for d in details.values()} == {"sent"}
+    received = {r["to"] for r in tenant.sim_requests() if r.get("status") == 200}
+    assert {n.removeprefix("+") for n, _ in accepted} <= received
+
+
+# --- 3. a provider storm --------------------------------------------------------------------
+
+
+def test_a_provider_storm_is_ridden_out_within_budget_and_retry_after(
+    fault_stack: FaultStack, http: httpx.Client
+) -> None:
+    tenant = make_tenant(fault_stack.settings, fault_stack.sim_url, fault_stack.api_url, http)
+    storm_s = 5.0
+    tenant.fault(kind="error", code=130429, retry_after_s=2, count=None, for_s=storm_s, every=2)
+    tenant.fault(kind="http", http_status=503, count=None, for_s=storm_s)
+    storm_end = time.time() + storm_s
+
+    ids = [
+        _send_async(tenant, {**SPEC_BODY, "to": n, "contact_id": None}).json()["id"]
+        for n in NUMBERS[:40]
+    ]
+    details = _wait_all_final(tenant, ids, 90)
+    drained_at = max(r["at"] for r in tenant.sim_requests() if r.get("status") == 200)
+
+    assert {d["status"] for d in details.values()} == {"sent"}
+    by_number: dict[str, list[dict[str, Any]]] = {}
+    for r in tenant.sim_requests():
+        by_number.setdefault(r["to"], []).append(r)
+    early = 0
+    for requests in by_number.values():
+        for before, after in zip(requests, requests[1:], strict=False):
+            if before.get("retry_after_s") and after["at"] < before["at"] + before["retry_after_s"]:
+                early += 1
+    attempts = [len(d["attempts"]) for d in details.values()]
+    record_figure(
+        "storm_test",
+        {
+            "sends": len(ids),
+            "max_attempts": max(attempts),
+            "attempts_total": sum(attempts),
+            "drain_after_storm_s": round(drained_at - storm_end, 2),
+            "early_retries": early,
+        },
+    )
+    assert early == 0
+    assert max(attempts) <= 10  # DISPATCH_WHATSAPP_MAX_ATTEMPTS of the fault stack
+
+
+# --- 4. the rate limit holds across worker processes ---------------------------------------
+
+
+def test_the_rate_limit_holds_across_two_workers(
+    fault_stack: FaultStack, http: httpx.Client
+) -> None:
+    cap = 50
+    tenant = make_tenant(
+        fault_stack.settings, fault_stack.sim_url, fault_stack.api_url, http, rate_per_s=cap
+    )
+    second = fault_stack.start_worker()
+    try:
+        bodies = [{**SPEC_BODY, "to": NUMBERS[i % 100], "contact_id": None} for i in range(1000)]
+        with ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(lambda b: _send_async(tenant, b), bodies))
+        assert {r.status_code for r in responses} == {202}
+        ids = [r.json()["id"] for r in responses]
+        _wait_all_final(tenant, ids, 120)
+    finally:
+        fault_stack.kill_worker(second)
+
+    times = sorted(r["at"] for r in tenant.sim_requests())
+    assert len(times) == 1000
+    # The most sends in any one-second window (sliding, starting at each send).
+    j, busiest = 0, 0
+    for i, start in enumerate(times):
+        while j < len(times) and times[j] < start + 1.0:
+            j += 1
+        busiest = max(busiest, j - i)
+    average = (len(times) - 1) / (times[-1] - times[0])
+    record_figure(
+        "rate_limit_test",
+        {
+            "cap_per_s": cap,
+            "workers": 2,
+            "sends": len(times),
+            "max_in_any_second": busiest,
+            "average_per_s": round(average, 2),
+            "average_pct_of_cap": round(100 * average / cap, 1),
+        },
+    )
+    assert busiest <= cap
+    assert average >= 0.9 * cap
+
+
+# --- 5. idempotency under a race --------------------------------------------------------------
+
+
+def test_twenty_racing_requests_with_one_key_send_once(tenant: Tenant) -> None:
+    key = f"order-98765-{os.getpid()}-{time.time()}"
+    with ThreadPoolExecutor(20) as pool:
+        responses = list(
+            pool.map(lambda _: tenant.send(SPEC_BODY, **{"Idempotency-Key": key}), range(20))
+        )
+
+    assert len(tenant.sim_requests()) == 1
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.text for r in responses}) == 1
+    assert sum(1 for r in responses if r.headers.get("idempotent-replayed") == "true") == 19
+
+    later = tenant.send(SPEC_BODY, **{"Idempotency-Key": key})
+    assert later.text == responses[0].text
+    other_body = tenant.send({**SPEC_BODY, "to": "+14155552671"}, **{"Idempotency-Key": key})
+    assert other_body.status_code == 422
+    assert other_body.json()["code"] == "idempotency_key_reused"
+    assert len(tenant.sim_requests()) == 1
+
+
+def test_a_rejected_request_does_not_use_up_the_key(tenant: Tenant) -> None:
+    key = f"fix-and-retry-{time.time()}"
+    bad = tenant.send({**SPEC_BODY, "template_name": "no_such"}, **{"Idempotency-Key": key})
+    assert bad.status_code == 422
+    good = tenant.send(SPEC_BODY, **{"Idempotency-Key": key})
+    assert good.status_code == 200
+    assert good.json()["status"] == "sent"
+
+
+def test_idempotent_push(push_tenant: PushTenant) -> None:
+    from tests.integration.conftest import FCM_TOKEN_1
+
+    push_tenant.register("cct_abc123", ("fcm", FCM_TOKEN_1))
+    body = {"contact_id": "cct_abc123", "title": "t", "message": "m"}
+    first = push_tenant.push(body, **{"Idempotency-Key": "push-1"})
+    again = push_tenant.push(body, **{"Idempotency-Key": "push-1"})
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json()
+    assert len(push_tenant.push_requests()) == 1
+
+
+# --- 6. dead letters ----------------------------------------------------------------------------
+
+
+def test_a_send_that_keeps_failing_is_dead_lettered_and_can_be_redriven(
+    tenant: Tenant, service_env: dict[str, str]
+) -> None:
+    tenant.fault(kind="http", http_status=503, count=None)
+    try:
+        failed = tenant.send(SPEC_BODY)
+    finally:
+        tenant.http.delete(f"{tenant.sim_url}/_sim/faults")
+    assert failed.status_code == 502
+    message_id = failed.json()["id"]
+
+    listing = tenant.get("/api/v1/dead-letters").json()
+    [dead] = listing["dead_letters"]
+    assert dead["id"] == message_id
+    assert dead["code"] == "provider_unavailable"
+    assert dead["attempts"] == 3
+    assert "503" in dead["error"]
+    send_only = tenant.new_key(Scope.SEND)
+    assert tenant.get("/api/v1/dead-letters", key=send_only).status_code == 403
+
+    import subprocess
+    import sys
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "dlq", "list", "--account", tenant.name],
+        env=service_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert message_id in shown.stdout
+    assert "1 dead letter(s)" in shown.stdout
+
+    redriven = tenant.http.post(
+        f"{tenant.api_url}/api/v1/dead-letters/{message_id}/redrive", headers=tenant.auth()
+    )
+    assert redriven.status_code == 202
+    wait_until(
+        lambda: tenant.get(f"/api/v1/messages/{message_id}").json()["status"] == "sent",
+        20,
+        "the redriven send",
+    )
+    assert tenant.get("/api/v1/dead-letters").json()["total"] == 0
+    again = tenant.http.post(
+        f"{tenant.api_url}/api/v1/dead-letters/{message_id}/redrive", headers=tenant.auth()
+    )
+    assert again.status_code == 404

@@ -1,0 +1,30 @@
+"""What happens to a message whose job crashed on an unexpected error (a bug)."""
+
+from __future__ import annotations
+
+import time
+
+from worker.delivery.context import DeliveryContext
+from worker.models import Attempt, MessageStatus
+from worker.store import messages
+
+
+async def record_crash(
+    ctx: DeliveryContext, account_id: str, message_id: str, exc: BaseException
+) -> None:
+    """Fail the message with the error and list it among the dead letters: an operator
+    sees it and can redrive it once the cause is fixed; the job is not retried blindly."""
+    message = await messages.load(ctx.redis, account_id, message_id)
+    if message is None or message.status.is_final:
+        return
+    number = await messages.begin_attempt(ctx.redis, account_id, message_id)
+    attempt = Attempt(
+        attempt=number,
+        at=time.time(),
+        outcome="failed",
+        error=f"internal error: {type(exc).__name__}: {exc}",
+        code="internal_error",
+    )
+    await messages.finish_attempt(
+        ctx.redis, message, attempt, MessageStatus.FAILED, ctx.message_ttl_s, dead_letter=True
+    )
