@@ -5,6 +5,7 @@ Measured figures are printed and written to ``bench/guarantees.json`` (for the n
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -201,11 +202,12 @@ def test_a_provider_storm_is_ridden_out_within_budget_and_retry_after(
     by_number: dict[str, list[dict[str, Any]]] = {}
     for r in tenant.sim_requests():
         by_number.setdefault(r["to"], []).append(r)
-    early = 0
-    for requests in by_number.values():
-        for before, after in zip(requests, requests[1:], strict=False):
-            if before.get("retry_after_s") and after["at"] < before["at"] + before["retry_after_s"]:
-                early += 1
+    early = sum(
+        1
+        for requests in by_number.values()
+        for before, after in itertools.pairwise(requests)
+        if before.get("retry_after_s") and after["at"] < before["at"] + before["retry_after_s"]
+    )
     attempts = [len(d["attempts"]) for d in details.values()]
     record_figure(
         "storm_test",
