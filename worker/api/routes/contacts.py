@@ -53,7 +53,7 @@ async def create_contact(body: ContactCreate, key: ContactsKey, redis: RedisDep)
 async def list_contacts(
     key: ContactsKey,
     redis: RedisDep,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     items, total = await contacts.page(redis, key.account, page, limit)

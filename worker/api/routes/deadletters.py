@@ -37,7 +37,7 @@ def _summary(message: Message) -> dict[str, Any]:
 async def list_dead_letters(
     key: AdminKey,
     redis: RedisDep,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     items, total = await deadletters.page(redis, key.account, (page - 1) * limit, limit)
