@@ -115,7 +115,13 @@ def main() -> None:
     out = args.out or Path(f"bench/latency-{args.channel}-{result['devices']}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written to {out}", file=sys.stderr)
+    # Also into bench/results.json, the table `make bench` collects, one key per figure.
+    prefix = f"{args.channel}_sync_{result['devices']}dev_c{args.concurrency}_"
+    results = Path("bench/results.json")
+    merged = json.loads(results.read_text()) if results.exists() else {}
+    merged.update({prefix + k: v for k, v in result.items() if k.endswith(("_ms", "_per_s"))})
+    results.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    print(f"written to {out} and {results}", file=sys.stderr)
 
 
 if __name__ == "__main__":

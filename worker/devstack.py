@@ -25,6 +25,8 @@ class DemoStack:
     data_dir: Path
     api_url: str
     sim_url: str
+    redis_url: str
+    env: dict[str, str]
     lines: list[str] = field(default_factory=list)
     ready_s: float = 0.0
 
@@ -53,10 +55,11 @@ def demo_stack(
 ) -> Iterator[DemoStack]:
     data_dir = workdir / ".data"
     api_port, sim_port, sim_tls_port = free_port(), free_port(), free_port()
+    redis_port = redis_port or free_port()
     env = child_environment(
         {
             "data_dir": str(data_dir),
-            "embedded_redis_port": str(redis_port or free_port()),
+            "embedded_redis_port": str(redis_port),
             "api_port": str(api_port),
             "sim_port": str(sim_port),
             "sim_tls_port": str(sim_tls_port),
@@ -76,7 +79,12 @@ def demo_stack(
         stdin=subprocess.DEVNULL,
     )
     stack = DemoStack(
-        process, data_dir, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}"
+        process,
+        data_dir,
+        f"http://127.0.0.1:{api_port}",
+        f"http://127.0.0.1:{sim_port}",
+        f"redis://127.0.0.1:{redis_port}/0",
+        env,
     )
     ready = threading.Event()
 

@@ -13,6 +13,9 @@ sends land in the same provider second.
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -49,7 +52,7 @@ class RateLimiter:
         rate_per_s: float,
         cost: int = 1,
         *,
-        burst: int = 1,
+        burst: float = 1,
         max_wait_s: float | None = None,
     ) -> Slot:
         """Reserve ``cost`` units of ``name``'s rate. ``burst`` units may go at once."""
@@ -62,6 +65,27 @@ class RateLimiter:
             [repr(interval_ms), repr(interval_ms * (burst - 1)), cost, repr(max_wait_ms)],
         )
         return Slot(bool(int(granted)), float(wait_ms) / 1000, float(at_ms) / 1000)
+
+    async def take(self, name: str, rate_per_s: float, cost: int = 1) -> float | None:
+        """Wait until a unit of the rate is free *now* and take it; return None when it is
+        time to send. When the wait would pass ``max_wait_s``, return how long until a
+        slot instead (nothing is reserved).
+
+        The slot is taken at the moment of sending, not booked ahead: a booked send that
+        woke up late on a busy CPU would go out crowded with the punctual ones after it,
+        and a provider counting per second would see more than the cap."""
+        deadline = time.monotonic() + self._max_wait_ms / 1000
+        while True:
+            # Half an interval of tolerance: a send whose waiter woke a little late leaves
+            # its successor free to go a little early, so wake-up delays do not waste the
+            # rate, while any one second still holds at most the cap.
+            slot = await self.acquire(name, rate_per_s, cost, burst=1.5, max_wait_s=0)
+            if slot.granted:
+                return None
+            if time.monotonic() + slot.wait_s > deadline:
+                return slot.wait_s
+            # A millisecond of spread, so that waiters of one key do not all ask at once.
+            await asyncio.sleep(slot.wait_s + random.random() / 1000)  # noqa: S311
 
     async def penalize(self, name: str) -> float:
         """The provider said 429: halve the key's rate for a while (down to 1/8)."""

@@ -93,19 +93,15 @@ class _Run:
             groups[device.platform].append(device)
         results: list[DeviceResult] = []
         sendable: list[tuple[str, list[Device]]] = []
-        wait_s = 0.0
         for platform, group in groups.items():
             if platform not in configs:
                 results.extend(_not_configured(d) for d in group)
                 continue
             limit, rate = _limit(ctx, configs[platform][0])
-            slot = await ctx.limiter.acquire(limit, rate, cost=len(group))
-            if not slot.granted:
-                return slot.wait_s
-            wait_s = max(wait_s, slot.wait_s)
+            deferred_s = await ctx.limiter.take(limit, rate, cost=len(group))
+            if deferred_s is not None:
+                return deferred_s
             sendable.append((platform, group))
-        if wait_s > 0:
-            await asyncio.sleep(wait_s)
         in_flight = [d for _, group in sendable for d in group]
         if in_flight:
             await push.mark_sending(ctx.redis, message, in_flight)

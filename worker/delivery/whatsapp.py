@@ -8,7 +8,6 @@ age goes to the dead-letter list with its last error.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -36,8 +35,9 @@ async def send_whatsapp(ctx: DeliveryContext, account_id: str, message_id: str) 
 async def _fail(
     ctx: DeliveryContext, message: Message, error: str, code: str, *, dead_letter: bool
 ) -> Outcome:
-    number = await messages.begin_attempt(ctx.redis, message.account, message.id)
-    attempt = Attempt(attempt=number, at=time.time(), outcome="failed", error=error, code=code)
+    attempt = Attempt(
+        attempt=message.attempts + 1, at=time.time(), outcome="failed", error=error, code=code
+    )
     await messages.finish_attempt(
         ctx.redis,
         message,
@@ -74,10 +74,6 @@ async def _send(ctx: DeliveryContext, message: Message) -> Outcome:
         )
     to = message.to or ""
 
-    wait_s = await _wait_for_slot(ctx, config, to)
-    if wait_s is not None:
-        return Outcome(message.status, wait_s)
-
     if message.template_name is not None:
         payload = template_payload(
             to, message.template_name, message.language or "en", message.parameters
@@ -85,7 +81,14 @@ async def _send(ctx: DeliveryContext, message: Message) -> Outcome:
     else:
         payload = text_payload(to, message.text or "")
 
-    number = await messages.begin_attempt(ctx.redis, message.account, message.id)
+    wait_s = await _wait_for_slot(ctx, config, to)
+    if wait_s is not None:
+        return Outcome(message.status, wait_s)
+
+    # Nothing but the HTTP call between taking the rate-limit slot and the provider: work
+    # done in between (a Redis round trip, say) would shift sends off their slots. The
+    # lease makes this job the only one counting the message's attempts.
+    number = message.attempts + 1
     started = time.perf_counter()
     try:
         result = await ctx.whatsapp.send(config, payload)
@@ -113,24 +116,20 @@ async def _send(ctx: DeliveryContext, message: Message) -> Outcome:
 
 
 async def _wait_for_slot(ctx: DeliveryContext, config: WhatsAppConfig, to: str) -> float | None:
-    """Take this send's slot of the number's limit (and of the recipient's, if paced) and
-    wait for it; or return how long until a slot, when that is too long to wait here."""
-    limits = [
-        (f"wa:{config.phone_number_id}", config.rate_per_s or ctx.settings.whatsapp_rate_per_s)
-    ]
+    """Wait for this send's slot of the number's limit (after the recipient's pacing, if
+    on); or return how long until a slot, when that is too long to wait here."""
     if ctx.settings.whatsapp_pair_rate_per_s:
-        limits.insert(
-            0, (f"wa_pair:{config.phone_number_id}:{to}", ctx.settings.whatsapp_pair_rate_per_s)
+        # Pacing per recipient first: its waits are long and must not hold a number slot.
+        slot = await ctx.limiter.acquire(
+            f"wa_pair:{config.phone_number_id}:{to}",
+            ctx.settings.whatsapp_pair_rate_per_s,
+            max_wait_s=0,
         )
-    wait_s = 0.0
-    for name, rate in limits:
-        slot = await ctx.limiter.acquire(name, rate)
         if not slot.granted:
             return slot.wait_s
-        wait_s = max(wait_s, slot.wait_s)
-    if wait_s > 0:
-        await asyncio.sleep(wait_s)
-    return None
+    return await ctx.limiter.take(
+        f"wa:{config.phone_number_id}", config.rate_per_s or ctx.settings.whatsapp_rate_per_s
+    )
 
 
 async def _after_error(

@@ -143,10 +143,15 @@ async def finish_attempt(
     not_before: float | None = None,
     dead_letter: bool = False,
 ) -> None:
-    """Record an attempt and the state it leaves the message in, in one transaction."""
+    """Record an attempt (number ``attempt.attempt``) and the state it leaves the message
+    in, in one transaction."""
     key = keys.message(message.account, message.id)
     attempts_key = keys.message_attempts(message.account, message.id)
-    values: dict[str, str | float] = {"status": status.value, "updated_at": attempt.at}
+    values: dict[str, str | float] = {
+        "status": status.value,
+        "updated_at": attempt.at,
+        "attempts": attempt.attempt,
+    }
     cleared: list[str] = []
     if attempt.outcome == "sent":
         assert attempt.provider_message_id
