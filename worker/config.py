@@ -64,9 +64,11 @@ class Settings(BaseSettings):
     rate_limit_headroom: float = Field(default=0.95, gt=0, le=1)
     rate_limit_max_wait_s: float = Field(default=2.0, ge=0)
     rate_limit_penalty_s: float = Field(default=30.0, ge=0)
-    # Devices sent per slice of a push job; results are recorded after each slice, so a
-    # worker killed mid-send re-sends at most one slice.
+    # Devices sent per slice of a push job, and slices in flight at once; results are
+    # recorded after each slice, so a worker killed mid-send re-sends at most
+    # size x in-flight devices of each job it was running.
     push_slice_size: int = Field(default=200, ge=1)
+    push_slices_in_flight: int = Field(default=2, ge=1)
 
     # Celery on Redis: a job not acked within the visibility timeout is redelivered,
     # so the hard task limit stays well below it.

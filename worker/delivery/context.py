@@ -53,27 +53,22 @@ async def claimed(
     """The message to work on, held by this job alone; or the outcome to report when there
     is nothing to do: it expired, it is already final (a job redelivered after the
     provider call must never send twice), or another job holds it right now."""
-    message = await messages.load(ctx.redis, account_id, message_id)
-    if message is None:
-        log.warning("message %s/%s no longer exists; dropped", account_id, message_id)
-        yield Outcome(MessageStatus.FAILED)
-        return
-    if message.status.is_final:
-        log.info("message %s already %s; skipped", message_id, message.status)
-        yield Outcome(message.status)
-        return
     lock_key = keys.message_lock(account_id, message_id)
     token = await locks.acquire(ctx.redis, lock_key, ctx.settings.lease_s)
     if token is None:
         log.info("message %s is being sent by another job; looking again later", message_id)
-        yield Outcome(message.status, BUSY_RETRY_S)
+        yield Outcome(MessageStatus.QUEUED, BUSY_RETRY_S)
         return
     try:
-        # Read again under the lease: the job that held it may have just finished.
-        fresh = await messages.load(ctx.redis, account_id, message_id)
-        if fresh is None or fresh.status.is_final:
-            yield Outcome(fresh.status if fresh else MessageStatus.FAILED)
+        # Read under the lease: what another job did before us is all there.
+        message = await messages.load(ctx.redis, account_id, message_id)
+        if message is None:
+            log.warning("message %s/%s no longer exists; dropped", account_id, message_id)
+            yield Outcome(MessageStatus.FAILED)
+        elif message.status.is_final:
+            log.info("message %s already %s; skipped", message_id, message.status)
+            yield Outcome(message.status)
         else:
-            yield fresh
+            yield message
     finally:
         await locks.release(ctx.redis, lock_key, token)

@@ -25,7 +25,7 @@ from worker.masking import mask_token
 from worker.models import Attempt, FcmConfig, MessageStatus
 from worker.providers.push import DeviceResult
 from worker.push_payload import Notification
-from worker.store import channels, messages, push
+from worker.store import channels, push
 from worker.store.channels import PushConfig
 from worker.store.messages import Message
 from worker.store.push import FINAL, Device, DeviceOutcome
@@ -76,11 +76,22 @@ class _Run:
             await self._expire(devices)
         configs = await channels.load_push(ctx.redis, message.account)
         size = ctx.settings.push_slice_size
-        for start in range(0, len(ready), size):
-            deferred_s = await self._slice(ready[start : start + size], configs)
-            if deferred_s is not None:
-                self.next_in_s.append(deferred_s)
-                break
+        slices = [ready[start : start + size] for start in range(0, len(ready), size)]
+        # Two slices at a time: one is sent while the previous one's results are written,
+        # so the provider is never idle behind a Redis round trip.
+        gate = asyncio.Semaphore(ctx.settings.push_slices_in_flight)
+        deferred = asyncio.Event()
+
+        async def one(devices: list[Device]) -> None:
+            async with gate:
+                if deferred.is_set():
+                    return  # the rate limit said not now: the rest waits for the next run
+                wait_s = await self._slice(devices, configs)
+                if wait_s is not None:
+                    self.next_in_s.append(wait_s)
+                    deferred.set()
+
+        await asyncio.gather(*(one(devices) for devices in slices))
         return await self._finish()
 
     async def _slice(
@@ -92,23 +103,28 @@ class _Run:
         for device in devices:
             groups[device.platform].append(device)
         results: list[DeviceResult] = []
-        sendable: list[tuple[str, list[Device]]] = []
-        for platform, group in groups.items():
-            if platform not in configs:
-                results.extend(_not_configured(d) for d in group)
-                continue
-            limit, rate = _limit(ctx, configs[platform][0])
-            deferred_s = await ctx.limiter.take(limit, rate, cost=len(group))
-            if deferred_s is not None:
-                return deferred_s
-            sendable.append((platform, group))
+        for platform in [p for p in groups if p not in configs]:
+            results.extend(_not_configured(d) for d in groups.pop(platform))
+        # Each platform's limit at once; a platform told "not now" keeps its devices for
+        # the next run, the others go.
+        waits = await asyncio.gather(
+            *(
+                ctx.limiter.take(*_limit(ctx, configs[platform][0]), cost=len(group))
+                for platform, group in groups.items()
+            )
+        )
+        sendable = [
+            (p, g) for (p, g), wait in zip(groups.items(), waits, strict=True) if wait is None
+        ]
+        deferred_s = max((w for w in waits if w is not None), default=None)
         in_flight = [d for _, group in sendable for d in group]
         if in_flight:
             await push.mark_sending(ctx.redis, message, in_flight)
             self.sent_any = True
         results.extend(await self._send(sendable, configs))
+        # Only devices with an answer change; a deferred platform's stay as they were.
         await push.record_devices(ctx.redis, message, self._judge(devices, results), time.time())
-        return None
+        return deferred_s
 
     async def _send(
         self, sendable: list[tuple[str, list[Device]]], configs: dict[str, tuple[PushConfig, str]]
@@ -209,9 +225,8 @@ class _Run:
         ctx, message = self.ctx, self.message
         attempt = None
         if self.sent_any or self.failed:
-            number = await messages.begin_attempt(ctx.redis, message.account, message.id)
             attempt = Attempt(
-                attempt=number,
+                attempt=message.attempts + 1,  # the lease makes this job the only counter
                 at=time.time(),
                 outcome="retry" if self.next_in_s else ("sent" if self.delivered else "failed"),
                 delivered=self.delivered,
@@ -239,9 +254,7 @@ class _Run:
                 retry_in_s,
             )
             return Outcome(status, retry_in_s)
-        fresh = await messages.load(ctx.redis, message.account, message.id)
-        total_delivered = fresh.delivered if fresh else self.delivered
-        status = MessageStatus.SENT if total_delivered else MessageStatus.FAILED
+        status = MessageStatus.SENT if message.delivered + self.delivered else MessageStatus.FAILED
         await push.finish_run(
             ctx.redis, message, attempt, status, ctx.message_ttl_s, dead_letter=self.dead_letter
         )

@@ -154,6 +154,7 @@ async def finish_run(
             mapping=fields({"status": status.value, "updated_at": time.time()}),
         )
         if attempt is not None:
+            pipe.hset(keys.message(account, message.id), "attempts", attempt.attempt)
             attempts_key = keys.message_attempts(account, message.id)
             pipe.rpush(attempts_key, attempt.model_dump_json(exclude_none=True))
             pipe.expire(attempts_key, ttl_s)
