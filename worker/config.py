@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     countdown_max_s: float = Field(default=5.0, ge=0)
     beat_interval_s: float = Field(default=0.2, gt=0)
 
+    # After a provider refuses an account's credentials (expired token, locked account),
+    # its sends on that channel stop for this long, or until it is configured again.
+    account_stop_s: float = Field(default=300.0, gt=0)
+
     # Global rate limits per provider credential (GCRA in Redis), enforced at
     # `rate_limit_headroom` of the rate to absorb network jitter. A send waits for its
     # slot up to `rate_limit_max_wait_s`; a longer wait reschedules it.

@@ -27,8 +27,9 @@ from tests.integration.conftest import (
     make_tenant,
 )
 from tests.integration.faultstack import FaultStack
-from tests.support import wait_until
+from tests.support import run_async, wait_until
 from worker.models import Scope
+from worker.provisioning import configure_whatsapp
 
 FIGURES = Path("bench/guarantees.json")
 # 100 valid US numbers: one recipient per message lets the simulator's log say which
@@ -363,3 +364,66 @@ def test_a_send_that_keeps_failing_is_dead_lettered_and_can_be_redriven(
         f"{tenant.api_url}/api/v1/dead-letters/{message_id}/redrive", headers=tenant.auth()
     )
     assert again.status_code == 404
+
+
+# --- account-level stops ------------------------------------------------------------------------
+
+
+def test_a_refused_access_token_stops_the_accounts_whatsapp_until_reconfigured(
+    tenant: Tenant,
+) -> None:
+    tenant.fault(kind="error", code=190, count=1)
+
+    first = tenant.send(SPEC_BODY)
+
+    assert first.status_code == 403
+    assert first.json()["code"] == "channel_auth_failed"
+    stopped = tenant.send(SPEC_BODY)
+    assert stopped.status_code == 403
+    assert stopped.json()["code"] == "channel_suspended"
+    assert "configured again" in stopped.json()["error"]
+    assert len(tenant.sim_requests()) == 1  # the queue is not fed to a refusing provider
+
+    async def reconfigure(redis: Any) -> None:
+        await configure_whatsapp(
+            redis,
+            tenant.settings,
+            tenant.name,
+            phone_number_id=tenant.phone_number_id,
+            waba_id=tenant.waba_id,
+            access_token=tenant.access_token,
+            app_secret=tenant.app_secret,
+            base_url=tenant.sim_url,
+        )
+
+    run_async(reconfigure, tenant.settings)
+    assert tenant.send(SPEC_BODY).status_code == 200
+
+
+def test_refused_push_credentials_stop_that_platform_without_blaming_tokens(
+    push_tenant: PushTenant,
+) -> None:
+    from tests.integration.conftest import APNS_TOKEN_1, FCM_TOKEN_1
+
+    push_tenant.register("cct_abc123", ("fcm", FCM_TOKEN_1), ("apns", APNS_TOKEN_1))
+    # Refused every time (firebase-admin refreshes its token and tries again on a 401).
+    push_tenant.push_fault("fcm", code="THIRD_PARTY_AUTH_ERROR", count=None)
+    body = {"contact_id": "cct_abc123", "title": "t", "message": "m"}
+    try:
+        first = push_tenant.push(body).json()
+        fcm_calls = len(push_tenant.push_requests("fcm"))
+        second = push_tenant.push(body).json()
+    finally:
+        push_tenant.http.delete(f"{push_tenant.sim_url}/_sim/faults")
+
+    assert (first["delivered"], first["failed"]) == (1, 1)
+    [fcm] = [r for r in second["results"] if r["platform"] == "fcm"]
+    assert fcm["code"] == "channel_suspended"
+    assert "FCM refused this account's credentials" in fcm["error"]
+    assert len(push_tenant.push_requests("fcm")) == fcm_calls  # none while stopped
+    assert len(push_tenant.push_requests("apns")) == 2
+    tokens = {
+        t["token"]: t
+        for t in push_tenant.get("/api/v1/contacts/cct_abc123").json()["contact"]["push_tokens"]
+    }
+    assert tokens[FCM_TOKEN_1]["failed"] == 0  # not the device's fault

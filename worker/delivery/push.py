@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from worker.delivery.context import DeliveryContext, Outcome, claimed
-from worker.errors import DeliveryError, InvalidTokenError, RetryableError
+from worker.errors import AccountError, DeliveryError, InvalidTokenError, RetryableError
 from worker.masking import mask_token
 from worker.models import Attempt, FcmConfig, MessageStatus
 from worker.providers.push import DeviceResult
@@ -53,6 +53,9 @@ class _Run:
         self.dead_letter = False
         self.sent_any = False
         self.latency_ms = 0.0
+        # Platforms whose credentials the provider refused: platform → reason.
+        self.suspended: dict[str, str] = {}
+        self.to_suspend: list[str] = []
         # Waits before devices can go again (backoff, Retry-After, rate-limit slots).
         self.next_in_s: list[float] = []
 
@@ -75,6 +78,10 @@ class _Run:
         if expired:
             await self._expire(devices)
         configs = await channels.load_push(ctx.redis, message.account)
+        for platform in list(configs):
+            reason = await channels.suspension(ctx.redis, message.account, platform)
+            if reason is not None:
+                self.suspended[platform] = reason
         size = ctx.settings.push_slice_size
         slices = [ready[start : start + size] for start in range(0, len(ready), size)]
         # Two slices at a time: one is sent while the previous one's results are written,
@@ -105,6 +112,11 @@ class _Run:
         results: list[DeviceResult] = []
         for platform in [p for p in groups if p not in configs]:
             results.extend(_not_configured(d) for d in groups.pop(platform))
+        for platform in [p for p in groups if p in self.suspended]:
+            stopped = AccountError(self.suspended[platform], code="channel_suspended")
+            results.extend(
+                DeviceResult(d.platform, d.token, None, stopped, 0.0) for d in groups.pop(platform)
+            )
         # Each platform's limit at once; a platform told "not now" keeps its devices for
         # the next run, the others go.
         waits = await asyncio.gather(
@@ -173,7 +185,16 @@ class _Run:
                 self.delivered += 1
                 outcomes.append(DeviceOutcome(device))
                 continue
-            token_fault = error.code != "platform_not_configured"
+            # Missing or refused credentials say nothing about the token itself.
+            token_fault = not isinstance(error, AccountError) and (
+                error.code != "platform_not_configured"
+            )
+            if isinstance(error, AccountError) and device.platform not in self.suspended:
+                self.suspended[device.platform] = (
+                    f"{PLATFORM_NAMES.get(device.platform, device.platform)} refused this "
+                    f"account's credentials: {error.reason}"
+                )
+                self.to_suspend.append(device.platform)
             if token_fault:
                 device.attempts += 1
             device.error, device.code, device.provider_code = (
@@ -223,6 +244,20 @@ class _Run:
 
     async def _finish(self) -> Outcome:
         ctx, message = self.ctx, self.message
+        for platform in self.to_suspend:
+            await channels.suspend(
+                ctx.redis,
+                message.account,
+                platform,
+                self.suspended[platform],
+                ctx.settings.account_stop_s,
+            )
+            log.error(
+                "push %s for account %s suspended: %s",
+                platform,
+                message.account,
+                self.suspended[platform],
+            )
         attempt = None
         if self.sent_any or self.failed:
             attempt = Attempt(

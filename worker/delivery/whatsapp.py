@@ -12,7 +12,7 @@ import logging
 import time
 
 from worker.delivery.context import DeliveryContext, Outcome, claimed
-from worker.errors import DeliveryError, RetryableError
+from worker.errors import AccountError, DeliveryError, RetryableError
 from worker.masking import mask_phone
 from worker.models import Attempt, MessageStatus, WhatsAppConfig
 from worker.providers.whatsapp import template_payload, text_payload
@@ -73,6 +73,9 @@ async def _send(ctx: DeliveryContext, message: Message) -> Outcome:
             dead_letter=False,
         )
     to = message.to or ""
+    suspended = await channels.suspension(ctx.redis, message.account, channels.WHATSAPP)
+    if suspended is not None:
+        return await _fail(ctx, message, suspended, "channel_auth_failed", dead_letter=True)
 
     if message.template_name is not None:
         payload = template_payload(
@@ -142,6 +145,15 @@ async def _after_error(
     started: float,
 ) -> Outcome:
     latency_ms = (time.perf_counter() - started) * 1000
+    if isinstance(exc, AccountError):
+        await channels.suspend(
+            ctx.redis,
+            message.account,
+            channels.WHATSAPP,
+            f"WhatsApp refused this account's credentials: {exc.reason}",
+            ctx.settings.account_stop_s,
+        )
+        log.error("whatsapp for account %s suspended: %s", message.account, exc.reason)
     if exc.code in _THROTTLED:
         factor = await ctx.limiter.penalize(f"wa:{config.phone_number_id}")
         log.warning(

@@ -36,6 +36,7 @@ async def save_whatsapp(redis: Redis, account_id: str, config: WhatsAppConfig) -
                     keys.whatsapp_verify_index(hash_key(previous.verify_token.get_secret_value()))
                 )
         pipe.delete(keys.channel(account_id, WHATSAPP))
+        pipe.delete(keys.channel_suspended(account_id, WHATSAPP))
         pipe.hset(keys.channel(account_id, WHATSAPP), mapping=fields(values))
         pipe.set(keys.whatsapp_phone_index(config.phone_number_id), account_id)
         if config.verify_token:
@@ -84,10 +85,13 @@ def _reveal(config: PushConfig) -> str:
 async def save_push(redis: Redis, account_id: str, config: PushConfig) -> None:
     """Store an FCM or APNs configuration; ``version`` lets workers rebuild their clients."""
     name = FCM if isinstance(config, FcmConfig) else APNS
-    await redis.hset(
-        keys.channel(account_id, name),
-        mapping=fields({"config": _reveal(config), "version": repr(time.time())}),
-    )
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(
+            keys.channel(account_id, name),
+            mapping=fields({"config": _reveal(config), "version": repr(time.time())}),
+        )
+        pipe.delete(keys.channel_suspended(account_id, name))
+        await pipe.execute()
 
 
 async def load_push(redis: Redis, account_id: str) -> dict[str, tuple[PushConfig, str]]:
@@ -109,3 +113,13 @@ async def push_platforms(redis: Redis, account_id: str) -> set[str]:
             pipe.exists(keys.channel(account_id, name))
         found = await pipe.execute()
     return {name for name, exists in zip(_PUSH_MODELS, found, strict=True) if exists}
+
+
+async def suspend(redis: Redis, account_id: str, name: str, reason: str, ttl_s: float) -> None:
+    """Stop sending on this channel for a while: the provider refused the credentials,
+    and every queued send would fail the same way (and count against the account)."""
+    await redis.set(keys.channel_suspended(account_id, name), reason, px=int(ttl_s * 1000))
+
+
+async def suspension(redis: Redis, account_id: str, name: str) -> str | None:
+    return await get_str(redis, keys.channel_suspended(account_id, name))

@@ -145,3 +145,8 @@ def dead_letters(account_id: str) -> str:
 def idempotency(account_id: str, key_hash: str) -> str:
     """The first request made with an Idempotency-Key, and its answer once known."""
     return f"{PREFIX}:{account_id}:idem:{key_hash}"
+
+
+def channel_suspended(account_id: str, name: str) -> str:
+    """Set (with a TTL) after the provider refused the account's credentials."""
+    return f"{PREFIX}:{account_id}:channel:{name}:suspended"

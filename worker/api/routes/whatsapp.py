@@ -69,6 +69,14 @@ async def send(
         raise ApiError(
             403, "WhatsApp channel not configured for this account", "channel_not_configured"
         )
+    suspended = await channels.suspension(redis, account, channels.WHATSAPP)
+    if suspended is not None:
+        raise ApiError(
+            403,
+            f"{suspended}. Sends are stopped until the channel is configured again "
+            "(dispatch channels whatsapp configure)",
+            "channel_suspended",
+        )
     if body.contact_id is not None and not await contacts.exists(redis, account, body.contact_id):
         raise ApiError(404, f"Contact '{body.contact_id}' not found", "contact_not_found")
     if body.template_name is not None:
