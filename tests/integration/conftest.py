@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -308,3 +308,23 @@ def push_tenant(
     sim_ca_file: Path,
 ) -> PushTenant:
     return make_push_tenant(settings, sim_url, api_url, http, sim_tls_port, sim_ca_file)
+
+
+@pytest.fixture
+def push_tenant_factory(
+    stack: dict[str, Any],
+    settings: Settings,
+    sim_url: str,
+    api_url: str,
+    http: httpx.Client,
+    sim_tls_port: int,
+    sim_ca_file: Path,
+) -> Callable[..., PushTenant]:
+    """Make a push tenant with some platforms left out: ``factory(apns=False)``."""
+
+    def factory(**platforms: bool) -> PushTenant:
+        return make_push_tenant(
+            settings, sim_url, api_url, http, sim_tls_port, sim_ca_file, **platforms
+        )
+
+    return factory

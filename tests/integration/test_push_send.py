@@ -5,17 +5,15 @@ from __future__ import annotations
 import copy
 import json
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.integration.conftest import (
     APNS_TOKEN_1,
     FCM_TOKEN_1,
     PushTenant,
-    make_push_tenant,
 )
 from tests.support import run_async
 from worker.config import Settings
@@ -152,18 +150,8 @@ def test_unknown_contact_or_no_tokens_is_404(push_tenant: PushTenant) -> None:
     assert push_tenant.push_requests() == []
 
 
-def test_account_without_push_is_403(
-    stack: Any,
-    settings: Settings,
-    sim_url: str,
-    api_url: str,
-    http: httpx.Client,
-    sim_tls_port: int,
-    sim_ca_file: Path,
-) -> None:
-    bare = make_push_tenant(
-        settings, sim_url, api_url, http, sim_tls_port, sim_ca_file, fcm=False, apns=False
-    )
+def test_account_without_push_is_403(push_tenant_factory: Callable[..., PushTenant]) -> None:
+    bare = push_tenant_factory(fcm=False, apns=False)
     _registered(bare, ("fcm", FCM_TOKEN_1))
     response = bare.push(SPEC_PUSH)
     assert response.status_code == 403
@@ -182,17 +170,9 @@ def test_push_needs_the_send_scope(push_tenant: PushTenant) -> None:
 
 
 def test_tokens_of_an_unconfigured_platform_fail_with_a_clear_reason(
-    stack: Any,
-    settings: Settings,
-    sim_url: str,
-    api_url: str,
-    http: httpx.Client,
-    sim_tls_port: int,
-    sim_ca_file: Path,
+    push_tenant_factory: Callable[..., PushTenant],
 ) -> None:
-    fcm_only = make_push_tenant(
-        settings, sim_url, api_url, http, sim_tls_port, sim_ca_file, apns=False
-    )
+    fcm_only = push_tenant_factory(apns=False)
     _registered(fcm_only, ("fcm", FCM_TOKEN_1), ("apns", APNS_TOKEN_1))
 
     body = fcm_only.push(SPEC_PUSH).json()
