@@ -5,6 +5,9 @@ seconds away) wait in the delayed set in Redis rather than in a worker's memory.
 Publishing comes before removal: a beat that dies in between publishes the job
 again, and the job's lease makes the second copy a no-op. Running two beats is
 safe for the same reason, only wasteful.
+
+It also sweeps for messages that were stored but whose job never ran (the API
+died, or its publish failed, between the two) and publishes them again.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import contextlib
 import logging
 import signal
 import time
+from typing import cast
 
 from celery import Celery
 from redis.asyncio import Redis
@@ -22,11 +26,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from worker.config import Settings
 from worker.enqueue import enqueue
-from worker.store import delayed
+from worker.store import delayed, keys, messages
 from worker.store.client import create_redis
 
 log = logging.getLogger(__name__)
 BATCH = 500
+SWEEP_EVERY_S = 5.0
 
 
 async def pump_once(redis: Redis, celery: Celery, now: float) -> int:
@@ -39,6 +44,27 @@ async def pump_once(redis: Redis, celery: Celery, now: float) -> int:
     return len(members)
 
 
+async def sweep_unstarted(redis: Redis, celery: Celery, now: float, older_than_s: float) -> int:
+    """Publish again the jobs of messages that no job has touched for ``older_than_s``:
+    the API stored them but its publish was lost (a crash or a broker error in between).
+    A duplicate job is harmless: the message's lease and state make it a no-op."""
+    stale = cast(
+        list[str],
+        await redis.zrangebyscore(keys.unstarted(), "-inf", now - older_than_s, start=0, num=BATCH),
+    )
+    published = 0
+    for item in stale:
+        task, account_id, message_id = delayed.parse(item)
+        message = await messages.load(redis, account_id, message_id)
+        if message is None or message.status.is_final or message.attempts:
+            await redis.zrem(keys.unstarted(), item)
+            continue
+        enqueue(celery, task, account_id, message_id)
+        await redis.zadd(keys.unstarted(), {item: now})  # look again after as long
+        published += 1
+    return published
+
+
 async def run(settings: Settings, celery: Celery) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -46,9 +72,17 @@ async def run(settings: Settings, celery: Celery) -> None:
         loop.add_signal_handler(signum, stopping.set)
     redis = create_redis(settings, max_connections=4)
     log.warning("beat: moving due jobs from the delayed set every %.1fs", settings.beat_interval_s)
+    next_sweep = time.monotonic()
     try:
         while not stopping.is_set():
             try:
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + SWEEP_EVERY_S
+                    lost = await sweep_unstarted(
+                        redis, celery, time.time(), settings.unstarted_after_s
+                    )
+                    if lost:
+                        log.warning("beat: %d job(s) published again (never picked up)", lost)
                 moved = await pump_once(redis, celery, time.time())
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 log.warning("beat: Redis unavailable (%s); retrying", exc)

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # Delays up to this go through a Celery countdown; longer ones wait in Redis (the
     # delayed set) until `dispatch beat` puts them back on the queue.
     countdown_max_s: float = Field(default=5.0, ge=0)
+    # A message no job has touched this long after it was stored has lost its job (the
+    # API crashed or its publish failed): the beat publishes it again.
+    unstarted_after_s: float = Field(default=300.0, gt=0)
     beat_interval_s: float = Field(default=0.2, gt=0)
 
     # After a provider refuses an account's credentials (expired token, locked account),

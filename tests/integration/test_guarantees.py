@@ -427,3 +427,30 @@ def test_refused_push_credentials_stop_that_platform_without_blaming_tokens(
         for t in push_tenant.get("/api/v1/contacts/cct_abc123").json()["contact"]["push_tokens"]
     }
     assert tokens[FCM_TOKEN_1]["failed"] == 0  # not the device's fault
+
+
+# --- a message whose job was never published -----------------------------------------------
+
+
+def test_a_stored_message_whose_publish_was_lost_is_sent_anyway(tenant: Tenant) -> None:
+    """As if the API had died between storing the message and publishing its job."""
+    from worker.models import Channel
+    from worker.store import messages
+
+    message = messages.new(
+        tenant.name,
+        Channel.WHATSAPP,
+        to="+919876543210",
+        template_name="order_confirmation",
+        language="en",
+        parameters=["ORD-1", "$1"],
+    )
+    run_async(lambda redis: messages.create(redis, message, 3600), tenant.settings)
+
+    # The beat sweeps every 5 s for messages untouched for DISPATCH_UNSTARTED_AFTER_S (3 s).
+    wait_until(
+        lambda: tenant.get(f"/api/v1/messages/{message.id}").json()["status"] == "sent",
+        20,
+        "the swept message to be sent",
+    )
+    assert len(tenant.sim_requests()) == 1

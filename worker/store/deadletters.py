@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from worker.models import Channel, MessageStatus
 from worker.store import keys
 from worker.store.client import fields
-from worker.store.messages import Message, load
+from worker.store.messages import Message, load, task_member
 from worker.store.push import load_devices
 
 
@@ -67,6 +67,7 @@ async def redrive(redis: Redis, account_id: str, message_id: str) -> Message | N
             pipe.hset(keys.message_devices(account_id, message_id), mapping=fields(revived))
             pipe.hincrby(message_key, "failed", -len(revived))
         pipe.zrem(keys.dead_letters(account_id), message_id)
+        pipe.zadd(keys.unstarted(), {task_member(message): now})
         pipe.delete(keys.message_outcome(account_id, message_id))
         await pipe.execute()
     return await load(redis, account_id, message_id)

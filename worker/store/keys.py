@@ -150,3 +150,10 @@ def idempotency(account_id: str, key_hash: str) -> str:
 def channel_suspended(account_id: str, name: str) -> str:
     """Set (with a TTL) after the provider refused the account's credentials."""
     return f"{PREFIX}:{account_id}:channel:{name}:suspended"
+
+
+def unstarted() -> str:
+    """Sorted set of messages no job has touched yet (``task account message``), by when
+    they were stored: the beat re-publishes one that waits too long (its job was lost
+    between the API's write and the publish)."""
+    return f"{PREFIX}:unstarted"

@@ -103,12 +103,24 @@ def _decode(raw: dict[str, str]) -> Message:
     return Message.model_validate(data)
 
 
+def task_member(message: Message) -> str:
+    """``task account message``: how the beat names a job it may have to publish again."""
+    task = "whatsapp.send" if message.channel is Channel.WHATSAPP else "push.send"
+    return f"{task} {message.account} {message.id}"
+
+
 async def create(redis: Redis, message: Message, ttl_s: int) -> None:
     key = keys.message(message.account, message.id)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(key, mapping=fields(_encode(message)))
         pipe.expire(key, ttl_s)
+        pipe.zadd(keys.unstarted(), {task_member(message): message.created_at})
         await pipe.execute()
+
+
+def mark_started(pipe: Pipeline, message: Message) -> None:
+    """A job has worked on the message (part of the caller's MULTI)."""
+    pipe.zrem(keys.unstarted(), task_member(message))
 
 
 async def load(redis: Redis, account_id: str, message_id: str) -> Message | None:
@@ -176,6 +188,7 @@ async def finish_attempt(
                 f"{message.account} {message.id}",
                 ex=ttl_s,
             )
+        mark_started(pipe, message)
         if not_before is not None:
             pipe.hset(key, "not_before", not_before)
         if dead_letter:

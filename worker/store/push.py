@@ -18,7 +18,13 @@ from redis.asyncio import Redis
 from worker.models import Attempt, MessageStatus
 from worker.store import keys
 from worker.store.client import fields
-from worker.store.messages import Message, add_dead_letter, create, queue_outcome
+from worker.store.messages import (
+    Message,
+    add_dead_letter,
+    create,
+    mark_started,
+    queue_outcome,
+)
 from worker.store.tokens import split
 
 DeviceStatus = Literal["pending", "sending", "delivered", "failed", "retrying"]
@@ -149,6 +155,7 @@ async def finish_run(
     """The state a job leaves the message in: its attempt, and the outcome once final."""
     account = message.account
     async with redis.pipeline(transaction=True) as pipe:
+        mark_started(pipe, message)
         pipe.hset(
             keys.message(account, message.id),
             mapping=fields({"status": status.value, "updated_at": time.time()}),
