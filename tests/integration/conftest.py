@@ -298,19 +298,6 @@ def make_push_tenant(
 
 
 @pytest.fixture
-def push_tenant(
-    stack: dict[str, Any],
-    settings: Settings,
-    sim_url: str,
-    api_url: str,
-    http: httpx.Client,
-    sim_tls_port: int,
-    sim_ca_file: Path,
-) -> PushTenant:
-    return make_push_tenant(settings, sim_url, api_url, http, sim_tls_port, sim_ca_file)
-
-
-@pytest.fixture
 def push_tenant_factory(
     stack: dict[str, Any],
     settings: Settings,
@@ -328,3 +315,9 @@ def push_tenant_factory(
         )
 
     return factory
+
+
+@pytest.fixture
+def push_tenant(push_tenant_factory: Callable[..., PushTenant]) -> PushTenant:
+    """A tenant with WhatsApp, FCM and APNs configured against the simulator."""
+    return push_tenant_factory()
