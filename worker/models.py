@@ -47,6 +47,7 @@ def e164(value: str) -> str:
 E164 = Annotated[str, AfterValidator(e164)]
 ContactId = Annotated[str, StringConstraints(pattern=CONTACT_ID_RE.pattern)]
 Language = Annotated[str, StringConstraints(pattern=LANGUAGE_RE.pattern)]
+Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 # A deep link may use the app's own scheme (myapp://orders/1); an icon is fetched over HTTP(S).
 Url = Annotated[str, StringConstraints(max_length=2048, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")]
 HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://\S+$")]
@@ -146,6 +147,8 @@ class ContactBody(StrictBody):
     ) = None
     name: Annotated[str, StringConstraints(max_length=256)] | None = None
     attributes: dict[str, Any] | None = None
+    # Added to the contact's tags (a PATCH never removes one); tags make segments.
+    tags: list[Tag] | None = Field(default=None, max_length=100)
     push_tokens: list[PushTokenIn] | None = Field(default=None, max_length=100)
 
 

@@ -153,3 +153,22 @@ def test_unknown_routes_answer_in_the_error_shape(tenant: Tenant) -> None:
     response = tenant.http.get(f"{tenant.api_url}/api/v1/nothing-here", headers=tenant.auth())
     assert response.status_code == 404
     assert response.json() == {"success": False, "error": "Not Found", "code": "not_found"}
+
+
+def test_tags_merge_and_leave_their_segments_with_the_contact(tenant: Tenant) -> None:
+    from redis import Redis
+
+    from worker.store import keys
+
+    call(tenant, "PATCH", "/cct_tagged", json={"tags": ["vip", "eu"]})
+    merged = call(tenant, "PATCH", "/cct_tagged", json={"tags": ["newsletter"]}).json()
+    assert merged["contact"]["tags"] == ["eu", "newsletter", "vip"]
+    bad = call(tenant, "PATCH", "/cct_tagged", json={"tags": ["has space"]})
+    assert (bad.status_code, bad.json()["field"]) == (400, "tags[0]")
+
+    redis = Redis.from_url(tenant.settings.effective_redis_url, decode_responses=True)
+    segment = keys.tag_members(tenant.name, "vip")
+    assert redis.smembers(segment) == {"cct_tagged"}
+    call(tenant, "DELETE", "/cct_tagged")
+    assert redis.smembers(segment) == set()
+    redis.close()

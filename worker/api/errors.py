@@ -22,7 +22,12 @@ log = logging.getLogger(__name__)
 
 # Validation error types raised by our own validators, used as the API code as is.
 _OWN_CODES = {"invalid_phone_number", "invalid_request", "invalid_push_token"}
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
 
 
 class ApiError(Exception):

@@ -170,6 +170,7 @@ def contact_detail(contact: Contact, token_stats: dict[str, TokenStats]) -> dict
         "email": contact.email,
         "name": contact.name,
         "attributes": contact.attributes,
+        "tags": contact.tags,
         "push_tokens": [token_detail(token_stats[m]) for m in contact.push_tokens],
         "created_at": iso(contact.created_at),
         "updated_at": iso(contact.updated_at),

@@ -28,6 +28,7 @@ class Contact:
     attributes: dict[str, Any] = field(default_factory=dict)
     # Active tokens as ``platform:token`` members, sorted.
     push_tokens: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
 
 
 class Upsert(Enum):
@@ -45,20 +46,20 @@ def _hash_fields(body: ContactBody) -> dict[str, str | None]:
     return fields
 
 
-async def upsert(
-    redis: Redis, account_id: str, contact_id: str, body: ContactBody, *, create_only: bool = False
-) -> Upsert:
+def _upsert_call(
+    account_id: str, contact_id: str, body: ContactBody, create_only: bool
+) -> tuple[list[str], list[Any]]:
+    """Keys and arguments of the contact_upsert script for one contact."""
     sent = body.push_tokens or []
     members = list(dict.fromkeys(tokens.member(t.platform, t.token) for t in sent))
     prefix, suffix = keys.contact_push_tokens_parts(account_id)
-    result, _moved = await scripts.run(
-        redis,
-        "contact_upsert",
+    return (
         [
             keys.contact(account_id, contact_id),
             keys.contacts(account_id),
             keys.contact_push_tokens(account_id, contact_id),
             keys.push_tokens(account_id),
+            keys.contact_tags(account_id, contact_id),
             *(keys.push_token(account_id, m) for m in members),
         ],
         [
@@ -68,23 +69,46 @@ async def upsert(
             json.dumps(_hash_fields(body)),
             prefix,
             suffix,
+            json.dumps(list(dict.fromkeys(body.tags or []))),
+            keys.tag_members(account_id, ""),
             *members,
         ],
     )
+
+
+async def upsert(
+    redis: Redis, account_id: str, contact_id: str, body: ContactBody, *, create_only: bool = False
+) -> Upsert:
+    script_keys, args = _upsert_call(account_id, contact_id, body, create_only)
+    result, _moved = await scripts.run(redis, "contact_upsert", script_keys, args)
     return Upsert(int(result))
+
+
+async def upsert_many(
+    redis: Redis, account_id: str, contacts: list[tuple[str, ContactBody]]
+) -> list[Upsert]:
+    """Create or update many contacts in one round trip (each one atomic on its own)."""
+    sha = await scripts.load(redis, "contact_upsert")
+    async with redis.pipeline(transaction=False) as pipe:
+        for contact_id, body in contacts:
+            script_keys, args = _upsert_call(account_id, contact_id, body, create_only=False)
+            pipe.evalsha(sha, len(script_keys), *script_keys, *args)
+        results = await pipe.execute()
+    return [Upsert(int(created)) for created, _moved in results]
 
 
 async def get(redis: Redis, account_id: str, contact_id: str) -> Contact | None:
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hgetall(keys.contact(account_id, contact_id))
         pipe.smembers(keys.contact_push_tokens(account_id, contact_id))
-        raw, tokens = await pipe.execute()
+        pipe.smembers(keys.contact_tags(account_id, contact_id))
+        raw, tokens, tags = await pipe.execute()
     if not raw:
         return None
-    return _contact(raw, tokens)
+    return _contact(raw, tokens, tags)
 
 
-def _contact(raw: dict[str, str], tokens: set[str]) -> Contact:
+def _contact(raw: dict[str, str], tokens: set[str], tags: set[str]) -> Contact:
     return Contact(
         id=raw["id"],
         created_at=float(raw["created_at"]),
@@ -98,6 +122,7 @@ def _contact(raw: dict[str, str], tokens: set[str]) -> Contact:
             if name.startswith(_ATTR)
         },
         push_tokens=sorted(tokens),
+        tags=sorted(tags),
     )
 
 
@@ -113,10 +138,11 @@ async def page(redis: Redis, account_id: str, page: int, limit: int) -> tuple[li
         for contact_id in ids:
             pipe.hgetall(keys.contact(account_id, contact_id))
             pipe.smembers(keys.contact_push_tokens(account_id, contact_id))
+            pipe.smembers(keys.contact_tags(account_id, contact_id))
         results = await pipe.execute()
     contacts = [
-        _contact(raw, tokens)
-        for raw, tokens in zip(results[::2], results[1::2], strict=True)
+        _contact(raw, tokens, tags)
+        for raw, tokens, tags in zip(results[::3], results[1::3], results[2::3], strict=True)
         if raw
     ]
     return contacts, total
@@ -132,8 +158,9 @@ async def delete(redis: Redis, account_id: str, contact_id: str) -> bool:
             keys.contacts(account_id),
             keys.contact_push_tokens(account_id, contact_id),
             keys.push_tokens(account_id),
+            keys.contact_tags(account_id, contact_id),
         ],
-        [contact_id, keys.push_token(account_id, "")],
+        [contact_id, keys.push_token(account_id, ""), keys.tag_members(account_id, "")],
     )
     return bool(deleted)
 

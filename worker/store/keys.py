@@ -157,3 +157,12 @@ def unstarted() -> str:
     they were stored: the beat re-publishes one that waits too long (its job was lost
     between the API's write and the publish)."""
     return f"{PREFIX}:unstarted"
+
+
+def contact_tags(account_id: str, contact_id: str) -> str:
+    return f"{PREFIX}:{account_id}:contact:{contact_id}:tags"
+
+
+def tag_members(account_id: str, tag: str) -> str:
+    """The ids of the account's contacts with this tag (a segment)."""
+    return f"{PREFIX}:{account_id}:tag:{tag}"

@@ -21,6 +21,11 @@ def _sha(name: str) -> str:
     return hashlib.sha1(source(name).encode(), usedforsecurity=False).hexdigest()
 
 
+async def load(redis: Redis, name: str) -> str:
+    """Make sure the server has the script (for EVALSHA in a pipeline); returns its SHA."""
+    return str(await redis.script_load(source(name)))
+
+
 async def run(redis: Redis, name: str, keys: list[str], args: list[Any]) -> Any:
     try:
         return await redis.evalsha(_sha(name), len(keys), *keys, *args)

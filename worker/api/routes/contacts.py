@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import tempfile
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
+from worker import importer
 from worker.api.deps import ContactsKey, RedisDep
 from worker.api.errors import ApiError
 from worker.api.views import contact_detail
@@ -17,6 +22,7 @@ from worker.store.contacts import Contact
 
 router = APIRouter(prefix="/api/v1/contacts", tags=["contacts"])
 
+MAX_JSON_ITEMS = 10_000
 ContactIdPath = Annotated[str, Path(pattern=CONTACT_ID_RE.pattern)]
 
 
@@ -47,6 +53,45 @@ async def create_contact(body: ContactCreate, key: ContactsKey, redis: RedisDep)
         raise ApiError(409, f"Contact '{contact_id}' already exists", "contact_exists")
     detail = await _detail(redis, key.account, contact_id)
     return JSONResponse({"success": True, "contact": detail}, 201)
+
+
+@router.post("/import")
+async def import_contacts(request: Request, key: ContactsKey, redis: RedisDep) -> dict[str, Any]:
+    """Import many contacts: a CSV body (``Content-Type: text/csv``, streamed to a spool
+    file, never held in memory) or a JSON list of contact objects (up to 10,000)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("text/csv", "application/csv"):
+        with tempfile.SpooledTemporaryFile(max_size=1 << 20) as spool:
+            async for chunk in request.stream():
+                spool.write(chunk)
+            spool.seek(0)
+            text = io.TextIOWrapper(spool, encoding="utf-8-sig", errors="replace", newline="")
+            reader = csv.DictReader(text)
+            if not reader.fieldnames:
+                raise ApiError(400, "The CSV body is empty or has no header row", "invalid_csv")
+            report = await importer.import_rows(redis, key.account, reader)
+            text.detach()
+    elif content_type == "application/json":
+        try:
+            items = json.loads(await request.body())
+        except ValueError:
+            raise ApiError(400, "Request body is not valid JSON", "invalid_json") from None
+        if not isinstance(items, list) or len(items) > MAX_JSON_ITEMS:
+            raise ApiError(
+                400,
+                f"Expected a JSON list of at most {MAX_JSON_ITEMS} contacts (use CSV for more)",
+                "invalid_request",
+            )
+        report = await importer.import_rows(
+            redis, key.account, items, parse=importer.contact_from_object
+        )
+    else:
+        raise ApiError(
+            415,
+            "Send the contacts as text/csv or as a JSON list (application/json)",
+            "unsupported_media_type",
+        )
+    return {"success": True, **report.as_dict()}
 
 
 @router.get("")

@@ -1,12 +1,14 @@
--- Create or update one contact atomically, registering its push tokens.
+-- Create or update one contact atomically, registering its tags and push tokens.
 -- KEYS[1] contact hash   KEYS[2] contacts sorted set   KEYS[3] contact's push-token set
--- KEYS[4] the account's set of all tokens   KEYS[5..] one token hash per token in ARGV[7..]
+-- KEYS[4] the account's set of all tokens   KEYS[5] contact's tag set
+-- KEYS[6..] one token hash per token in ARGV[9..]
 -- ARGV[1] contact id     ARGV[2] now (unix seconds)
 -- ARGV[3] mode: "create" (fail if it exists) or "upsert"
 -- ARGV[4] JSON object of hash fields to set, every value a string; null deletes the field
 --         (attributes are stored one field each, "attr:<name>", so a PATCH merges them)
 -- ARGV[5], ARGV[6] prefix and suffix of a contact's push-token set key (to move a token)
--- ARGV[7..] push-token members ("platform:token") to add, aligned with KEYS[5..]
+-- ARGV[7] JSON array of tags to add   ARGV[8] prefix of a tag's member set (+ tag)
+-- ARGV[9..] push-token members ("platform:token") to add, aligned with KEYS[6..]
 -- Returns {created (1/0/-1), tokens moved from another contact}.
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 if ARGV[3] == 'create' and exists then
@@ -26,11 +28,17 @@ for name, value in pairs(cjson.decode(ARGV[4])) do
   end
 end
 
+-- Tags merge; each tag also lists its contacts, which is how a segment is found.
+for _, tag in ipairs(cjson.decode(ARGV[7])) do
+  redis.call('SADD', KEYS[5], tag)
+  redis.call('SADD', ARGV[8] .. tag, ARGV[1])
+end
+
 -- One device, one owner: a token registered here leaves the contact that had it.
 local moved = 0
-for i = 7, #ARGV do
+for i = 9, #ARGV do
   local member = ARGV[i]
-  local token_key = KEYS[i - 2]
+  local token_key = KEYS[i - 3]
   local owner = redis.call('HGET', token_key, 'contact')
   if owner and owner ~= ARGV[1] then
     if redis.call('SREM', ARGV[5] .. owner .. ARGV[6], member) == 1 then
