@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -61,3 +62,44 @@ def run_async(coro_fn: Callable[..., Any], settings: Settings, *args: Any) -> An
             return await coro_fn(client, *args)
 
     return asyncio.run(_run())
+
+
+def dispatch(
+    env: dict[str, str], *args: str, input_: str | None = None, timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``dispatch …`` as a user would: its own process, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        input=input_,
+        check=False,
+    )
+
+
+def register_push_credentials(
+    http: Any,
+    sim_url: str,
+    project_id: str,
+    service_account: Any,
+    apns_key: Any,
+    topics: list[str],
+) -> None:
+    """Tell the simulator the public halves of an FCM service account and an APNs key."""
+    http.put(
+        f"{sim_url}/_sim/fcm/projects/{project_id}",
+        json={
+            "client_email": service_account.client_email,
+            "public_key_pem": service_account.public_key_pem,
+        },
+    ).raise_for_status()
+    http.put(
+        f"{sim_url}/_sim/apns/keys/{apns_key.key_id}",
+        json={
+            "team_id": apns_key.team_id,
+            "public_key_pem": apns_key.public_key_pem,
+            "topics": topics,
+        },
+    ).raise_for_status()

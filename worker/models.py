@@ -66,7 +66,6 @@ class Channel(StrEnum):
 
 class MessageStatus(StrEnum):
     QUEUED = "queued"
-    SENDING = "sending"
     RETRYING = "retrying"
     SENT = "sent"
     FAILED = "failed"

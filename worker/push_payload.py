@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_PAYLOAD_BYTES = 4096
+PLATFORM_NAMES = {"fcm": "FCM", "apns": "APNs"}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from tests.support import run_async
+from tests.support import register_push_credentials, run_async
 from worker.config import Settings
 from worker.models import ContactBody, Scope
 from worker.provisioning import configure_apns, configure_fcm, configure_whatsapp, sync_templates
@@ -259,18 +259,7 @@ def make_push_tenant(
     sa = sim_credentials.service_account(project_id, f"{sim_url}/token")
     key = sim_credentials.apns_key()
     tenant = PushTenant(**{**base.__dict__, "project_id": project_id, "key_id": key.key_id})
-    http.put(
-        f"{sim_url}/_sim/fcm/projects/{project_id}",
-        json={"client_email": sa.client_email, "public_key_pem": sa.public_key_pem},
-    ).raise_for_status()
-    http.put(
-        f"{sim_url}/_sim/apns/keys/{key.key_id}",
-        json={
-            "team_id": key.team_id,
-            "public_key_pem": key.public_key_pem,
-            "topics": [tenant.topic],
-        },
-    ).raise_for_status()
+    register_push_credentials(http, sim_url, project_id, sa, key, [tenant.topic])
 
     async def configure(redis: Redis) -> None:
         if fcm:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +10,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import SPEC_BODY
-
-
-def dispatch(
-    env: dict[str, str], *args: str, input_: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        input=input_,
-        check=False,
-    )
+from tests.support import dispatch, register_push_credentials
 
 
 @pytest.fixture
@@ -186,18 +171,7 @@ def test_push_channels_and_token_stats(
     project = f"cli-{account_name}"
     sa = sim_credentials.service_account(project, f"{sim_url}/token")
     apns_key = sim_credentials.apns_key()
-    httpx.put(
-        f"{sim_url}/_sim/fcm/projects/{project}",
-        json={"client_email": sa.client_email, "public_key_pem": sa.public_key_pem},
-    ).raise_for_status()
-    httpx.put(
-        f"{sim_url}/_sim/apns/keys/{apns_key.key_id}",
-        json={
-            "team_id": apns_key.team_id,
-            "public_key_pem": apns_key.public_key_pem,
-            "topics": ["com.example.cli"],
-        },
-    ).raise_for_status()
+    register_push_credentials(httpx, sim_url, project, sa, apns_key, ["com.example.cli"])
     (tmp_path / "sa.json").write_text(sa.json)
     (tmp_path / "AuthKey.p8").write_text(apns_key.private_key_pem)
 

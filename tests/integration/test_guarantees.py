@@ -27,7 +27,7 @@ from tests.integration.conftest import (
     make_tenant,
 )
 from tests.integration.faultstack import FaultStack
-from tests.support import run_async, wait_until
+from tests.support import dispatch, run_async, wait_until
 from worker.models import Scope
 from worker.provisioning import configure_whatsapp
 
@@ -336,17 +336,7 @@ def test_a_send_that_keeps_failing_is_dead_lettered_and_can_be_redriven(
     send_only = tenant.new_key(Scope.SEND)
     assert tenant.get("/api/v1/dead-letters", key=send_only).status_code == 403
 
-    import subprocess
-    import sys
-
-    shown = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "dlq", "list", "--account", tenant.name],
-        env=service_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    shown = dispatch(service_env, "dlq", "list", "--account", tenant.name)
     assert message_id in shown.stdout
     assert "1 dead letter(s)" in shown.stdout
 

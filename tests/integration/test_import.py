@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from tests.integration.conftest import Tenant
+from tests.support import dispatch
 
 
 def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
@@ -58,22 +57,9 @@ def test_cli_import_streams_a_file_and_reports_what_it_skipped(
     rows, bad = _rows(1000)
     path = tmp_path / "contacts.csv"
     _write_csv(path, rows)
-    run = [
-        sys.executable,
-        "-m",
-        "worker.cli",
-        "contacts",
-        "import",
-        str(path),
-        "--account",
-        tenant.name,
-        "--batch",
-        "128",
-    ]
+    run = ["contacts", "import", str(path), "--account", tenant.name, "--batch", "128"]
 
-    first = subprocess.run(
-        run, env=service_env, capture_output=True, text=True, timeout=120, check=False
-    )
+    first = dispatch(service_env, *run)
 
     assert first.returncode == 1, first.stderr  # some rows were skipped
     skipped = sum(bad.values())
@@ -90,9 +76,7 @@ def test_cli_import_streams_a_file_and_reports_what_it_skipped(
     assert one["push_tokens"][0]["token"] == "fcm-00001:APA91b-import"
     assert tenant.get("/api/v1/contacts/imp00007").status_code == 404  # skipped row
 
-    again = subprocess.run(
-        run, env=service_env, capture_output=True, text=True, timeout=120, check=False
-    )
+    again = dispatch(service_env, *run)
     # Importing the same file again merges: nothing created twice.
     assert _cells(again.stdout, "1000") == ["1000", "0", str(1000 - skipped), str(skipped)]
     assert tenant.get("/api/v1/contacts?limit=1").json()["total"] == listing["total"]
@@ -103,23 +87,7 @@ def test_cli_import_refuses_a_file_that_is_not_contacts(
 ) -> None:
     path = tmp_path / "other.csv"
     path.write_text("colour,size\nred,3\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "worker.cli",
-            "contacts",
-            "import",
-            str(path),
-            "--account",
-            tenant.name,
-        ],
-        env=service_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = dispatch(service_env, "contacts", "import", str(path), "--account", tenant.name)
     assert result.returncode == 2
     assert "does not look like a contacts CSV" in result.stderr
 

@@ -17,9 +17,8 @@ async def record_crash(
     message = await messages.load(ctx.redis, account_id, message_id)
     if message is None or message.status.is_final:
         return
-    number = await messages.begin_attempt(ctx.redis, account_id, message_id)
     attempt = Attempt(
-        attempt=number,
+        attempt=message.attempts + 1,
         at=time.time(),
         outcome="failed",
         error=f"internal error: {type(exc).__name__}: {exc}",

@@ -24,15 +24,13 @@ from worker.errors import AccountError, DeliveryError, InvalidTokenError, Retrya
 from worker.masking import mask_token
 from worker.models import Attempt, FcmConfig, MessageStatus
 from worker.providers.push import DeviceResult
-from worker.push_payload import Notification
+from worker.push_payload import PLATFORM_NAMES, Notification
 from worker.store import channels, push
 from worker.store.channels import PushConfig
 from worker.store.messages import Message
 from worker.store.push import FINAL, Device, DeviceOutcome
 
 log = logging.getLogger(__name__)
-
-PLATFORM_NAMES = {"fcm": "FCM", "apns": "APNs"}
 
 
 async def send_push(ctx: DeliveryContext, account_id: str, message_id: str) -> Outcome:

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from worker.models import Channel, MessageStatus
 from worker.store import keys
 from worker.store.client import fields
-from worker.store.messages import Message, load, task_member
+from worker.store.messages import Message, load, load_many, task_member
 from worker.store.push import load_devices
 
 
@@ -23,8 +23,7 @@ async def page(redis: Redis, account_id: str, start: int, limit: int) -> tuple[l
         await redis.zrevrange(keys.dead_letters(account_id), start, start + limit - 1),
     )
     total = int(await redis.zcard(keys.dead_letters(account_id)))
-    found = [await load(redis, account_id, message_id) for message_id in ids]
-    return [m for m in found if m is not None], total
+    return await load_many(redis, account_id, ids), total
 
 
 async def is_dead(redis: Redis, account_id: str, message_id: str) -> bool:

@@ -128,21 +128,18 @@ async def load(redis: Redis, account_id: str, message_id: str) -> Message | None
     return _decode(raw) if raw else None
 
 
+async def load_many(redis: Redis, account_id: str, message_ids: list[str]) -> list[Message]:
+    """The messages that still exist, in order, read in one round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for message_id in message_ids:
+            pipe.hgetall(keys.message(account_id, message_id))
+        raws = cast(list[dict[str, str]], await pipe.execute())
+    return [_decode(raw) for raw in raws if raw]
+
+
 async def load_attempts(redis: Redis, account_id: str, message_id: str) -> list[Attempt]:
     raw = cast(list[str], await redis.lrange(keys.message_attempts(account_id, message_id), 0, -1))
     return [Attempt.model_validate_json(item) for item in raw]
-
-
-async def begin_attempt(redis: Redis, account_id: str, message_id: str) -> int:
-    """Count the attempt and mark the message as being sent; returns the attempt number."""
-    key = keys.message(account_id, message_id)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.hincrby(key, "attempts", 1)
-        pipe.hset(
-            key, mapping=fields({"status": MessageStatus.SENDING.value, "updated_at": time.time()})
-        )
-        number, _ = await pipe.execute()
-    return int(number)
 
 
 async def finish_attempt(

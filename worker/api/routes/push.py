@@ -13,12 +13,10 @@ from worker.api.idempotency import IdempotencyKey, respond_once
 from worker.api.views import push_response
 from worker.enqueue import enqueue
 from worker.models import Channel, PushSendRequest
-from worker.push_payload import MAX_PAYLOAD_BYTES, Notification, oversized
+from worker.push_payload import MAX_PAYLOAD_BYTES, PLATFORM_NAMES, Notification, oversized
 from worker.store import channels, contacts, messages, push
 
 router = APIRouter(prefix="/api/v1/channels/push", tags=["push"])
-
-_PLATFORM = {"fcm": "FCM", "apns": "APNs"}
 
 
 @router.post("/send")
@@ -42,7 +40,7 @@ async def send(
     note = Notification(body.title, body.message, body.url, body.icon, body.data)
     too_big = oversized(note)
     if too_big:
-        detail = ", ".join(f"{_PLATFORM[p]} {size} bytes" for p, size in too_big)
+        detail = ", ".join(f"{PLATFORM_NAMES[p]} {size} bytes" for p, size in too_big)
         raise ApiError(
             400,
             f"Notification payload exceeds {MAX_PAYLOAD_BYTES} bytes ({detail}); "
