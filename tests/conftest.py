@@ -146,6 +146,34 @@ def worker_service(
 
 
 @pytest.fixture(scope="session")
+def bulk_worker_service(service_env: dict[str, str], logs_dir: Path) -> Iterator[Service]:
+    """The campaign jobs' own worker, as deployed: `transactional` sends never wait on it."""
+    service = Service(
+        "bulk-worker",
+        [
+            sys.executable,
+            "-m",
+            "worker.cli",
+            "worker",
+            "--queues",
+            "bulk",
+            "--concurrency",
+            "2",
+        ],
+        service_env,
+        logs_dir / "bulk-worker.log",
+    )
+
+    def ready() -> bool:
+        service.check_alive()
+        return b"ready." in service.log.read_bytes()
+
+    wait_until(ready, 60, "the bulk Celery worker")
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
 def api_service(
     service_env: dict[str, str], logs_dir: Path, api_port: int, api_url: str
 ) -> Iterator[Service]:
@@ -177,7 +205,17 @@ def beat_service(service_env: dict[str, str], logs_dir: Path) -> Iterator[Servic
 
 @pytest.fixture(scope="session")
 def stack(
-    sim_url: str, api_service: Service, worker_service: Service, beat_service: Service
+    sim_url: str,
+    api_service: Service,
+    worker_service: Service,
+    bulk_worker_service: Service,
+    beat_service: Service,
 ) -> dict[str, Any]:
-    """The whole service running: simulator, API, worker and beat on one Valkey."""
-    return {"sim": sim_url, "api": api_service, "worker": worker_service, "beat": beat_service}
+    """The whole service running: simulator, API, both workers and beat on one Valkey."""
+    return {
+        "sim": sim_url,
+        "api": api_service,
+        "worker": worker_service,
+        "bulk": bulk_worker_service,
+        "beat": beat_service,
+    }

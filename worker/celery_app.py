@@ -19,12 +19,18 @@ BULK = "bulk"
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     app = Celery(
-        "dispatch", broker=settings.effective_redis_url, include=["tasks.whatsapp", "tasks.push"]
+        "dispatch",
+        broker=settings.effective_redis_url,
+        include=["tasks.whatsapp", "tasks.push", "tasks.campaigns"],
     )
     app.conf.update(
         task_queues=[Queue(TRANSACTIONAL), Queue(BULK)],
         task_default_queue=TRANSACTIONAL,
-        task_routes={"whatsapp.*": {"queue": TRANSACTIONAL}, "push.*": {"queue": TRANSACTIONAL}},
+        task_routes={
+            "whatsapp.*": {"queue": TRANSACTIONAL},
+            "push.*": {"queue": TRANSACTIONAL},
+            "campaign.*": {"queue": BULK},
+        },
         # A job is acknowledged only once it finished; a worker killed mid-send gives
         # it back to the queue (reject_on_worker_lost) instead of losing it.
         task_acks_late=True,

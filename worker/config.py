@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     push_slice_size: int = Field(default=200, ge=1)
     push_slices_in_flight: int = Field(default=2, ge=1)
 
+    # Campaigns: contacts per batch job (on the `bulk` queue), WhatsApp sends in flight per
+    # batch job, and how long one job runs before it hands the rest to a fresh job (so
+    # a pause or a cancel is seen within seconds and no job nears the time limit).
+    campaign_batch_size: int = Field(default=250, ge=1, le=5000)
+    campaign_whatsapp_in_flight: int = Field(default=16, ge=1)
+    campaign_job_max_s: float = Field(default=20.0, gt=0)
+
     # Celery on Redis: a job not acked within the visibility timeout is redelivered,
     # so the hard task limit stays well below it.
     visibility_timeout_s: int = 300

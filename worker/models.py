@@ -7,6 +7,7 @@ Validation errors that map to a specific API error code are raised as
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -153,6 +154,123 @@ class ContactBody(StrictBody):
 
 class ContactCreate(ContactBody):
     id: ContactId | None = None
+
+
+# --- campaigns ----------------------------------------------------------------
+
+# ``{{name}}``, ``{{city|there}}``: a contact field or attribute, with an optional default.
+PLACEHOLDER_RE = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*(?:\|([^}]*))?\}\}")
+
+
+class CampaignStatus(StrEnum):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class WhatsAppContent(StrictBody):
+    """A template; each parameter may use contact fields: ``"Hi {{name|there}}"``."""
+
+    channel: Literal["whatsapp"] = "whatsapp"
+    template_name: Annotated[str, StringConstraints(pattern=TEMPLATE_NAME_RE.pattern)]
+    language: Language = "en"
+    parameters: list[Annotated[str, StringConstraints(min_length=1, max_length=32768)]] = Field(
+        default_factory=list, max_length=100
+    )
+
+
+class PushContent(StrictBody):
+    """The push send's fields; title, message, url and data's strings may use placeholders."""
+
+    channel: Literal["push"] = "push"
+    title: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    message: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    url: Url | None = None
+    icon: HttpUrl | None = None
+    data: dict[str, Any] | None = None
+
+
+Content = Annotated[WhatsAppContent | PushContent, Field(discriminator="channel")]
+AttrValue = str | int | float | bool
+
+
+class Segment(StrictBody):
+    """Contacts with this tag and/or whose attributes equal these values."""
+
+    tag: Tag | None = None
+    attributes: dict[str, AttrValue] = Field(default_factory=dict, max_length=20)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Segment:
+        if self.tag is None and not self.attributes:
+            raise PydanticCustomError(
+                "invalid_request", "A segment needs a 'tag' or 'attributes' to match"
+            )
+        return self
+
+
+class Audience(StrictBody):
+    """Exactly one of: a list of contact ids, a segment, or every contact."""
+
+    contact_ids: list[ContactId] | None = Field(default=None, min_length=1, max_length=10_000)
+    segment: Segment | None = None
+    all: bool = False
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Audience:
+        chosen = [self.contact_ids is not None, self.segment is not None, self.all]
+        if sum(chosen) != 1:
+            raise PydanticCustomError(
+                "invalid_request",
+                "The audience is exactly one of 'contact_ids', 'segment' or 'all': true",
+            )
+        return self
+
+
+def _content_channel(data: Any) -> Any:
+    """The content's kind is the campaign's channel: the client does not repeat it."""
+    if isinstance(data, dict) and isinstance(data.get("content"), dict):
+        channel = data.get("channel")
+        if isinstance(channel, str) and "channel" not in data["content"]:
+            data = {**data, "content": {**data["content"], "channel": channel}}
+    return data
+
+
+class CampaignCreate(StrictBody):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    channel: Channel
+    content: Content
+    audience: Audience
+
+    @model_validator(mode="before")
+    @classmethod
+    def _channel(cls, data: Any) -> Any:
+        return _content_channel(data)
+
+    @model_validator(mode="after")
+    def _content_matches(self) -> CampaignCreate:
+        if self.content.channel != self.channel.value:
+            raise PydanticCustomError(
+                "invalid_request", "The content does not match the campaign's channel"
+            )
+        return self
+
+
+class CampaignPatch(StrictBody):
+    """A draft's changes: any of the fields, each replacing the stored one."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    channel: Channel | None = None
+    content: dict[str, Any] | None = None
+    audience: dict[str, Any] | None = None
+
+
+class CampaignSend(StrictBody):
+    # ISO 8601 (a time without a zone is UTC) or Unix seconds; absent or past means now.
+    send_at: datetime | None = None
 
 
 # --- stored records -----------------------------------------------------------

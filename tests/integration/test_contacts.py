@@ -168,7 +168,7 @@ def test_tags_merge_and_leave_their_segments_with_the_contact(tenant: Tenant) ->
 
     redis = Redis.from_url(tenant.settings.effective_redis_url, decode_responses=True)
     segment = keys.tag_members(tenant.name, "vip")
-    assert redis.smembers(segment) == {"cct_tagged"}
+    assert redis.zrange(segment, 0, -1) == ["cct_tagged"]
     call(tenant, "DELETE", "/cct_tagged")
-    assert redis.smembers(segment) == set()
+    assert redis.zrange(segment, 0, -1) == []
     redis.close()

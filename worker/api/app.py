@@ -8,7 +8,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from worker.api import errors
-from worker.api.routes import contacts, deadletters, messages, push, webhooks, whatsapp
+from worker.api.routes import (
+    campaigns,
+    contacts,
+    deadletters,
+    messages,
+    push,
+    webhooks,
+    whatsapp,
+)
 from worker.celery_app import app as celery
 from worker.config import Settings, get_settings
 from worker.store.client import create_redis
@@ -34,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (whatsapp, push, contacts, messages, deadletters, webhooks):
+    for module in (whatsapp, push, contacts, campaigns, messages, deadletters, webhooks):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"])

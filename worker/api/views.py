@@ -7,6 +7,7 @@ from typing import Any
 
 from worker.masking import mask_token
 from worker.models import Attempt, Channel, MessageStatus
+from worker.store.campaigns import Campaign, Progress
 from worker.store.contacts import Contact
 from worker.store.messages import Message
 from worker.store.push import Device
@@ -118,6 +119,7 @@ def message_detail(
         "error": message.error,
         "code": message.code,
         "provider_code": message.provider_code,
+        "campaign_id": message.campaign,
         "created_at": iso(message.created_at),
         "updated_at": iso(message.updated_at),
         "attempts": [
@@ -174,4 +176,36 @@ def contact_detail(contact: Contact, token_stats: dict[str, TokenStats]) -> dict
         "push_tokens": [token_detail(token_stats[m]) for m in contact.push_tokens],
         "created_at": iso(contact.created_at),
         "updated_at": iso(contact.updated_at),
+    }
+
+
+def campaign_detail(
+    campaign: Campaign, progress: Progress, skipped: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """A campaign with its progress: counters of contacts (total, enqueued, skipped) and of
+    sends (recipients planned: WhatsApp numbers or push devices; sent, delivered,
+    failed, cancelled, pending), the recent rate and an estimate of the time left."""
+    eta = progress.eta_s()
+    stats: dict[str, Any] = {
+        **progress.counts,
+        "pending": progress.pending,
+        "rate_per_s": round(progress.rate_per_s, 1),
+        "eta_s": None if eta is None else round(eta, 1),
+    }
+    if skipped is not None:
+        stats["skipped_by_reason"] = skipped
+    return {
+        "id": campaign.id,
+        "name": campaign.name,
+        "channel": campaign.channel.value,
+        "status": campaign.status.value,
+        "content": campaign.content.model_dump(exclude={"channel"}, exclude_none=True),
+        "audience": campaign.audience.model_dump(exclude_none=True, exclude_defaults=True)
+        or {"all": True},
+        "stats": stats,
+        "send_at": iso(campaign.send_at),
+        "created_at": iso(campaign.created_at),
+        "updated_at": iso(campaign.updated_at),
+        "started_at": iso(campaign.started_at),
+        "finished_at": iso(campaign.finished_at),
     }

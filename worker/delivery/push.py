@@ -14,10 +14,11 @@ dead-letter list.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from worker.delivery.context import DeliveryContext, Outcome, claimed
 from worker.errors import AccountError, DeliveryError, InvalidTokenError, RetryableError
@@ -37,15 +38,23 @@ async def send_push(ctx: DeliveryContext, account_id: str, message_id: str) -> O
     async with claimed(ctx, account_id, message_id) as message:
         if isinstance(message, Outcome):
             return message
-        return await _Run(ctx, message).run()
+        return await PushRun(ctx, message).run()
 
 
-class _Run:
+# Asked before each slice of a campaign batch: stop now (the campaign was paused or
+# cancelled)?
+Halted = Callable[[], Awaitable[bool]]
+
+
+class PushRun:
     """One job's pass over a push message's devices."""
 
-    def __init__(self, ctx: DeliveryContext, message: Message) -> None:
+    def __init__(
+        self, ctx: DeliveryContext, message: Message, halted: Halted | None = None
+    ) -> None:
         self.ctx = ctx
         self.message = message
+        self.halted = halted
         self.now = time.time()
         self.delivered = self.failed = self.retrying = 0
         self.dead_letter = False
@@ -91,6 +100,10 @@ class _Run:
             async with gate:
                 if deferred.is_set():
                     return  # the rate limit said not now: the rest waits for the next run
+                if self.halted is not None and await self.halted():
+                    self.next_in_s.append(0.0)  # the next run parks or cancels the batch
+                    deferred.set()
+                    return
                 wait_s = await self._slice(devices, configs)
                 if wait_s is not None:
                     self.next_in_s.append(wait_s)
@@ -148,13 +161,23 @@ class _Run:
             data=message.data,
         )
         calls = []
+        called: list[tuple[str, list[Device]]] = []
         for platform, group in sendable:
             config, version = configs[platform]
             sender = await ctx.push.get(message.account, platform, config, version)
-            calls.append(sender.send(note, [d.token for d in group]))
+            # A campaign's devices may each carry the notification rendered for their contact.
+            by_note: dict[str, list[Device]] = defaultdict(list)
+            for device in group:
+                by_note[json.dumps(device.note, sort_keys=True) if device.note else ""].append(
+                    device
+                )
+            for rendered, devices in by_note.items():
+                own = Notification(**json.loads(rendered)) if rendered else note
+                calls.append(sender.send(own, [d.token for d in devices]))
+                called.append((platform, devices))
         results: list[DeviceResult] = []
         answers = await asyncio.gather(*calls, return_exceptions=True)
-        for (platform, group), batch in zip(sendable, answers, strict=True):
+        for (platform, group), batch in zip(called, answers, strict=True):
             if isinstance(batch, BaseException):
                 # A client library failing outright (not a per-device answer): nothing is
                 # known to have reached the provider, so those devices are tried again.
@@ -224,6 +247,27 @@ class _Run:
                     device.provider_code,
                 )
         return outcomes
+
+    async def cancel(self) -> Outcome:
+        """The campaign was cancelled: the devices not sent to yet end as cancelled."""
+        message = self.message
+        devices = [
+            d
+            for d in await push.load_devices(self.ctx.redis, message.account, message.id)
+            if d.status not in FINAL
+        ]
+        outcomes = []
+        for device in devices:
+            device.status, device.at = "failed", self.now
+            device.error, device.code = (
+                "Campaign cancelled before this device was sent to",
+                ("cancelled"),
+            )
+            outcomes.append(DeviceOutcome(device, token_fault=False))
+        await push.record_devices(self.ctx.redis, message, outcomes, self.now)
+        status = MessageStatus.SENT if message.delivered else MessageStatus.FAILED
+        await push.finish_run(self.ctx.redis, message, None, status, self.ctx.message_ttl_s)
+        return Outcome(status)
 
     async def _expire(self, devices: list[Device]) -> None:
         """Past the maximum age: every device still to do fails and becomes a dead letter."""

@@ -164,5 +164,38 @@ def contact_tags(account_id: str, contact_id: str) -> str:
 
 
 def tag_members(account_id: str, tag: str) -> str:
-    """The ids of the account's contacts with this tag (a segment)."""
+    """The ids of the account's contacts with this tag (a segment), a sorted set."""
     return f"{PREFIX}:{account_id}:tag:{tag}"
+
+
+def campaigns(account_id: str) -> str:
+    """Sorted set of the account's campaign ids by creation time."""
+    return f"{PREFIX}:{account_id}:campaigns"
+
+
+def campaign(account_id: str, campaign_id: str) -> str:
+    return f"{PREFIX}:{account_id}:campaign:{campaign_id}"
+
+
+def campaign_counts(account_id: str, campaign_id: str) -> str:
+    """Progress counters, only ever incremented."""
+    return f"{PREFIX}:{account_id}:campaign:{campaign_id}:counts"
+
+
+def campaign_seconds(account_id: str, campaign_id: str) -> str:
+    """Sends finished per Unix second (the recent rate)."""
+    return f"{PREFIX}:{account_id}:campaign:{campaign_id}:seconds"
+
+
+def campaign_parked(account_id: str, campaign_id: str) -> str:
+    """Jobs (``task account id``) that stopped because the campaign was paused."""
+    return f"{PREFIX}:{account_id}:campaign:{campaign_id}:parked"
+
+
+def campaign_batch(account_id: str, campaign_id: str, number: int) -> str:
+    """A WhatsApp batch: the ids of its recipients' messages."""
+    return f"{PREFIX}:{account_id}:campaign:{campaign_id}:batch:{number}"
+
+
+def campaign_lock(account_id: str, job_id: str) -> str:
+    return f"{PREFIX}:{account_id}:campaign-lock:{job_id}"

@@ -16,11 +16,13 @@ from redis.asyncio.client import Pipeline
 
 from worker.ids import new_id
 from worker.models import Attempt, Channel, MessageStatus
-from worker.store import keys, scripts
+from worker.store import campaigns, keys, scripts
 from worker.store.client import fields, get_str, hgetall_str
 
 # The API waits on the outcome list for at most a minute; keep it a little longer.
 _OUTCOME_TTL_S = 300
+# The rank of "delivered" among the provider's status reports (see delivery_status.lua).
+_DELIVERED = 2
 
 
 class Message(BaseModel):
@@ -61,6 +63,9 @@ class Message(BaseModel):
     redriven_at: float | None = None
     not_before: float | None = None
     dead_lettered_at: float | None = None
+    # Set on a campaign's messages (one WhatsApp recipient, or one push batch): their
+    # final results count towards the campaign's progress.
+    campaign: str | None = None
 
     @property
     def budget_attempts(self) -> int:
@@ -105,17 +110,28 @@ def _decode(raw: dict[str, str]) -> Message:
 
 def task_member(message: Message) -> str:
     """``task account message``: how the beat names a job it may have to publish again."""
-    task = "whatsapp.send" if message.channel is Channel.WHATSAPP else "push.send"
+    if message.channel is Channel.WHATSAPP:
+        task = "whatsapp.send"
+    else:
+        task = "campaign.push" if message.campaign else "push.send"
     return f"{task} {message.account} {message.id}"
 
 
 async def create(redis: Redis, message: Message, ttl_s: int) -> None:
-    key = keys.message(message.account, message.id)
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(key, mapping=fields(_encode(message)))
-        pipe.expire(key, ttl_s)
-        pipe.zadd(keys.unstarted(), {task_member(message): message.created_at})
+        add(pipe, message, ttl_s)
         await pipe.execute()
+
+
+def add(pipe: Pipeline, message: Message, ttl_s: int) -> None:
+    """Store a new message (part of the caller's transaction). A campaign's messages are
+    not swept for lost jobs: their batch may wait in a long queue, and the campaign's
+    own walk publishes its batches again after a crash."""
+    key = keys.message(message.account, message.id)
+    pipe.hset(key, mapping=fields(_encode(message)))
+    pipe.expire(key, ttl_s)
+    if message.campaign is None:
+        pipe.zadd(keys.unstarted(), {task_member(message): message.created_at})
 
 
 def mark_started(pipe: Pipeline, message: Message) -> None:
@@ -191,7 +207,42 @@ async def finish_attempt(
         if dead_letter:
             add_dead_letter(pipe, message, attempt.at)
         if status.is_final:
-            queue_outcome(pipe, message, status)
+            finished(
+                pipe, message, status, {"failed" if status is MessageStatus.FAILED else "sent": 1}
+            )
+        await pipe.execute()
+
+
+def finished(
+    pipe: Pipeline, message: Message, status: MessageStatus, counts: dict[str, int]
+) -> None:
+    """A message reached its final state (part of the caller's MULTI): wake the API request
+    waiting on it, or count it in its campaign's progress."""
+    if message.campaign is None:
+        queue_outcome(pipe, message, status)
+    elif counts:
+        campaigns.count(pipe, message.account, message.campaign, counts)
+
+
+async def cancel_many(redis: Redis, items: list[Message], campaign_id: str) -> None:
+    """Messages of a cancelled campaign that were never sent end as failed ("cancelled")."""
+    if not items:
+        return
+    now = time.time()
+    async with redis.pipeline(transaction=True) as pipe:
+        for message in items:
+            pipe.hset(
+                keys.message(message.account, message.id),
+                mapping=fields(
+                    {
+                        "status": MessageStatus.FAILED.value,
+                        "code": "cancelled",
+                        "error": "Campaign cancelled before this message was sent",
+                        "updated_at": now,
+                    }
+                ),
+            )
+        campaigns.count(pipe, items[0].account, campaign_id, {"cancelled": len(items)})
         await pipe.execute()
 
 
@@ -228,10 +279,14 @@ async def find_by_provider_id(redis: Redis, provider_message_id: str) -> tuple[s
 async def apply_delivery_status(
     redis: Redis, account_id: str, message_id: str, status: str, at: float, error: str = ""
 ) -> bool:
-    applied = await scripts.run(
+    applied, *rest = await scripts.run(
         redis,
         "delivery_status",
         [keys.message(account_id, message_id)],
         [status, repr(at), error],
     )
+    if applied and rest[1] and status in ("delivered", "read") and int(rest[0]) < _DELIVERED:
+        # The first report that the message reached the phone counts for its campaign.
+        campaign = rest[1].decode() if isinstance(rest[1], bytes) else str(rest[1])
+        await campaigns.count_now(redis, account_id, campaign, {"delivered": 1})
     return bool(applied)

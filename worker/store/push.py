@@ -11,19 +11,19 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from redis.asyncio import Redis
 
 from worker.models import Attempt, MessageStatus
-from worker.store import keys
+from worker.store import campaigns, keys
 from worker.store.client import fields
 from worker.store.messages import (
     Message,
     add_dead_letter,
     create,
+    finished,
     mark_started,
-    queue_outcome,
 )
 from worker.store.tokens import split
 
@@ -47,6 +47,10 @@ class Device:
     not_before: float | None = None  # a provider's Retry-After for this device
     pruned: bool = False
     exhausted: bool = False  # failed for lack of attempts or age: a dead letter
+    # A campaign batch holds many contacts' devices: the owner (for pruning), and the
+    # notification rendered for that contact when the content has placeholders.
+    contact: str | None = None
+    note: dict[str, Any] | None = None
 
     @property
     def member(self) -> str:
@@ -69,6 +73,10 @@ def _encode(device: Device) -> str:
     data = asdict(device)
     del data["platform"], data["token"]
     return json.dumps({k: v for k, v in data.items() if v not in (None, False)})
+
+
+def encode_devices(devices: list[Device]) -> dict[str, str]:
+    return {d.member: _encode(d) for d in devices}
 
 
 def _decode(member: str, raw: str) -> Device:
@@ -129,8 +137,9 @@ async def record_devices(
                     token_key,
                     mapping=fields({"last_failure_at": when, "last_error": o.device.error or ""}),
                 )
-            if o.prune and message.contact_id:
-                pipe.srem(keys.contact_push_tokens(account, message.contact_id), o.device.member)
+            owner = o.device.contact or message.contact_id
+            if o.prune and owner:
+                pipe.srem(keys.contact_push_tokens(account, owner), o.device.member)
                 pipe.hset(
                     token_key,
                     mapping=fields({"pruned_at": when, "prune_reason": o.device.error or ""}),
@@ -140,6 +149,19 @@ async def record_devices(
             pipe.hincrby(message_key, "delivered", delivered)
         if failed:
             pipe.hincrby(message_key, "failed", failed)
+        if message.campaign:
+            cancelled = sum(1 for o in outcomes if o.device.code == "cancelled")
+            campaigns.count(
+                pipe,
+                account,
+                message.campaign,
+                {
+                    "sent": delivered,
+                    "delivered": delivered,
+                    "failed": failed - cancelled,
+                    "cancelled": cancelled,
+                },
+            )
         await pipe.execute()
 
 
@@ -168,5 +190,5 @@ async def finish_run(
         if dead_letter:
             add_dead_letter(pipe, message, time.time())
         if status.is_final:
-            queue_outcome(pipe, message, status)
+            finished(pipe, message, status, {})
         await pipe.execute()

@@ -19,14 +19,15 @@ from worker.store import channels, contacts, conversations, messages, templates
 router = APIRouter(prefix="/api/v1/channels/whatsapp", tags=["whatsapp"])
 
 
-async def _check_template(redis: Redis, account: str, body: WhatsAppSendRequest) -> None:
-    assert body.template_name is not None
-    template = await templates.get_template(redis, account, body.template_name, body.language)
+async def check_template(
+    redis: Redis, account: str, name: str, language: str, parameter_count: int
+) -> None:
+    """422 unless the template exists in this language, is approved, and takes as many
+    parameters as given (a campaign's are checked the same way before it is stored)."""
+    template = await templates.get_template(redis, account, name, language)
     if template is None:
         languages = sorted(
-            t.language
-            for t in await templates.list_templates(redis, account)
-            if t.name == body.template_name
+            t.language for t in await templates.list_templates(redis, account) if t.name == name
         )
         hint = (
             f"; it exists in: {', '.join(languages)}"
@@ -35,7 +36,7 @@ async def _check_template(redis: Redis, account: str, body: WhatsAppSendRequest)
         )
         raise ApiError(
             422,
-            f"Template '{body.template_name}' (language '{body.language}') not found{hint}",
+            f"Template '{name}' (language '{language}') not found{hint}",
             "template_not_found",
         )
     if template.status.upper() != "APPROVED":
@@ -44,11 +45,11 @@ async def _check_template(redis: Redis, account: str, body: WhatsAppSendRequest)
             f"Template '{template.name}' ({template.language}) is {template.status}, not APPROVED",
             "template_not_approved",
         )
-    if len(body.parameters) != template.body_parameters:
+    if parameter_count != template.body_parameters:
         raise ApiError(
             422,
             f"Template '{template.name}' ({template.language}) expects "
-            f"{template.body_parameters} parameter(s), got {len(body.parameters)}",
+            f"{template.body_parameters} parameter(s), got {parameter_count}",
             "template_parameter_mismatch",
             expected_parameters=template.body_parameters,
         )
@@ -80,7 +81,9 @@ async def send(
     if body.contact_id is not None and not await contacts.exists(redis, account, body.contact_id):
         raise ApiError(404, f"Contact '{body.contact_id}' not found", "contact_not_found")
     if body.template_name is not None:
-        await _check_template(redis, account, body)
+        await check_template(
+            redis, account, body.template_name, body.language, len(body.parameters)
+        )
     elif not await conversations.window_open(redis, account, body.to):
         raise ApiError(
             422,

@@ -13,7 +13,7 @@ for _, member in ipairs(members) do
   end
 end
 for _, tag in ipairs(redis.call('SMEMBERS', KEYS[5])) do
-  redis.call('SREM', ARGV[3] .. tag, ARGV[1])
+  redis.call('ZREM', ARGV[3] .. tag, ARGV[1])
 end
 redis.call('DEL', KEYS[3], KEYS[5])
 redis.call('ZREM', KEYS[2], ARGV[1])

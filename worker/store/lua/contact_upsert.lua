@@ -28,10 +28,11 @@ for name, value in pairs(cjson.decode(ARGV[4])) do
   end
 end
 
--- Tags merge; each tag also lists its contacts, which is how a segment is found.
+-- Tags merge; each tag also lists its contacts (a sorted set, so a campaign walks a
+-- segment in a stable order), which is how a segment is found.
 for _, tag in ipairs(cjson.decode(ARGV[7])) do
   redis.call('SADD', KEYS[5], tag)
-  redis.call('SADD', ARGV[8] .. tag, ARGV[1])
+  redis.call('ZADD', ARGV[8] .. tag, 0, ARGV[1])
 end
 
 -- One device, one owner: a token registered here leaves the contact that had it.

@@ -1,0 +1,115 @@
+"""A campaign's batch jobs: send to a page of its audience, unless it was paused or cancelled.
+
+A push batch is one push message holding all the page's devices, sent by the same
+algorithm as a single push (slices, global limits, per-device retries, pruning).
+A WhatsApp batch is a list of one message per recipient, each sent as a single
+WhatsApp send is, several at once, each taking its slot of the number's limit.
+
+A paused campaign's job parks itself (``resume`` publishes it again); a cancelled
+campaign's job ends what it had not sent as cancelled. Both are checked before each
+slice or message, so a pause takes effect within a slice's time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import cast
+
+from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome, claimed
+from worker.delivery.fanout import PUSH_TASK, WHATSAPP_TASK, parse_batch_id
+from worker.delivery.push import PushRun
+from worker.delivery.whatsapp import send_whatsapp
+from worker.models import CampaignStatus, MessageStatus
+from worker.store import campaigns, keys, locks, messages
+
+log = logging.getLogger(__name__)
+
+# How often a running batch asks whether its campaign was paused or cancelled.
+_STATUS_EVERY_S = 0.5
+
+
+class _Watch:
+    """The campaign's status, read at most every ``_STATUS_EVERY_S``."""
+
+    def __init__(self, ctx: DeliveryContext, account_id: str, campaign_id: str) -> None:
+        self.ctx, self.account_id, self.campaign_id = ctx, account_id, campaign_id
+        self._at = 0.0
+        self._halted = False
+
+    async def halted(self) -> bool:
+        if not self._halted and time.monotonic() - self._at >= _STATUS_EVERY_S:
+            self._at = time.monotonic()
+            state = await campaigns.status(self.ctx.redis, self.account_id, self.campaign_id)
+            self._halted = state is not CampaignStatus.SENDING
+        return self._halted
+
+
+async def send_push_batch(ctx: DeliveryContext, account_id: str, message_id: str) -> Outcome:
+    async with claimed(ctx, account_id, message_id) as message:
+        if isinstance(message, Outcome):
+            return message
+        campaign_id = message.campaign or parse_batch_id(message_id)[0]
+        job = f"{PUSH_TASK} {account_id} {message_id}"
+        state = await campaigns.park(ctx.redis, account_id, campaign_id, job)
+        run = PushRun(ctx, message, _Watch(ctx, account_id, campaign_id).halted)
+        if state is CampaignStatus.PAUSED:
+            return Outcome(message.status)  # parked: resume publishes it again
+        if state is not CampaignStatus.SENDING:
+            return await run.cancel()
+        return await run.run()
+
+
+async def send_whatsapp_batch(ctx: DeliveryContext, account_id: str, batch: str) -> Outcome:
+    campaign_id, number = parse_batch_id(batch)
+    lock_key = keys.campaign_lock(account_id, batch)
+    token = await locks.acquire(ctx.redis, lock_key, ctx.settings.lease_s)
+    if token is None:
+        return Outcome(MessageStatus.QUEUED, BUSY_RETRY_S)
+    try:
+        ids = cast(
+            list[str],
+            await ctx.redis.lrange(keys.campaign_batch(account_id, campaign_id, number), 0, -1),
+        )
+        todo = [
+            m for m in await messages.load_many(ctx.redis, account_id, ids) if not m.status.is_final
+        ]
+        if not todo:
+            return Outcome(MessageStatus.SENT)
+        job = f"{WHATSAPP_TASK} {account_id} {batch}"
+        state = await campaigns.park(ctx.redis, account_id, campaign_id, job)
+        if state is CampaignStatus.PAUSED:
+            return Outcome(MessageStatus.QUEUED)
+        if state is not CampaignStatus.SENDING:
+            await messages.cancel_many(ctx.redis, todo, campaign_id)
+            return Outcome(MessageStatus.FAILED)
+        return await _send_all(ctx, account_id, campaign_id, [m.id for m in todo])
+    finally:
+        await locks.release(ctx.redis, lock_key, token)
+
+
+async def _send_all(
+    ctx: DeliveryContext, account_id: str, campaign_id: str, message_ids: list[str]
+) -> Outcome:
+    """Send each message as a single send is (several at once; the number's rate limit
+    paces them); returns when the batch must run again, if it must."""
+    watch = _Watch(ctx, account_id, campaign_id)
+    deadline = time.monotonic() + ctx.settings.campaign_job_max_s
+    gate = asyncio.Semaphore(ctx.settings.campaign_whatsapp_in_flight)
+    again_in: list[float] = []
+
+    async def one(message_id: str) -> None:
+        async with gate:
+            if time.monotonic() > deadline or await watch.halted():
+                again_in.append(0.0)  # a fresh job goes on (or parks, or cancels)
+                return
+            outcome = await send_whatsapp(ctx, account_id, message_id)
+            if outcome.retry_in_s is not None:
+                again_in.append(outcome.retry_in_s)
+
+    await asyncio.gather(*(one(m) for m in message_ids))
+    if again_in:
+        # The earliest: a message not due yet when the job comes back waits on its own.
+        return Outcome(MessageStatus.RETRYING, min(again_in))
+    return Outcome(MessageStatus.SENT)

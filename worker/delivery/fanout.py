@@ -1,0 +1,283 @@
+"""A campaign's audience walk: pages of contacts become batch jobs on the ``bulk`` queue.
+
+The walk keeps a cursor in the campaign record. Each page is handled in three
+steps: its batch is stored (unless a previous run stored it already), the batch
+job is published, then the cursor moves on together with the counters in one
+transaction. A walk that dies anywhere in between does the page again: the
+stored batch is not rewritten, and a second copy of its job finds nothing left to
+do. Pages are read by rank from the sorted set of the audience (all contacts, or
+one tag's), so a million contacts are never held in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from worker import render
+from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
+from worker.models import CampaignStatus, Channel, MessageStatus, PushContent, WhatsAppContent
+from worker.store import campaigns, keys, locks, messages
+from worker.store.campaigns import Campaign
+from worker.store.push import Device, encode_devices
+from worker.store.tokens import split
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[str, str, str], None]
+FANOUT_TASK = "campaign.fanout"
+PUSH_TASK = "campaign.push"
+WHATSAPP_TASK = "campaign.whatsapp"
+
+
+def batch_id(campaign_id: str, number: int) -> str:
+    return f"{campaign_id}_{number}"
+
+
+def parse_batch_id(value: str) -> tuple[str, int]:
+    campaign_id, _, number = value.rpartition("_")
+    return campaign_id, int(number)
+
+
+@dataclass
+class Page:
+    """What one page of the audience came to."""
+
+    contacts: int = 0  # in the audience (after a segment's attribute filter)
+    recipients: int = 0  # sends planned: WhatsApp numbers, or push devices
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+async def run_fanout(
+    ctx: DeliveryContext, publish: Publish, account_id: str, campaign_id: str
+) -> Outcome:
+    lock_key = keys.campaign_lock(account_id, f"{campaign_id}:fanout")
+    token = await locks.acquire(ctx.redis, lock_key, ctx.settings.lease_s)
+    if token is None:
+        return Outcome(MessageStatus.QUEUED, BUSY_RETRY_S)
+    try:
+        return await _walk(ctx, publish, account_id, campaign_id)
+    finally:
+        await locks.release(ctx.redis, lock_key, token)
+
+
+async def _walk(
+    ctx: DeliveryContext, publish: Publish, account_id: str, campaign_id: str
+) -> Outcome:
+    redis = ctx.redis
+    campaign = await campaigns.load(redis, account_id, campaign_id)
+    if campaign is None or campaign.fanout_done:
+        return Outcome(MessageStatus.SENT)
+    if campaign.status is CampaignStatus.SCHEDULED:
+        due_in = (campaign.send_at or 0) - time.time()
+        if due_in > 1:  # a copy of the job that came early (the send time was moved)
+            return Outcome(MessageStatus.QUEUED, due_in)
+        await campaigns.transition(redis, account_id, campaign_id, "start")
+    size = ctx.settings.campaign_batch_size
+    deadline = time.monotonic() + ctx.settings.campaign_job_max_s
+    cursor = campaign.fanout_cursor
+    if cursor == 0 and _total_known(campaign):
+        await campaigns.count_now(
+            redis, account_id, campaign_id, {"total": await _audience_size(redis, campaign)}
+        )
+    while True:
+        state = await campaigns.park(redis, account_id, campaign_id, _job(account_id, campaign_id))
+        if state is CampaignStatus.PAUSED:
+            log.info("campaign %s paused: audience walk stopped at %d", campaign_id, cursor)
+            return Outcome(MessageStatus.QUEUED)
+        if state is not CampaignStatus.SENDING:
+            # Cancelled (or deleted): nothing more is walked; what is queued gets cancelled.
+            await campaigns.count_now(redis, account_id, campaign_id, {}, {"fanout_done": "1"})
+            return Outcome(MessageStatus.FAILED)
+        ids = await _page_ids(redis, campaign, cursor, size)
+        number = cursor // size
+        page = await _make_batch(ctx, campaign, ids, number)
+        if page.recipients:
+            task = PUSH_TASK if campaign.channel is Channel.PUSH else WHATSAPP_TASK
+            publish(task, account_id, batch_id(campaign_id, number))
+        cursor += len(ids)
+        last = len(ids) < size
+        incr = {
+            "enqueued": page.contacts,
+            "recipients": page.recipients,
+            "skipped": sum(page.skipped.values()),
+            **{f"skipped:{reason}": n for reason, n in page.skipped.items()},
+        }
+        if not _total_known(campaign):
+            incr["total"] = page.contacts
+        done = {"fanout_done": "1", "fanout_finished_at": repr(time.time())} if last else {}
+        await campaigns.count_now(
+            redis,
+            account_id,
+            campaign_id,
+            incr,
+            {"fanout_cursor": str(cursor), "batches": str(number + 1), **done},
+        )
+        if last:
+            log.info("campaign %s: audience walked, %d contacts", campaign_id, cursor)
+            return Outcome(MessageStatus.SENT)
+        if time.monotonic() > deadline:
+            return Outcome(MessageStatus.QUEUED, 0.0)  # a fresh job goes on from the cursor
+
+
+def _job(account_id: str, campaign_id: str) -> str:
+    return f"{FANOUT_TASK} {account_id} {campaign_id}"
+
+
+def _total_known(campaign: Campaign) -> bool:
+    """The audience's size is known before walking it, unless attributes filter it."""
+    segment = campaign.audience.segment
+    return segment is None or not segment.attributes
+
+
+def _walked_set(campaign: Campaign) -> str:
+    segment = campaign.audience.segment
+    if segment is not None and segment.tag is not None:
+        return keys.tag_members(campaign.account, segment.tag)
+    return keys.contacts(campaign.account)
+
+
+async def _audience_size(redis: Redis, campaign: Campaign) -> int:
+    if campaign.audience.contact_ids is not None:
+        return len(campaign.audience.contact_ids)
+    return int(await redis.zcard(_walked_set(campaign)))
+
+
+async def _page_ids(redis: Redis, campaign: Campaign, cursor: int, size: int) -> list[str]:
+    if campaign.audience.contact_ids is not None:
+        return campaign.audience.contact_ids[cursor : cursor + size]
+    return cast(list[str], await redis.zrange(_walked_set(campaign), cursor, cursor + size - 1))
+
+
+def _matches(raw: dict[str, str], wanted: dict[str, Any]) -> bool:
+    for name, value in wanted.items():
+        stored = raw.get(f"attr:{name}")
+        if stored is None or json.loads(stored) != value:
+            return False
+    return True
+
+
+async def _make_batch(
+    ctx: DeliveryContext, campaign: Campaign, ids: list[str], number: int
+) -> Page:
+    """Read the page's contacts and store its batch (once); returns what it came to."""
+    redis, account = ctx.redis, campaign.account
+    content = campaign.content
+    segment = campaign.audience.segment
+    wanted = segment.attributes if segment is not None else {}
+    push_content = content if isinstance(content, PushContent) else None
+    templated = push_content is None or render.has_placeholders(
+        push_content.title, push_content.message, push_content.url, json.dumps(push_content.data)
+    )
+    need_hash = bool(wanted) or templated or campaign.audience.contact_ids is not None
+    message_id = batch_id(campaign.id, number)
+    existing = (
+        keys.message(account, message_id)
+        if push_content is not None
+        else keys.campaign_batch(account, campaign.id, number)
+    )
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.exists(existing)
+        for contact_id in ids:
+            if need_hash:
+                pipe.hgetall(keys.contact(account, contact_id))
+            if push_content is not None:
+                pipe.smembers(keys.contact_push_tokens(account, contact_id))
+        replies = await pipe.execute()
+    stored_before = bool(replies[0])
+    per = (1 if need_hash else 0) + (1 if push_content is not None else 0)
+    page = Page()
+    devices: list[Device] = []
+    recipients: list[messages.Message] = []
+    for i, contact_id in enumerate(ids):
+        row = replies[1 + i * per : 1 + (i + 1) * per]
+        raw: dict[str, str] = row[0] if need_hash else {"id": contact_id}
+        if need_hash and not raw:
+            if campaign.audience.contact_ids is not None:
+                page.contacts += 1
+                page.skipped["contact_not_found"] += 1
+            continue  # deleted while the campaign runs: no longer in the audience
+        if wanted and not _matches(raw, wanted):
+            continue
+        page.contacts += 1
+        values = render.fields_of(raw)
+        try:
+            if push_content is not None:
+                members = sorted(cast(set[str], row[-1]))
+                if not members:
+                    page.skipped["no_push_token"] += 1
+                    continue
+                note = _render_push(push_content, values) if templated else None
+                devices.extend(Device(*split(m), contact=contact_id, note=note) for m in members)
+            else:
+                assert isinstance(content, WhatsAppContent)
+                if not raw.get("phone"):
+                    page.skipped["no_phone"] += 1
+                    continue
+                recipients.append(
+                    messages.new(
+                        account,
+                        Channel.WHATSAPP,
+                        f"{message_id}_{i}",
+                        to=raw["phone"],
+                        contact_id=contact_id,
+                        template_name=content.template_name,
+                        language=content.language,
+                        parameters=[render.render(p, values) for p in content.parameters],
+                        campaign=campaign.id,
+                    )
+                )
+        except render.MissingField as missing:
+            page.skipped["missing_field"] += 1
+            log.debug("campaign %s: %s lacks %s", campaign.id, contact_id, missing.name)
+    page.recipients = len(devices) + len(recipients)
+    if stored_before or not page.recipients:
+        return page
+    ttl = ctx.message_ttl_s
+    async with redis.pipeline(transaction=True) as pipe:
+        if push_content is not None:
+            batch = messages.new(
+                account,
+                Channel.PUSH,
+                message_id,
+                campaign=campaign.id,
+                title=push_content.title,
+                text=push_content.message,
+                url=push_content.url,
+                icon=push_content.icon,
+                data=push_content.data,
+                device_count=len(devices),
+            )
+            devices_key = keys.message_devices(account, message_id)
+            pipe.hset(devices_key, mapping=encode_devices(devices))  # type: ignore[arg-type]
+            pipe.expire(devices_key, ttl)
+            messages.add(pipe, batch, ttl)
+        else:
+            for message in recipients:
+                messages.add(pipe, message, ttl)
+            batch_key = keys.campaign_batch(account, campaign.id, number)
+            pipe.rpush(batch_key, *(m.id for m in recipients))
+            pipe.expire(batch_key, ttl)
+        await pipe.execute()
+    return page
+
+
+def _render_push(content: PushContent, values: dict[str, str]) -> dict[str, Any]:
+    note: dict[str, Any] = {
+        "title": render.render(content.title, values),
+        "body": render.render(content.message, values),
+    }
+    if content.url:
+        note["url"] = render.render(content.url, values)
+    if content.icon:
+        note["icon"] = content.icon
+    if content.data is not None:
+        note["data"] = render.render_data(content.data, values)
+    return note

@@ -1,0 +1,8 @@
+-- Replace a draft campaign's definition; a campaign that has left draft keeps its own.
+-- KEYS[1] campaign hash   ARGV[1] JSON object of fields to set
+-- Returns 1 when changed, 0 when the campaign is not (or no longer) a draft.
+if redis.call('HGET', KEYS[1], 'status') ~= 'draft' then return 0 end
+for name, value in pairs(cjson.decode(ARGV[1])) do
+  redis.call('HSET', KEYS[1], name, value)
+end
+return 1
