@@ -6,19 +6,17 @@ import asyncio
 import contextlib
 import csv
 import os
-import sys
-from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from rich.console import Console
 from rich.table import Table
 
 from worker import logs
+from worker.cli_campaigns import app as campaigns_app
+from worker.cli_common import AccountOpt, console, err, when, with_redis
 from worker.config import Settings, get_settings
 from worker.enqueue import enqueue, task_for
 from worker.errors import DeliveryError
@@ -30,12 +28,9 @@ from worker.provisioning import (
     configure_apns,
     configure_fcm,
     configure_whatsapp,
-    redis_session,
     sync_templates,
 )
 from worker.store import accounts, channels, deadletters, messages, templates, tokens
-
-T = TypeVar("T")
 
 app = typer.Typer(
     help="multichannel-dispatch: WhatsApp and push notifications through Celery workers on Redis.",
@@ -68,13 +63,8 @@ app.add_typer(contacts_app, name="contacts")
 app.add_typer(templates_app, name="templates")
 app.add_typer(messages_app, name="messages")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(campaigns_app, name="campaigns")
 
-# Piped output (grep, scripts) gets wide lines instead of rich's 80-column default,
-# so ids in tables are never cut.
-console = Console() if sys.stdout.isatty() else Console(width=200)
-err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=200)
-
-AccountOpt = Annotated[str, typer.Option("--account", "-a", help="Account name.")]
 RateOpt = Annotated[
     float | None,
     typer.Option(
@@ -93,33 +83,8 @@ def _logging(settings: Settings) -> None:
     logs.configure(settings.log_level)
 
 
-def _when(ts: float | None, *, ms: bool = False) -> str:
-    if ts is None:
-        return "-"
-    text = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    return (text[:-3] if ms else text[:-7]) + "Z"
-
-
-def _with_redis(action: Callable[[Redis, Settings], Awaitable[T]]) -> T:
-    """Run one admin action against the configured Redis, with a clear error if it is down."""
-    settings = get_settings()
-
-    async def _run() -> T:
-        async with redis_session(settings) as redis:
-            return await action(redis, settings)
-
-    try:
-        return asyncio.run(_run())
-    except RedisConnectionError as exc:
-        hint = " (is `dispatch up` running?)" if settings.uses_embedded_redis else ""
-        err.print(f"[red]cannot reach Redis at {settings.effective_redis_url}{hint}:[/] {exc}")
-        raise typer.Exit(1) from None
-    except accounts.UnknownAccountError as exc:
-        err.print(f"[red]no account named {exc}[/]; create it with `dispatch accounts create`")
-        raise typer.Exit(1) from None
-    except ValueError as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
+_with_redis = with_redis
+_when = when
 
 
 # --- processes ------------------------------------------------------------------
@@ -180,11 +145,23 @@ def worker(
     ] = None,
     pool: Annotated[str, typer.Option(help="Celery pool: prefork or solo.")] = "prefork",
     name: Annotated[str | None, typer.Option(help="Worker node name.")] = None,
+    nice: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=19,
+            help="Lower CPU priority (Unix niceness) for this worker and its children: a "
+            "`bulk` worker sharing a host with the API and the transactional worker gives "
+            "way to them, so an OTP never waits behind a campaign for the CPU.",
+        ),
+    ] = 0,
 ) -> None:
     """Run a Celery worker that performs the sends."""
     from worker.celery_app import app as celery
 
     settings = get_settings()
+    if nice:
+        os.nice(nice)
     argv = [
         "worker",
         f"--queues={queues}",

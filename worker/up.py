@@ -73,7 +73,7 @@ def run(settings: Settings, *, with_demo: bool, console: Console) -> int:
             demo.wait_http(f"{settings.sim_base_url}/_sim/health", 30, "the simulator")
         supervisor.spawn("worker", _child("worker"), env)
         # Campaign jobs have workers of their own, so that an OTP never queues behind them.
-        supervisor.spawn("bulk", _child("worker", "--queues", "bulk"), env)
+        supervisor.spawn("bulk", _child("worker", "--queues", "bulk", "--nice", "10"), env)
         supervisor.spawn("beat", _child("beat"), env)
         supervisor.spawn("api", _child("api"), env)
         demo.wait_http(f"{settings.api_base_url}/healthz", 30, "the API")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import PushTenant, Tenant, make_tenant
-from tests.support import wait_until
+from tests.support import dispatch, wait_until
 from worker.config import Settings
 
 N = 1000
@@ -385,3 +385,55 @@ def test_transactional_send_during_a_campaign_stays_within_budget(
     assert show(tenant, campaign["id"])["status"] == "sending"  # it was still running
     assert max(latencies) < settings.send_wait_s
     wait_status(tenant, campaign["id"], "completed", 60)
+
+
+def test_cli_creates_sends_watches_and_lists(tenant: Tenant, service_env: dict[str, str]) -> None:
+    import_contacts(
+        tenant,
+        [{"id": f"v{i}", "phone": phone(i), "name": f"V{i}", "tags": ["vip"]} for i in range(20)],
+    )
+    created = dispatch(
+        service_env,
+        "campaigns",
+        "create",
+        "--account",
+        tenant.name,
+        "--name",
+        "VIP wave",
+        "--channel",
+        "whatsapp",
+        "--template",
+        "shipping_update",
+        "--param",
+        "{{name}}",
+        "--tag",
+        "vip",
+        "--send",
+    )
+    assert created.returncode == 0, created.stderr
+    campaign_id = created.stdout.split()[1]
+    assert campaign_id.startswith("cmp_")
+    watched = dispatch(service_env, "campaigns", "watch", campaign_id, "--account", tenant.name)
+    assert watched.returncode == 0, watched.stderr
+    assert "completed" in watched.stdout
+    assert show(tenant, campaign_id)["stats"]["sent"] == 20
+    listed = dispatch(service_env, "campaigns", "list", "--account", tenant.name)
+    assert campaign_id in listed.stdout
+    assert "VIP wave" in listed.stdout
+    again = dispatch(service_env, "campaigns", "pause", campaign_id, "--account", tenant.name)
+    assert again.returncode == 1
+    assert "is completed: it cannot be paused" in again.stderr
+    bad = dispatch(
+        service_env,
+        "campaigns",
+        "create",
+        "--account",
+        tenant.name,
+        "--name",
+        "x",
+        "--channel",
+        "push",
+        "--all",
+    )
+    assert bad.returncode == 2
+    assert "invalid campaign" in bad.stderr

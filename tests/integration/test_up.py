@@ -68,7 +68,7 @@ def test_up_demo_reaches_ready_answers_the_spec_and_stops_everything_on_ctrl_c(
 
         leaders = [int(p.read_text()) for p in (data_dir / "run").glob("*.pid")]
         leaders.append(int((data_dir / "valkey.pid").read_text()))
-        assert len(leaders) == 5  # sim, worker, beat, api, valkey
+        assert len(leaders) == 6  # sim, worker, bulk worker, beat, api, valkey
         assert all(_alive(pid) for pid in leaders)
         pids = leaders + _group_members(leaders)
         assert len(pids) >= 7  # the worker's two prefork children among them

@@ -1,0 +1,450 @@
+"""`make bench`: every figure measured in one run on this machine, printed as a table and
+written to bench/results.json (one key per figure).
+
+Rates on this kind of machine vary by a third from run to run, so every figure that
+is compared with another (end to end against the raw libraries, the campaign path
+against the naive one, the API against a bare endpoint, an OTP during a campaign
+against one when idle) is measured in the same run.
+
+    .venv/bin/python scripts/bench.py                 # default size, under 5 minutes
+    BENCH_SCALE=full .venv/bin/python scripts/bench.py   # fan-out over 1,000,000 contacts
+    BENCH_SCALE=tiny .venv/bin/python scripts/bench.py   # seconds: checks the code runs
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from benchkit import loadgen
+from benchkit.naive_tasks import COUNTER
+from benchkit.stack import BenchStack, bench_stack, seed_contacts, wait_worker
+from redis.asyncio import Redis
+from rich.console import Console
+from rich.table import Table
+
+from worker import demo
+from worker.celery_app import app as celery
+from worker.processes import free_port
+from worker.store import channels, keys
+
+console = Console() if sys.stdout.isatty() else Console(width=160)
+SCRIPTS = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Scale:
+    push: int  # devices per end-to-end push campaign (and per raw loop)
+    naive: int  # device tokens sent the naive way
+    wa_cap: int  # the WhatsApp number's cap, messages/s
+    wa_contacts: int
+    otp_sends: int
+    api_s: float  # seconds per API measurement
+    fanout: int  # contacts walked by the fan-out measurement
+
+
+SCALES = {
+    "tiny": Scale(
+        push=600, naive=200, wa_cap=40, wa_contacts=120, otp_sends=20, api_s=1.5, fanout=3000
+    ),
+    "default": Scale(
+        push=20_000,
+        naive=4_000,
+        wa_cap=100,
+        wa_contacts=2_000,
+        otp_sends=300,
+        api_s=8,
+        fanout=100_000,
+    ),
+    "full": Scale(
+        push=50_000,
+        naive=10_000,
+        wa_cap=200,
+        wa_contacts=8_000,
+        otp_sends=1000,
+        api_s=15,
+        fanout=1_000_000,
+    ),
+}
+
+
+def _ts(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run_json(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+class Bench:
+    def __init__(self, stack: BenchStack, scale: Scale) -> None:
+        self.stack = stack
+        self.scale = scale
+        self.http = httpx.Client(timeout=60)
+        self.results: dict[str, Any] = {}
+        self.notes: dict[str, str] = {}
+
+    # --- helpers -------------------------------------------------------------------
+
+    def api(self, method: str, path: str, key: str | None = None, **kw: Any) -> dict[str, Any]:
+        response = self.http.request(
+            method,
+            f"{self.stack.api_url}{path}",
+            headers={"Authorization": f"Bearer {key or self.stack.key}"},
+            **kw,
+        )
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body
+
+    def seed(self, tag: str, count: int, **kinds: bool) -> None:
+        self.stack.run(lambda r: seed_contacts(r, demo.ACCOUNT, tag, count, **kinds))
+
+    def campaign(
+        self,
+        channel: str,
+        content: dict[str, Any],
+        tag: str,
+        during: Callable[[], Any] | None = None,
+    ) -> dict[str, Any]:
+        """Create and send a campaign to a tag; wait until it completes. Returns the
+        campaign, its server-side duration, and the CPU the bulk worker and Valkey spent."""
+        body = {"name": f"bench {tag}", "channel": channel, "content": content}
+        body["audience"] = {"segment": {"tag": tag}}
+        cid = self.api("POST", "/api/v1/campaigns", json=body)["campaign"]["id"]
+        bulk = self.stack.procs["bulk"]
+        cpu0, valkey0 = bulk.cpu_s(), self.stack.valkey_info()
+        self.api("POST", f"/api/v1/campaigns/{cid}/send")
+        extra = during() if during else None
+        while True:
+            campaign = self.api("GET", f"/api/v1/campaigns/{cid}")["campaign"]
+            if campaign["status"] == "completed":
+                break
+            if campaign["status"] not in ("sending", "scheduled"):
+                raise RuntimeError(f"campaign ended {campaign['status']}: {campaign}")
+            time.sleep(0.2)
+        cpu1, valkey1 = bulk.cpu_s(), self.stack.valkey_info()
+        stats = campaign["stats"]
+        seconds = _ts(campaign["finished_at"]) - _ts(campaign["started_at"])
+        sends = stats["sent"] + stats["failed"]
+        return {
+            "campaign": campaign,
+            "seconds": seconds,
+            "sends": sends,
+            "sends_per_s": sends / seconds,
+            "worker_cpu_us_per_send": (cpu1 - cpu0) / sends * 1e6,
+            "valkey_cpu_us_per_send": (valkey1["cpu_s"] - valkey0["cpu_s"]) / sends * 1e6,
+            "valkey_commands_per_send": (valkey1["commands"] - valkey0["commands"]) / sends,
+            "during": extra,
+        }
+
+    # --- measurements --------------------------------------------------------------
+
+    def push_paths(self) -> None:
+        n = self.scale.push
+        for platform in ("fcm", "apns"):
+            raw = run_json(
+                [
+                    sys.executable,
+                    str(SCRIPTS / "benchkit" / "raw.py"),
+                    "--platform",
+                    platform,
+                    "--sends",
+                    str(n),
+                ],
+                self.stack.env,
+            )
+            self.results[f"raw_{platform}_sends_per_s"] = round(raw["sends_per_s"])
+            self.results[f"raw_{platform}_cpu_us_per_send"] = round(raw["cpu_us_per_send"])
+            self.seed(f"e2e-{platform}", n, **{platform: True})
+            e2e = self.campaign(
+                "push", {"title": "Bench {{name}}", "message": "End to end"}, f"e2e-{platform}"
+            )
+            if e2e["sends"] != n or e2e["campaign"]["stats"]["failed"]:
+                raise RuntimeError(f"{platform} campaign: {e2e['campaign']['stats']}")
+            self.results[f"{platform}_sends_per_s"] = round(e2e["sends_per_s"])
+            self.results[f"{platform}_efficiency"] = round(
+                e2e["sends_per_s"] / raw["sends_per_s"], 2
+            )
+            self.results[f"{platform}_worker_cpu_us_per_send"] = round(
+                e2e["worker_cpu_us_per_send"]
+            )
+            self.results[f"{platform}_overhead_cpu_us_per_send"] = round(
+                e2e["worker_cpu_us_per_send"] - raw["cpu_us_per_send"]
+            )
+            self.results[f"{platform}_valkey_cpu_us_per_send"] = round(
+                e2e["valkey_cpu_us_per_send"], 1
+            )
+            self.results[f"{platform}_valkey_commands_per_send"] = round(
+                e2e["valkey_commands_per_send"], 2
+            )
+        self.results["overhead_cpu_us_per_send"] = max(
+            self.results["fcm_overhead_cpu_us_per_send"],
+            self.results["apns_overhead_cpu_us_per_send"],
+        )
+        self.results["valkey_cpu_us_per_send"] = max(
+            self.results["fcm_valkey_cpu_us_per_send"], self.results["apns_valkey_cpu_us_per_send"]
+        )
+
+    def naive(self) -> None:
+        """One Celery task per FCM token, published one by one as a fan-out loop would."""
+        n = self.scale.naive
+        argv = ["nice", "-n", "10", sys.executable, "-m", "celery", "-A", "worker.celery_app:app"]
+        argv += ["worker", "-Q", "naive", "-c", "2", "-I", "benchkit.naive_tasks", "-n", "naive@%h"]
+        argv += ["--without-mingle", "--without-gossip", "-l", "WARNING"]
+        wait_worker(f"naive@{socket.gethostname()}", self.stack.spawn("naive", argv))
+        tokens = [f"naive{i:07d}:APA91b-bench-naive-token" for i in range(n)]
+        self.stack.run(lambda r: r.delete(COUNTER))
+        started = time.perf_counter()
+        for token in tokens:
+            celery.send_task("bench.naive_push", args=[demo.ACCOUNT, "fcm", token], queue="naive")
+
+        async def done(redis: Redis) -> int:
+            counts = await redis.hgetall(COUNTER)
+            return sum(int(v) for v in counts.values())
+
+        while self.stack.run(done) < n:
+            time.sleep(0.1)
+        seconds = time.perf_counter() - started
+        self.stack.stop("naive")
+        self.results["naive_sends_per_s"] = round(n / seconds)
+        self.results["speedup_vs_naive"] = round(self.results["fcm_sends_per_s"] / (n / seconds), 1)
+
+    def whatsapp_cap(self) -> None:
+        cap = self.scale.wa_cap
+
+        async def set_cap(redis: Redis) -> None:
+            config = await channels.load_whatsapp(redis, demo.ACCOUNT)
+            assert config is not None
+            await channels.save_whatsapp(
+                redis, demo.ACCOUNT, config.model_copy(update={"rate_per_s": cap})
+            )
+
+        self.stack.run(set_cap)
+        self.seed("wa-cap", self.scale.wa_contacts, phone=True)
+        before = self._sim_whatsapp_at()
+        result = self.campaign(
+            "whatsapp", {"template_name": "shipping_update", "parameters": ["{{name}}"]}, "wa-cap"
+        )
+        stamps = sorted(set(self._sim_whatsapp_at()) - set(before))
+        # The steady rate: the first and last second are ramps.
+        steady = [t for t in stamps if stamps[0] + 1 <= t <= stamps[-1] - 1]
+        rate = (len(steady) - 1) / (steady[-1] - steady[0]) if len(steady) > 1 else 0.0
+        busiest, lo = 0, 0
+        for hi, t in enumerate(stamps):
+            while t - stamps[lo] >= 1.0:
+                lo += 1
+            busiest = max(busiest, hi - lo + 1)
+        self.results["whatsapp_campaign_cap_per_s"] = cap
+        self.results["whatsapp_campaign_rate_per_s"] = round(rate, 1)
+        self.results["whatsapp_campaign_rate_pct_of_cap"] = round(100 * rate / cap, 1)
+        self.results["whatsapp_campaign_busiest_second"] = busiest
+        self.results["whatsapp_campaign_sends"] = result["sends"]
+
+    def _sim_whatsapp_at(self) -> list[float]:
+        body = self.http.get(
+            f"{self.stack.sim_url}/_sim/requests", params={"channel": "whatsapp"}
+        ).json()
+        return [
+            r["at"]
+            for r in body["requests"]
+            if r.get("phone_number_id") == demo.PHONE_NUMBER_ID and r.get("status") == 200
+        ]
+
+    def _otp(self, count: int) -> list[float]:
+        body = {
+            "to": demo.CONTACT_PHONE,
+            "template_name": "order_confirmation",
+            "parameters": [{"type": "text", "text": "OTP-1234"}, {"type": "text", "text": "0"}],
+        }
+        latencies = []
+        with httpx.Client(timeout=30) as client:
+            for _ in range(count):
+                started = time.perf_counter()
+                response = client.post(
+                    f"{self.stack.api_url}/api/v1/channels/whatsapp/send",
+                    json=body,
+                    headers={"Authorization": f"Bearer {self.stack.otp_key}"},
+                )
+                latencies.append((time.perf_counter() - started) * 1000)
+                if response.status_code != 200:
+                    raise RuntimeError(f"OTP send: {response.status_code} {response.text}")
+        return latencies
+
+    def otp(self) -> None:
+        idle = self._otp(self.scale.otp_sends)
+        during = self.campaign(
+            "push",
+            {"title": "Bench {{name}}", "message": "During OTPs"},
+            "e2e-fcm",
+            during=lambda: self._otp(self.scale.otp_sends),
+        )
+        busy: list[float] = during["during"]
+        self.results["otp_p50_ms_idle"] = round(statistics.median(idle), 1)
+        self.results["otp_p99_ms_idle"] = round(_pct(idle, 0.99), 1)
+        self.results["otp_p50_ms_during_campaign"] = round(statistics.median(busy), 1)
+        self.results["otp_p99_ms_during_campaign"] = round(_pct(busy, 0.99), 1)
+        self.results["otp_p99_ratio"] = round(
+            self.results["otp_p99_ms_during_campaign"] / self.results["otp_p99_ms_idle"], 2
+        )
+        self.results["otp_campaign_sends_per_s"] = round(during["sends_per_s"])
+
+    def api_paths(self) -> None:
+        """The API alone: the transactional worker stops consuming meanwhile, so that its
+        CPU does not count against the API's (the queued jobs are dropped afterwards)."""
+        node = f"transactional@{socket.gethostname()}"
+        celery.control.cancel_consumer("transactional", destination=[node], reply=True)
+        port = free_port()
+        argv = [sys.executable, "-m", "uvicorn", "benchkit.api_bare:app", "--port", str(port)]
+        self.stack.spawn("api-bare", [*argv, "--no-access-log", "--log-level", "warning"])
+        demo.wait_http(f"http://127.0.0.1:{port}/docs", 30, "the bare API")
+        body = json.dumps(
+            {
+                "to": demo.CONTACT_PHONE,
+                "template_name": "order_confirmation",
+                "parameters": [{"type": "text", "text": "A-1"}, {"type": "text", "text": "1"}],
+            }
+        ).encode()
+        bare_req = loadgen.request_bytes("/bare", body, {"Content-Type": "application/json"})
+        real_req = loadgen.request_bytes(
+            "/api/v1/channels/whatsapp/send",
+            body,
+            {
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {self.stack.otp_key}",
+                "Prefer": "respond-async",
+            },
+        )
+        api_port = self.stack.settings.api_port
+        seconds = self.scale.api_s
+        asyncio.run(loadgen.closed_loop(port, bare_req, 8, 1))  # warm-up
+        bare, _ = asyncio.run(loadgen.closed_loop(port, bare_req, 32, seconds))
+        self.stack.stop("api-bare")
+        asyncio.run(loadgen.closed_loop(api_port, real_req, 8, 1))
+        real, statuses = asyncio.run(loadgen.closed_loop(api_port, real_req, 32, seconds))
+        if set(statuses) != {202}:
+            raise RuntimeError(f"real API answered {statuses}")
+        offered = real / seconds / 2
+        latencies, statuses = asyncio.run(loadgen.open_loop(api_port, real_req, offered, seconds))
+        if set(statuses) != {202}:
+            raise RuntimeError(f"real API answered {statuses} at half load")
+
+        async def drop(redis: Redis) -> None:
+            await redis.delete("transactional", keys.unstarted(), "bench:bare")
+
+        self.stack.run(drop)
+        celery.control.add_consumer("transactional", destination=[node], reply=True)
+        self.results["api_bare_per_s"] = round(bare / seconds)
+        self.results["api_enqueue_per_s"] = round(real / seconds)
+        self.results["api_efficiency"] = round(real / bare, 2)
+        self.results["api_offered_per_s"] = round(offered)
+        self.results["api_p50_ms"] = round(statistics.median(latencies), 1)
+        self.results["api_p99_ms"] = round(_pct(latencies, 0.99), 1)
+
+    def fanout(self) -> None:
+        self.seed("fanout", self.scale.fanout, fcm=True)
+        out = run_json(
+            [
+                sys.executable,
+                str(SCRIPTS / "benchkit" / "fanout.py"),
+                "--account",
+                demo.ACCOUNT,
+                "--tag",
+                "fanout",
+            ],
+            self.stack.env,
+        )
+        if out["contacts"] != self.scale.fanout:
+            raise RuntimeError(f"fan-out walked {out['contacts']} of {self.scale.fanout}")
+        self.results["fanout_contacts"] = out["contacts"]
+        self.results["fanout_s"] = round(out["fanout_s"], 1)
+        self.results["fanout_contacts_per_s"] = round(out["contacts"] / out["fanout_s"])
+        self.results["fanout_peak_rss_mb"] = round(out["rss_peak_mb"], 1)
+        self.results["fanout_rss_growth_after_10pct_mb"] = round(
+            out["rss_end_mb"] - out["rss_at_10pct_mb"], 1
+        )
+
+
+TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "fcm_efficiency": ("≥ 0.8", lambda v: v >= 0.8),
+    "apns_efficiency": ("≥ 0.8", lambda v: v >= 0.8),
+    "speedup_vs_naive": ("≥ 3", lambda v: v >= 3),
+    "overhead_cpu_us_per_send": ("≤ 100", lambda v: v <= 100),
+    "valkey_cpu_us_per_send": ("≤ 30", lambda v: v <= 30),
+    "api_efficiency": ("≥ 0.7", lambda v: v >= 0.7),
+    "api_p99_ms": ("≤ 25", lambda v: v <= 25),
+    "whatsapp_campaign_rate_pct_of_cap": ("95–100", lambda v: 95 <= v <= 100),
+    "otp_p99_ratio": ("≤ 2", lambda v: v <= 2),
+    "fanout_s": ("≤ 60 (1M)", lambda v: v <= 60),
+}
+
+
+def main() -> int:
+    scale_name = os.environ.get("BENCH_SCALE", "default")
+    scale = SCALES[scale_name]
+    started = time.monotonic()
+    out = Path(os.environ.get("BENCH_RESULTS", "bench/results.json"))
+    with (
+        tempfile.TemporaryDirectory(prefix="dispatch-bench-") as tmp,
+        bench_stack(Path(tmp)) as stack,
+    ):
+        console.print(f"stack up in {time.monotonic() - started:.1f}s; scale {scale_name}: {scale}")
+        bench = Bench(stack, scale)
+        steps = [
+            bench.push_paths,
+            bench.naive,
+            bench.whatsapp_cap,
+            bench.otp,
+            bench.api_paths,
+            bench.fanout,
+        ]
+        for step in steps:
+            t0 = time.monotonic()
+            step()
+            console.print(f"[dim]{step.__name__}: {time.monotonic() - t0:.1f}s[/]")
+        results = bench.results
+    results["bench_scale"] = scale_name
+    results["bench_seconds"] = round(time.monotonic() - started, 1)
+    table = Table("figure", "value", "target", "")
+    for name, value in results.items():
+        target, ok = TARGETS.get(name, ("", None))  # type: ignore[arg-type]
+        mark = (
+            ""
+            if ok is None or isinstance(value, str)
+            else ("[green]ok[/]" if ok(value) else "[red]miss[/]")
+        )
+        table.add_row(name, str(value), target, mark)
+    console.print(table)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    merged = json.loads(out.read_text()) if out.exists() else {}
+    merged.update(results)
+    out.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    console.print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(SCRIPTS))
+    raise SystemExit(main())

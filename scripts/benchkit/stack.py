@@ -1,0 +1,282 @@
+"""The bench's own stack on free ports: Valkey, two simulators, the API, a transactional
+and a bulk worker, the beat; each a process whose CPU time can be read.
+
+Two simulators: in production the providers are other machines. Here the campaign's
+provider (FCM, APNs, WhatsApp for campaigns) is one simulator process and the OTP's
+WhatsApp number another, so an OTP measured during a campaign does not queue behind
+the campaign's requests inside the simulator's own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from redis.asyncio import Redis
+
+from worker import demo
+from worker.config import Settings, child_environment
+from worker.models import Scope
+from worker.processes import EmbeddedValkey, free_port, terminate
+from worker.provisioning import configure_whatsapp, redis_session, sync_templates
+from worker.store import accounts, keys
+
+OTP_ACCOUNT = "otp"
+OTP_NUMBER_ID = "100000000000777"
+OTP_WABA_ID = "200000000000777"
+# The simulator's credentials for the OTP number (not secrets: nothing real is behind them).
+OTP_TOKEN, OTP_SECRET = "otp-token", "otp-secret"
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def cpu_s(self) -> float:
+        """CPU seconds of the process and its children (a worker's pool)."""
+        try:
+            me = psutil.Process(self.popen.pid)
+            procs = [me, *me.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0.0
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+
+@dataclass
+class BenchStack:
+    workdir: Path
+    settings: Settings
+    env: dict[str, str]
+    valkey: EmbeddedValkey
+    procs: dict[str, Proc] = field(default_factory=dict)
+    key: str = ""
+    otp_key: str = ""
+    sim_b_url: str = ""
+
+    @property
+    def api_url(self) -> str:
+        return self.settings.api_base_url
+
+    @property
+    def sim_url(self) -> str:
+        return self.settings.sim_base_url
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
+        log = self.workdir / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        popen = subprocess.Popen(
+            argv,
+            env=env or self.env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        proc = Proc(name, popen, log)
+        self.procs[name] = proc
+        return proc
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is not None:
+            terminate(proc.popen.pid, group=True, timeout_s=15)
+
+    def wait_log(self, name: str, mark: bytes, timeout_s: float = 60) -> None:
+        proc = self.procs[name]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if mark in proc.log.read_bytes():
+                return
+            if proc.popen.poll() is not None:
+                break
+            time.sleep(0.1)
+        tail = proc.log.read_bytes()[-3000:].decode(errors="replace")
+        raise RuntimeError(f"{name} did not start:\n{tail}")
+
+    def worker(self, name: str, queues: str, *extra: str, nice: int = 0) -> Proc:
+        argv = [sys.executable, "-m", "worker.cli", "worker", "--queues", queues, "--name", name]
+        argv += ["--nice", str(nice), *extra]
+        proc = self.spawn(name, argv)
+        wait_worker(f"{name}@{socket.gethostname()}", proc)
+        return proc
+
+    def run(self, coro_fn: Any, *args: Any) -> Any:
+        async def _run() -> Any:
+            async with redis_session(self.settings) as redis:
+                return await coro_fn(redis, *args)
+
+        return asyncio.run(_run())
+
+    def valkey_info(self) -> dict[str, float]:
+        async def info(redis: Redis) -> dict[str, float]:
+            cpu = await redis.info("cpu")
+            stats = await redis.info("stats")
+            return {
+                "cpu_s": float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]),
+                "commands": float(stats["total_commands_processed"]),
+            }
+
+        result: dict[str, float] = self.run(info)
+        return result
+
+
+def wait_worker(node: str, proc: Proc, timeout_s: float = 60) -> None:
+    """Until the Celery worker answers a ping (its pool is up)."""
+    from worker.celery_app import app as celery
+
+    deadline = time.monotonic() + timeout_s
+    while not celery.control.ping(destination=[node], timeout=0.5):
+        if proc.popen.poll() is not None or time.monotonic() > deadline:
+            tail = proc.log.read_bytes()[-3000:].decode(errors="replace")
+            raise RuntimeError(f"{node} did not start:\n{tail}")
+
+
+@contextmanager
+def bench_stack(workdir: Path, log_level: str = "WARNING") -> Iterator[BenchStack]:
+    data_dir = workdir / ".data"
+    valkey = EmbeddedValkey(data_dir, free_port())
+    valkey.start()
+    from worker.celery_app import app as celery
+
+    celery.conf.broker_url = valkey.url  # this process publishes too (naive jobs, control)
+    overrides = {
+        "redis_url": valkey.url,
+        "data_dir": str(data_dir),
+        "api_port": str(free_port()),
+        "sim_port": str(free_port()),
+        "sim_tls_port": str(free_port()),
+        "log_level": log_level,
+    }
+    env = child_environment(overrides, clean=True)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])  # for benchkit.*
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    stack = BenchStack(workdir, settings, env, valkey)
+    try:
+        stack.spawn("sim", [sys.executable, "-m", "worker.cli", "sim"])
+        demo.wait_http(f"{settings.sim_base_url}/_sim/health", 30, "the simulator")
+        sim_b_port = free_port()
+        env_b = child_environment(
+            {
+                **overrides,
+                "sim_port": str(sim_b_port),
+                "sim_tls_port": str(free_port()),
+                "data_dir": str(workdir / ".data-sim-b"),
+            },
+            clean=True,
+        )
+        stack.sim_b_url = f"http://127.0.0.1:{sim_b_port}"
+        stack.spawn("sim-b", [sys.executable, "-m", "worker.cli", "sim"], env_b)
+        demo.wait_http(f"{stack.sim_b_url}/_sim/health", 30, "the second simulator")
+        stack.spawn("api", [sys.executable, "-m", "worker.cli", "api"])
+        demo.wait_http(f"{settings.api_base_url}/healthz", 30, "the API")
+        stack.spawn("beat", [sys.executable, "-m", "worker.cli", "beat"])
+        stack.worker("transactional", "transactional")
+        # As `dispatch up` runs it: the bulk worker gives way to the API and OTPs.
+        stack.worker("bulk", "bulk", nice=10)
+        stack.key = stack.run(demo.provision, settings)
+        stack.otp_key = stack.run(_provision_otp, settings, stack.sim_b_url)
+        yield stack
+    finally:
+        for name in list(stack.procs):
+            stack.stop(name)
+        valkey.stop()
+
+
+async def _provision_otp(redis: Redis, settings: Settings, sim_url: str) -> str:
+    """A second account whose WhatsApp number lives on the second simulator."""
+    await accounts.create_account(redis, OTP_ACCOUNT)
+    async with httpx.AsyncClient(base_url=sim_url, timeout=5) as client:
+        (
+            await client.put(
+                f"/_sim/whatsapp/numbers/{OTP_NUMBER_ID}",
+                json={
+                    "waba_id": OTP_WABA_ID,
+                    "access_token": OTP_TOKEN,
+                    "app_secret": OTP_SECRET,
+                    "webhook_url": f"{settings.api_base_url}/webhooks/whatsapp",
+                },
+            )
+        ).raise_for_status()
+        (
+            await client.post(
+                "/_sim/whatsapp/templates",
+                json=[{"waba_id": OTP_WABA_ID, **t} for t in demo.TEMPLATES],
+            )
+        ).raise_for_status()
+    await configure_whatsapp(
+        redis,
+        settings,
+        OTP_ACCOUNT,
+        phone_number_id=OTP_NUMBER_ID,
+        waba_id=OTP_WABA_ID,
+        access_token=OTP_TOKEN,
+        app_secret=OTP_SECRET,
+        verify_token=None,
+        base_url=sim_url,
+    )
+    await sync_templates(redis, settings, OTP_ACCOUNT)
+    secret, _ = await accounts.create_key(redis, OTP_ACCOUNT, list(Scope))
+    return secret
+
+
+async def seed_contacts(
+    redis: Redis,
+    account: str,
+    tag: str,
+    count: int,
+    *,
+    fcm: bool = False,
+    apns: bool = False,
+    phone: bool = False,
+    chunk: int = 5000,
+) -> None:
+    """Contacts written straight in the store's layout (what an import leaves), fast:
+    the bench measures sending, not importing (`dispatch contacts import` has its own)."""
+    now = time.time()
+    for start in range(0, count, chunk):
+        async with redis.pipeline(transaction=False) as pipe:
+            for i in range(start, min(count, start + chunk)):
+                cid = f"{tag}-{i:07d}"
+                values = {"id": cid, "created_at": now, "updated_at": now, "name": f"N{i}"}
+                if phone:
+                    values["phone"] = f"+91{9_000_000_000 + i}"
+                pipe.hset(keys.contact(account, cid), mapping=values)  # type: ignore[arg-type]
+                pipe.zadd(keys.contacts(account), {cid: now + i * 1e-6})
+                pipe.zadd(keys.tag_members(account, tag), {cid: 0})
+                pipe.sadd(keys.contact_tags(account, cid), tag)
+                members = []
+                if fcm:
+                    members.append(f"fcm:{tag}{i:07d}:APA91b-bench-device-token")
+                if apns:
+                    members.append(f"apns:{abs(hash(tag)) % 10**6:06d}{i:058x}")
+                for m in members:
+                    pipe.sadd(keys.contact_push_tokens(account, cid), m)
+                    pipe.hset(
+                        keys.push_token(account, m),
+                        mapping={
+                            "platform": m.split(":", 1)[0],
+                            "contact": cid,
+                            "registered_at": now,
+                        },
+                    )
+                    pipe.sadd(keys.push_tokens(account), m)
+            await pipe.execute()
