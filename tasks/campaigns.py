@@ -7,23 +7,13 @@ from celery import Task
 from tasks import run_job
 from worker.celery_app import app
 from worker.delivery.campaign_batches import send_push_batch, send_whatsapp_batch
-from worker.delivery.context import DeliveryContext, Outcome
 from worker.delivery.fanout import run_fanout
-from worker.enqueue import enqueue
-
-
-def _publish(task: str, account_id: str, job_id: str) -> None:
-    enqueue(app, task, account_id, job_id)
-
-
-async def _fanout(ctx: DeliveryContext, account_id: str, campaign_id: str) -> Outcome:
-    return await run_fanout(ctx, _publish, account_id, campaign_id)
 
 
 @app.task(name="campaign.fanout", bind=True, max_retries=None)
 def fanout(self: Task[[str, str], None], account_id: str, campaign_id: str) -> None:
     # Walks a slice of the audience per job; the next job goes on from the cursor.
-    run_job(self, _fanout, account_id, campaign_id)
+    run_job(self, run_fanout, account_id, campaign_id)
 
 
 @app.task(name="campaign.push", bind=True, max_retries=None)

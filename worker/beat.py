@@ -19,13 +19,12 @@ import signal
 import time
 from typing import cast
 
-from celery import Celery
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from worker.config import Settings
-from worker.enqueue import enqueue
+from worker.enqueue import add_job, publish
 from worker.store import delayed, keys, messages
 from worker.store.client import create_redis
 
@@ -34,17 +33,19 @@ BATCH = 500
 SWEEP_EVERY_S = 5.0
 
 
-async def pump_once(redis: Redis, celery: Celery, now: float) -> int:
+async def pump_once(redis: Redis, now: float) -> int:
     """Publish every job due by ``now`` (up to a batch); returns how many."""
     members = await delayed.due(redis, now, BATCH)
-    for item in members:
-        task, account_id, message_id = delayed.parse(item)
-        enqueue(celery, task, account_id, message_id)
+    if members:
+        async with redis.pipeline(transaction=False) as pipe:
+            for item in members:
+                add_job(pipe, *delayed.parse(item))
+            await pipe.execute()
     await delayed.take(redis, now, members)
     return len(members)
 
 
-async def sweep_unstarted(redis: Redis, celery: Celery, now: float, older_than_s: float) -> int:
+async def sweep_unstarted(redis: Redis, now: float, older_than_s: float) -> int:
     """Publish again the jobs of messages that no job has touched for ``older_than_s``:
     the API stored them but its publish was lost (a crash or a broker error in between).
     A duplicate job is harmless: the message's lease and state make it a no-op."""
@@ -59,13 +60,13 @@ async def sweep_unstarted(redis: Redis, celery: Celery, now: float, older_than_s
         if message is None or message.status.is_final or message.attempts:
             await redis.zrem(keys.unstarted(), item)
             continue
-        enqueue(celery, task, account_id, message_id)
+        await publish(redis, task, account_id, message_id)
         await redis.zadd(keys.unstarted(), {item: now})  # look again after as long
         published += 1
     return published
 
 
-async def run(settings: Settings, celery: Celery) -> None:
+async def run(settings: Settings) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -78,12 +79,10 @@ async def run(settings: Settings, celery: Celery) -> None:
             try:
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + SWEEP_EVERY_S
-                    lost = await sweep_unstarted(
-                        redis, celery, time.time(), settings.unstarted_after_s
-                    )
+                    lost = await sweep_unstarted(redis, time.time(), settings.unstarted_after_s)
                     if lost:
                         log.warning("beat: %d job(s) published again (never picked up)", lost)
-                moved = await pump_once(redis, celery, time.time())
+                moved = await pump_once(redis, time.time())
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 log.warning("beat: Redis unavailable (%s); retrying", exc)
                 moved = 0

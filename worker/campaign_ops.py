@@ -10,14 +10,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from celery import Celery
 from redis.asyncio import Redis
 
 from worker.api.errors import ApiError
 from worker.api.routes.whatsapp import check_template
 from worker.api.views import campaign_detail
 from worker.delivery.fanout import FANOUT_TASK
-from worker.enqueue import enqueue
+from worker.enqueue import publish
 from worker.ids import new_id
 from worker.models import CampaignCreate, CampaignStatus, Channel, PushContent, WhatsAppContent
 from worker.push_payload import MAX_PAYLOAD_BYTES, Notification, oversized
@@ -90,9 +89,7 @@ async def _check_channel(redis: Redis, campaign: Campaign) -> None:
         raise ApiError(403, "Push notifications not enabled for this account", "push_not_enabled")
 
 
-async def send(
-    redis: Redis, celery: Celery, account: str, campaign_id: str, send_at: datetime | None
-) -> Campaign:
+async def send(redis: Redis, account: str, campaign_id: str, send_at: datetime | None) -> Campaign:
     """Send now, or at ``send_at`` (a time without a zone is UTC; a past one means now)."""
     campaign = await load(redis, account, campaign_id)
     await _check_channel(redis, campaign)
@@ -110,23 +107,21 @@ async def send(
         if not moved.ok:
             raise conflict(campaign_id, moved.status, "sent")
         await delayed.schedule(redis, FANOUT_TASK, account, campaign_id, now + SAFETY_NET_S)
-        enqueue(celery, FANOUT_TASK, account, campaign_id)
+        await publish(redis, FANOUT_TASK, account, campaign_id)
     return await load(redis, account, campaign_id)
 
 
 _VERBS = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
 
 
-async def move(
-    redis: Redis, celery: Celery, account: str, campaign_id: str, action: str
-) -> Campaign:
+async def move(redis: Redis, account: str, campaign_id: str, action: str) -> Campaign:
     """Pause, resume or cancel; the jobs parked by a pause are published again."""
     moved = await campaigns.transition(redis, account, campaign_id, action)
     if not moved.ok:
         raise conflict(campaign_id, moved.status, _VERBS[action])
     for job in moved.parked:
         task, job_account, job_id = delayed.parse(job)
-        enqueue(celery, task, job_account, job_id)
+        await publish(redis, task, job_account, job_id)
     return await load(redis, account, campaign_id)
 
 

@@ -11,9 +11,9 @@ from kombu import Queue
 
 from worker import kombu_fixes
 from worker.config import Settings, get_settings
+from worker.queues import BULK, TRANSACTIONAL
 
-TRANSACTIONAL = "transactional"
-BULK = "bulk"
+__all__ = ["BULK", "TRANSACTIONAL", "app", "create_celery"]
 
 
 def create_celery(settings: Settings | None = None) -> Celery:

@@ -18,7 +18,7 @@ from worker import logs
 from worker.cli_campaigns import app as campaigns_app
 from worker.cli_common import AccountOpt, console, err, when, with_redis
 from worker.config import Settings, get_settings
-from worker.enqueue import enqueue, task_for
+from worker.enqueue import publish
 from worker.errors import DeliveryError
 from worker.importer import ImportReport
 from worker.masking import mask_phone, mask_token
@@ -181,11 +181,10 @@ def worker(
 def beat() -> None:
     """Move delayed jobs (long retries, rate-limit waits) back onto the queue when due."""
     from worker import beat as beat_module
-    from worker.celery_app import app as celery
 
     settings = get_settings()
     _logging(settings)
-    asyncio.run(beat_module.run(settings, celery))
+    asyncio.run(beat_module.run(settings))
 
 
 @app.command()
@@ -682,7 +681,6 @@ def dlq_redrive(
     all_: Annotated[bool, typer.Option("--all", help="Every dead letter of the account.")] = False,
 ) -> None:
     """Send dead letters again with a fresh budget (push: only the devices that ran out)."""
-    from worker.celery_app import app as celery
 
     if not message_ids and not all_:
         err.print("[red]name the ids to redrive, or pass --all[/]")
@@ -700,7 +698,7 @@ def dlq_redrive(
             if message is None:
                 missing.append(message_id)
                 continue
-            enqueue(celery, task_for(message.channel), account, message.id)
+            await publish(redis, messages.task_name(message), account, message.id)
             done += 1
         return done, missing
 

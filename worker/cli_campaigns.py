@@ -35,12 +35,6 @@ CampaignArg = Annotated[str, typer.Argument(help="Campaign id (cmp_…).")]
 _FINISHED = (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED)
 
 
-def _celery() -> Any:
-    from worker.celery_app import app as celery
-
-    return celery
-
-
 def _body(
     name: str | None,
     channel: str | None,
@@ -214,7 +208,7 @@ def create(
         await accounts.require_account(redis, account)
         campaign = await ops.create(redis, account, body)
         if send:
-            campaign = await ops.send(redis, _celery(), account, campaign.id, None)
+            campaign = await ops.send(redis, account, campaign.id, None)
         return campaign
 
     campaign = with_redis(action)
@@ -239,7 +233,7 @@ def send_cmd(
     """Send a draft now, or schedule it with --at."""
 
     async def action(redis: Redis, _: Settings) -> int:
-        campaign = await ops.send(redis, _celery(), account, campaign_id, at)
+        campaign = await ops.send(redis, account, campaign_id, at)
         console.print(f"[green]{campaign.status.value}[/] {campaign.id}")
         if watch and campaign.status is not CampaignStatus.SCHEDULED:
             return await _watch(redis, account, campaign_id, 0.5)
@@ -308,7 +302,7 @@ def watch(
 def _mover(action_name: str, doc: str) -> None:
     def command(campaign_id: CampaignArg, account: AccountOpt) -> None:
         async def action(redis: Redis, _: Settings) -> Campaign:
-            return await ops.move(redis, _celery(), account, campaign_id, action_name)
+            return await ops.move(redis, account, campaign_id, action_name)
 
         campaign = with_redis(action)
         console.print(f"[green]{campaign.status.value}[/] {campaign.id} at {when(time.time())}")

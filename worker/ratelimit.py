@@ -6,7 +6,7 @@ script on the server's clock. A send waits for its reserved slot (short waits),
 or, when the wait would be long, reserves nothing and is rescheduled for when
 the slot comes. After a provider 429 the key is slowed down for a while.
 
-Limits are enforced at ``headroom`` (95 %) of the configured rate: a send leaves
+Limits are enforced at ``headroom`` (97 %) of the configured rate: a send leaves
 the worker a few milliseconds after its slot, and that jitter must not make two
 sends land in the same provider second.
 """
@@ -37,7 +37,7 @@ class RateLimiter:
         self,
         redis: Redis,
         *,
-        headroom: float = 0.95,
+        headroom: float = 0.97,
         max_wait_s: float = 2.0,
         penalty_s: float = 30.0,
     ) -> None:
@@ -76,16 +76,23 @@ class RateLimiter:
         and a provider counting per second would see more than the cap."""
         deadline = time.monotonic() + self._max_wait_ms / 1000
         while True:
-            # Half an interval of tolerance: a send whose waiter woke a little late leaves
-            # its successor free to go a little early, so wake-up delays do not waste the
-            # rate, while any one second still holds at most the cap.
-            slot = await self.acquire(name, rate_per_s, cost, burst=1.5, max_wait_s=0)
+            slot = await self.acquire(
+                name, rate_per_s, cost, burst=self._burst(rate_per_s), max_wait_s=0
+            )
             if slot.granted:
                 return None
             if time.monotonic() + slot.wait_s > deadline:
                 return slot.wait_s
             # A millisecond of spread, so that waiters of one key do not all ask at once.
             await asyncio.sleep(slot.wait_s + random.random() / 1000)  # noqa: S311
+
+    def _burst(self, rate_per_s: float) -> float:
+        """Up to half an interval of tolerance: a send whose waiter woke a little late
+        leaves its successor free to go a little early, so wake-up delays do not waste
+        the rate. A second then holds at most ``rate x headroom + burst`` sends, so the
+        tolerance never exceeds what the headroom leaves below the cap."""
+        slack = rate_per_s * (1 - self._headroom)
+        return 1 + max(0.0, min(0.5, slack - 1))
 
     async def penalize(self, name: str) -> float:
         """The provider said 429: halve the key's rate for a while (down to 1/8)."""

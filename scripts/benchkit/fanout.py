@@ -15,10 +15,11 @@ import threading
 import time
 
 import psutil
+from redis.asyncio import Redis
 
-from worker.celery_app import app as celery
 from worker.config import get_settings
 from worker.delivery.fanout import run_fanout
+from worker.enqueue import job_payload
 from worker.ids import new_id
 from worker.models import CampaignCreate
 from worker.runtime import Runtime
@@ -27,8 +28,8 @@ from worker.store import campaigns
 NULL_QUEUE = "bench-null"
 
 
-def _publish(task: str, account: str, job_id: str) -> None:
-    celery.send_task(task, args=[account, job_id], queue=NULL_QUEUE)
+async def _publish(redis: Redis, task: str, account: str, job_id: str) -> None:
+    await redis.lpush(NULL_QUEUE, job_payload(task, account, job_id, NULL_QUEUE))
 
 
 async def main(account: str, tag: str) -> dict[str, float]:
@@ -55,7 +56,7 @@ async def main(account: str, tag: str) -> dict[str, float]:
 
     threading.Thread(target=sample, daemon=True).start()
     started = time.perf_counter()
-    while (await run_fanout(rt.context, _publish, account, campaign.id)).retry_in_s is not None:
+    while (await run_fanout(rt.context, account, campaign.id, _publish)).retry_in_s is not None:
         pass
     elapsed = time.perf_counter() - started
     stop.set()

@@ -1,4 +1,4 @@
-"""The FastAPI application and what it holds for its lifetime (Redis, the Celery publisher)."""
+"""The FastAPI application and what it holds for its lifetime (its Redis client)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from worker.api.routes import (
     webhooks,
     whatsapp,
 )
-from worker.celery_app import app as celery
 from worker.config import Settings, get_settings
 from worker.store.client import create_redis
 
@@ -29,7 +28,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.redis = create_redis(settings)
-        app.state.celery = celery
         try:
             yield
         finally:

@@ -15,13 +15,13 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from worker import render
+from worker import enqueue, render
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
 from worker.models import CampaignStatus, Channel, MessageStatus, PushContent, WhatsAppContent
 from worker.store import campaigns, keys, locks, messages
@@ -31,7 +31,8 @@ from worker.store.tokens import split
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[str, str, str], None]
+# How a batch job is published (the bench swaps in a queue nobody serves).
+Publish = Callable[[Redis, str, str, str], Awaitable[None]]
 FANOUT_TASK = "campaign.fanout"
 PUSH_TASK = "campaign.push"
 WHATSAPP_TASK = "campaign.whatsapp"
@@ -56,7 +57,7 @@ class Page:
 
 
 async def run_fanout(
-    ctx: DeliveryContext, publish: Publish, account_id: str, campaign_id: str
+    ctx: DeliveryContext, account_id: str, campaign_id: str, publish: Publish = enqueue.publish
 ) -> Outcome:
     lock_key = keys.campaign_lock(account_id, f"{campaign_id}:fanout")
     token = await locks.acquire(ctx.redis, lock_key, ctx.settings.lease_s)
@@ -101,7 +102,7 @@ async def _walk(
         page = await _make_batch(ctx, campaign, ids, number)
         if page.recipients:
             task = PUSH_TASK if campaign.channel is Channel.PUSH else WHATSAPP_TASK
-            publish(task, account_id, batch_id(campaign_id, number))
+            await publish(redis, task, account_id, batch_id(campaign_id, number))
         cursor += len(ids)
         last = len(ids) < size
         incr = {

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from worker.enqueue import add_job
 from worker.ids import new_id
 from worker.models import Attempt, Channel, MessageStatus
 from worker.store import campaigns, keys, scripts
@@ -92,7 +93,7 @@ def new(account_id: str, channel: Channel, message_id: str | None = None, **fiel
 _JSON_FIELDS = {"parameters", "data"}
 
 
-def _encode(message: Message) -> dict[str, str]:
+def encode(message: Message) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, value in message.model_dump(mode="json").items():
         if value is None:
@@ -108,18 +109,25 @@ def _decode(raw: dict[str, str]) -> Message:
     return Message.model_validate(data)
 
 
+def task_name(message: Message) -> str:
+    """The task that sends this message."""
+    if message.channel is Channel.WHATSAPP:
+        return "whatsapp.send"
+    return "campaign.push" if message.campaign else "push.send"
+
+
 def task_member(message: Message) -> str:
     """``task account message``: how the beat names a job it may have to publish again."""
-    if message.channel is Channel.WHATSAPP:
-        task = "whatsapp.send"
-    else:
-        task = "campaign.push" if message.campaign else "push.send"
+    task = task_name(message)
     return f"{task} {message.account} {message.id}"
 
 
-async def create(redis: Redis, message: Message, ttl_s: int) -> None:
+async def create(redis: Redis, message: Message, ttl_s: int, *, publish: bool = False) -> None:
+    """Store a new message and, with ``publish``, its job, in one MULTI."""
     async with redis.pipeline(transaction=True) as pipe:
         add(pipe, message, ttl_s)
+        if publish:
+            add_job(pipe, task_name(message), message.account, message.id)
         await pipe.execute()
 
 
@@ -128,7 +136,7 @@ def add(pipe: Pipeline, message: Message, ttl_s: int) -> None:
     not swept for lost jobs: their batch may wait in a long queue, and the campaign's
     own walk publishes its batches again after a crash."""
     key = keys.message(message.account, message.id)
-    pipe.hset(key, mapping=fields(_encode(message)))
+    pipe.hset(key, mapping=fields(encode(message)))
     pipe.expire(key, ttl_s)
     if message.campaign is None:
         pipe.zadd(keys.unstarted(), {task_member(message): message.created_at})

@@ -15,13 +15,14 @@ from typing import Any, Literal, cast
 
 from redis.asyncio import Redis
 
+from worker.enqueue import add_job
 from worker.models import Attempt, MessageStatus
 from worker.store import campaigns, keys
 from worker.store.client import fields
 from worker.store.messages import (
     Message,
+    add,
     add_dead_letter,
-    create,
     finished,
     mark_started,
 )
@@ -84,14 +85,18 @@ def _decode(member: str, raw: str) -> Device:
     return Device(platform=platform, token=token, **json.loads(raw))
 
 
-async def create_push(redis: Redis, message: Message, members: list[str], ttl_s: int) -> None:
+async def create_push(
+    redis: Redis, message: Message, members: list[str], ttl_s: int, *, publish: bool = False
+) -> None:
     devices_key = keys.message_devices(message.account, message.id)
     pending = {m: _encode(Device(*split(m))) for m in members}
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(devices_key, mapping=fields(pending))
         pipe.expire(devices_key, ttl_s)
+        add(pipe, message, ttl_s)
+        if publish:
+            add_job(pipe, "push.send", message.account, message.id)
         await pipe.execute()
-    await create(redis, message, ttl_s)
 
 
 async def load_devices(redis: Redis, account_id: str, message_id: str) -> list[Device]:

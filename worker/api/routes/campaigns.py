@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from worker import campaign_ops as ops
-from worker.api.deps import CeleryDep, RedisDep, SendKey
+from worker.api.deps import RedisDep, SendKey
 from worker.api.errors import ApiError
 from worker.api.views import campaign_detail
 from worker.models import CampaignCreate, CampaignPatch, CampaignSend, CampaignStatus
@@ -95,38 +95,37 @@ async def send_campaign(
     campaign_id: CampaignIdPath,
     key: SendKey,
     redis: RedisDep,
-    celery: CeleryDep,
     body: Annotated[CampaignSend | None, Body()] = None,
 ) -> JSONResponse:
     """Send now (202, status ``sending``) or at ``send_at`` (202, status ``scheduled``)."""
     send_at = body.send_at if body else None
-    campaign = await ops.send(redis, celery, key.account, campaign_id, send_at)
+    campaign = await ops.send(redis, key.account, campaign_id, send_at)
     return _ok(await ops.detail(redis, campaign), 202)
 
 
 @router.post("/{campaign_id}/pause")
 async def pause_campaign(
-    campaign_id: CampaignIdPath, key: SendKey, redis: RedisDep, celery: CeleryDep
+    campaign_id: CampaignIdPath, key: SendKey, redis: RedisDep
 ) -> JSONResponse:
     """Stop sending within seconds; what is not sent yet waits for ``resume``."""
-    campaign = await ops.move(redis, celery, key.account, campaign_id, "pause")
+    campaign = await ops.move(redis, key.account, campaign_id, "pause")
     return _ok(await ops.detail(redis, campaign))
 
 
 @router.post("/{campaign_id}/resume")
 async def resume_campaign(
-    campaign_id: CampaignIdPath, key: SendKey, redis: RedisDep, celery: CeleryDep
+    campaign_id: CampaignIdPath, key: SendKey, redis: RedisDep
 ) -> JSONResponse:
-    campaign = await ops.move(redis, celery, key.account, campaign_id, "resume")
+    campaign = await ops.move(redis, key.account, campaign_id, "resume")
     return _ok(await ops.detail(redis, campaign))
 
 
 @router.post("/{campaign_id}/cancel")
 async def cancel_campaign(
-    campaign_id: CampaignIdPath, key: SendKey, redis: RedisDep, celery: CeleryDep
+    campaign_id: CampaignIdPath, key: SendKey, redis: RedisDep
 ) -> JSONResponse:
     """Stop for good: what is not sent yet is counted as cancelled."""
-    campaign = await ops.move(redis, celery, key.account, campaign_id, "cancel")
+    campaign = await ops.move(redis, key.account, campaign_id, "cancel")
     return _ok(await ops.detail(redis, campaign))
 
 

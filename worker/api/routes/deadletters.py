@@ -7,12 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from worker.api.deps import AdminKey, CeleryDep, RedisDep
+from worker.api.deps import AdminKey, RedisDep
 from worker.api.errors import ApiError
 from worker.api.views import iso
-from worker.enqueue import enqueue, task_for
+from worker.enqueue import publish
 from worker.store import deadletters
-from worker.store.messages import Message
+from worker.store.messages import Message, task_name
 
 router = APIRouter(prefix="/api/v1/dead-letters", tags=["dead letters"])
 
@@ -51,13 +51,11 @@ async def list_dead_letters(
 
 
 @router.post("/{message_id}/redrive")
-async def redrive(
-    message_id: str, key: AdminKey, redis: RedisDep, celery: CeleryDep
-) -> JSONResponse:
+async def redrive(message_id: str, key: AdminKey, redis: RedisDep) -> JSONResponse:
     message = await deadletters.redrive(redis, key.account, message_id)
     if message is None:
         raise ApiError(404, f"No dead letter '{message_id}'", "dead_letter_not_found")
-    enqueue(celery, task_for(message.channel), key.account, message.id)
+    await publish(redis, task_name(message), key.account, message.id)
     return JSONResponse(
         {"success": True, "id": message.id, "status": "queued", "channel": message.channel.value},
         202,

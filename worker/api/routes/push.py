@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from worker.api.deps import CeleryDep, RedisDep, SendKey, SettingsDep, wait_for_outcome
+from worker.api.deps import SEND_HEADERS, SenderDep, wait_for_outcome
 from worker.api.errors import ApiError
-from worker.api.idempotency import IdempotencyKey, respond_once
+from worker.api.idempotency import respond_once
 from worker.api.views import push_response
-from worker.enqueue import enqueue
 from worker.models import Channel, PushSendRequest
 from worker.push_payload import MAX_PAYLOAD_BYTES, PLATFORM_NAMES, Notification, oversized
 from worker.store import channels, contacts, messages, push
@@ -19,17 +18,13 @@ from worker.store import channels, contacts, messages, push
 router = APIRouter(prefix="/api/v1/channels/push", tags=["push"])
 
 
-@router.post("/send")
+@router.post("/send", openapi_extra=SEND_HEADERS)
 async def send(
     body: PushSendRequest,
-    key: SendKey,
-    redis: RedisDep,
-    settings: SettingsDep,
-    celery: CeleryDep,
-    prefer: Annotated[str | None, Header()] = None,
-    idempotency_key: IdempotencyKey = None,
+    caller: SenderDep,
 ) -> JSONResponse:
-    account = key.account
+    account, redis, settings = caller.account, caller.redis, caller.settings
+    await caller.ensure_valid()
     if not await channels.push_platforms(redis, account):
         raise ApiError(403, "Push notifications not enabled for this account", "push_not_enabled")
     members = await contacts.active_tokens(redis, account, body.contact_id)
@@ -61,9 +56,10 @@ async def send(
             data=body.data,
             device_count=len(members),
         )
-        await push.create_push(redis, message, members, settings.message_ttl_s)
-        enqueue(celery, "push.send", account, message.id)
-        message = await wait_for_outcome(redis, settings, message, prefer)
+        await push.create_push(redis, message, members, settings.message_ttl_s, publish=True)
+        message = await wait_for_outcome(redis, settings, message, caller.prefer)
         return push_response(message, await push.load_devices(redis, account, message.id))
 
-    return await respond_once(redis, settings, account, idempotency_key, "push", body, send_it)
+    return await respond_once(
+        redis, settings, account, caller.idempotency_key, "push", body, send_it
+    )

@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any, Literal, NoReturn
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
-from worker.api.deps import CeleryDep, RedisDep, SendKey, SettingsDep, wait_for_outcome
+from worker.api.deps import SEND_HEADERS, SenderDep, wait_for_outcome
 from worker.api.errors import ApiError
-from worker.api.idempotency import IdempotencyKey, respond_once
+from worker.api.idempotency import respond_once
 from worker.api.views import send_response
-from worker.enqueue import enqueue
-from worker.models import Channel, WhatsAppSendRequest
-from worker.store import channels, contacts, conversations, messages, templates
+from worker.models import Channel, Template, WhatsAppSendRequest
+from worker.store import messages, sends, templates
 
 router = APIRouter(prefix="/api/v1/channels/whatsapp", tags=["whatsapp"])
 
 
 async def check_template(
-    redis: Redis, account: str, name: str, language: str, parameter_count: int
+    redis: Redis,
+    account: str,
+    name: str,
+    language: str,
+    parameter_count: int,
+    stored: bytes | str | Literal[False] | None = False,
 ) -> None:
     """422 unless the template exists in this language, is approved, and takes as many
-    parameters as given (a campaign's are checked the same way before it is stored)."""
-    template = await templates.get_template(redis, account, name, language)
+    parameters as given (a campaign's are checked the same way before it is stored).
+    ``stored``: the template's raw record when the caller already read it."""
+    if stored is False:
+        template = await templates.get_template(redis, account, name, language)
+    else:
+        template = Template.model_validate_json(stored) if stored else None
     if template is None:
         languages = sorted(
             t.language for t in await templates.list_templates(redis, account) if t.name == name
@@ -55,42 +63,55 @@ async def check_template(
         )
 
 
-@router.post("/send")
-async def send(
-    body: WhatsAppSendRequest,
-    key: SendKey,
-    redis: RedisDep,
-    settings: SettingsDep,
-    celery: CeleryDep,
-    prefer: Annotated[str | None, Header()] = None,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    account = key.account
-    if not await channels.whatsapp_configured(redis, account):
+async def _refuse(
+    redis: Redis, account: str, body: WhatsAppSendRequest, refused: sends.Refused
+) -> NoReturn:
+    """The full error for what the send script refused."""
+    problem = refused.problem
+    if problem in ("key_invalid", "key_revoked"):
+        raise ApiError(
+            401,
+            "This API key has been revoked" if problem == "key_revoked" else "Invalid API key",
+            "unauthorized",
+        )
+    if problem == "channel_not_configured":
         raise ApiError(
             403, "WhatsApp channel not configured for this account", "channel_not_configured"
         )
-    suspended = await channels.suspension(redis, account, channels.WHATSAPP)
-    if suspended is not None:
+    if problem == "channel_suspended":
         raise ApiError(
             403,
-            f"{suspended}. Sends are stopped until the channel is configured again "
+            f"{refused.detail}. Sends are stopped until the channel is configured again "
             "(dispatch channels whatsapp configure)",
             "channel_suspended",
         )
-    if body.contact_id is not None and not await contacts.exists(redis, account, body.contact_id):
+    if problem == "contact_not_found":
         raise ApiError(404, f"Contact '{body.contact_id}' not found", "contact_not_found")
-    if body.template_name is not None:
-        await check_template(
-            redis, account, body.template_name, body.language, len(body.parameters)
-        )
-    elif not await conversations.window_open(redis, account, body.to):
+    if problem == "template_required":
         raise ApiError(
             422,
             "Free-form messages are only allowed within 24 hours of the customer's last "
             "message; send an approved template instead",
             "template_required",
         )
+    assert body.template_name is not None
+    await check_template(
+        redis,
+        account,
+        body.template_name,
+        body.language,
+        len(body.parameters),
+        refused.detail or None,
+    )
+    raise AssertionError(f"unexpected refusal {refused}")  # pragma: no cover
+
+
+@router.post("/send", openapi_extra=SEND_HEADERS)
+async def send(
+    body: WhatsAppSendRequest,
+    caller: SenderDep,
+) -> JSONResponse:
+    account, redis, settings = caller.account, caller.redis, caller.settings
 
     async def send_it(message_id: str) -> tuple[int, dict[str, Any]]:
         message = messages.new(
@@ -104,8 +125,18 @@ async def send(
             parameters=[p.text for p in body.parameters],
             text=body.message,
         )
-        await messages.create(redis, message, settings.message_ttl_s)
-        enqueue(celery, "whatsapp.send", account, message.id)
-        return send_response(await wait_for_outcome(redis, settings, message, prefer))
+        # The checks, the record and its job in one round trip (one Lua script).
+        refused = await sends.accept_whatsapp(
+            redis,
+            message,
+            settings.message_ttl_s,
+            key_hash=None if caller.confirmed else caller.key_hash,
+            window_phone=body.to if body.template_name is None else None,
+        )
+        if refused is not None:
+            await _refuse(redis, account, body, refused)
+        return send_response(await wait_for_outcome(redis, settings, message, caller.prefer))
 
-    return await respond_once(redis, settings, account, idempotency_key, "whatsapp", body, send_it)
+    return await respond_once(
+        redis, settings, account, caller.idempotency_key, "whatsapp", body, send_it
+    )

@@ -1,0 +1,45 @@
+-- Accept a WhatsApp send in one step: the checks the API makes, then the message record
+-- and its job, atomically (no suspension or revocation can slip in between).
+-- KEYS[1] the API key's record (checked only if ARGV[1] == "1")
+-- KEYS[2] the account's WhatsApp channel hash   KEYS[3] its suspension
+-- KEYS[4] the contact hash (checked only if ARGV[2] == "1")
+-- KEYS[5] the templates hash (template send) or the 24 h window key (free-form)
+-- KEYS[6] the message hash   KEYS[7] the unstarted sorted set   KEYS[8] the job queue
+-- ARGV[1] check the key   ARGV[2] check the contact   ARGV[3] template field or ""
+-- ARGV[4] parameter count   ARGV[5] ttl s   ARGV[6] unstarted member   ARGV[7] created_at
+-- ARGV[8] the job   ARGV[9] the message's fields, a JSON object of strings
+-- Returns {"ok"}, or {problem, detail}: the API turns a problem into its full error
+-- (with the detail: the stored template, the suspension reason).
+if ARGV[1] == '1' then
+  local raw = redis.call('GET', KEYS[1])
+  if not raw then return {'key_invalid', ''} end
+  local revoked = cjson.decode(raw)['revoked_at']
+  if revoked and revoked ~= cjson.null then return {'key_revoked', ''} end
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then return {'channel_not_configured', ''} end
+local suspended = redis.call('GET', KEYS[3])
+if suspended then return {'channel_suspended', suspended} end
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[4]) == 0 then
+  return {'contact_not_found', ''}
+end
+if ARGV[3] ~= '' then
+  local template = redis.call('HGET', KEYS[5], ARGV[3])
+  if not template then return {'template_not_found', ''} end
+  local t = cjson.decode(template)
+  if string.upper(t['status'] or '') ~= 'APPROVED'
+      or tonumber(t['body_parameters'] or 0) ~= tonumber(ARGV[4]) then
+    return {'template_problem', template}
+  end
+elseif redis.call('EXISTS', KEYS[5]) == 0 then
+  return {'template_required', ''}
+end
+local flat = {}
+for name, value in pairs(cjson.decode(ARGV[9])) do
+  flat[#flat + 1] = name
+  flat[#flat + 1] = value
+end
+redis.call('HSET', KEYS[6], unpack(flat))
+redis.call('EXPIRE', KEYS[6], ARGV[5])
+redis.call('ZADD', KEYS[7], ARGV[7], ARGV[6])
+redis.call('LPUSH', KEYS[8], ARGV[8])
+return {'ok'}
