@@ -1,5 +1,6 @@
 """The libraries' own ceiling here: firebase-admin ``send_each_async`` or aioapns driven
-directly in a tight loop against the simulator, in one process on one loop.
+directly in a tight loop against the simulator, in one process on one loop (the bench
+runs as many of these at once as the bulk worker has processes).
 
     python scripts/benchkit/raw.py --platform fcm --sends 20000 --account demo
 
@@ -60,24 +61,27 @@ async def _apns(sender: ApnsSender, tokens: list[str]) -> int:
     return sum(await asyncio.gather(*(one(t) for t in tokens)))
 
 
-async def main(platform: str, sends: int, account: str) -> dict[str, float]:
+async def main(platform: str, sends: int, account: str, offset: int) -> dict[str, float]:
     settings = get_settings()
     redis = create_redis(settings)
     config, _ = (await channels.load_push(redis, account))[platform]
     await redis.aclose()
     if platform == "fcm":
-        tokens = [f"raw{i:07d}:APA91b-bench-raw-token" for i in range(sends)]
+        tokens = [f"raw{i:07d}:APA91b-bench-raw-token" for i in range(offset, offset + sends)]
         fcm = FcmSender(config, timeout_s=30)  # type: ignore[arg-type]
         run = lambda batch: _fcm(fcm, batch)  # noqa: E731
     else:
-        tokens = [f"{i + 7:064x}" for i in range(sends)]
+        tokens = [f"{i + 7:064x}" for i in range(offset, offset + sends)]
         apns = ApnsSender(config, timeout_s=30, max_in_flight=APNS_IN_FLIGHT)  # type: ignore[arg-type]
         run = lambda batch: _apns(apns, batch)  # noqa: E731
     await run(tokens[:500])  # connections, TLS, OAuth token, JWT: not part of the rate
-    cpu, wall = time.process_time(), time.perf_counter()
+    cpu, wall, started = time.process_time(), time.perf_counter(), time.time()
     ok = await run(tokens)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     return {
+        "started": started,
+        "ended": time.time(),
+        "cpu_s": cpu,
         "sends": sends,
         "ok": ok,
         "seconds": wall,
@@ -91,5 +95,6 @@ if __name__ == "__main__":
     parser.add_argument("--platform", choices=["fcm", "apns"], required=True)
     parser.add_argument("--sends", type=int, default=20_000)
     parser.add_argument("--account", default="demo")
+    parser.add_argument("--offset", type=int, default=0, help="first token number")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(main(args.platform, args.sends, args.account))))
+    print(json.dumps(asyncio.run(main(args.platform, args.sends, args.account, args.offset))))

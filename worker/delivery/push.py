@@ -14,7 +14,6 @@ dead-letter list.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import defaultdict
@@ -24,7 +23,7 @@ from worker.delivery.context import DeliveryContext, Outcome, claimed
 from worker.errors import AccountError, DeliveryError, InvalidTokenError, RetryableError
 from worker.masking import mask_token
 from worker.models import Attempt, FcmConfig, MessageStatus
-from worker.providers.push import DeviceResult
+from worker.providers.push import DeviceResult, Notes
 from worker.push_payload import PLATFORM_NAMES, Notification
 from worker.store import channels, push
 from worker.store.channels import PushConfig
@@ -165,16 +164,13 @@ class PushRun:
         for platform, group in sendable:
             config, version = configs[platform]
             sender = await ctx.push.get(message.account, platform, config, version)
-            # A campaign's devices may each carry the notification rendered for their contact.
-            by_note: dict[str, list[Device]] = defaultdict(list)
-            for device in group:
-                by_note[json.dumps(device.note, sort_keys=True) if device.note else ""].append(
-                    device
-                )
-            for rendered, devices in by_note.items():
-                own = Notification(**json.loads(rendered)) if rendered else note
-                calls.append(sender.send(own, [d.token for d in devices]))
-                called.append((platform, devices))
+            # A campaign's devices may each carry the notification rendered for their
+            # contact: still one call (one FCM batch) for all of them.
+            notes: Notes = note
+            if any(d.note for d in group):
+                notes = [Notification(**d.note) if d.note else note for d in group]
+            calls.append(sender.send(notes, [d.token for d in group]))
+            called.append((platform, group))
         results: list[DeviceResult] = []
         answers = await asyncio.gather(*calls, return_exceptions=True)
         for (platform, group), batch in zip(called, answers, strict=True):

@@ -38,7 +38,7 @@ from worker.errors import (
     RetryableError,
 )
 from worker.models import ApnsConfig
-from worker.providers.push import DeviceResult
+from worker.providers.push import DeviceResult, Notes
 from worker.push_payload import Notification, apns_payload
 
 PRODUCTION = ("api.push.apple.com", 443)
@@ -234,9 +234,15 @@ class ApnsSender:
     def _elapsed_ms(started: float) -> float:
         return (time.perf_counter() - started) * 1000
 
-    async def send(self, note: Notification, tokens: Sequence[str]) -> list[DeviceResult]:
-        payload = apns_payload(note)
-        return list(await asyncio.gather(*(self._one(payload, t) for t in tokens)))
+    async def send(self, note: Notes, tokens: Sequence[str]) -> list[DeviceResult]:
+        if isinstance(note, Notification):
+            payload = apns_payload(note)
+            return list(await asyncio.gather(*(self._one(payload, t) for t in tokens)))
+        return list(
+            await asyncio.gather(
+                *(self._one(apns_payload(n), t) for n, t in zip(note, tokens, strict=True))
+            )
+        )
 
     async def close(self) -> None:
         self._pool.close()

@@ -33,7 +33,7 @@ from worker.errors import (
     RetryableError,
 )
 from worker.models import FcmConfig
-from worker.providers.push import DeviceResult
+from worker.providers.push import DeviceResult, Notes, note_at
 from worker.providers.retry_after import parse_retry_after
 from worker.push_payload import Notification, fcm_data
 
@@ -119,6 +119,24 @@ class _HttpClient(_http_client.HttpxAsyncClient):  # type: ignore[misc]
         )
 
 
+def _message(note: Notification, token: str) -> messaging.Message:
+    webpush = None
+    if note.icon or (note.url and note.url.startswith("https://")):
+        webpush = messaging.WebpushConfig(
+            notification=messaging.WebpushNotification(icon=note.icon) if note.icon else None,
+            fcm_options=messaging.WebpushFCMOptions(link=note.url)
+            if note.url and note.url.startswith("https://")
+            else None,
+        )
+    # `fid` rather than the deprecated `token`: firebase-admin 7 puts it on the wire.
+    return messaging.Message(
+        fid=token,
+        notification=messaging.Notification(title=note.title, body=note.body),
+        data=fcm_data(note) or None,
+        webpush=webpush,
+    )
+
+
 class FcmSender:
     def __init__(self, config: FcmConfig, *, timeout_s: float) -> None:
         info = json.loads(config.service_account.get_secret_value())
@@ -137,29 +155,11 @@ class FcmSender:
         service._async_client = _HttpClient(service._credential, timeout_s, ssl_context)
         self._service = service
 
-    async def send(self, note: Notification, tokens: Sequence[str]) -> list[DeviceResult]:
-        data = fcm_data(note)
-        webpush = None
-        if note.icon or (note.url and note.url.startswith("https://")):
-            webpush = messaging.WebpushConfig(
-                notification=messaging.WebpushNotification(icon=note.icon) if note.icon else None,
-                fcm_options=messaging.WebpushFCMOptions(link=note.url)
-                if note.url and note.url.startswith("https://")
-                else None,
-            )
+    async def send(self, note: Notes, tokens: Sequence[str]) -> list[DeviceResult]:
         results: list[DeviceResult] = []
         for start in range(0, len(tokens), BATCH_SIZE):
             chunk = tokens[start : start + BATCH_SIZE]
-            messages = [
-                # `fid` rather than the deprecated `token`: firebase-admin 7 puts it on the wire.
-                messaging.Message(
-                    fid=token,
-                    notification=messaging.Notification(title=note.title, body=note.body),
-                    data=data or None,
-                    webpush=webpush,
-                )
-                for token in chunk
-            ]
+            messages = [_message(note_at(note, start + i), token) for i, token in enumerate(chunk)]
             started = time.perf_counter()
             batch = await messaging.send_each_async(messages, app=self.app)
             latency_ms = (time.perf_counter() - started) * 1000

@@ -23,9 +23,18 @@ class DeviceResult:
         return self.error is None
 
 
+# One notification for every token, or one per token (a campaign's, rendered per contact).
+Notes = Notification | Sequence[Notification]
+
+
+def note_at(notes: Notes, index: int) -> Notification:
+    return notes if isinstance(notes, Notification) else notes[index]
+
+
 class PushSender(Protocol):
-    async def send(self, note: Notification, tokens: Sequence[str]) -> list[DeviceResult]:
-        """Send ``note`` to every token concurrently; one result per token, in order."""
+    async def send(self, note: Notes, tokens: Sequence[str]) -> list[DeviceResult]:
+        """Send to every token concurrently (``note`` alike for all, or one per token);
+        one result per token, in order."""
         ...
 
     async def close(self) -> None: ...

@@ -40,6 +40,12 @@ def whatsapp_verify_index(token_hash: str) -> str:
     return f"{PREFIX}:wa_verify:{token_hash}"
 
 
+def early_statuses(wamid: str) -> str:
+    """Status webhooks that came before the worker recorded the message's wamid (the
+    provider answered the send and posted "delivered" at once): applied when it does."""
+    return f"{PREFIX}:wamid-early:{wamid}"
+
+
 def wamid_index(wamid: str) -> str:
     """provider message id → "account message-id", for status webhooks."""
     return f"{PREFIX}:wamid:{wamid}"
@@ -115,6 +121,12 @@ def contact_push_tokens_parts(account_id: str) -> tuple[str, str]:
 def message_devices(account_id: str, message_id: str) -> str:
     """A push message's targets: ``platform:token`` → that device's result (JSON)."""
     return f"{PREFIX}:{account_id}:msg:{message_id}:devices"
+
+
+def message_device_meta(account_id: str, message_id: str) -> str:
+    """A campaign batch's devices: ``platform:token`` → owner and rendered notification
+    (JSON), written once; the results hash beside it stays small for its many rewrites."""
+    return f"{PREFIX}:{account_id}:msg:{message_id}:device-meta"
 
 
 def rate_limit(name: str) -> str:

@@ -18,7 +18,7 @@ from worker.enqueue import add_job
 from worker.ids import new_id
 from worker.models import Attempt, Channel, MessageStatus
 from worker.store import campaigns, keys, scripts
-from worker.store.client import fields, get_str, hgetall_str
+from worker.store.client import fields, hgetall_str
 
 # The API waits on the outcome list for at most a minute; keep it a little longer.
 _OUTCOME_TTL_S = 300
@@ -218,7 +218,44 @@ async def finish_attempt(
             finished(
                 pipe, message, status, {"failed" if status is MessageStatus.FAILED else "sent": 1}
             )
-        await pipe.execute()
+        early = None
+        if attempt.provider_message_id and message.channel is Channel.WHATSAPP:
+            # Last, so that its reply is the results' last but one.
+            early = keys.early_statuses(attempt.provider_message_id)
+            pipe.lrange(early, 0, -1)
+            pipe.delete(early)
+        results = await pipe.execute()
+    if early is not None:
+        # Reports the provider posted before this record existed (keys.early_statuses).
+        for raw in cast(list[bytes | str], results[-2]):
+            report = json.loads(raw)
+            if report["account"] == message.account:
+                await apply_delivery_status(
+                    redis,
+                    message.account,
+                    message.id,
+                    report["status"],
+                    report["at"],
+                    report["error"],
+                )
+
+
+async def find_or_hold_status(
+    redis: Redis, wamid: str, account_id: str, status: str, at: float, error: str
+) -> tuple[str, str] | None:
+    """(account, message id) the provider's report is about; or None, the report then held
+    for an hour in case the worker has not yet written down the wamid it was answered."""
+    report = {"account": account_id, "status": status, "at": at, "error": error}
+    found = await scripts.run(
+        redis,
+        "hold_status",
+        [keys.wamid_index(wamid), keys.early_statuses(wamid)],
+        [json.dumps(report), 3600],
+    )
+    if not found:
+        return None
+    account, _, message_id = (found.decode() if isinstance(found, bytes) else found).partition(" ")
+    return account, message_id
 
 
 def finished(
@@ -273,15 +310,6 @@ async def wait_final(redis: Redis, account_id: str, message_id: str, timeout_s: 
         return False
     popped = await redis.blpop([keys.message_outcome(account_id, message_id)], timeout=timeout_s)
     return popped is not None
-
-
-async def find_by_provider_id(redis: Redis, provider_message_id: str) -> tuple[str, str] | None:
-    """(account, message id) of the message the provider knows by this id."""
-    raw = await get_str(redis, keys.wamid_index(provider_message_id))
-    if not raw:
-        return None
-    account, _, message_id = raw.partition(" ")
-    return account, message_id
 
 
 async def apply_delivery_status(

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from dataclasses import fields as fields_of
 from typing import Any, Literal, cast
 
 from redis.asyncio import Redis
 
 from worker.enqueue import add_job
 from worker.models import Attempt, MessageStatus
-from worker.store import campaigns, keys
+from worker.store import campaigns, keys, scripts
 from worker.store.client import fields
 from worker.store.messages import (
     Message,
@@ -70,10 +71,23 @@ class DeviceOutcome:
     prune: bool = False
 
 
+_META = ("contact", "note")
+
+
+_RESULT = tuple(f.name for f in fields_of(Device) if f.name not in ("platform", "token", *_META))
+
+
 def _encode(device: Device) -> str:
-    data = asdict(device)
-    del data["platform"], data["token"]
-    return json.dumps({k: v for k, v in data.items() if v not in (None, False)})
+    """A device's result, without what never changes (its token, owner and note). Field
+    by field: ``dataclasses.asdict`` (a deep copy) cost more than the JSON itself."""
+    values = {name: getattr(device, name) for name in _RESULT}
+    return json.dumps({k: v for k, v in values.items() if v not in (None, False)})
+
+
+def encode_meta(devices: list[Device]) -> dict[str, str]:
+    return {
+        d.member: json.dumps({k: getattr(d, k) for k in _META if getattr(d, k)}) for d in devices
+    }
 
 
 def encode_devices(devices: list[Device]) -> dict[str, str]:
@@ -100,8 +114,18 @@ async def create_push(
 
 
 async def load_devices(redis: Redis, account_id: str, message_id: str) -> list[Device]:
-    raw = cast(dict[str, str], await redis.hgetall(keys.message_devices(account_id, message_id)))
-    return sorted((_decode(m, v) for m, v in raw.items()), key=lambda d: (d.platform, d.token))
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.message_devices(account_id, message_id))
+        pipe.hgetall(keys.message_device_meta(account_id, message_id))
+        raw, meta = cast(list[dict[str, str]], await pipe.execute())
+    devices = []
+    for member, value in raw.items():
+        device = _decode(member, value)
+        if member in meta:
+            for name, item in json.loads(meta[member]).items():
+                setattr(device, name, item)
+        devices.append(device)
+    return sorted(devices, key=lambda d: (d.platform, d.token))
 
 
 async def mark_sending(redis: Redis, message: Message, devices: list[Device]) -> None:
@@ -129,26 +153,27 @@ async def record_devices(
             keys.message_devices(account, message.id),
             mapping=fields({o.device.member: _encode(o.device) for o in outcomes}),
         )
+        counters: list[str] = []
         for o in outcomes:
-            token_key = keys.push_token(account, o.device.member)
-            when = o.device.at or at
+            owner = o.device.contact or message.contact_id or ""
+            when = repr(o.device.at or at)
             if o.device.status == "delivered":
-                pipe.hincrby(token_key, "delivered", 1)
-                pipe.hset(token_key, "last_success_at", when)
+                counters += [o.device.member, "d", when, "", owner]
+            elif o.prune:
+                counters += [o.device.member, "p", when, o.device.error or "", owner]
             elif o.token_fault:
-                if o.device.status == "failed":
-                    pipe.hincrby(token_key, "failed", 1)
-                pipe.hset(
-                    token_key,
-                    mapping=fields({"last_failure_at": when, "last_error": o.device.error or ""}),
-                )
-            owner = o.device.contact or message.contact_id
-            if o.prune and owner:
-                pipe.srem(keys.contact_push_tokens(account, owner), o.device.member)
-                pipe.hset(
-                    token_key,
-                    mapping=fields({"pruned_at": when, "prune_reason": o.device.error or ""}),
-                )
+                outcome = "f" if o.device.status == "failed" else "r"
+                counters += [o.device.member, outcome, when, o.device.error or "", owner]
+        if counters:
+            prefix, suffix = keys.contact_push_tokens_parts(account)
+            pipe.eval(
+                scripts.source("token_results"),
+                0,
+                keys.push_token(account, ""),
+                prefix,
+                suffix,
+                *counters,
+            )
         message_key = keys.message(account, message.id)
         if delivered:
             pipe.hincrby(message_key, "delivered", delivered)

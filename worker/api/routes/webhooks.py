@@ -118,13 +118,25 @@ async def receive(request: Request, redis: RedisDep, settings: SettingsDep) -> J
                 inbound += 1
                 log.info("whatsapp inbound from %s opens the window", mask_phone("+" + sender))
         for status in value.get("statuses") or []:
-            found = await messages.find_by_provider_id(redis, str(status.get("id") or ""))
-            if found is None or found[0] != account:
-                continue
+            wamid = str(status.get("id") or "")
             errors = status.get("errors") or []
             error = ""
             if errors and isinstance(errors[0], dict):
                 error = f"{errors[0].get('code', '')} {errors[0].get('title', '')}".strip()
+            if not wamid:
+                continue
+            # The provider can report "delivered" before the worker has written down the
+            # wamid it answered: such a report is held until it does.
+            found = await messages.find_or_hold_status(
+                redis,
+                wamid,
+                account,
+                str(status.get("status") or ""),
+                float(status.get("timestamp") or 0),
+                error,
+            )
+            if found is None or found[0] != account:
+                continue
             if await messages.apply_delivery_status(
                 redis,
                 account,
