@@ -35,13 +35,8 @@ test: lint
 latency: install  ## p50/p99 of a synchronous WhatsApp send over the simulator
 	$(BIN)/python scripts/latency.py
 
-bench: install  ## every measurement, one table per script, all figures in bench/results.json
-	rm -f bench/results.json
-	$(BIN)/python scripts/latency.py --channel whatsapp --sends 1000
-	$(BIN)/python scripts/latency.py --channel push --sends 500
-	$(BIN)/python scripts/latency.py --channel push --devices 1000 --sends 20
-	$(BIN)/python scripts/bench_ratelimit.py --workers 4 --cap 100 --sends 2000
-	@echo; echo "bench/results.json:"; cat bench/results.json
+bench: install  ## every figure of the campaign/throughput bench: a table, and bench/results.json
+	$(BIN)/python scripts/bench.py
 
 clean:
 	rm -rf $(VENV) .data .mypy_cache .pytest_cache .ruff_cache

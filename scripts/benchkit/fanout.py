@@ -15,7 +15,7 @@ import threading
 import time
 
 import psutil
-from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from worker.config import get_settings
 from worker.delivery.fanout import run_fanout
@@ -28,8 +28,8 @@ from worker.store import campaigns
 NULL_QUEUE = "bench-null"
 
 
-async def _publish(redis: Redis, task: str, account: str, job_id: str) -> None:
-    await redis.lpush(NULL_QUEUE, job_payload(task, account, job_id, NULL_QUEUE))
+def _publish(pipe: Pipeline, task: str, account: str, job_id: str) -> None:
+    pipe.lpush(NULL_QUEUE, job_payload(task, account, job_id, NULL_QUEUE))
 
 
 async def main(account: str, tag: str) -> dict[str, float]:

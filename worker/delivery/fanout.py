@@ -1,12 +1,10 @@
 """A campaign's audience walk: pages of contacts become batch jobs on the ``bulk`` queue.
 
-The walk keeps a cursor in the campaign record. Each page is handled in three
-steps: its batch is stored (unless a previous run stored it already), the batch
-job is published, then the cursor moves on together with the counters in one
-transaction. A walk that dies anywhere in between does the page again: the
-stored batch is not rewritten, and a second copy of its job finds nothing left to
-do. Pages are read by rank from the sorted set of the audience (all contacts, or
-one tag's), so a million contacts are never held in memory.
+The walk keeps a cursor in the campaign record. Each page's batch, its job, the
+counters and the cursor's move are written in one transaction: a walk that dies
+redoes at most the page it was reading, and nothing of it was written. Pages are
+read by rank from the sorted set of the audience (all contacts, or one tag's), so
+a million contacts are never held in memory.
 """
 
 from __future__ import annotations
@@ -15,11 +13,12 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from worker import enqueue, render
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
@@ -31,8 +30,11 @@ from worker.store.tokens import split
 
 log = logging.getLogger(__name__)
 
-# How a batch job is published (the bench swaps in a queue nobody serves).
-Publish = Callable[[Redis, str, str, str], Awaitable[None]]
+# How a batch job is published, as part of a transaction (the bench swaps in a queue
+# nobody serves).
+Publish = Callable[[Pipeline, str, str, str], None]
+# How often the walk looks whether its campaign was paused or cancelled.
+_STATUS_EVERY_S = 0.5
 FANOUT_TASK = "campaign.fanout"
 PUSH_TASK = "campaign.push"
 WHATSAPP_TASK = "campaign.whatsapp"
@@ -57,7 +59,7 @@ class Page:
 
 
 async def run_fanout(
-    ctx: DeliveryContext, account_id: str, campaign_id: str, publish: Publish = enqueue.publish
+    ctx: DeliveryContext, account_id: str, campaign_id: str, publish: Publish = enqueue.add_job
 ) -> Outcome:
     lock_key = keys.campaign_lock(account_id, f"{campaign_id}:fanout")
     token = await locks.acquire(ctx.redis, lock_key, ctx.settings.lease_s)
@@ -88,21 +90,22 @@ async def _walk(
         await campaigns.count_now(
             redis, account_id, campaign_id, {"total": await _audience_size(redis, campaign)}
         )
+    looked_at = 0.0
     while True:
-        state = await campaigns.park(redis, account_id, campaign_id, _job(account_id, campaign_id))
-        if state is CampaignStatus.PAUSED:
-            log.info("campaign %s paused: audience walk stopped at %d", campaign_id, cursor)
-            return Outcome(MessageStatus.QUEUED)
-        if state is not CampaignStatus.SENDING:
-            # Cancelled (or deleted): nothing more is walked; what is queued gets cancelled.
-            await campaigns.count_now(redis, account_id, campaign_id, {}, {"fanout_done": "1"})
-            return Outcome(MessageStatus.FAILED)
+        if time.monotonic() - looked_at >= _STATUS_EVERY_S:
+            looked_at = time.monotonic()
+            job = _job(account_id, campaign_id)
+            state = await campaigns.park(redis, account_id, campaign_id, job)
+            if state is CampaignStatus.PAUSED:
+                log.info("campaign %s paused: audience walk stopped at %d", campaign_id, cursor)
+                return Outcome(MessageStatus.QUEUED)
+            if state is not CampaignStatus.SENDING:
+                # Cancelled (or deleted): nothing more is walked; what is queued is cancelled.
+                await campaigns.count_now(redis, account_id, campaign_id, {}, {"fanout_done": "1"})
+                return Outcome(MessageStatus.FAILED)
         ids = await _page_ids(redis, campaign, cursor, size)
         number = cursor // size
-        page = await _make_batch(ctx, campaign, ids, number)
-        if page.recipients:
-            task = PUSH_TASK if campaign.channel is Channel.PUSH else WHATSAPP_TASK
-            await publish(redis, task, account_id, batch_id(campaign_id, number))
+        page, write = await _make_batch(ctx, campaign, ids, number)
         cursor += len(ids)
         last = len(ids) < size
         incr = {
@@ -114,13 +117,19 @@ async def _walk(
         if not _total_known(campaign):
             incr["total"] = page.contacts
         done = {"fanout_done": "1", "fanout_finished_at": repr(time.time())} if last else {}
-        await campaigns.count_now(
-            redis,
-            account_id,
-            campaign_id,
-            incr,
-            {"fanout_cursor": str(cursor), "batches": str(number + 1), **done},
-        )
+        async with redis.pipeline(transaction=True) as pipe:
+            if write is not None:
+                write(pipe)
+                task = PUSH_TASK if campaign.channel is Channel.PUSH else WHATSAPP_TASK
+                publish(pipe, task, account_id, batch_id(campaign_id, number))
+            campaigns.count(
+                pipe,
+                account_id,
+                campaign_id,
+                incr,
+                {"fanout_cursor": str(cursor), "batches": str(number + 1), **done},
+            )
+            await pipe.execute()
         if last:
             log.info("campaign %s: audience walked, %d contacts", campaign_id, cursor)
             return Outcome(MessageStatus.SENT)
@@ -167,8 +176,9 @@ def _matches(raw: dict[str, str], wanted: dict[str, Any]) -> bool:
 
 async def _make_batch(
     ctx: DeliveryContext, campaign: Campaign, ids: list[str], number: int
-) -> Page:
-    """Read the page's contacts and store its batch (once); returns what it came to."""
+) -> tuple[Page, Callable[[Pipeline], None] | None]:
+    """Read the page's contacts: what they come to, and how to write their batch into the
+    caller's transaction (None when nobody on the page gets a send)."""
     redis, account = ctx.redis, campaign.account
     content = campaign.content
     segment = campaign.audience.segment
@@ -179,26 +189,19 @@ async def _make_batch(
     )
     need_hash = bool(wanted) or templated or campaign.audience.contact_ids is not None
     message_id = batch_id(campaign.id, number)
-    existing = (
-        keys.message(account, message_id)
-        if push_content is not None
-        else keys.campaign_batch(account, campaign.id, number)
-    )
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.exists(existing)
         for contact_id in ids:
             if need_hash:
                 pipe.hgetall(keys.contact(account, contact_id))
             if push_content is not None:
                 pipe.smembers(keys.contact_push_tokens(account, contact_id))
         replies = await pipe.execute()
-    stored_before = bool(replies[0])
     per = (1 if need_hash else 0) + (1 if push_content is not None else 0)
     page = Page()
     devices: list[Device] = []
     recipients: list[messages.Message] = []
     for i, contact_id in enumerate(ids):
-        row = replies[1 + i * per : 1 + (i + 1) * per]
+        row = replies[i * per : (i + 1) * per]
         raw: dict[str, str] = row[0] if need_hash else {"id": contact_id}
         if need_hash and not raw:
             if campaign.audience.contact_ids is not None:
@@ -208,7 +211,7 @@ async def _make_batch(
         if wanted and not _matches(raw, wanted):
             continue
         page.contacts += 1
-        values = render.fields_of(raw)
+        values = render.fields_of(raw) if templated else {}
         try:
             if push_content is not None:
                 members = sorted(cast(set[str], row[-1]))
@@ -239,10 +242,11 @@ async def _make_batch(
             page.skipped["missing_field"] += 1
             log.debug("campaign %s: %s lacks %s", campaign.id, contact_id, missing.name)
     page.recipients = len(devices) + len(recipients)
-    if stored_before or not page.recipients:
-        return page
+    if not page.recipients:
+        return page, None
     ttl = ctx.message_ttl_s
-    async with redis.pipeline(transaction=True) as pipe:
+
+    def write(pipe: Pipeline) -> None:
         if push_content is not None:
             batch = messages.new(
                 account,
@@ -269,8 +273,8 @@ async def _make_batch(
             batch_key = keys.campaign_batch(account, campaign.id, number)
             pipe.rpush(batch_key, *(m.id for m in recipients))
             pipe.expire(batch_key, ttl)
-        await pipe.execute()
-    return page
+
+    return page, write
 
 
 def _render_push(content: PushContent, values: dict[str, str]) -> dict[str, Any]:

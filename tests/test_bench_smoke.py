@@ -1,0 +1,59 @@
+"""`make bench` must keep working: its code runs end to end on a tiny size (seconds, not a
+measurement: `make test` never times anything) and writes every figure."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = {
+    "raw_fcm_sends_per_s",
+    "raw_apns_sends_per_s",
+    "fcm_sends_per_s",
+    "apns_sends_per_s",
+    "fcm_efficiency",
+    "apns_efficiency",
+    "naive_sends_per_s",
+    "speedup_vs_naive",
+    "overhead_cpu_us_per_send",
+    "valkey_cpu_us_per_send",
+    "api_bare_per_s",
+    "api_enqueue_per_s",
+    "api_efficiency",
+    "api_p99_ms",
+    "whatsapp_campaign_rate_pct_of_cap",
+    "otp_p99_ms_idle",
+    "otp_p99_ms_during_campaign",
+    "fanout_s",
+    "fanout_peak_rss_mb",
+}
+
+
+@pytest.mark.timeout(300)
+def test_the_bench_runs_on_a_tiny_size_and_writes_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCH_")} | {
+        "BENCH_SCALE": "tiny",
+        "BENCH_RESULTS": str(out),
+    }
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results.keys() >= FIGURES, FIGURES - results.keys()
+    assert results["bench_scale"] == "tiny"
+    assert all(results[k] > 0 for k in FIGURES if k.endswith(("_per_s", "_s", "_mb", "_ms")))
+    assert "fanout_s" in done.stdout  # the table was printed
