@@ -78,7 +78,10 @@ class FaultStack:
 
     def start_worker(self) -> Service:
         name = f"worker{next(self._names)}"
-        worker = self._service(name, "worker", "--concurrency", "2", "--name", name)
+        # Both queues: the fault tests cover campaigns' jobs too.
+        worker = self._service(
+            name, "worker", "--queues", "transactional,bulk", "--concurrency", "2", "--name", name
+        )
 
         def ready() -> bool:
             worker.check_alive()

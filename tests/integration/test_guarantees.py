@@ -131,6 +131,76 @@ def test_a_worker_killed_mid_burst_loses_no_device_send(
     assert duplicates <= 2 * 2 * 25
 
 
+def test_a_worker_killed_mid_campaign_loses_no_recipient(
+    fault_stack: FaultStack, http: httpx.Client, sim_tls_port: int, sim_ca_file: Path
+) -> None:
+    tenant = make_push_tenant(
+        fault_stack.settings,
+        fault_stack.sim_url,
+        fault_stack.api_url,
+        http,
+        sim_tls_port,
+        sim_ca_file,
+        apns=False,
+    )
+    tokens = {f"camp{i:04d}:APA91b-campaign-kill-{tenant.name}": f"ck{i:04d}" for i in range(1500)}
+    items = [
+        {"id": cid, "tags": ["kill"], "push_tokens": [{"platform": "fcm", "token": token}]}
+        for token, cid in tokens.items()
+    ]
+    imported = http.post(
+        f"{tenant.api_url}/api/v1/contacts/import",
+        content=json.dumps(items),
+        headers={**tenant.auth(), "Content-Type": "application/json"},
+    )
+    assert imported.json()["created"] == len(items), imported.text
+    # A slow provider, so that the campaign is mid-way when the worker dies.
+    tenant.push_fault("fcm", kind="delay", delay_s=0.25, count=None)
+    created = http.post(
+        f"{tenant.api_url}/api/v1/campaigns",
+        json={
+            "name": "kill",
+            "channel": "push",
+            "content": {"title": "Flash", "message": "Sale"},
+            "audience": {"segment": {"tag": "kill"}},
+        },
+        headers=tenant.auth(),
+    )
+    campaign_id = created.json()["campaign"]["id"]
+    sent = http.post(f"{tenant.api_url}/api/v1/campaigns/{campaign_id}/send", headers=tenant.auth())
+    assert sent.status_code == 202, sent.text
+
+    wait_until(lambda: len(tenant.push_requests("fcm")) >= 300, 60, "300 device sends")
+    [victim] = fault_stack.workers
+    fault_stack.kill_worker(victim)
+    at_kill = len(tenant.push_requests("fcm"))
+    fault_stack.start_worker()
+
+    def finished() -> dict[str, Any] | None:
+        body = tenant.get(f"/api/v1/campaigns/{campaign_id}").json()["campaign"]
+        return body if body["status"] == "completed" else None
+
+    campaign = wait_until(finished, 120, "the campaign to complete after the kill")
+    received = Counter(r["token"] for r in tenant.push_requests("fcm") if r.get("status") == 200)
+    lost = [t for t in tokens if received[t] == 0]
+    duplicates = sum(n - 1 for n in received.values() if n > 1)
+    record_figure(
+        "campaign_kill_test",
+        {
+            "device_sends": len(tokens),
+            "sent_before_kill": at_kill,
+            "lost": len(lost),
+            "duplicates": duplicates,
+        },
+    )
+    assert at_kill < len(tokens)  # the kill did land mid-campaign
+    assert lost == []
+    stats = campaign["stats"]
+    assert (stats["recipients"], stats["sent"], stats["failed"]) == (len(tokens), len(tokens), 0)
+    # Only what was in flight can go twice: two slices of 25 per pool child (2).
+    assert duplicates <= 2 * 2 * 25
+
+
 # --- 2. Redis restarted during a burst ----------------------------------------------------
 
 
