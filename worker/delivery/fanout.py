@@ -23,7 +23,7 @@ from redis.asyncio.client import Pipeline
 from worker import enqueue, render
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
 from worker.models import CampaignStatus, Channel, MessageStatus, PushContent, WhatsAppContent
-from worker.store import campaigns, keys, locks, messages
+from worker.store import campaigns, keys, locks, messages, scripts
 from worker.store.campaigns import Campaign
 from worker.store.push import Device, encode_devices, encode_meta
 from worker.store.tokens import split
@@ -189,20 +189,23 @@ async def _make_batch(
     )
     need_hash = bool(wanted) or templated or campaign.audience.contact_ids is not None
     message_id = batch_id(campaign.id, number)
-    async with redis.pipeline(transaction=False) as pipe:
-        for contact_id in ids:
-            if need_hash:
+    hashes: list[dict[str, str]] = []
+    if need_hash:
+        async with redis.pipeline(transaction=False) as pipe:
+            for contact_id in ids:
                 pipe.hgetall(keys.contact(account, contact_id))
-            if push_content is not None:
-                pipe.smembers(keys.contact_push_tokens(account, contact_id))
-        replies = await pipe.execute()
-    per = (1 if need_hash else 0) + (1 if push_content is not None else 0)
+            hashes = await pipe.execute()
+    tokens: list[list[str]] = []
+    if push_content is not None and ids:
+        prefix, suffix = keys.contact_push_tokens_parts(account)
+        joined = await scripts.run(redis, "page_tokens", [], [prefix, suffix, *ids])
+        text = joined.decode() if isinstance(joined, bytes) else str(joined)
+        tokens = [line.split("\t") if line else [] for line in text.split("\n")]
     page = Page()
     devices: list[Device] = []
     recipients: list[messages.Message] = []
     for i, contact_id in enumerate(ids):
-        row = replies[i * per : (i + 1) * per]
-        raw: dict[str, str] = row[0] if need_hash else {"id": contact_id}
+        raw: dict[str, str] = hashes[i] if need_hash else {"id": contact_id}
         if need_hash and not raw:
             if campaign.audience.contact_ids is not None:
                 page.contacts += 1
@@ -214,7 +217,7 @@ async def _make_batch(
         values = render.fields_of(raw) if templated else {}
         try:
             if push_content is not None:
-                members = sorted(cast(set[str], row[-1]))
+                members = sorted(tokens[i])
                 if not members:
                     page.skipped["no_push_token"] += 1
                     continue
