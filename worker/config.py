@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     apns_rate_per_s: float = Field(default=5_000.0, gt=0)
     # Optional pacing per WhatsApp recipient (Meta allows about one message per 6 s).
     whatsapp_pair_rate_per_s: float | None = None
-    rate_limit_headroom: float = Field(default=0.97, gt=0, le=1)
+    rate_limit_headroom: float = Field(default=0.95, gt=0, le=1)
     rate_limit_max_wait_s: float = Field(default=2.0, ge=0)
     rate_limit_penalty_s: float = Field(default=30.0, ge=0)
     # Devices sent per slice of a push job, and slices in flight at once; results are

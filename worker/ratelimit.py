@@ -6,7 +6,7 @@ script on the server's clock. A send waits for its reserved slot (short waits),
 or, when the wait would be long, reserves nothing and is rescheduled for when
 the slot comes. After a provider 429 the key is slowed down for a while.
 
-Limits are enforced at ``headroom`` (97 %) of the configured rate: a send leaves
+Limits are enforced at ``headroom`` (95 %) of the configured rate: a send leaves
 the worker a few milliseconds after its slot, and that jitter must not make two
 sends land in the same provider second.
 """
@@ -37,7 +37,7 @@ class RateLimiter:
         self,
         redis: Redis,
         *,
-        headroom: float = 0.97,
+        headroom: float = 0.95,
         max_wait_s: float = 2.0,
         penalty_s: float = 30.0,
     ) -> None:

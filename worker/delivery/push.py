@@ -140,12 +140,15 @@ class PushRun:
         ]
         deferred_s = max((w for w in waits if w is not None), default=None)
         in_flight = [d for _, group in sendable for d in group]
+        slice_id = None
         if in_flight:
-            await push.mark_sending(ctx.redis, message, in_flight)
+            slice_id = await push.mark_sending(ctx.redis, message, in_flight, ctx.message_ttl_s)
             self.sent_any = True
         results.extend(await self._send(sendable, configs))
         # Only devices with an answer change; a deferred platform's stay as they were.
-        await push.record_devices(ctx.redis, message, self._judge(devices, results), time.time())
+        await push.record_devices(
+            ctx.redis, message, self._judge(devices, results), time.time(), slice_id
+        )
         return deferred_s
 
     async def _send(

@@ -123,6 +123,13 @@ def message_devices(account_id: str, message_id: str) -> str:
     return f"{PREFIX}:{account_id}:msg:{message_id}:devices"
 
 
+def message_inflight(account_id: str, message_id: str) -> str:
+    """A push message's slices in flight: a random id → the slice's ``platform:token``
+    members, one per line, from just before the provider call until its results are
+    recorded (one field per slice instead of a rewrite per device)."""
+    return f"{PREFIX}:{account_id}:msg:{message_id}:inflight"
+
+
 def message_device_meta(account_id: str, message_id: str) -> str:
     """A campaign batch's devices: ``platform:token`` → owner and rendered notification
     (JSON), written once; the results hash beside it stays small for its many rewrites."""

@@ -9,10 +9,11 @@ message, and never loses more than the slice that was in flight.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from dataclasses import dataclass
 from dataclasses import fields as fields_of
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 
@@ -37,8 +38,9 @@ FINAL: set[str] = {"delivered", "failed"}
 class Device:
     platform: str
     token: str
-    # "sending" is set just before the provider call: a job that finds it (its worker
-    # died mid-call) sends again, and that is the only way a device gets it twice.
+    # "sending": the device's slice was in flight (see keys.message_inflight) and no
+    # result came back: its worker died mid-call. A job that finds it sends again, and
+    # that is the only way a device gets it twice.
     status: DeviceStatus = "pending"
     error: str | None = None
     code: str | None = None
@@ -117,10 +119,14 @@ async def load_devices(redis: Redis, account_id: str, message_id: str) -> list[D
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hgetall(keys.message_devices(account_id, message_id))
         pipe.hgetall(keys.message_device_meta(account_id, message_id))
-        raw, meta = cast(list[dict[str, str]], await pipe.execute())
+        pipe.hvals(keys.message_inflight(account_id, message_id))
+        raw, meta, slices = await pipe.execute()
+    in_flight = {m for joined in slices for m in str(joined).split("\n")}
     devices = []
     for member, value in raw.items():
         device = _decode(member, value)
+        if member in in_flight and device.status not in FINAL:
+            device.status = "sending"
         if member in meta:
             for name, item in json.loads(meta[member]).items():
                 setattr(device, name, item)
@@ -128,31 +134,40 @@ async def load_devices(redis: Redis, account_id: str, message_id: str) -> list[D
     return sorted(devices, key=lambda d: (d.platform, d.token))
 
 
-async def mark_sending(redis: Redis, message: Message, devices: list[Device]) -> None:
-    """Just before the provider call: these devices are in flight."""
+async def mark_sending(redis: Redis, message: Message, devices: list[Device], ttl_s: int) -> str:
+    """Just before the provider call: these devices are in flight. Returns the slice's id,
+    for ``record_devices`` to clear."""
     for device in devices:
         device.status = "sending"
-    await redis.hset(
-        keys.message_devices(message.account, message.id),
-        mapping=fields({d.member: _encode(d) for d in devices}),
-    )
+    slice_id = secrets.token_hex(6)
+    key = keys.message_inflight(message.account, message.id)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(key, slice_id, "\n".join(d.member for d in devices))
+        pipe.expire(key, ttl_s)
+        await pipe.execute()
+    return slice_id
 
 
 async def record_devices(
-    redis: Redis, message: Message, outcomes: list[DeviceOutcome], at: float
+    redis: Redis,
+    message: Message,
+    outcomes: list[DeviceOutcome],
+    at: float,
+    slice_id: str | None = None,
 ) -> None:
-    """Right after the provider answered: device results, token counters, pruned tokens
-    and the message's totals, in one MULTI."""
-    if not outcomes:
+    """Right after the provider answered: device results, token counters, pruned tokens,
+    the message's totals, and the slice no longer in flight, in one MULTI."""
+    if not outcomes and slice_id is None:
         return
     account = message.account
     delivered = sum(1 for o in outcomes if o.device.status == "delivered")
     failed = sum(1 for o in outcomes if o.device.status == "failed")
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(
-            keys.message_devices(account, message.id),
-            mapping=fields({o.device.member: _encode(o.device) for o in outcomes}),
-        )
+        if outcomes:
+            pipe.hset(
+                keys.message_devices(account, message.id),
+                mapping=fields({o.device.member: _encode(o.device) for o in outcomes}),
+            )
         counters: list[str] = []
         for o in outcomes:
             owner = o.device.contact or message.contact_id or ""
@@ -174,6 +189,8 @@ async def record_devices(
                 suffix,
                 *counters,
             )
+        if slice_id is not None:
+            pipe.hdel(keys.message_inflight(account, message.id), slice_id)
         message_key = keys.message(account, message.id)
         if delivered:
             pipe.hincrby(message_key, "delivered", delivered)
