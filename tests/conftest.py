@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from tests.support import Service, wait_until
 from worker.config import Settings
@@ -123,24 +122,25 @@ def api_url(api_port: int) -> str:
     return f"http://127.0.0.1:{api_port}"
 
 
-@pytest.fixture(scope="session")
-def worker_service(
-    service_env: dict[str, str], logs_dir: Path, valkey: EmbeddedValkey
-) -> Iterator[Service]:
+def _celery_worker(name: str, queues: str, env: dict[str, str], logs_dir: Path) -> Service:
     service = Service(
-        "worker",
-        [sys.executable, "-m", "worker.cli", "worker", "--concurrency", "2"],
-        service_env,
-        logs_dir / "worker.log",
+        name,
+        [sys.executable, "-m", "worker.cli", "worker", "--queues", queues, "--concurrency", "2"],
+        env,
+        logs_dir / f"{name}.log",
     )
-    client = redis.Redis.from_url(valkey.url)
 
     def ready() -> bool:
         service.check_alive()
         return b"ready." in service.log.read_bytes()
 
-    wait_until(ready, 60, "the Celery worker")
-    client.close()
+    wait_until(ready, 60, f"the Celery worker for {queues}")
+    return service
+
+
+@pytest.fixture(scope="session")
+def worker_service(service_env: dict[str, str], logs_dir: Path) -> Iterator[Service]:
+    service = _celery_worker("worker", "transactional", service_env, logs_dir)
     yield service
     service.stop()
 
@@ -148,27 +148,7 @@ def worker_service(
 @pytest.fixture(scope="session")
 def bulk_worker_service(service_env: dict[str, str], logs_dir: Path) -> Iterator[Service]:
     """The campaign jobs' own worker, as deployed: `transactional` sends never wait on it."""
-    service = Service(
-        "bulk-worker",
-        [
-            sys.executable,
-            "-m",
-            "worker.cli",
-            "worker",
-            "--queues",
-            "bulk",
-            "--concurrency",
-            "2",
-        ],
-        service_env,
-        logs_dir / "bulk-worker.log",
-    )
-
-    def ready() -> bool:
-        service.check_alive()
-        return b"ready." in service.log.read_bytes()
-
-    wait_until(ready, 60, "the bulk Celery worker")
+    service = _celery_worker("bulk-worker", "bulk", service_env, logs_dir)
     yield service
     service.stop()
 

@@ -110,6 +110,16 @@ def wait_stat(
 WHATSAPP_CONTENT = {"template_name": "order_confirmation", "parameters": ["{{name}}", "{{tier}}"]}
 
 
+def shipping(name: str, audience: dict[str, Any]) -> dict[str, Any]:
+    """A WhatsApp campaign of the one-parameter shipping template, named for the contact."""
+    return {
+        "name": name,
+        "channel": "whatsapp",
+        "content": {"template_name": "shipping_update", "parameters": ["{{name}}"]},
+        "audience": audience,
+    }
+
+
 @pytest.fixture
 def audience(push_tenant: PushTenant) -> PushTenant:
     """1,000 contacts: some without a phone, some without tokens, some with dead tokens."""
@@ -265,15 +275,7 @@ def test_draft_edit_then_pause_resume_and_cancel(
     import_contacts(
         tenant, [{"id": f"p{i}", "phone": phone(i), "name": f"N{i}"} for i in range(300)]
     )
-    campaign = create(
-        tenant,
-        {
-            "name": "draft",
-            "channel": "whatsapp",
-            "content": {"template_name": "shipping_update", "parameters": ["{{name}}"]},
-            "audience": {"contact_ids": [f"p{i}" for i in range(300)]},
-        },
-    )
+    campaign = create(tenant, shipping("draft", {"contact_ids": [f"p{i}" for i in range(300)]}))
     cid = campaign["id"]
     edited = call(tenant, "PATCH", f"/{cid}", json={"name": "Shipping wave"})
     assert edited.status_code == 200, edited.text
@@ -299,15 +301,7 @@ def test_draft_edit_then_pause_resume_and_cancel(
     assert (done["sent"], done["failed"], done["cancelled"]) == (300, 0, 0)
     assert len(tenant.sim_requests()) == 300
 
-    second = create(
-        tenant,
-        {
-            "name": "to cancel",
-            "channel": "whatsapp",
-            "content": {"template_name": "shipping_update", "parameters": ["{{name}}"]},
-            "audience": {"all": True},
-        },
-    )
+    second = create(tenant, shipping("to cancel", {"all": True}))
     sid = second["id"]
     assert call(tenant, "POST", f"/{sid}/send").status_code == 202
     wait_stat(tenant, sid, lambda s: s["sent"] >= 40, 30)
@@ -328,15 +322,7 @@ def test_draft_edit_then_pause_resume_and_cancel(
 
 def test_send_at_fires_on_time(tenant: Tenant) -> None:
     import_contacts(tenant, [{"id": f"s{i}", "phone": phone(i), "name": "S"} for i in range(5)])
-    campaign = create(
-        tenant,
-        {
-            "name": "later",
-            "channel": "whatsapp",
-            "content": {"template_name": "shipping_update", "parameters": ["{{name}}"]},
-            "audience": {"contact_ids": [f"s{i}" for i in range(5)]},
-        },
-    )
+    campaign = create(tenant, shipping("later", {"contact_ids": [f"s{i}" for i in range(5)]}))
     send_at = time.time() + 3
     iso = (
         time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(send_at))
@@ -358,15 +344,7 @@ def test_transactional_send_during_a_campaign_stays_within_budget(
 ) -> None:
     tenant = make_tenant(settings, sim_url, api_url, http, rate_per_s=100)
     import_contacts(tenant, [{"id": f"t{i}", "phone": phone(i), "name": "T"} for i in range(800)])
-    campaign = create(
-        tenant,
-        {
-            "name": "busy",
-            "channel": "whatsapp",
-            "content": {"template_name": "shipping_update", "parameters": ["{{name}}"]},
-            "audience": {"all": True},
-        },
-    )
+    campaign = create(tenant, shipping("busy", {"all": True}))
     assert call(tenant, "POST", f"/{campaign['id']}/send").status_code == 202
     wait_stat(tenant, campaign["id"], lambda s: s["sent"] >= 100, 30)
     latencies = []
