@@ -56,10 +56,15 @@ def _stop_runtime(**_: Any) -> None:
 
 
 Deliver = Callable[[DeliveryContext, str, str], Coroutine[Any, Any, Outcome]]
+Crash = Callable[[DeliveryContext, str, str, BaseException], Coroutine[Any, Any, None]]
 
 
 def run_job(
-    task: Task[[str, str], None], deliver: Deliver, account_id: str, message_id: str
+    task: Task[[str, str], None],
+    deliver: Deliver,
+    account_id: str,
+    message_id: str,
+    on_crash: Crash = record_crash,
 ) -> None:
     rt = runtime.current()
     try:
@@ -76,7 +81,7 @@ def run_job(
     except Exception as exc:
         log.exception("%s %s crashed", task.name, message_id)
         try:
-            rt.run(record_crash(rt.context, account_id, message_id, exc))
+            rt.run(on_crash(rt.context, account_id, message_id, exc))
         except INFRASTRUCTURE as down:
             raise Reject(str(down), requeue=True) from exc
 

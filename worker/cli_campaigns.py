@@ -112,6 +112,8 @@ def _stats_table(campaign: Campaign, counts: Counts, skipped: dict[str, int]) ->
         ("rate", f"{counts.rate_per_s:,.1f}/s"),
         ("eta", "-" if eta is None else f"{eta:,.0f}s"),
     ]
+    if campaign.last_error:
+        rows.append(("last error", f"{campaign.last_error} at {when(campaign.last_error_at)}"))
     for label, value in rows:
         table.add_row(label, value)
     return table

@@ -208,4 +208,6 @@ def campaign_detail(
         "updated_at": iso(campaign.updated_at),
         "started_at": iso(campaign.started_at),
         "finished_at": iso(campaign.finished_at),
+        "last_error": campaign.last_error,
+        "last_error_at": iso(campaign.last_error_at),
     }

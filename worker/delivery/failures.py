@@ -27,3 +27,23 @@ async def record_crash(
     await messages.finish_attempt(
         ctx.redis, message, attempt, MessageStatus.FAILED, ctx.message_ttl_s, dead_letter=True
     )
+
+
+async def record_campaign_crash(
+    ctx: DeliveryContext, account_id: str, job_id: str, exc: BaseException
+) -> None:
+    """A campaign's job crashed on a bug: the campaign shows the error (``last_error``) so
+    that a stalled campaign is never silent; a push batch also fails like any message."""
+    from worker.delivery.fanout import parse_batch_id
+    from worker.store import campaigns
+
+    campaign_id = job_id if job_id.count("_") == 1 else parse_batch_id(job_id)[0]
+    if campaign_id != job_id:
+        await record_crash(ctx, account_id, job_id, exc)
+    await campaigns.count_now(
+        ctx.redis,
+        account_id,
+        campaign_id,
+        {"job_crashes": 1},
+        {"last_error": f"{type(exc).__name__}: {exc}", "last_error_at": repr(time.time())},
+    )

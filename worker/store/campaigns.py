@@ -52,6 +52,9 @@ class Campaign(BaseModel):
     fanout_cursor: int = 0
     fanout_done: bool = False
     batches: int = 0
+    # The last crash of one of its jobs (a bug): shown, so a stalled campaign is not silent.
+    last_error: str | None = None
+    last_error_at: float | None = None
 
     @property
     def definition(self) -> CampaignCreate:

@@ -215,9 +215,14 @@ async def finish_attempt(
         if dead_letter:
             add_dead_letter(pipe, message, attempt.at)
         if status.is_final:
-            finished(
-                pipe, message, status, {"failed" if status is MessageStatus.FAILED else "sent": 1}
+            # A WhatsApp message is one send of its campaign; a push message's devices are
+            # counted one by one as they are recorded.
+            counts = (
+                {"failed" if status is MessageStatus.FAILED else "sent": 1}
+                if message.channel is Channel.WHATSAPP
+                else {}
             )
+            finished(pipe, message, status, counts)
         early = None
         if attempt.provider_message_id and message.channel is Channel.WHATSAPP:
             # Last, so that its reply is the results' last but one.
