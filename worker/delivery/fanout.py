@@ -4,7 +4,10 @@ The walk keeps a cursor in the campaign record. Each page's batch, its job, the
 counters and the cursor's move are written in one transaction: a walk that dies
 redoes at most the page it was reading, and nothing of it was written. Pages are
 read by rank from the sorted set of the audience (all contacts, or one tag's), so
-a million contacts are never held in memory.
+a million contacts are never held in memory. Contacts added during the walk come
+last and are included; a contact deleted during the walk shifts the ranks after it
+by one, so one contact of the next page may be missed (no snapshot of the audience
+is taken: for a million contacts it would block Redis for a second).
 """
 
 from __future__ import annotations
