@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from worker.config import Settings
-from worker.delivery.failures import record_campaign_crash
+from worker.delivery.failures import record_walk_crash
 from worker.ids import new_id
 from worker.models import CampaignCreate
 from worker.store import campaigns
@@ -32,7 +32,7 @@ def test_a_crashed_walk_shows_on_its_campaign(settings: Settings) -> None:
 
         ctx: Any = Ctx()
         ctx.redis = redis
-        await record_campaign_crash(ctx, account, campaign.id, KeyError("cursor"))
+        await record_walk_crash(ctx, account, campaign.id, KeyError("cursor"))
         stored = await campaigns.load(redis, account, campaign.id)
         assert stored is not None
         assert stored.last_error == "KeyError: 'cursor'"

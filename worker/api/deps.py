@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from worker.api.errors import ApiError
 from worker.config import Settings
@@ -94,7 +93,8 @@ class Sender:
     key_hash: str
     redis: Redis
     settings: Settings
-    # False: the key came from memory, and ``confirm`` must see it is still valid.
+    # False: the key came from memory; the route checks it is still valid (``ensure_valid``,
+    # or inside the WhatsApp send script).
     confirmed: bool
     prefer: str | None
     idempotency_key: str | None
@@ -108,20 +108,6 @@ class Sender:
         if not self.confirmed:
             raw = await get_str(self.redis, keys.api_key(self.key_hash))
             _usable(ApiKeyRecord.model_validate_json(raw) if raw else None)
-
-    def read_key(self, pipe: Pipeline) -> None:
-        """Add the key's record to the caller's pipeline (first), unless already read."""
-        if not self.confirmed:
-            pipe.get(keys.api_key(self.key_hash))
-
-    def confirm(self, results: list[Any]) -> list[Any]:
-        """The pipeline's results without the key's record, after checking it: 401 when
-        the key was revoked or deleted since this process first saw it."""
-        if self.confirmed:
-            return results
-        raw = results[0]
-        _usable(ApiKeyRecord.model_validate_json(raw) if raw else None)
-        return results[1:]
 
 
 async def sender(request: Request) -> Sender:

@@ -29,17 +29,13 @@ async def record_crash(
     )
 
 
-async def record_campaign_crash(
-    ctx: DeliveryContext, account_id: str, job_id: str, exc: BaseException
+async def record_walk_crash(
+    ctx: DeliveryContext, account_id: str, campaign_id: str, exc: BaseException
 ) -> None:
-    """A campaign's job crashed on a bug: the campaign shows the error (``last_error``) so
-    that a stalled campaign is never silent; a push batch also fails like any message."""
-    from worker.delivery.fanout import parse_batch_id
+    """A campaign's audience walk crashed on a bug: the campaign shows the error
+    (``last_error``), so that a stalled campaign is never silent."""
     from worker.store import campaigns
 
-    campaign_id = job_id if job_id.count("_") == 1 else parse_batch_id(job_id)[0]
-    if campaign_id != job_id:
-        await record_crash(ctx, account_id, job_id, exc)
     await campaigns.count_now(
         ctx.redis,
         account_id,
@@ -47,3 +43,14 @@ async def record_campaign_crash(
         {"job_crashes": 1},
         {"last_error": f"{type(exc).__name__}: {exc}", "last_error_at": repr(time.time())},
     )
+
+
+async def record_batch_crash(
+    ctx: DeliveryContext, account_id: str, batch_id: str, exc: BaseException
+) -> None:
+    """A campaign's batch crashed on a bug: a push batch (a message) fails like any
+    message, and the campaign shows the error."""
+    from worker.delivery.fanout import parse_batch_id
+
+    await record_crash(ctx, account_id, batch_id, exc)  # nothing to do for a WhatsApp batch
+    await record_walk_crash(ctx, account_id, parse_batch_id(batch_id)[0], exc)

@@ -223,13 +223,18 @@ class Transition:
     parked: list[str]
 
 
+def _with_parked(account_id: str, campaign_id: str) -> list[str]:
+    """The keys of the scripts that move a campaign or park its jobs."""
+    return [keys.campaign(account_id, campaign_id), keys.campaign_parked(account_id, campaign_id)]
+
+
 async def transition(
     redis: Redis, account_id: str, campaign_id: str, action: str, send_at: float | None = None
 ) -> Transition:
     raw = await scripts.run(
         redis,
         "campaign_transition",
-        [keys.campaign(account_id, campaign_id), keys.campaign_parked(account_id, campaign_id)],
+        _with_parked(account_id, campaign_id),
         [action, repr(time.time()), repr(send_at or 0)],
     )
     ok, status, *parked = (v.decode() if isinstance(v, bytes) else v for v in raw)
@@ -238,12 +243,7 @@ async def transition(
 
 async def park(redis: Redis, account_id: str, campaign_id: str, job: str) -> CampaignStatus | None:
     """Leave ``job`` for resume if the campaign is paused; returns the campaign's status."""
-    raw = await scripts.run(
-        redis,
-        "campaign_park",
-        [keys.campaign(account_id, campaign_id), keys.campaign_parked(account_id, campaign_id)],
-        [job],
-    )
+    raw = await scripts.run(redis, "campaign_park", _with_parked(account_id, campaign_id), [job])
     return CampaignStatus(raw.decode() if isinstance(raw, bytes) else raw) if raw else None
 
 

@@ -18,7 +18,3 @@ async def open_window(
         return False
     await redis.set(keys.whatsapp_window(account_id, phone), repr(received_at), px=remaining_ms)
     return True
-
-
-async def window_open(redis: Redis, account_id: str, phone: str) -> bool:
-    return bool(await redis.exists(keys.whatsapp_window(account_id, phone)))
