@@ -134,6 +134,30 @@ def test_body_that_is_not_json_is_400(tenant: Tenant) -> None:
 
 
 @pytest.mark.parametrize(
+    ("content_type", "code"),
+    [("text/plain", "invalid_request"), ("application/merge-patch+json", None), (None, None)],
+)
+def test_content_types_as_fastapi_reads_them(
+    tenant: Tenant, content_type: str | None, code: str | None
+) -> None:
+    """The send routes' fast path (``SendRoute``) reads JSON bodies by content type the way
+    FastAPI does: no type or a ``+json`` type is JSON; anything else is refused."""
+    body = json.dumps({**SPEC_BODY, "contact_id": None}).encode()
+    headers = {**tenant.auth(), "Prefer": "respond-async"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    response = tenant.http.post(
+        f"{tenant.api_url}/api/v1/channels/whatsapp/send", content=body, headers=headers
+    )
+    if code is None:
+        assert response.status_code == 202, response.text
+    else:
+        assert response.status_code == 400, response.text
+        assert response.json()["code"] == code
+        _assert_nothing_sent(tenant)
+
+
+@pytest.mark.parametrize(
     ("authorization", "error"),
     [
         (None, "Missing API key: send 'Authorization: Bearer msk_…'"),

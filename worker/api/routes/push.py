@@ -10,12 +10,13 @@ from fastapi.responses import JSONResponse
 from worker.api.deps import SEND_HEADERS, SenderDep, wait_for_outcome
 from worker.api.errors import ApiError
 from worker.api.idempotency import respond_once
+from worker.api.send_route import SendRoute
 from worker.api.views import push_response
 from worker.models import Channel, PushSendRequest
 from worker.push_payload import MAX_PAYLOAD_BYTES, PLATFORM_NAMES, Notification, oversized
 from worker.store import channels, contacts, messages, push
 
-router = APIRouter(prefix="/api/v1/channels/push", tags=["push"])
+router = APIRouter(prefix="/api/v1/channels/push", tags=["push"], route_class=SendRoute)
 
 
 @router.post("/send", openapi_extra=SEND_HEADERS)

@@ -11,11 +11,12 @@ from redis.asyncio import Redis
 from worker.api.deps import SEND_HEADERS, SenderDep, wait_for_outcome
 from worker.api.errors import ApiError
 from worker.api.idempotency import respond_once
+from worker.api.send_route import SendRoute
 from worker.api.views import send_response
 from worker.models import Channel, Template, WhatsAppSendRequest
 from worker.store import messages, sends, templates
 
-router = APIRouter(prefix="/api/v1/channels/whatsapp", tags=["whatsapp"])
+router = APIRouter(prefix="/api/v1/channels/whatsapp", tags=["whatsapp"], route_class=SendRoute)
 
 
 async def check_template(
