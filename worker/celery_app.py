@@ -11,6 +11,7 @@ from kombu import Queue
 
 from worker import kombu_fixes
 from worker.config import Settings, get_settings
+from worker.heartbeat import Heartbeat
 from worker.queues import BULK, TRANSACTIONAL
 
 __all__ = ["BULK", "TRANSACTIONAL", "app", "create_celery"]
@@ -63,6 +64,8 @@ def create_celery(settings: Settings | None = None) -> Celery:
         worker_send_task_events=True,
         task_send_sent_event=True,
     )
+    # Which worker groups are alive, for /readyz and `dispatch status` (worker.heartbeat).
+    app.steps["consumer"].add(Heartbeat)
     return app
 
 

@@ -14,7 +14,7 @@ import typer
 from redis.asyncio import Redis
 from rich.table import Table
 
-from worker import logs
+from worker import logs, metrics_setup
 from worker.cli_campaigns import app as campaigns_app
 from worker.cli_common import AccountOpt, console, err, when, with_redis
 from worker.config import Settings, get_settings
@@ -123,6 +123,8 @@ def api(
 
     settings = get_settings()
     _logging(settings)
+    # Every uvicorn process writes its counters where /metrics (in any of them) reads.
+    metrics_setup.prepare(settings, f"api-{port or settings.api_port}")
     uvicorn.run(
         "worker.api.app:create_app",
         factory=True,
@@ -155,11 +157,30 @@ def worker(
             "way to them, so an OTP never waits behind a campaign for the CPU.",
         ),
     ] = 0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve this worker group's Prometheus /metrics on this port (all its "
+            "processes). Default: DISPATCH_WORKER_METRICS_PORT; 0: none.",
+        ),
+    ] = None,
 ) -> None:
     """Run a Celery worker that performs the sends."""
+    settings = get_settings()
+    node = name or queues.split(",")[0]
+    # Before anything imports prometheus_client: the pool's processes count into files here.
+    metrics_setup.prepare(settings, f"worker-{node}")
+    from worker import metrics
     from worker.celery_app import app as celery
 
-    settings = get_settings()
+    port = settings.worker_metrics_port if metrics_port is None else metrics_port
+    if port:
+        try:
+            metrics.serve(port, settings.metrics_host)
+        except OSError as exc:
+            err.print(f"[red]cannot serve metrics on {settings.metrics_host}:{port}:[/] {exc}")
+            raise typer.Exit(2) from exc
+        celery.conf.dispatch_metrics_port = port
     if nice:
         os.nice(nice)
     argv = [
@@ -168,13 +189,46 @@ def worker(
         f"--concurrency={concurrency or settings.worker_concurrency}",
         f"--pool={pool}",
         f"--loglevel={settings.log_level}",
-        f"--hostname={name or queues.split(',')[0]}@%h",
+        f"--hostname={node}@%h",
         # Mingle and gossip cost seconds at start and chatter on the broker for nothing here.
         "--without-mingle",
         "--without-gossip",
         "--events",
     ]
     celery.worker_main(argv)
+
+
+@app.command()
+def flower(
+    host: Annotated[str | None, typer.Option(help="Default: DISPATCH_FLOWER_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: DISPATCH_FLOWER_PORT.")] = None,
+) -> None:
+    """Flower, Celery's web monitor, on the broker: workers, queues, every task with its
+    state and timing. Behind basic auth (DISPATCH_FLOWER_BASIC_AUTH=user:password; there
+    is no default). Task arguments are ids only: no phone number, token or text."""
+    settings = get_settings()
+    auth = settings.flower_basic_auth.get_secret_value() if settings.flower_basic_auth else ""
+    user, _, password = auth.partition(":")
+    if not user or not password:
+        err.print(
+            "[red]Flower needs a login:[/] set DISPATCH_FLOWER_BASIC_AUTH=user:password "
+            "(there is no default password; `dispatch up --demo` makes one up and prints it)"
+        )
+        raise typer.Exit(2)
+    from worker.celery_app import app as celery
+
+    # Flower reads FLOWER_* variables; on its command line the password would show in `ps`.
+    os.environ["FLOWER_BASIC_AUTH"] = auth
+    celery.start(
+        [
+            "flower",
+            f"--address={host or settings.flower_host}",
+            f"--port={port or settings.flower_port}",
+            # A bounded history: Flower keeps every task it hears of in memory otherwise.
+            f"--max_tasks={settings.flower_max_tasks}",
+            "--purge_offline_workers=300",
+        ]
+    )
 
 
 @app.command()

@@ -11,7 +11,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -100,6 +100,22 @@ class Settings(BaseSettings):
     sim_tls_port: int = 8101
 
     log_level: str = "INFO"
+    # One JSON object per line (for a log shipper), or human-readable lines. Unset: JSON
+    # unless stderr is a terminal.
+    log_json: bool | None = None
+
+    # Flower (`dispatch flower`): basic auth as "user:password" is required; there is no
+    # default password. Task history is bounded to `flower_max_tasks` tasks.
+    flower_host: str = "127.0.0.1"
+    flower_port: int = 5555
+    flower_basic_auth: SecretStr | None = None
+    flower_max_tasks: int = Field(default=10_000, gt=0)
+
+    # Prometheus: a worker group serves /metrics on `dispatch worker --metrics-port`
+    # (default this; 0: none). `dispatch up` gives its workers metrics_port_base + 1, + 2.
+    worker_metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    metrics_port_base: int = 9100
 
     @model_validator(mode="after")
     def _limits_fit(self) -> Settings:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from worker import metrics
 from worker.store import keys, scripts
 
 _PENALTY_CAP = 8
@@ -74,14 +75,21 @@ class RateLimiter:
         The slot is taken at the moment of sending, not booked ahead: a booked send that
         woke up late on a busy CPU would go out crowded with the punctual ones after it,
         and a provider counting per second would see more than the cap."""
-        deadline = time.monotonic() + self._max_wait_ms / 1000
+        started = time.monotonic()
+        deadline = started + self._max_wait_ms / 1000
+        kind = name.split(":", 1)[0]
         while True:
             slot = await self.acquire(
                 name, rate_per_s, cost, burst=self._burst(rate_per_s), max_wait_s=0
             )
             if slot.granted:
+                waited = time.monotonic() - started
+                if waited > 0.0005:
+                    metrics.RATE_LIMIT_WAITS.labels(kind, "waited").inc()
+                    metrics.RATE_LIMIT_WAIT.labels(kind).observe(waited)
                 return None
             if time.monotonic() + slot.wait_s > deadline:
+                metrics.RATE_LIMIT_WAITS.labels(kind, "deferred").inc()
                 return slot.wait_s
             # A millisecond of spread, so that waiters of one key do not all ask at once.
             await asyncio.sleep(slot.wait_s + random.random() / 1000)  # noqa: S311

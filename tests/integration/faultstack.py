@@ -60,11 +60,11 @@ class FaultStack:
         self.services.append(service)
         return service
 
-    def start(self) -> None:
+    def start(self, *worker_args: str) -> None:
         self.valkey.start()
         api = self._service("api", "api", "--port", str(self.api_port))
         beat = self._service("beat", "beat")
-        self.start_worker()
+        self.start_worker(*worker_args)
 
         def api_up() -> bool:
             api.check_alive()
@@ -76,11 +76,19 @@ class FaultStack:
         wait_until(api_up, 30, "the fault stack's API")
         wait_until(lambda: b"beat: moving" in beat.log.read_bytes(), 30, "the fault stack's beat")
 
-    def start_worker(self) -> Service:
+    def start_worker(self, *extra: str) -> Service:
         name = f"worker{next(self._names)}"
         # Both queues: the fault tests cover campaigns' jobs too.
         worker = self._service(
-            name, "worker", "--queues", "transactional,bulk", "--concurrency", "2", "--name", name
+            name,
+            "worker",
+            "--queues",
+            "transactional,bulk",
+            "--concurrency",
+            "2",
+            "--name",
+            name,
+            *extra,
         )
 
         def ready() -> bool:

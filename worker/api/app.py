@@ -13,6 +13,7 @@ from worker.api.routes import (
     contacts,
     deadletters,
     messages,
+    ops,
     push,
     webhooks,
     whatsapp,
@@ -40,11 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (whatsapp, push, contacts, campaigns, messages, deadletters, webhooks):
+    for module in (whatsapp, push, contacts, campaigns, messages, deadletters, webhooks, ops):
         app.include_router(module.router)
-
-    @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, bool]:
-        return {"ok": True}
 
     return app

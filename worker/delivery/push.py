@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 
+from worker import metrics
 from worker.delivery.context import DeliveryContext, Outcome, claimed
 from worker.errors import AccountError, DeliveryError, InvalidTokenError, RetryableError
 from worker.masking import mask_token
@@ -185,6 +186,9 @@ class PushRun:
                 results.extend(DeviceResult(d.platform, d.token, None, failure, 0.0) for d in group)
             else:
                 results.extend(batch)
+                if batch:
+                    latency_s = max(r.latency_ms for r in batch) / 1000
+                    metrics.PROVIDER_LATENCY.labels(platform).observe(latency_s)
         return results
 
     def _judge(self, devices: Sequence[Device], results: list[DeviceResult]) -> list[DeviceOutcome]:
@@ -192,6 +196,21 @@ class PushRun:
         by_member = {d.member: d for d in devices}
         outcomes: list[DeviceOutcome] = []
         now = time.time()
+        tally: Counter[tuple[str, str, str]] = Counter()  # (metric, platform, label)
+        try:
+            self._judge_each(by_member, results, outcomes, now, tally)
+        finally:
+            metrics.count_push(tally)
+        return outcomes
+
+    def _judge_each(
+        self,
+        by_member: dict[str, Device],
+        results: list[DeviceResult],
+        outcomes: list[DeviceOutcome],
+        now: float,
+        tally: Counter[tuple[str, str, str]],
+    ) -> None:
         for result in results:
             device = by_member[f"{result.platform}:{result.token}"]
             self.latency_ms = max(self.latency_ms, result.latency_ms)
@@ -203,6 +222,7 @@ class PushRun:
                 device.error = device.code = device.provider_code = None
                 device.not_before = None
                 self.delivered += 1
+                tally["sent", device.platform, ""] += 1
                 outcomes.append(DeviceOutcome(device))
                 continue
             # Missing or refused credentials say nothing about the token itself.
@@ -229,6 +249,7 @@ class PushRun:
                 device.not_before = now + delay_s
                 self.next_in_s.append(delay_s)
                 self.retrying += 1
+                tally["retry", device.platform, error.code] += 1
                 outcomes.append(DeviceOutcome(device))
                 continue
             device.status = "failed"
@@ -236,8 +257,10 @@ class PushRun:
             device.exhausted = retryable is not None
             self.dead_letter |= device.exhausted
             self.failed += 1
+            tally["failed", device.platform, ""] += 1
             outcomes.append(DeviceOutcome(device, token_fault=token_fault, prune=device.pruned))
             if device.pruned:
+                tally["pruned", device.platform, ""] += 1
                 log.info(
                     "push %s: pruned %s token %s (%s)",
                     self.message.id,
@@ -245,7 +268,6 @@ class PushRun:
                     mask_token(device.token),
                     device.provider_code,
                 )
-        return outcomes
 
     async def cancel(self) -> Outcome:
         """The campaign was cancelled: the devices not sent to yet end as cancelled."""
@@ -281,6 +303,7 @@ class PushRun:
             outcomes.append(DeviceOutcome(device, token_fault=False))
         self.failed += len(outcomes)
         self.dead_letter |= bool(outcomes)
+        metrics.count_push(Counter(("failed", o.device.platform, "") for o in outcomes))
         await push.record_devices(self.ctx.redis, self.message, outcomes, self.now)
 
     async def _finish(self) -> Outcome:
@@ -330,6 +353,8 @@ class PushRun:
                 retry_in_s,
             )
             return Outcome(status, retry_in_s)
+        if self.dead_letter:
+            metrics.DEAD_LETTERED.labels("push").inc()
         status = MessageStatus.SENT if message.delivered + self.delivered else MessageStatus.FAILED
         await push.finish_run(
             ctx.redis, message, attempt, status, ctx.message_ttl_s, dead_letter=self.dead_letter

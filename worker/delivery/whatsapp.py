@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
+from worker import metrics
 from worker.delivery.context import DeliveryContext, Outcome, claimed
 from worker.errors import AccountError, DeliveryError, RetryableError
 from worker.masking import mask_phone
@@ -46,6 +47,9 @@ async def _fail(
         ctx.message_ttl_s,
         dead_letter=dead_letter,
     )
+    metrics.SENDS.labels("whatsapp", "failed").inc()
+    if dead_letter:
+        metrics.DEAD_LETTERED.labels("whatsapp").inc()
     return Outcome(MessageStatus.FAILED)
 
 
@@ -108,6 +112,8 @@ async def _send(ctx: DeliveryContext, message: Message) -> Outcome:
     await messages.finish_attempt(
         ctx.redis, message, attempt, MessageStatus.SENT, ctx.message_ttl_s
     )
+    metrics.SENDS.labels("whatsapp", "sent").inc()
+    metrics.PROVIDER_LATENCY.labels("whatsapp").observe(result.latency_ms / 1000)
     log.info(
         "whatsapp %s to %s attempt %d: sent in %.0f ms",
         message.id,
@@ -181,6 +187,7 @@ async def _after_error(
             # The provider's Retry-After is a floor for any job, including a duplicate one.
             not_before = attempt.at + retryable.retry_after_s
     status = MessageStatus.RETRYING if retry else MessageStatus.FAILED
+    dead_letter = retryable is not None and exhausted
     await messages.finish_attempt(
         ctx.redis,
         message,
@@ -188,8 +195,14 @@ async def _after_error(
         status,
         ctx.message_ttl_s,
         not_before=not_before,
-        dead_letter=retryable is not None and exhausted,
+        dead_letter=dead_letter,
     )
+    metrics.SENDS.labels("whatsapp", attempt.outcome).inc()
+    metrics.PROVIDER_LATENCY.labels("whatsapp").observe(latency_ms / 1000)
+    if retry:
+        metrics.RETRIES.labels("whatsapp", exc.code).inc()
+    if dead_letter:
+        metrics.DEAD_LETTERED.labels("whatsapp").inc()
     log.info(
         "whatsapp %s to %s attempt %d: %s (%s)",
         message.id,

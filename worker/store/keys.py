@@ -218,3 +218,18 @@ def campaign_batch(account_id: str, campaign_id: str, number: int) -> str:
 
 def campaign_lock(account_id: str, job_id: str) -> str:
     return f"{PREFIX}:{account_id}:campaign-lock:{job_id}"
+
+
+def worker_heartbeat(node: str) -> str:
+    """A worker group's heartbeat (JSON: queues, pid, concurrency, metrics port), short TTL."""
+    return f"{PREFIX}:workers:{node}"
+
+
+def worker_heartbeats() -> str:
+    """The pattern of every worker group's heartbeat key."""
+    return f"{PREFIX}:workers:*"
+
+
+def throughput(channel: str, outcome: str, minute: int) -> str:
+    """Hash: unix second -> sends of ``channel`` with ``outcome`` in that second of ``minute``."""
+    return f"{PREFIX}:throughput:{channel}:{outcome}:{minute}"

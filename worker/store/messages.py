@@ -17,7 +17,7 @@ from redis.asyncio.client import Pipeline
 from worker.enqueue import add_job
 from worker.ids import new_id
 from worker.models import Attempt, Channel, MessageStatus
-from worker.store import campaigns, keys, scripts
+from worker.store import campaigns, keys, scripts, throughput
 from worker.store.client import fields, hgetall_str
 
 # The API waits on the outcome list for at most a minute; keep it a little longer.
@@ -210,6 +210,8 @@ async def finish_attempt(
                 ex=ttl_s,
             )
         mark_started(pipe, message)
+        if message.channel is Channel.WHATSAPP:
+            throughput.count(pipe, "whatsapp", attempt.outcome, 1, attempt.at)
         if not_before is not None:
             pipe.hset(key, "not_before", not_before)
         if dead_letter:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass
 from dataclasses import fields as fields_of
 from typing import Any, Literal
@@ -19,7 +20,7 @@ from redis.asyncio import Redis
 
 from worker.enqueue import add_job
 from worker.models import Attempt, MessageStatus
-from worker.store import campaigns, keys, scripts
+from worker.store import campaigns, keys, scripts, throughput
 from worker.store.client import fields
 from worker.store.messages import (
     Message,
@@ -148,6 +149,10 @@ async def mark_sending(redis: Redis, message: Message, devices: list[Device], tt
     return slice_id
 
 
+# A device's status after an answer, as `dispatch status` counts sends.
+_THROUGHPUT = {"delivered": "sent", "failed": "failed", "retrying": "retry"}
+
+
 async def record_devices(
     redis: Redis,
     message: Message,
@@ -191,6 +196,13 @@ async def record_devices(
             )
         if slice_id is not None:
             pipe.hdel(keys.message_inflight(account, message.id), slice_id)
+        by_outcome: Counter[tuple[str, str]] = Counter(
+            (o.device.platform, _THROUGHPUT[o.device.status])
+            for o in outcomes
+            if o.device.status in _THROUGHPUT and o.device.code != "cancelled"
+        )
+        for (platform, outcome), n in by_outcome.items():
+            throughput.count(pipe, platform, outcome, n, at)
         message_key = keys.message(account, message.id)
         if delivered:
             pipe.hincrby(message_key, "delivered", delivered)

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from worker import metrics
 from worker.api.deps import SEND_HEADERS, SenderDep, wait_for_outcome
 from worker.api.errors import ApiError
 from worker.api.idempotency import respond_once
@@ -58,6 +59,7 @@ async def send(
             device_count=len(members),
         )
         await push.create_push(redis, message, members, settings.message_ttl_s, publish=True)
+        metrics.API_ACCEPTED.labels("push").inc()
         message = await wait_for_outcome(redis, settings, message, caller.prefer)
         return push_response(message, await push.load_devices(redis, account, message.id))
 

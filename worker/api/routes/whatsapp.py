@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
+from worker import metrics
 from worker.api.deps import SEND_HEADERS, SenderDep, wait_for_outcome
 from worker.api.errors import ApiError
 from worker.api.idempotency import respond_once
@@ -136,6 +137,7 @@ async def send(
         )
         if refused is not None:
             await _refuse(redis, account, body, refused)
+        metrics.API_ACCEPTED.labels("whatsapp").inc()
         return send_response(await wait_for_outcome(redis, settings, message, caller.prefer))
 
     return await respond_once(

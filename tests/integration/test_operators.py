@@ -1,0 +1,214 @@
+"""What an operator relies on: Flower behind a login and without personal data, metrics
+that count exactly the sends made, and a readiness check that follows the workers.
+
+A stack of its own (FaultStack): these tests stop its worker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.conftest import (
+    APNS_TOKEN_1,
+    FCM_TOKEN_1,
+    SPEC_BODY,
+    PushTenant,
+    make_push_tenant,
+)
+from tests.integration.faultstack import FaultStack
+from tests.support import Service, wait_until
+from worker.processes import free_port
+
+FLOWER_AUTH = ("ops", "s3cret-for-tests")
+
+
+class OpsStack(FaultStack):
+    metrics_port: int = 0
+    flower_url: str = ""
+    flower: Service | None = None
+
+
+@pytest.fixture(scope="module")
+def ops(
+    tmp_path_factory: pytest.TempPathFactory, sim_url: str, sim_tls_port: int, data_dir: Path
+) -> Iterator[OpsStack]:
+    stack = OpsStack(tmp_path_factory.mktemp("ops"), sim_url, sim_tls_port, data_dir)
+    stack.metrics_port = free_port()
+    stack.start("--metrics-port", str(stack.metrics_port))
+    flower_port = free_port()
+    stack.env["DISPATCH_FLOWER_BASIC_AUTH"] = ":".join(FLOWER_AUTH)
+    stack.flower = stack._service("flower", "flower", "--port", str(flower_port))
+    stack.flower_url = f"http://127.0.0.1:{flower_port}"
+
+    def flower_up() -> bool:
+        assert stack.flower is not None
+        stack.flower.check_alive()
+        try:
+            return httpx.get(f"{stack.flower_url}/healthcheck", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(flower_up, 30, "Flower")
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def tenant(ops: OpsStack, http: httpx.Client, sim_tls_port: int, sim_ca_file: Path) -> PushTenant:
+    return make_push_tenant(ops.settings, ops.sim_url, ops.api_url, http, sim_tls_port, sim_ca_file)
+
+
+def _samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(url, timeout=5).text
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+def _value(samples: dict[Any, float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def _send_both(tenant: PushTenant) -> tuple[str, str]:
+    """One WhatsApp send and one push to two devices, both waited for."""
+    whatsapp = tenant.send({**SPEC_BODY, "contact_id": None})
+    assert whatsapp.status_code == 200, whatsapp.text
+    assert whatsapp.json()["status"] == "sent"
+    registered = tenant.register("ops-1", ("fcm", FCM_TOKEN_1), ("apns", APNS_TOKEN_1))
+    assert registered.status_code in (200, 201), registered.text
+    push = tenant.push({"contact_id": "ops-1", "title": "Hello", "message": "Secret text"})
+    assert push.status_code == 200, push.text
+    assert push.json()["delivered"] == 2
+    return whatsapp.json()["id"], push.json()["id"]
+
+
+# --- Flower -----------------------------------------------------------------------------
+
+
+def test_flower_refuses_to_start_without_a_password(ops: OpsStack) -> None:
+    env = {k: v for k, v in ops.env.items() if k != "DISPATCH_FLOWER_BASIC_AUTH"}
+    done = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "flower", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "DISPATCH_FLOWER_BASIC_AUTH" in done.stderr
+
+
+@pytest.mark.parametrize("auth", [None, ("ops", "wrong"), ("someone", FLOWER_AUTH[1])])
+def test_flower_answers_401_without_the_credentials(
+    ops: OpsStack, auth: tuple[str, str] | None
+) -> None:
+    for path in ("/", "/tasks", "/api/tasks", "/api/workers"):
+        response = httpx.get(f"{ops.flower_url}{path}", auth=auth, timeout=5)
+        assert response.status_code == 401, path
+
+
+def test_flower_lists_the_sends_with_ids_only(ops: OpsStack, tenant: PushTenant) -> None:
+    whatsapp_id, push_id = _send_both(tenant)
+
+    def listed() -> dict[str, Any] | None:
+        response = httpx.get(f"{ops.flower_url}/api/tasks", auth=FLOWER_AUTH, timeout=5)
+        assert response.status_code == 200
+        tasks: dict[str, Any] = response.json()
+        names = {
+            t["name"]: t
+            for t in tasks.values()
+            if t.get("state") == "SUCCESS" and tenant.name in str(t.get("args"))
+        }
+        return names if {"whatsapp.send", "push.send"} <= set(names) else None
+
+    tasks = wait_until(listed, 20, "Flower to list both sends as succeeded")
+    assert whatsapp_id in tasks["whatsapp.send"]["args"]
+    assert push_id in tasks["push.send"]["args"]
+    task_page = httpx.get(
+        f"{ops.flower_url}/task/{tasks['push.send']['uuid']}", auth=FLOWER_AUTH, timeout=5
+    )
+    assert task_page.status_code == 200
+    everything = (
+        httpx.get(f"{ops.flower_url}/api/tasks", auth=FLOWER_AUTH, timeout=5).text
+        + httpx.get(f"{ops.flower_url}/tasks", auth=FLOWER_AUTH, timeout=5).text
+        + task_page.text
+    )
+    for secret in (SPEC_BODY["to"], SPEC_BODY["to"].lstrip("+"), FCM_TOKEN_1, APNS_TOKEN_1):
+        assert secret not in everything
+    assert "Secret text" not in everything
+    assert "ORD-98765" not in everything
+
+
+# --- Prometheus --------------------------------------------------------------------------
+
+
+def test_metrics_move_by_exactly_the_sends_made(ops: OpsStack, tenant: PushTenant) -> None:
+    worker_url = f"http://127.0.0.1:{ops.metrics_port}/metrics"
+    api_url = f"{ops.api_url}/metrics"
+    _send_both(tenant)  # every label set exists before the counts are taken
+    worker0, api0 = _samples(worker_url), _samples(api_url)
+    for _ in range(3):
+        _send_both(tenant)
+    worker1, api1 = _samples(worker_url), _samples(api_url)
+
+    def moved(before: dict[Any, float], after: dict[Any, float], name: str, **kv: str) -> float:
+        return _value(after, name, **kv) - _value(before, name, **kv)
+
+    sends = "dispatch_sends_total"
+    assert moved(worker0, worker1, sends, channel="whatsapp", outcome="sent") == 3
+    assert moved(worker0, worker1, sends, channel="fcm", outcome="sent") == 3
+    assert moved(worker0, worker1, sends, channel="apns", outcome="sent") == 3
+    assert moved(worker0, worker1, sends, channel="whatsapp", outcome="failed") == 0
+    latency = "dispatch_provider_request_duration_seconds_count"
+    assert moved(worker0, worker1, latency, channel="whatsapp") == 3
+    accepted = "dispatch_api_sends_accepted_total"
+    assert moved(api0, api1, accepted, channel="whatsapp") == 3
+    assert moved(api0, api1, accepted, channel="push") == 3
+    # What Redis knows, read at the scrape.
+    assert ("dispatch_queue_depth", (("queue", "transactional"),)) in api1
+    assert _value(api1, "dispatch_workers", queue="transactional") == 1
+    assert _value(api1, "dispatch_workers", queue="bulk") == 1
+
+
+# --- readiness ---------------------------------------------------------------------------
+
+
+def test_readyz_follows_the_worker(ops: OpsStack) -> None:
+    assert httpx.get(f"{ops.api_url}/healthz", timeout=5).json() == {"ok": True}
+    ready = httpx.get(f"{ops.api_url}/readyz", timeout=5)
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["workers"] == {"transactional": 1, "bulk": 1}
+
+    worker = ops.workers[0]
+    worker.stop()  # a clean stop: the heartbeat goes at once
+    ops.workers.remove(worker)
+    started = time.monotonic()
+    not_ready = wait_until(
+        lambda: (r := httpx.get(f"{ops.api_url}/readyz", timeout=5)).status_code == 503 and r,
+        15,
+        "/readyz to say 503",
+    )
+    assert time.monotonic() - started < 5
+    body = not_ready.json()
+    assert body["ready"] is False
+    assert "no worker alive on queue 'transactional'" in body["reasons"]
+    assert "no worker alive on queue 'bulk'" in body["reasons"]
+
+    ops.start_worker("--metrics-port", str(ops.metrics_port))
+    back = wait_until(
+        lambda: (r := httpx.get(f"{ops.api_url}/readyz", timeout=5)).status_code == 200 and r,
+        15,
+        "/readyz to say 200 again",
+    )
+    assert back.json()["ready"] is True

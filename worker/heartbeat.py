@@ -1,0 +1,104 @@
+"""Worker heartbeats in Redis: which worker groups are alive and what they consume.
+
+Each worker's main process writes a key with a short TTL every few seconds from the
+consumer's own event loop (a Celery bootstep), so a worker whose consumer hangs stops
+beating even if its process lives on. A clean stop deletes the key at once; a killed
+worker's key expires. `/readyz`, `dispatch status` and the metrics read these keys;
+they cost one SCAN per look, not a broadcast to every worker and a wait for answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis as sync_redis
+from celery import bootsteps
+from celery.worker import state as worker_state
+from redis.asyncio import Redis
+
+from worker.config import get_settings
+from worker.store import keys
+
+log = logging.getLogger(__name__)
+
+INTERVAL_S = 2.0
+TTL_S = 10
+
+
+@dataclass(frozen=True)
+class WorkerBeat:
+    node: str
+    queues: list[str]
+    pid: int
+    concurrency: int
+    started_at: float
+    at: float
+    metrics_port: int | None
+    active: int = 0
+
+
+async def alive(redis: Redis) -> list[WorkerBeat]:
+    """The worker groups whose heartbeat has not expired, by node name."""
+    found = [k async for k in redis.scan_iter(match=keys.worker_heartbeats(), count=200)]
+    if not found:
+        return []
+    raws = await redis.mget(found)
+    beats = [WorkerBeat(**json.loads(raw)) for raw in raws if raw]
+    return sorted(beats, key=lambda b: b.node)
+
+
+class Heartbeat(bootsteps.StartStopStep):
+    """A consumer bootstep (``app.steps["consumer"].add(Heartbeat)``)."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._client: sync_redis.Redis | None = None
+        self._timer: Any = None
+        self._started = time.time()
+
+    def start(self, parent: Any) -> None:
+        settings = get_settings()
+        self._client = sync_redis.Redis.from_url(
+            settings.effective_redis_url, socket_timeout=2, socket_connect_timeout=2
+        )
+        self._node = parent.hostname
+        self._beat(parent)
+        self._timer = parent.timer.call_repeatedly(INTERVAL_S, self._beat, (parent,), priority=10)
+
+    def _beat(self, parent: Any) -> None:
+        assert self._client is not None
+        queues = sorted(q.name for q in parent.task_consumer.queues) if parent.task_consumer else []
+        state = {
+            "node": self._node,
+            "queues": queues,
+            "pid": os.getpid(),
+            "concurrency": int(getattr(parent.pool, "num_processes", 0) or 0),
+            "started_at": self._started,
+            "at": time.time(),
+            "metrics_port": parent.app.conf.get("dispatch_metrics_port"),
+            "active": len(worker_state.active_requests),
+        }
+        try:
+            self._client.set(keys.worker_heartbeat(self._node), json.dumps(state), ex=TTL_S)
+        except sync_redis.RedisError as exc:  # the broker's own reconnection logs the outage
+            log.debug("heartbeat not written: %s", exc)
+
+    def stop(self, parent: Any) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._client is not None:
+            with contextlib.suppress(sync_redis.RedisError):
+                self._client.delete(keys.worker_heartbeat(self._node))
+            self._client.close()
+            self._client = None
+
+    shutdown = stop

@@ -1,0 +1,161 @@
+"""Prometheus metrics: what the processes count, and what Redis knows at scrape time.
+
+A worker is a group of prefork processes; each writes its counters to memory-mapped
+files in one directory per group (prometheus_client's multiprocess mode), and the
+group's main process serves them all on one port (``dispatch worker --metrics-port``).
+The API serves ``/metrics`` on its own port the same way, plus what only Redis knows and
+every scrape reads afresh: queue depths, delayed jobs, dead letters, running campaigns.
+
+Counters are incremented once per slice or per message, with the count, not once per
+device: a bulk worker's budget per send is tens of microseconds.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from worker.status import Snapshot
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+SENDS = Counter(
+    "dispatch_sends_total",
+    "Provider sends by channel (whatsapp, fcm, apns) and outcome: sent (accepted by the "
+    "provider), failed (for good), retry (failed, to be tried again). A push counts devices.",
+    ["channel", "outcome"],
+)
+PROVIDER_LATENCY = Histogram(
+    "dispatch_provider_request_duration_seconds",
+    "How long a provider call took (a push call may carry many devices).",
+    ["channel"],
+    buckets=_LATENCY_BUCKETS,
+)
+RETRIES = Counter(
+    "dispatch_retries_total",
+    "Sends scheduled for another attempt, by channel and reason (the error code).",
+    ["channel", "reason"],
+)
+RATE_LIMIT_WAITS = Counter(
+    "dispatch_rate_limit_waits_total",
+    "Sends that found their rate limit busy: waited (waited for a slot in the worker) or "
+    "deferred (the wait was long: rescheduled).",
+    ["limit", "how"],
+)
+RATE_LIMIT_WAIT = Histogram(
+    "dispatch_rate_limit_wait_seconds",
+    "Time spent waiting for a rate-limit slot, by kind of limit.",
+    ["limit"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
+)
+TOKENS_PRUNED = Counter(
+    "dispatch_push_tokens_pruned_total",
+    "Device tokens removed because the provider said they are dead, by platform.",
+    ["platform"],
+)
+DEAD_LETTERED = Counter(
+    "dispatch_dead_lettered_total",
+    "Messages moved to the dead-letter list, by channel.",
+    ["channel"],
+)
+API_ACCEPTED = Counter(
+    "dispatch_api_sends_accepted_total",
+    "Send requests the API accepted and queued, by channel.",
+    ["channel"],
+)
+
+
+def count_push(tally: collections.Counter[tuple[str, str, str]]) -> None:
+    """A slice's device outcomes: (``sent``|``failed``|``retry``|``pruned``, platform,
+    reason for a retry) -> how many."""
+    for (what, platform, reason), n in tally.items():
+        if what == "pruned":
+            TOKENS_PRUNED.labels(platform).inc(n)
+            continue
+        SENDS.labels(platform, what).inc(n)
+        if what == "retry":
+            RETRIES.labels(platform, reason).inc(n)
+
+
+class _ThisProcess(Collector):
+    def collect(self) -> Iterator[Metric]:
+        yield from REGISTRY.collect()
+
+
+def registry(*extra: Collector) -> CollectorRegistry:
+    """This process group's metrics (every process's files in prometheus_client's
+    multiprocess directory, see ``worker.metrics_setup``), or this process's own when it
+    runs alone (tests, a process started without the directory), plus ``extra``."""
+    out = CollectorRegistry()
+    try:
+        MultiProcessCollector(out)  # type: ignore[no-untyped-call]
+    except ValueError:  # no multiprocess directory: this process is the only one
+        out.register(_ThisProcess())
+    for collector in extra:
+        out.register(collector)
+    return out
+
+
+def serve(port: int, host: str = "127.0.0.1") -> None:
+    """``/metrics`` on ``host:port`` from a background thread of this process."""
+    start_http_server(port, addr=host, registry=registry())
+
+
+def exposition(*extra: Collector) -> bytes:
+    return generate_latest(registry(*extra))
+
+
+class StoreCollector(Collector):
+    """Gauges from a snapshot of Redis taken for this scrape (``worker.status``)."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self._snap = snap
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snap
+        depth = GaugeMetricFamily(
+            "dispatch_queue_depth", "Jobs waiting in each Celery queue.", labels=["queue"]
+        )
+        for queue, n in snap.queues.items():
+            depth.add_metric([queue], n)
+        yield depth
+        yield GaugeMetricFamily(
+            "dispatch_delayed_jobs",
+            "Jobs waiting for a later time (long retries, rate-limit waits, send_at).",
+            value=snap.delayed,
+        )
+        dead = GaugeMetricFamily(
+            "dispatch_dead_letters", "Messages in the dead-letter lists.", labels=["account"]
+        )
+        for account, n in snap.dead_letters.items():
+            dead.add_metric([account], n)
+        yield dead
+        workers = GaugeMetricFamily(
+            "dispatch_workers", "Worker groups alive (heartbeat), by queue.", labels=["queue"]
+        )
+        for queue, n in snap.workers_by_queue().items():
+            workers.add_metric([queue], n)
+        yield workers
+        progress = GaugeMetricFamily(
+            "dispatch_campaign_recipients",
+            "Running campaigns' counters (recipients, sent, delivered, failed, skipped...).",
+            labels=["account", "campaign", "counter"],
+        )
+        for c in snap.campaigns:
+            for counter, n in sorted(c.counts.items()):
+                progress.add_metric([c.account, c.id, counter], n)
+        yield progress

@@ -1,0 +1,135 @@
+"""What an operator asks first — are we keeping up? — read from Redis in a few round trips.
+
+One snapshot feeds `dispatch status`, the API's `/readyz` and the gauges of `/metrics`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from worker.heartbeat import WorkerBeat, alive
+from worker.queues import BULK, TRANSACTIONAL
+from worker.store import keys, throughput
+
+QUEUES = (TRANSACTIONAL, BULK)
+# A rate-limit key's schedule (GCRA) booked up to now, less a little: its sends are paced.
+_AT_CAP_S = -0.05
+_RUNNING = ("sending", "paused", "scheduled")
+
+
+@dataclass(frozen=True)
+class CampaignState:
+    account: str
+    id: str
+    name: str
+    status: str
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class RateKey:
+    name: str
+    ahead_s: float  # how far the key's schedule is booked past now
+    penalty: float  # >1: slowed down after a provider 429
+
+
+@dataclass
+class Snapshot:
+    redis_ok: bool
+    queues: dict[str, int] = field(default_factory=dict)
+    delayed: int = 0
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    workers: list[WorkerBeat] = field(default_factory=list)
+    campaigns: list[CampaignState] = field(default_factory=list)
+    rates: dict[tuple[str, str], float] = field(default_factory=dict)
+    busy_limits: list[RateKey] = field(default_factory=list)
+    error: str = ""
+
+    def workers_by_queue(self) -> dict[str, int]:
+        count = Counter(q for w in self.workers for q in w.queues)
+        return {q: count.get(q, 0) for q in QUEUES}
+
+    def unserved(self) -> list[str]:
+        return [q for q, n in self.workers_by_queue().items() if n == 0]
+
+
+async def take(redis: Redis, *, campaigns: bool = True, rates: bool = True) -> Snapshot:
+    async with redis.pipeline(transaction=False) as pipe:
+        for queue in QUEUES:
+            pipe.llen(queue)
+        pipe.zcard(keys.delayed())
+        pipe.smembers(keys.accounts())
+        depths = await pipe.execute()
+    accounts = sorted(depths[-1])
+    snap = Snapshot(
+        redis_ok=True,
+        queues=dict(zip(QUEUES, (int(n) for n in depths[: len(QUEUES)]), strict=True)),
+        delayed=int(depths[len(QUEUES)]),
+    )
+    async with redis.pipeline(transaction=False) as pipe:
+        for account in accounts:
+            pipe.zcard(keys.dead_letters(account))
+        dead = await pipe.execute()
+    snap.dead_letters = {a: int(n) for a, n in zip(accounts, dead, strict=True)}
+    snap.workers = await alive(redis)
+    if campaigns:
+        snap.campaigns = await _running_campaigns(redis, accounts)
+    if rates:
+        snap.rates = await throughput.last_minute(redis)
+        snap.busy_limits = await _busy_limits(redis)
+    return snap
+
+
+async def _running_campaigns(redis: Redis, accounts: list[str]) -> list[CampaignState]:
+    out: list[CampaignState] = []
+    for account in accounts:
+        # The 50 newest campaigns of each account: a running one is recent.
+        ids = [str(i) for i in await redis.zrevrange(keys.campaigns(account), 0, 49)]
+        if not ids:
+            continue
+        async with redis.pipeline(transaction=False) as pipe:
+            for cid in ids:
+                pipe.hmget(keys.campaign(account, cid), "status", "name")
+                pipe.hgetall(keys.campaign_counts(account, cid))
+            replies = await pipe.execute()
+        for i, cid in enumerate(ids):
+            status, name = replies[2 * i]
+            if status in _RUNNING:
+                counts = {k: int(v) for k, v in replies[2 * i + 1].items()}
+                out.append(CampaignState(account, cid, name or "", status, counts))
+    return out
+
+
+async def _busy_limits(redis: Redis) -> list[RateKey]:
+    """Rate-limit keys holding sends back now: their schedule is booked up to the present
+    (every send waits for its slot), or a provider 429 slowed them down."""
+    now_s, now_us = await redis.time()
+    now_ms = now_s * 1000 + now_us / 1000
+    prefix = keys.rate_limit("")
+    names = [
+        n[len(prefix) :]
+        async for n in redis.scan_iter(match=keys.rate_limit("*"), count=500)
+        if not n.endswith(":penalty")
+    ]
+    if not names:
+        return []
+    tats = await redis.mget([keys.rate_limit(n) for n in names])
+    penalties = await redis.mget([keys.rate_limit_penalty(n) for n in names])
+    busy = []
+    for name, tat, penalty in zip(names, tats, penalties, strict=True):
+        ahead = (float(tat) - now_ms) / 1000 if tat else -1.0
+        if ahead >= _AT_CAP_S or penalty:
+            busy.append(RateKey(name, round(ahead, 3), float(penalty or 1)))
+    return sorted(busy, key=lambda r: (-r.penalty, -r.ahead_s))
+
+
+async def ready(redis: Redis) -> Snapshot:
+    """The cheap part of a snapshot, for `/readyz`: Redis answers, and each queue has a
+    worker group alive."""
+    try:
+        return await take(redis, campaigns=False, rates=False)
+    except Exception as exc:
+        return Snapshot(redis_ok=False, error=f"{type(exc).__name__}: {exc}")
