@@ -7,9 +7,10 @@ The API imports this module only to publish by task name; the task bodies live i
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import setup_logging
 from kombu import Queue
 
-from worker import kombu_fixes
+from worker import kombu_fixes, logs
 from worker.config import Settings, get_settings
 from worker.heartbeat import Heartbeat
 from worker.queues import BULK, TRANSACTIONAL
@@ -67,6 +68,13 @@ def create_celery(settings: Settings | None = None) -> Celery:
     # Which worker groups are alive, for /readyz and `dispatch status` (worker.heartbeat).
     app.steps["consumer"].add(Heartbeat)
     return app
+
+
+@setup_logging.connect
+def _logging(**_: object) -> None:
+    """The worker logs as every process does (JSON lines, masked), not Celery's way."""
+    settings = get_settings()
+    logs.configure(settings.log_level, settings.log_json)
 
 
 kombu_fixes.apply()

@@ -17,6 +17,7 @@ from rich.table import Table
 from worker import logs, metrics_setup
 from worker.cli_campaigns import app as campaigns_app
 from worker.cli_common import AccountOpt, console, err, when, with_redis
+from worker.cli_status import status_command
 from worker.config import Settings, get_settings
 from worker.enqueue import publish
 from worker.errors import DeliveryError
@@ -48,6 +49,7 @@ messages_app = typer.Typer(help="Sends and what happened to them.", no_args_is_h
 dlq_app = typer.Typer(
     help="Dead letters: sends that ran out of attempts or age.", no_args_is_help=True
 )
+app.command("status")(status_command)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(channels_app, name="channels")
@@ -80,7 +82,7 @@ CaFileOpt = Annotated[
 
 
 def _logging(settings: Settings) -> None:
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_json)
 
 
 _with_redis = with_redis
@@ -133,6 +135,7 @@ def api(
         workers=workers,
         access_log=access_log,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's lines go through our handler (JSON, masked) too
     )
 
 
@@ -167,6 +170,7 @@ def worker(
 ) -> None:
     """Run a Celery worker that performs the sends."""
     settings = get_settings()
+    _logging(settings)  # before Celery starts: its warnings at start-up are records too
     node = name or queues.split(",")[0]
     # Before anything imports prometheus_client: the pool's processes count into files here.
     metrics_setup.prepare(settings, f"worker-{node}")
@@ -183,7 +187,10 @@ def worker(
         celery.conf.dispatch_metrics_port = port
     if nice:
         os.nice(nice)
+    # Celery's banner is for a terminal; in JSON mode every line is a JSON object.
+    quiet = ["--quiet"] if logs.json_wanted(settings.log_json) else []
     argv = [
+        *quiet,
         "worker",
         f"--queues={queues}",
         f"--concurrency={concurrency or settings.worker_concurrency}",

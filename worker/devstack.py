@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from worker.config import child_environment
-from worker.processes import free_port
+from worker.processes import free_port, port_free
 
 READY_MARK = "Ctrl-C stops everything"
 
@@ -23,6 +23,7 @@ READY_MARK = "Ctrl-C stops everything"
 class DemoStack:
     process: subprocess.Popen[str]
     data_dir: Path
+    flower_url: str
     api_url: str
     sim_url: str
     redis_url: str
@@ -45,6 +46,16 @@ class DemoStack:
         return self.process.wait(timeout_s)
 
 
+def _free_pair() -> int:
+    """A free port whose next port is free too (`dispatch up` serves worker metrics on
+    DISPATCH_METRICS_PORT_BASE + 1 and + 2)."""
+    for _ in range(50):
+        port = free_port()
+        if port_free("127.0.0.1", port + 1):
+            return port
+    raise RuntimeError("no two consecutive free ports")
+
+
 @contextmanager
 def demo_stack(
     workdir: Path,
@@ -56,6 +67,7 @@ def demo_stack(
     data_dir = workdir / ".data"
     api_port, sim_port, sim_tls_port = free_port(), free_port(), free_port()
     redis_port = redis_port or free_port()
+    flower_port, metrics_base = free_port(), _free_pair() - 1
     env = child_environment(
         {
             "data_dir": str(data_dir),
@@ -63,6 +75,8 @@ def demo_stack(
             "api_port": str(api_port),
             "sim_port": str(sim_port),
             "sim_tls_port": str(sim_tls_port),
+            "flower_port": str(flower_port),
+            "metrics_port_base": str(metrics_base),
             "log_level": log_level,
         },
         clean=True,
@@ -81,6 +95,7 @@ def demo_stack(
     stack = DemoStack(
         process,
         data_dir,
+        f"http://127.0.0.1:{flower_port}",
         f"http://127.0.0.1:{api_port}",
         f"http://127.0.0.1:{sim_port}",
         f"redis://127.0.0.1:{redis_port}/0",

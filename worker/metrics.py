@@ -79,6 +79,20 @@ API_ACCEPTED = Counter(
 )
 
 
+def initialize() -> None:
+    """Every series a dashboard expects, at zero from the start: a counter that appears
+    only with its first send makes rate() and alerts on absence misbehave."""
+    for channel in ("whatsapp", "fcm", "apns"):
+        for outcome in ("sent", "failed", "retry"):
+            SENDS.labels(channel, outcome)
+        PROVIDER_LATENCY.labels(channel)
+    for platform in ("fcm", "apns"):
+        TOKENS_PRUNED.labels(platform)
+    for channel in ("whatsapp", "push"):
+        DEAD_LETTERED.labels(channel)
+        API_ACCEPTED.labels(channel)
+
+
 def count_push(tally: collections.Counter[tuple[str, str, str]]) -> None:
     """A slice's device outcomes: (``sent``|``failed``|``retry``|``pruned``, platform,
     reason for a retry) -> how many."""
@@ -112,6 +126,7 @@ def registry(*extra: Collector) -> CollectorRegistry:
 
 def serve(port: int, host: str = "127.0.0.1") -> None:
     """``/metrics`` on ``host:port`` from a background thread of this process."""
+    initialize()
     start_http_server(port, addr=host, registry=registry())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sys
 import time
 
@@ -47,6 +48,20 @@ def run(settings: Settings, *, with_demo: bool, console: Console) -> int:
     if stale:
         console.print(f"[yellow]stopped processes left by an earlier run:[/] {', '.join(stale)}")
     ports = [(settings.api_host, settings.api_port, "DISPATCH_API_PORT")]
+    flower_auth = (
+        settings.flower_basic_auth.get_secret_value() if settings.flower_basic_auth else None
+    )
+    if flower_auth is None and with_demo:
+        # Flower shows every task: never without a login, but a demo should not need setup.
+        flower_auth = f"demo:{secrets.token_urlsafe(12)}"
+    if flower_auth is not None:
+        ports.append((settings.flower_host, settings.flower_port, "DISPATCH_FLOWER_PORT"))
+    metrics_ports = {
+        "worker": settings.metrics_port_base + 1,
+        "bulk": settings.metrics_port_base + 2,
+    }
+    for port in metrics_ports.values():
+        ports.append((settings.metrics_host, port, "DISPATCH_METRICS_PORT_BASE"))
     if with_demo:
         ports.append((settings.sim_host, settings.sim_port, "DISPATCH_SIM_PORT"))
         ports.append((settings.sim_host, settings.sim_tls_port, "DISPATCH_SIM_TLS_PORT"))
@@ -65,15 +80,24 @@ def run(settings: Settings, *, with_demo: bool, console: Console) -> int:
         valkey.start()
         overrides["redis_url"] = valkey.url
         settings = settings.model_copy(update={"redis_url": valkey.url})
+    if settings.log_json is None and sys.stderr.isatty():
+        overrides["log_json"] = "false"  # readable lines in this terminal; JSON when piped
     env = child_environment(overrides)
+    flower_env = child_environment(
+        {**overrides, "flower_basic_auth": flower_auth} if flower_auth else overrides
+    )
     code = 0
     try:
         if with_demo:
             supervisor.spawn("sim", _child("sim"), env)
             demo.wait_http(f"{settings.sim_base_url}/_sim/health", 30, "the simulator")
-        supervisor.spawn("worker", _child("worker"), env)
+        metrics = ("--metrics-port", str(metrics_ports["worker"]))
+        supervisor.spawn("worker", _child("worker", *metrics), env)
         # Campaign jobs have workers of their own, so that an OTP never queues behind them.
-        supervisor.spawn("bulk", _child("worker", "--queues", "bulk", "--nice", "10"), env)
+        bulk = ("--queues", "bulk", "--nice", "10", "--metrics-port", str(metrics_ports["bulk"]))
+        supervisor.spawn("bulk", _child("worker", *bulk), env)
+        if flower_auth is not None:
+            supervisor.spawn("flower", _child("flower"), flower_env)
         supervisor.spawn("beat", _child("beat"), env)
         supervisor.spawn("api", _child("api"), env)
         demo.wait_http(f"{settings.api_base_url}/healthz", 30, "the API")
@@ -91,6 +115,29 @@ def run(settings: Settings, *, with_demo: bool, console: Console) -> int:
                 )
                 demo.send_example(settings, key, path, body, console)
             console.rule(f"key saved in {demo.demo_env_path(settings)}")
+        if flower_auth is not None:
+            user, _, password = flower_auth.partition(":")
+            shown = (
+                password if settings.flower_basic_auth is None else "(DISPATCH_FLOWER_BASIC_AUTH)"
+            )
+            console.print(
+                f"Flower on http://{settings.flower_host}:{settings.flower_port} "
+                f"(user [bold]{user}[/], password [bold]{shown}[/])",
+                highlight=False,
+            )
+        else:
+            console.print(
+                "[yellow]Flower not started:[/] set DISPATCH_FLOWER_BASIC_AUTH=user:password"
+            )
+        console.print(
+            "metrics: "
+            + ", ".join(
+                f"http://{settings.metrics_host}:{p}/metrics ({name})"
+                for name, p in metrics_ports.items()
+            )
+            + f", {settings.api_base_url}/metrics (api)",
+            highlight=False,
+        )
         console.print(
             f"[bold green]ready[/] in {time.monotonic() - started:.1f}s: API on "
             f"{settings.api_base_url}"

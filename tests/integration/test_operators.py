@@ -5,6 +5,7 @@ A stack of its own (FaultStack): these tests stop its worker."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -204,6 +205,7 @@ def test_readyz_follows_the_worker(ops: OpsStack) -> None:
     assert body["ready"] is False
     assert "no worker alive on queue 'transactional'" in body["reasons"]
     assert "no worker alive on queue 'bulk'" in body["reasons"]
+    assert _status(ops).returncode == 3  # dispatch status says so too
 
     ops.start_worker("--metrics-port", str(ops.metrics_port))
     back = wait_until(
@@ -212,3 +214,84 @@ def test_readyz_follows_the_worker(ops: OpsStack) -> None:
         "/readyz to say 200 again",
     )
     assert back.json()["ready"] is True
+
+
+# --- logs --------------------------------------------------------------------------------
+
+
+def _json_lines(path: Path) -> list[dict[str, Any]]:
+    lines = []
+    for raw in path.read_text(errors="replace").splitlines():
+        if raw.startswith("{"):
+            lines.append(json.loads(raw))
+    return lines
+
+
+def test_logs_are_json_lines_with_the_message_and_nothing_personal(
+    ops: OpsStack, tenant: PushTenant
+) -> None:
+    whatsapp_id, push_id = _send_both(tenant)
+    worker_log = ops.root / f"{ops.workers[0].name}.log"
+    api_log = ops.root / "api.log"
+
+    def attempts() -> dict[str, dict[str, Any]] | None:
+        found = {
+            line["message_id"]: line
+            for line in _json_lines(worker_log)
+            if line.get("event") == "send.attempt"
+        }
+        return found if {whatsapp_id, push_id} <= set(found) else None
+
+    found = wait_until(attempts, 10, "the attempts' log lines")
+    whatsapp = found[whatsapp_id]
+    assert whatsapp["account"] == tenant.name
+    assert whatsapp["channel"] == "whatsapp"
+    assert whatsapp["outcome"] == "sent"
+    assert whatsapp["latency_ms"] > 0
+    assert found[push_id]["delivered"] == 2
+    accepted = {
+        line["message_id"] for line in _json_lines(api_log) if line.get("event") == "send.accepted"
+    }
+    assert {whatsapp_id, push_id} <= accepted
+    everything = worker_log.read_text() + api_log.read_text()
+    # Every line of these processes is JSON (Celery's and uvicorn's own included).
+    for path in (worker_log, api_log):
+        assert all(raw.startswith("{") for raw in path.read_text().splitlines() if raw.strip()), (
+            path
+        )
+    for secret in (SPEC_BODY["to"], FCM_TOKEN_1, APNS_TOKEN_1, tenant.key):
+        assert secret not in everything
+
+
+# --- dispatch status ---------------------------------------------------------------------
+
+
+def _status(ops: OpsStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", "status", *args],
+        env=ops.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_status_shows_queues_workers_and_send_rates(ops: OpsStack, tenant: PushTenant) -> None:
+    for _ in range(2):
+        _send_both(tenant)
+    done = _status(ops, "--json")
+    assert done.returncode == 0, done.stderr
+    snap = json.loads(done.stdout)
+    assert snap["workers_by_queue"] == {"transactional": 1, "bulk": 1}
+    assert snap["queues"] == {"transactional": 0, "bulk": 0}
+    # At least the sends of this test, spread over the last minute.
+    assert snap["rates"]["whatsapp:sent"] * 60 >= 1.95  # rounded to 3 decimals
+    assert snap["rates"]["fcm:sent"] * 60 >= 1.95
+    assert len(snap["workers"]) == 1
+    assert snap["workers"][0]["node"].startswith(ops.workers[0].name + "@")
+    assert snap["workers"][0]["queues"] == ["bulk", "transactional"]
+    table = _status(ops)
+    assert table.returncode == 0, table.stderr
+    for text in ("transactional", "bulk", "sends, last minute", "whatsapp", "dead letters"):
+        assert text in table.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -66,9 +67,22 @@ def test_up_demo_reaches_ready_answers_the_spec_and_stops_everything_on_ctrl_c(
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "sent"
 
+        # Flower, with the password made up for the demo and printed.
+        match = re.search(r"Flower on (\S+) \(user (\S+), password (\S+)\)", output)
+        assert match is not None, output[-3000:]
+        assert match.group(1) == stack.flower_url
+        assert httpx.get(f"{stack.flower_url}/api/workers", timeout=10).status_code == 401
+        login = (match.group(2), match.group(3))
+        workers = httpx.get(f"{stack.flower_url}/api/workers", auth=login, timeout=10)
+        assert workers.status_code == 200
+        # Worker metrics on their ports, as printed.
+        for url in re.findall(r"(http://\S+/metrics) \((?:worker|bulk)\)", output):
+            assert "dispatch_sends_total" in httpx.get(url, timeout=10).text
+        assert "dispatch_sends_total" in httpx.get(f"{stack.api_url}/metrics", timeout=10).text
+
         leaders = [int(p.read_text()) for p in (data_dir / "run").glob("*.pid")]
         leaders.append(int((data_dir / "valkey.pid").read_text()))
-        assert len(leaders) == 6  # sim, worker, bulk worker, beat, api, valkey
+        assert len(leaders) == 7  # sim, worker, bulk worker, beat, flower, api, valkey
         assert all(_alive(pid) for pid in leaders)
         pids = leaders + _group_members(leaders)
         assert len(pids) >= 7  # the worker's two prefork children among them

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from worker import metrics
 from worker.api import errors
 from worker.api.routes import (
     campaigns,
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
+        metrics.initialize()
         app.state.redis = create_redis(settings)
         try:
             yield

@@ -267,6 +267,15 @@ class PushRun:
                     device.platform,
                     mask_token(device.token),
                     device.provider_code,
+                    extra={
+                        "event": "token.pruned",
+                        "message_id": self.message.id,
+                        "account": self.message.account,
+                        "channel": "push",
+                        "platform": device.platform,
+                        "token": mask_token(device.token),
+                        "code": device.provider_code,
+                    },
                 )
 
     async def cancel(self) -> Outcome:
@@ -351,6 +360,7 @@ class PushRun:
                 self.failed,
                 self.retrying,
                 retry_in_s,
+                extra=self._event(attempt, retry_in_s=round(retry_in_s, 3)),
             )
             return Outcome(status, retry_in_s)
         if self.dead_letter:
@@ -359,8 +369,31 @@ class PushRun:
         await push.finish_run(
             ctx.redis, message, attempt, status, ctx.message_ttl_s, dead_letter=self.dead_letter
         )
-        log.info("push %s: %d delivered, %d failed", message.id, self.delivered, self.failed)
+        log.info(
+            "push %s: %d delivered, %d failed",
+            message.id,
+            self.delivered,
+            self.failed,
+            extra=self._event(attempt),
+        )
         return Outcome(status)
+
+    def _event(self, attempt: Attempt | None, **fields: object) -> dict[str, object]:
+        """The structured fields of a run's log line (see worker.logs)."""
+        return {
+            "event": "send.dead_letter" if self.dead_letter else "send.attempt",
+            "message_id": self.message.id,
+            "account": self.message.account,
+            "channel": "push",
+            "campaign": self.message.campaign,
+            "attempt": attempt.attempt if attempt else None,
+            "outcome": attempt.outcome if attempt else None,
+            "latency_ms": round(self.latency_ms, 1),
+            "delivered": self.delivered,
+            "failed": self.failed,
+            "retrying": self.retrying,
+            **fields,
+        }
 
 
 def _limit(ctx: DeliveryContext, config: PushConfig) -> tuple[str, float]:

@@ -48,9 +48,31 @@ async def _fail(
         dead_letter=dead_letter,
     )
     metrics.SENDS.labels("whatsapp", "failed").inc()
+    log.info(
+        "whatsapp %s failed: %s",
+        message.id,
+        error,
+        extra=_event(message, attempt.attempt, "failed", code=code),
+    )
     if dead_letter:
         metrics.DEAD_LETTERED.labels("whatsapp").inc()
+        _dead_letter(message, code)
     return Outcome(MessageStatus.FAILED)
+
+
+def _dead_letter(message: Message, code: str | None) -> None:
+    log.warning(
+        "whatsapp %s moved to the dead letters (%s)",
+        message.id,
+        code,
+        extra={
+            "event": "send.dead_letter",
+            "message_id": message.id,
+            "account": message.account,
+            "channel": "whatsapp",
+            "code": code,
+        },
+    )
 
 
 async def _send(ctx: DeliveryContext, message: Message) -> Outcome:
@@ -120,8 +142,23 @@ async def _send(ctx: DeliveryContext, message: Message) -> Outcome:
         mask_phone(to),
         number,
         result.latency_ms,
+        extra=_event(message, number, "sent", latency_ms=attempt.latency_ms),
     )
     return Outcome(MessageStatus.SENT)
+
+
+def _event(message: Message, number: int, outcome: str, **fields: object) -> dict[str, object]:
+    """The structured fields of an attempt's log line (see worker.logs)."""
+    return {
+        "event": "send.attempt",
+        "message_id": message.id,
+        "account": message.account,
+        "channel": "whatsapp",
+        "campaign": message.campaign,
+        "attempt": number,
+        "outcome": outcome,
+        **fields,
+    }
 
 
 async def _wait_for_slot(ctx: DeliveryContext, config: WhatsAppConfig, to: str) -> float | None:
@@ -201,8 +238,6 @@ async def _after_error(
     metrics.PROVIDER_LATENCY.labels("whatsapp").observe(latency_ms / 1000)
     if retry:
         metrics.RETRIES.labels("whatsapp", exc.code).inc()
-    if dead_letter:
-        metrics.DEAD_LETTERED.labels("whatsapp").inc()
     log.info(
         "whatsapp %s to %s attempt %d: %s (%s)",
         message.id,
@@ -210,5 +245,16 @@ async def _after_error(
         number,
         attempt.outcome,
         exc.code,
+        extra=_event(
+            message,
+            number,
+            attempt.outcome,
+            code=exc.code,
+            latency_ms=attempt.latency_ms,
+            retry_in_s=attempt.retry_in_s,
+        ),
     )
+    if dead_letter:
+        metrics.DEAD_LETTERED.labels("whatsapp").inc()
+        _dead_letter(message, exc.code)
     return Outcome(status, attempt.retry_in_s)

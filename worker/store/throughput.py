@@ -26,9 +26,10 @@ def count(pipe: Pipeline, channel: str, outcome: str, n: int, at: float) -> None
 
 
 async def last_minute(redis: Redis, now: float | None = None) -> dict[tuple[str, str], float]:
-    """Average sends per second over the 60 whole seconds before ``now``."""
+    """Average sends per second over the last 60 one-second buckets (the current one too,
+    so that what was just sent shows)."""
     now = time.time() if now is None else now
-    end = int(now)
+    end = int(now) + 1
     start = end - 60
     minutes = sorted({start // 60, (end - 1) // 60})
     async with redis.pipeline(transaction=False) as pipe:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter
@@ -17,6 +18,7 @@ from worker.models import Channel, PushSendRequest
 from worker.push_payload import MAX_PAYLOAD_BYTES, PLATFORM_NAMES, Notification, oversized
 from worker.store import channels, contacts, messages, push
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/channels/push", tags=["push"], route_class=SendRoute)
 
 
@@ -60,6 +62,16 @@ async def send(
         )
         await push.create_push(redis, message, members, settings.message_ttl_s, publish=True)
         metrics.API_ACCEPTED.labels("push").inc()
+        log.info(
+            "push send %s accepted",
+            message.id,
+            extra={
+                "event": "send.accepted",
+                "message_id": message.id,
+                "account": account,
+                "channel": "push",
+            },
+        )
         message = await wait_for_outcome(redis, settings, message, caller.prefer)
         return push_response(message, await push.load_devices(redis, account, message.id))
 

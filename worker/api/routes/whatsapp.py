@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal, NoReturn
 
 from fastapi import APIRouter
@@ -17,6 +18,7 @@ from worker.api.views import send_response
 from worker.models import Channel, Template, WhatsAppSendRequest
 from worker.store import messages, sends, templates
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/channels/whatsapp", tags=["whatsapp"], route_class=SendRoute)
 
 
@@ -138,6 +140,16 @@ async def send(
         if refused is not None:
             await _refuse(redis, account, body, refused)
         metrics.API_ACCEPTED.labels("whatsapp").inc()
+        log.info(
+            "whatsapp send %s accepted",
+            message.id,
+            extra={
+                "event": "send.accepted",
+                "message_id": message.id,
+                "account": account,
+                "channel": "whatsapp",
+            },
+        )
         return send_response(await wait_for_outcome(redis, settings, message, caller.prefer))
 
     return await respond_once(

@@ -1,0 +1,173 @@
+"""`dispatch status`: are we keeping up? Queues, workers, send rates, limits, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+from redis.asyncio import Redis
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+
+from worker import status
+from worker.cli_common import console, when, with_redis
+from worker.config import Settings
+from worker.provisioning import redis_session
+from worker.store import throughput
+
+# Exit code when a queue has no live worker group: scripts and probes can tell.
+UNSERVED_EXIT = 3
+
+
+def render(snap: status.Snapshot, now: float) -> Group:
+    queues = Table("queue", "waiting jobs", "worker groups", title="queues", title_justify="left")
+    served = snap.workers_by_queue()
+    for queue, depth in snap.queues.items():
+        groups = served.get(queue, 0)
+        queues.add_row(queue, str(depth), str(groups) if groups else "[red]none[/]")
+    queues.add_row("[dim](delayed: retries, waits, send_at)[/]", str(snap.delayed), "")
+
+    workers = Table(
+        "worker",
+        "queues",
+        "processes",
+        "running",
+        "up for",
+        "last beat",
+        "metrics",
+        title="workers",
+        title_justify="left",
+    )
+    for w in snap.workers:
+        workers.add_row(
+            w.node,
+            ",".join(w.queues),
+            str(w.concurrency),
+            str(w.active),
+            _duration(now - w.started_at),
+            f"{now - w.at:.1f}s ago",
+            f":{w.metrics_port}/metrics" if w.metrics_port else "-",
+        )
+    if not snap.workers:
+        workers.add_row("[red]no worker alive[/]", "", "", "", "", "", "")
+
+    rates = Table(
+        "channel",
+        "sent/s",
+        "failed/s",
+        "retried/s",
+        title="sends, last minute",
+        title_justify="left",
+    )
+    for channel in throughput.CHANNELS:
+        row = [snap.rates.get((channel, o), 0.0) for o in throughput.OUTCOMES]
+        rates.add_row(channel, *(f"{v:.2f} ({round(v * 60)})" for v in row))
+
+    parts: list[Table] = [queues, workers, rates]
+    if snap.busy_limits:
+        limits = Table(
+            "rate limit",
+            "booked ahead",
+            "slowed (429)",
+            title="rate limits at their cap",
+            title_justify="left",
+        )
+        for key in snap.busy_limits:
+            slowed = f"rate / {key.penalty:g}" if key.penalty > 1 else "-"
+            limits.add_row(key.name, f"{max(0.0, key.ahead_s) * 1000:.0f} ms", slowed)
+        parts.append(limits)
+    dead = Table("account", "dead letters", title="dead letters", title_justify="left")
+    for account, n in snap.dead_letters.items():
+        if n:
+            dead.add_row(account, f"[red]{n}[/]")
+    if not any(snap.dead_letters.values()):
+        dead.add_row("[green]none[/]", "0")
+    parts.append(dead)
+    if snap.campaigns:
+        campaigns = Table(
+            "campaign",
+            "account",
+            "status",
+            "recipients",
+            "sent",
+            "failed",
+            "pending",
+            title="running campaigns",
+            title_justify="left",
+        )
+        for c in snap.campaigns:
+            done = sum(c.counts.get(k, 0) for k in ("sent", "failed", "cancelled"))
+            recipients = c.counts.get("recipients", 0)
+            campaigns.add_row(
+                f"{c.id} {c.name}",
+                c.account,
+                c.status,
+                str(recipients),
+                str(c.counts.get("sent", 0)),
+                str(c.counts.get("failed", 0)),
+                str(max(0, recipients - done)),
+            )
+        parts.append(campaigns)
+    return Group(*parts)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _as_json(snap: status.Snapshot) -> str:
+    out = asdict(snap)
+    out["rates"] = {f"{c}:{o}": round(v, 3) for (c, o), v in snap.rates.items()}
+    out["workers_by_queue"] = snap.workers_by_queue()
+    return json.dumps(out, indent=2, default=str)
+
+
+def status_command(
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Refresh every 2 s until Ctrl-C.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON document, for scripts.")
+    ] = False,
+) -> None:
+    """Queues and their depth, the workers and what they run, sends per second by channel
+    over the last minute, rate limits at their cap, dead letters, running campaigns.
+    Exits 3 when a queue has no live worker."""
+
+    async def once(redis: Redis, _: Settings) -> status.Snapshot:
+        return await status.take(redis)
+
+    if watch:
+        snap = with_redis(once)  # a clear error if Redis is down, before the live view
+        live = Live(render(snap, time.time()), console=console, refresh_per_second=1)
+        with live, contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_watch(live))
+        return
+    snap = with_redis(once)
+    if as_json:
+        console.print_json(_as_json(snap))
+    else:
+        console.print(render(snap, time.time()))
+        console.print(f"[dim]as of {when(time.time())}[/]")
+    if snap.unserved():
+        raise typer.Exit(UNSERVED_EXIT)
+
+
+async def _watch(live: Live) -> None:
+    from worker.config import get_settings
+
+    async with redis_session(get_settings()) as redis:
+        while True:
+            live.update(render(await status.take(redis), time.time()))
+            await asyncio.sleep(2)
