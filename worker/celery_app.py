@@ -22,7 +22,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     app = Celery(
         "dispatch",
-        broker=settings.effective_redis_url,
+        broker=settings.broker_url,
         include=["tasks.whatsapp", "tasks.push", "tasks.campaigns"],
     )
     app.conf.update(
@@ -53,6 +53,8 @@ def create_celery(settings: Settings | None = None) -> Celery:
             "socket_timeout": 30,
             "socket_connect_timeout": 5,
             "socket_keepalive": True,
+            # Used only with sentinel:// broker URLs (DISPATCH_REDIS_SENTINELS).
+            "master_name": settings.redis_sentinel_master,
         },
         task_time_limit=settings.task_time_limit_s,
         # The soft limit leaves the task a moment to give its job back before the hard one.

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import csv
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -31,7 +32,7 @@ from worker.provisioning import (
     configure_whatsapp,
     sync_templates,
 )
-from worker.store import accounts, channels, deadletters, messages, templates, tokens
+from worker.store import accounts, channels, deadletters, keys, messages, templates, tokens
 
 app = typer.Typer(
     help="multichannel-dispatch: WhatsApp and push notifications through Celery workers on Redis.",
@@ -203,6 +204,24 @@ def worker(
         "--events",
     ]
     celery.worker_main(argv)
+
+
+@app.command("worker-alive")
+def worker_alive(
+    name: Annotated[str, typer.Argument(help="The worker's --name (default: its first queue).")],
+) -> None:
+    """Exit 0 if the worker group NAME on this host has a fresh heartbeat (written every 2 s
+    from its consumer loop), 1 otherwise: a container health check that a hung consumer
+    fails, where a process check would pass."""
+    node = f"{name}@{socket.gethostname()}"
+
+    async def action(redis: Redis, _: Settings) -> bool:
+        return bool(await redis.exists(keys.worker_heartbeat(node)))
+
+    if not with_redis(action):
+        err.print(f"[red]no heartbeat from {node}[/]")
+        raise typer.Exit(1)
+    console.print(f"{node} alive")
 
 
 @app.command()

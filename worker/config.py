@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,10 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     data_dir: Path = Path(".data")
     embedded_redis_port: int = 6390
+    # Redis Sentinel (failover): "host:port,host:port" and the master's name. When set,
+    # where Redis is comes from the sentinels; redis_url then only gives the password and db.
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = "mymaster"
     redis_max_connections: int = 512
     redis_socket_timeout_s: float = 10.0
 
@@ -140,7 +145,27 @@ class Settings(BaseSettings):
 
     @property
     def uses_embedded_redis(self) -> bool:
-        return not self.redis_url
+        return not self.redis_url and not self.sentinel_hosts
+
+    @property
+    def sentinel_hosts(self) -> list[tuple[str, int]]:
+        hosts = []
+        for part in self.redis_sentinels.split(","):
+            if part.strip():
+                host, _, port = part.strip().rpartition(":")
+                hosts.append((host or part.strip(), int(port) if host else 26379))
+        return hosts
+
+    @property
+    def broker_url(self) -> str:
+        """Celery's broker: the Redis URL, or kombu's sentinel:// list (the master's name
+        goes in the transport options)."""
+        if not self.sentinel_hosts:
+            return self.effective_redis_url
+        url = urlsplit(self.effective_redis_url)
+        auth = f":{url.password}@" if url.password else ""
+        db = url.path or "/0"
+        return ";".join(f"sentinel://{auth}{h}:{p}{db}" for h, p in self.sentinel_hosts)
 
     @property
     def api_base_url(self) -> str:

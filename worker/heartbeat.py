@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 
 from worker.config import get_settings
 from worker.store import keys
+from worker.store.client import create_sync_redis
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,7 @@ class Heartbeat(bootsteps.StartStopStep):
 
     def start(self, parent: Any) -> None:
         settings = get_settings()
-        self._client = sync_redis.Redis.from_url(
-            settings.effective_redis_url, socket_timeout=2, socket_connect_timeout=2
-        )
+        self._client = create_sync_redis(settings)
         self._node = parent.hostname
         self._beat(parent)
         self._timer = parent.timer.call_repeatedly(INTERVAL_S, self._beat, (parent,), priority=10)

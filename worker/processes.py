@@ -130,6 +130,8 @@ class EmbeddedValkey:
     port: int
     host: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = None
+    # More server options (a replica's --replicaof, say).
+    extra_args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -171,6 +173,7 @@ class EmbeddedValkey:
             "noeviction",
             "--protected-mode",
             "yes",
+            *self.extra_args,
         ]
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         self.pidfile.write_text(str(self.process.pid))
