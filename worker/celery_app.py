@@ -23,7 +23,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
     app = Celery(
         "dispatch",
         broker=settings.broker_url,
-        include=["tasks.whatsapp", "tasks.push", "tasks.campaigns"],
+        include=["tasks.whatsapp", "tasks.push", "tasks.campaigns", "tasks.automations"],
     )
     app.conf.update(
         task_queues=[Queue(TRANSACTIONAL), Queue(BULK)],
@@ -32,6 +32,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
             "whatsapp.*": {"queue": TRANSACTIONAL},
             "push.*": {"queue": TRANSACTIONAL},
             "campaign.*": {"queue": BULK},
+            "automation.*": {"queue": BULK},
         },
         # A job is acknowledged only once it finished; a worker killed mid-send gives
         # it back to the queue (reject_on_worker_lost) instead of losing it.

@@ -28,9 +28,10 @@ _ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
 
 
 def queue_for(task: str) -> str:
-    """Campaign jobs go to ``bulk``, served by workers of their own, so that a campaign
-    never delays a transactional send."""
-    return BULK if task.startswith("campaign.") else TRANSACTIONAL
+    """Campaign and automation jobs go to ``bulk``, served by workers of their own, so that
+    a campaign or a flood of enrolments never delays a transactional send. (An automation's
+    send steps are ordinary messages: their jobs go to ``transactional``.)"""
+    return BULK if task.startswith(("campaign.", "automation.")) else TRANSACTIONAL
 
 
 def job_payload(task: str, account_id: str, job_id: str, queue: str | None = None) -> str:

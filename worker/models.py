@@ -63,6 +63,7 @@ HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://
 class Scope(StrEnum):
     SEND = "send"
     CONTACTS = "contacts"
+    AUTOMATIONS = "automations"
     ADMIN = "admin"
 
 

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from worker import metrics
 from worker.api import errors
 from worker.api.routes import (
+    automations,
     campaigns,
     contacts,
     deadletters,
@@ -43,7 +44,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (whatsapp, push, contacts, campaigns, messages, deadletters, webhooks, ops):
+    for module in (
+        whatsapp,
+        push,
+        contacts,
+        campaigns,
+        automations,
+        messages,
+        deadletters,
+        webhooks,
+        ops,
+    ):
         app.include_router(module.router)
 
     return app

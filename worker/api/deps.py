@@ -177,6 +177,7 @@ SEND_HEADERS: dict[str, Any] = {
     ]
 }
 ContactsKey = Annotated[ApiKeyRecord, Depends(require(Scope.CONTACTS))]
+AutomationsKey = Annotated[ApiKeyRecord, Depends(require(Scope.AUTOMATIONS))]
 AdminKey = Annotated[ApiKeyRecord, Depends(require(Scope.ADMIN))]
 
 

@@ -54,3 +54,24 @@ async def record_batch_crash(
 
     await record_crash(ctx, account_id, batch_id, exc)  # nothing to do for a WhatsApp batch
     await record_walk_crash(ctx, account_id, parse_batch_id(batch_id)[0], exc)
+
+
+async def record_run_crash(
+    ctx: DeliveryContext, account_id: str, run_id: str, exc: BaseException
+) -> None:
+    """An automation run whose step crashed on a bug fails at that step, with the error."""
+    from worker.store import automations
+
+    run = await automations.load_run(ctx.redis, account_id, run_id)
+    if run is None or run.status in automations.RUN_FINAL:
+        return
+    error = f"internal error: {type(exc).__name__}: {exc}"
+    await automations.record_step(
+        ctx.redis,
+        run,
+        run.step,
+        {"status": "failed", "error": error},
+        next_step=None,
+        status="failed",
+        error=error,
+    )

@@ -188,3 +188,35 @@ async def active_tokens(redis: Redis, account_id: str, contact_id: str) -> list[
     return sorted(
         cast(set[str], await redis.smembers(keys.contact_push_tokens(account_id, contact_id)))
     )
+
+
+async def add_tag(redis: Redis, account_id: str, contact_id: str, tag: str) -> None:
+    """Tag a contact (and list it under the tag, for segments); idempotent."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.sadd(keys.contact_tags(account_id, contact_id), tag)
+        pipe.zadd(keys.tag_members(account_id, tag), {contact_id: 0})
+        await pipe.execute()
+
+
+async def remove_tag(redis: Redis, account_id: str, contact_id: str, tag: str) -> None:
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.srem(keys.contact_tags(account_id, contact_id), tag)
+        pipe.zrem(keys.tag_members(account_id, tag), contact_id)
+        await pipe.execute()
+
+
+async def set_field(
+    redis: Redis, account_id: str, contact_id: str, name: str, value: str | None
+) -> None:
+    """One field: ``name``, ``email``, ``phone`` (as given), or else an attribute."""
+    field_name = name if name in ("name", "email", "phone") else _ATTR + name
+    key = keys.contact(account_id, contact_id)
+    if value is None:
+        await redis.hdel(key, field_name)
+    else:
+        stored = value if field_name == name else json.dumps(value)
+        await redis.hset(key, field_name, stored)
+
+
+async def tags(redis: Redis, account_id: str, contact_id: str) -> list[str]:
+    return sorted(str(t) for t in await redis.smembers(keys.contact_tags(account_id, contact_id)))

@@ -233,3 +233,55 @@ def worker_heartbeats() -> str:
 def throughput(channel: str, outcome: str, minute: int) -> str:
     """Hash: unix second -> sends of ``channel`` with ``outcome`` in that second of ``minute``."""
     return f"{PREFIX}:throughput:{channel}:{outcome}:{minute}"
+
+
+# --- automations -----------------------------------------------------------------------
+
+
+def automations(account_id: str) -> str:
+    """Sorted set of the account's automation ids, by creation time."""
+    return f"{PREFIX}:{account_id}:automations"
+
+
+def automation(account_id: str, automation_id: str) -> str:
+    """Hash: name, active, allow_reentry, version, trigger and steps (JSON), times."""
+    return f"{PREFIX}:{account_id}:automation:{automation_id}"
+
+
+def automation_version(account_id: str, automation_id: str, version: int | str) -> str:
+    """String: the definition (trigger and steps, JSON) runs of that version follow."""
+    return f"{PREFIX}:{account_id}:automation:{automation_id}:v:{version}"
+
+
+def automation_triggers(account_id: str, trigger: str) -> str:
+    """Set of the account's active automation ids with this trigger type."""
+    return f"{PREFIX}:{account_id}:automations:trigger:{trigger}"
+
+
+def automation_enrolled(account_id: str, automation_id: str) -> str:
+    """Set of contact ids ever enrolled (enrolment is once unless re-entry is allowed)."""
+    return f"{PREFIX}:{account_id}:automation:{automation_id}:enrolled"
+
+
+def automation_runs(account_id: str, automation_id: str) -> str:
+    """Sorted set of the automation's run ids, by start time."""
+    return f"{PREFIX}:{account_id}:automation:{automation_id}:runs"
+
+
+def automation_counts(account_id: str, automation_id: str) -> str:
+    """Hash: "<step>:<waiting|done|failed>" -> runs."""
+    return f"{PREFIX}:{account_id}:automation:{automation_id}:counts"
+
+
+def run(account_id: str, run_id: str) -> str:
+    """Hash: automation, version, contact, step, status, event (JSON), due_at, times."""
+    return f"{PREFIX}:{account_id}:run:{run_id}"
+
+
+def run_steps(account_id: str, run_id: str) -> str:
+    """Hash: step index -> what it did (JSON: status, at, message id, outcome, error)."""
+    return f"{PREFIX}:{account_id}:run:{run_id}:steps"
+
+
+def run_lock(account_id: str, run_id: str) -> str:
+    return f"{PREFIX}:{account_id}:run:{run_id}:lock"

@@ -1,0 +1,16 @@
+"""``automation.step``: advance one automation run (on the ``bulk`` queue)."""
+
+from __future__ import annotations
+
+from celery import Task
+
+from tasks import run_job
+from worker.celery_app import app
+from worker.delivery.automation import run_automation
+from worker.delivery.failures import record_run_crash
+
+
+@app.task(name="automation.step", bind=True, max_retries=None)
+def step(self: Task[[str, str], None], account_id: str, run_id: str) -> None:
+    # The job carries ids only; where the run is, and what it did, is in Redis.
+    run_job(self, run_automation, account_id, run_id, record_run_crash)

@@ -1,0 +1,273 @@
+"""Automations end to end: real Valkey, the API, workers, the beat and the simulator, with
+short waits. The platform's SDK paths: /api/v1/automations, /activate, /enroll, /runs,
+/automation-runs/{id}, /track/event."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import PushTenant, Tenant
+from tests.support import wait_until
+
+_phones = itertools.count(100)
+
+
+def _phone() -> str:
+    return f"+1415555{next(_phones):04d}"
+
+
+def _fcm(n: int) -> str:
+    return f"auto{n:05d}:APA91b-automation-test-token"
+
+
+def _create(tenant: Tenant, body: dict[str, Any], activate: bool = True) -> dict[str, Any]:
+    response = tenant.http.post(
+        f"{tenant.api_url}/api/v1/automations", json=body, headers=tenant.auth()
+    )
+    assert response.status_code == 201, response.text
+    automation: dict[str, Any] = response.json()["automation"]
+    assert automation["active"] is False  # always created inactive
+    if activate:
+        activated = tenant.http.patch(
+            f"{tenant.api_url}/api/v1/automations/{automation['id']}/activate",
+            json={"active": True},
+            headers=tenant.auth(),
+        )
+        assert activated.status_code == 200, activated.text
+        assert activated.json()["automation"]["active"] is True
+    return automation
+
+
+def _contact(tenant: Tenant, contact_id: str, **fields: Any) -> None:
+    response = tenant.http.post(
+        f"{tenant.api_url}/api/v1/contacts",
+        json={"id": contact_id, **fields},
+        headers=tenant.auth(),
+    )
+    assert response.status_code == 201, response.text
+
+
+def _runs(tenant: Tenant, automation_id: str, status: str | None = None) -> list[dict[str, Any]]:
+    params = {"limit": 200, **({"status": status} if status else {})}
+    response = tenant.get(
+        f"/api/v1/automations/{automation_id}/runs?"
+        + "&".join(f"{k}={v}" for k, v in params.items())
+    )
+    assert response.status_code == 200, response.text
+    runs: list[dict[str, Any]] = response.json()["runs"]
+    return runs
+
+
+def _wa_to(tenant: Tenant, phone: str) -> list[dict[str, Any]]:
+    return [r for r in tenant.sim_requests() if r["body"]["to"] == phone.lstrip("+")]
+
+
+def _params(request: dict[str, Any]) -> list[str]:
+    return [p["text"] for p in request["body"]["template"]["components"][0]["parameters"]]
+
+
+# --- the welcome flow ---------------------------------------------------------------------
+
+WAIT_S = 1.5
+
+
+def test_welcome_flow_pushes_only_when_whatsapp_failed(push_tenant: PushTenant) -> None:
+    tenant = push_tenant
+    automation = _create(
+        tenant,
+        {
+            "name": "welcome",
+            "trigger": {"type": "contact.created"},
+            "steps": [
+                {
+                    "type": "send_whatsapp",
+                    "template_name": "shipping_update",
+                    "parameters": ["{{contact.name}}"],
+                },
+                {"type": "wait", "seconds": WAIT_S},
+                {"type": "condition", "if": {"step": 0, "outcome": "failed"}, "else": "end"},
+                {"type": "send_push", "title": "Hi {{contact.name}}", "message": "Welcome!"},
+            ],
+        },
+    )
+    reachable, unreachable = _phone(), _phone()
+    tenant.fault(code=131026, count=None, match={"to": unreachable.lstrip("+")})
+    created_at = time.time()
+    _contact(
+        tenant,
+        "w-ok",
+        phone=reachable,
+        name="Ann",
+        push_tokens=[{"platform": "fcm", "token": _fcm(1)}],
+    )
+    _contact(
+        tenant,
+        "w-fail",
+        phone=unreachable,
+        name="Bo",
+        push_tokens=[{"platform": "fcm", "token": _fcm(2)}],
+    )
+
+    done = wait_until(
+        lambda: (runs := _runs(tenant, automation["id"], "done")) and len(runs) == 2 and runs,
+        30,
+        "both runs to finish",
+    )
+    by_contact = {r["contact_id"]: r for r in done}
+    ok, failed = by_contact["w-ok"], by_contact["w-fail"]
+
+    # WhatsApp went to both, once, with the contact's name in the template.
+    assert [_params(r) for r in _wa_to(tenant, reachable)] == [["Ann"]]
+    assert _wa_to(tenant, unreachable)  # tried (and refused by the provider)
+    # The push went only where WhatsApp failed, after the wait (the step made the message;
+    # its own job sends it).
+    pushed = wait_until(lambda: tenant.push_requests("fcm"), 10, "the push")
+    time.sleep(0.3)
+    pushed = tenant.push_requests("fcm")
+    assert [r["token"] for r in pushed] == [_fcm(2)]
+    assert pushed[0]["body"]["message"]["notification"]["title"] == "Hi Bo"
+    assert pushed[0]["at"] >= created_at + WAIT_S
+
+    steps_ok = {s["step"]: s for s in ok["timeline"]}
+    assert steps_ok[0]["status"] == "done"
+    assert steps_ok[0]["message_id"]
+    assert steps_ok[2]["holds"] is False
+    assert 3 not in steps_ok
+    steps_failed = {s["step"]: s for s in failed["timeline"]}
+    assert steps_failed[2]["holds"] is True
+    assert steps_failed[3]["status"] == "done"
+    assert steps_failed[1]["waited_until"] - failed["created_at"] >= WAIT_S
+
+    detail = tenant.get(f"/api/v1/automations/{automation['id']}").json()["automation"]
+    stats = [s["stats"] for s in detail["steps"]]
+    assert [s["done"] for s in stats] == [2, 2, 2, 1]
+    assert all(s["waiting"] == 0 and s["failed"] == 0 for s in stats)
+    one = tenant.get(f"/api/v1/automation-runs/{failed['id']}").json()["run"]
+    assert one["status"] == "done"
+    assert one["contact_id"] == "w-fail"
+
+
+# --- triggers -----------------------------------------------------------------------------
+
+
+def test_tag_trigger_enrols_only_matching_contacts_once(tenant: Tenant) -> None:
+    automation = _create(
+        tenant,
+        {
+            "name": "vip",
+            "trigger": {"type": "contact.tag_added", "filters": {"tag": "vip"}},
+            "steps": [{"type": "add_tag", "tag": "welcomed-vip"}],
+        },
+    )
+    _contact(tenant, "t-plain", phone=_phone())
+    _contact(tenant, "t-vip", phone=_phone())
+    for contact_id, tags in (("t-vip", ["vip"]), ("t-plain", ["other"]), ("t-vip", ["vip"])):
+        response = tenant.http.patch(
+            f"{tenant.api_url}/api/v1/contacts/{contact_id}",
+            json={"tags": tags},
+            headers=tenant.auth(),
+        )
+        assert response.status_code == 200, response.text
+    wait_until(lambda: _runs(tenant, automation["id"], "done"), 20, "the run")
+    time.sleep(0.5)  # anything else would have been enrolled by now
+    runs = _runs(tenant, automation["id"])
+    assert [r["contact_id"] for r in runs] == ["t-vip"]
+    tags = {
+        c: tenant.get(f"/api/v1/contacts/{c}").json()["contact"]["tags"]
+        for c in ("t-vip", "t-plain")
+    }
+    assert tags == {"t-vip": ["vip", "welcomed-vip"], "t-plain": ["other"]}
+
+
+def test_event_trigger_puts_event_properties_in_the_template(tenant: Tenant) -> None:
+    automation = _create(
+        tenant,
+        {
+            "name": "shipped",
+            "trigger": {"type": "event.tracked", "filters": {"event": "order_shipped"}},
+            "steps": [
+                {
+                    "type": "send_whatsapp",
+                    "template_name": "shipping_update",
+                    "parameters": ["{{event.order_id}}"],
+                }
+            ],
+        },
+    )
+    phone = _phone()
+    _contact(tenant, "e-1", phone=phone)
+    for event, order in (("order_shipped", "ORD-77"), ("order_paid", "ORD-78")):
+        response = tenant.http.post(
+            f"{tenant.api_url}/api/v1/track/event",
+            json={"contact_id": "e-1", "event": event, "properties": {"order_id": order}},
+            headers=tenant.auth(),
+        )
+        assert response.status_code == 202, response.text
+    wait_until(lambda: _wa_to(tenant, phone), 20, "the send")
+    time.sleep(0.5)
+    assert [_params(r) for r in _wa_to(tenant, phone)] == [["ORD-77"]]
+    assert len(_runs(tenant, automation["id"])) == 1
+    unknown = tenant.http.post(
+        f"{tenant.api_url}/api/v1/track/event",
+        json={"contact_id": "nobody", "event": "order_shipped"},
+        headers=tenant.auth(),
+    )
+    assert unknown.status_code == 404
+
+
+def test_an_inactive_automation_enrols_nobody(tenant: Tenant) -> None:
+    automation = _create(
+        tenant,
+        {
+            "name": "dormant",
+            "trigger": {"type": "contact.created"},
+            "steps": [{"type": "add_tag", "tag": "never"}],
+        },
+        activate=False,
+    )
+    _contact(tenant, "i-1", phone=_phone())
+    manual = tenant.http.post(
+        f"{tenant.api_url}/api/v1/automations/{automation['id']}/enroll",
+        json={"contact_id": "i-1"},
+        headers=tenant.auth(),
+    )
+    assert manual.status_code == 409
+    assert manual.json()["code"] == "automation_inactive"
+    time.sleep(0.5)
+    assert _runs(tenant, automation["id"]) == []
+    assert tenant.get("/api/v1/contacts/i-1").json()["contact"]["tags"] == []
+
+
+# --- validation ----------------------------------------------------------------------------
+
+_SEND = {"type": "send_whatsapp", "template_name": "shipping_update", "parameters": ["x"]}
+
+
+@pytest.mark.parametrize(
+    ("steps", "status", "fragment"),
+    [
+        ([_SEND, {"type": "teleport"}], 400, "steps[1]"),
+        ([_SEND, {"type": "wait"}], 400, "steps[1]"),
+        ([_SEND, {"type": "wait", "seconds": 0}], 400, "steps[1]"),
+        ([{**_SEND, "template_name": "nope"}], 422, "steps[0]"),
+        ([_SEND, {**_SEND, "parameters": []}], 422, "steps[1]"),
+        ([_SEND, {"type": "condition", "if": {"step": 3, "outcome": "failed"}}], 400, "steps[1]"),
+        ([{"type": "condition", "if": {"tag": "a"}, "then": 0}], 400, "steps[0]"),
+    ],
+)
+def test_invalid_automations_name_the_step_and_store_nothing(
+    tenant: Tenant, steps: list[dict[str, Any]], status: int, fragment: str
+) -> None:
+    before = tenant.get("/api/v1/automations").json()["total"]
+    response = tenant.http.post(
+        f"{tenant.api_url}/api/v1/automations",
+        json={"name": "bad", "trigger": {"type": "contact.created"}, "steps": steps},
+        headers=tenant.auth(),
+    )
+    assert response.status_code == status, response.text
+    assert fragment in response.json()["error"], response.json()
+    assert tenant.get("/api/v1/automations").json()["total"] == before

@@ -1,0 +1,382 @@
+"""Running an automation: ``automation.step`` advances one run as far as it can go now.
+
+The run's state is in Redis (``worker.store.automations``); a job carries only the
+account and the run id. Under the run's lease, the job executes the current step,
+records what it did and moves on, until the run waits (its next job goes into the
+delayed set, which ``dispatch beat`` pumps), needs to look again later, or ends.
+
+Each step takes effect once. A send step's message id is derived from the run and the
+step: a job redelivered after a crash finds the message already there and does not
+create another, and the message itself goes through the normal send path (its own
+lease, retries, rate limits, dead letters). Tags and fields are idempotent; a webhook
+is retried with the same ``Idempotency-Key`` header, for the receiver to deduplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from worker import render
+from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
+from worker.models import Channel, MessageStatus
+from worker.store import automations, contacts, keys, locks, messages, push, sends
+from worker.store.automations import Run
+from worker.store.client import hgetall_str
+
+log = logging.getLogger(__name__)
+
+# How often a condition on a send still in flight looks again, and for how long.
+_PENDING_RECHECK_S = 2.0
+_WEBHOOK_ATTEMPTS = 5
+_WEBHOOK_TIMEOUT_S = 10.0
+_STEPS_PER_JOB = 50  # a safety net against a definition that never waits
+
+
+def step_message_id(run_id: str, index: int) -> str:
+    """The message a send step makes: the same for every execution of that step."""
+    return f"msg_{run_id.removeprefix('run_')}s{index}"
+
+
+async def run_automation(ctx: DeliveryContext, account: str, run_id: str) -> Outcome:
+    lock_key = keys.run_lock(account, run_id)
+    token = await locks.acquire(ctx.redis, lock_key, ctx.settings.lease_s)
+    if token is None:
+        return Outcome(MessageStatus.QUEUED, BUSY_RETRY_S)
+    try:
+        return await _advance(ctx, account, run_id)
+    finally:
+        await locks.release(ctx.redis, lock_key, token)
+
+
+async def _advance(ctx: DeliveryContext, account: str, run_id: str) -> Outcome:
+    run = await automations.load_run(ctx.redis, account, run_id)
+    if run is None or run.status in automations.RUN_FINAL:
+        return Outcome(MessageStatus.SENT)
+    definition = await automations.definition(ctx.redis, account, run.automation, run.version)
+    if definition is None:
+        await automations.record_step(
+            ctx.redis,
+            run,
+            run.step,
+            {"status": "failed", "error": "automation deleted"},
+            next_step=None,
+            status="failed",
+            error="automation deleted",
+        )
+        return Outcome(MessageStatus.FAILED)
+    steps: list[dict[str, Any]] = definition["steps"]
+    for _ in range(_STEPS_PER_JOB):
+        if run.step >= len(steps):
+            await automations.record_step(
+                ctx.redis, run, run.step, {"status": "done"}, next_step=None, status="done"
+            )
+            return Outcome(MessageStatus.SENT)
+        step = steps[run.step]
+        outcome = await _execute(ctx, run, run.step, step, len(steps))
+        if outcome is not None:
+            return outcome
+        if run.status in automations.RUN_FINAL:
+            return Outcome(MessageStatus.SENT)
+    return Outcome(MessageStatus.QUEUED, 0.1)  # many steps without a wait: go on in a new job
+
+
+def _after(index: int, n_steps: int) -> tuple[int | None, str]:
+    """Where a run goes after step ``index``: the next step, or the end (done)."""
+    return (index + 1, "active") if index + 1 < n_steps else (None, "done")
+
+
+async def _execute(
+    ctx: DeliveryContext, run: Run, index: int, step: dict[str, Any], n_steps: int
+) -> Outcome | None:
+    """Run step ``index``; None when the run moved on (or ended) and can continue now."""
+    kind = step["type"]
+    if kind == "wait":
+        return await _wait(ctx, run, index, step, n_steps)
+    if kind == "condition":
+        return await _condition(ctx, run, index, step, n_steps)
+    try:
+        if kind == "send_whatsapp":
+            result = await _send_whatsapp(ctx, run, index, step)
+        elif kind == "send_push":
+            result = await _send_push(ctx, run, index, step)
+        elif kind in ("add_tag", "remove_tag"):
+            result = await _tag(ctx, run, step)
+        elif kind == "update_field":
+            result = await _update_field(ctx, run, step)
+        elif kind == "webhook":
+            webhook = await _webhook(ctx, run, index, step)
+            if isinstance(webhook, Outcome):
+                return webhook
+            result = webhook
+        else:  # pragma: no cover - the models allow no other type
+            result = {"status": "failed", "error": f"unknown step type {kind}"}
+    except render.MissingField as missing:
+        result = {"status": "failed", "error": f"missing field {missing.name}"}
+    next_step, status = _after(index, n_steps)
+    await automations.record_step(ctx.redis, run, index, result, next_step=next_step, status=status)
+    log.info(
+        "automation run %s step %d (%s): %s",
+        run.id,
+        index,
+        kind,
+        result["status"],
+        extra={"event": "automation.step", "account": run.account, "outcome": result["status"]},
+    )
+    return None
+
+
+# --- the values placeholders draw from ---------------------------------------------------
+
+
+async def _values(ctx: DeliveryContext, run: Run) -> tuple[dict[str, str], dict[str, str]]:
+    """(placeholder values: ``contact.*`` and ``event.*``, the contact's raw hash)."""
+    raw = await hgetall_str(ctx.redis, keys.contact(run.account, run.contact))
+    values = {f"contact.{k}": v for k, v in render.fields_of(raw).items()}
+    for name, value in run.event.get("properties", {}).items():
+        values[f"event.{name}"] = value if isinstance(value, str) else json.dumps(value)
+    if "event" in run.event:
+        values["event.name"] = str(run.event["event"])
+    return values, raw
+
+
+# --- sends ---------------------------------------------------------------------------------
+
+
+async def _send_whatsapp(
+    ctx: DeliveryContext, run: Run, index: int, step: dict[str, Any]
+) -> dict[str, Any]:
+    message_id = step_message_id(run.id, index)
+    if await messages.load(ctx.redis, run.account, message_id) is not None:
+        return {"status": "done", "message_id": message_id}  # made by an earlier execution
+    values, raw = await _values(ctx, run)
+    phone = raw.get("phone")
+    if not phone:
+        return {"status": "failed", "error": "the contact has no phone number", "code": "no_phone"}
+    attempts: list[tuple[str | None, list[str], str | None]] = []
+    if step.get("template_name"):
+        attempts.append((step["template_name"], step.get("parameters", []), None))
+    else:
+        attempts.append((None, [], step["text"]))
+        if step.get("fallback_template"):
+            attempts.append((step["fallback_template"], step.get("fallback_parameters", []), None))
+    problem = "refused"
+    for template, parameters, text in attempts:
+        message = messages.new(
+            run.account,
+            Channel.WHATSAPP,
+            message_id,
+            to=phone,
+            contact_id=run.contact,
+            template_name=template,
+            language=step.get("language", "en") if template else None,
+            parameters=[render.render(p, values) for p in parameters],
+            text=render.render(text, values) if text else None,
+        )
+        refused = await sends.accept_whatsapp(
+            ctx.redis,
+            message,
+            ctx.message_ttl_s,
+            key_hash=None,
+            window_phone=phone if template is None else None,
+        )
+        if refused is None:
+            return {"status": "done", "message_id": message_id, "template": template}
+        problem = refused.problem
+    return {"status": "failed", "error": f"not sent: {problem}", "code": problem}
+
+
+async def _send_push(
+    ctx: DeliveryContext, run: Run, index: int, step: dict[str, Any]
+) -> dict[str, Any]:
+    message_id = step_message_id(run.id, index)
+    if await messages.load(ctx.redis, run.account, message_id) is not None:
+        return {"status": "done", "message_id": message_id}
+    members = await contacts.active_tokens(ctx.redis, run.account, run.contact)
+    if not members:
+        return {"status": "failed", "error": "the contact has no push token", "code": "no_token"}
+    values, _ = await _values(ctx, run)
+    message = messages.new(
+        run.account,
+        Channel.PUSH,
+        message_id,
+        contact_id=run.contact,
+        title=render.render(step["title"], values),
+        text=render.render(step["message"], values),
+        url=render.render(step["url"], values) if step.get("url") else None,
+        data=render.render_data(step.get("data"), values),
+        device_count=len(members),
+    )
+    await push.create_push(ctx.redis, message, members, ctx.message_ttl_s, publish=True)
+    return {"status": "done", "message_id": message_id}
+
+
+# --- waits and conditions ------------------------------------------------------------------
+
+
+async def _wait(
+    ctx: DeliveryContext, run: Run, index: int, step: dict[str, Any], n_steps: int
+) -> Outcome | None:
+    now = time.time()
+    if run.status == "waiting" and run.due_at is not None:
+        if run.due_at > now + 0.001:
+            # A job early (a duplicate): the delayed set still holds the real one.
+            return Outcome(MessageStatus.QUEUED)
+        next_step, status = _after(index, n_steps)
+        await automations.record_step(
+            ctx.redis,
+            run,
+            index,
+            {"status": "done", "waited_until": run.due_at},
+            next_step=next_step,
+            status=status,
+        )
+        return None
+    if step.get("seconds"):
+        due_at = now + float(step["seconds"])
+    else:
+        due_at = await _next_time_of_day(ctx, run, step, now)
+    await automations.record_step(
+        ctx.redis,
+        run,
+        index,
+        {"status": "waiting", "until": due_at},
+        next_step=index,
+        status="waiting",
+        due_at=due_at,
+    )
+    run.due_at = due_at
+    return Outcome(MessageStatus.QUEUED)
+
+
+async def _next_time_of_day(
+    ctx: DeliveryContext, run: Run, step: dict[str, Any], now: float
+) -> float:
+    raw = await hgetall_str(ctx.redis, keys.contact(run.account, run.contact))
+    zone_name = step.get("timezone") or "UTC"
+    contact_zone = raw.get("attr:timezone")
+    if contact_zone:
+        try:
+            zone_name = json.loads(contact_zone)
+            ZoneInfo(zone_name)
+        except Exception:
+            zone_name = step.get("timezone") or "UTC"
+    zone = ZoneInfo(zone_name)
+    hour, minute = (int(p) for p in step["until"].split(":"))
+    local = datetime.fromtimestamp(now, zone)
+    target = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if target <= local:
+        target += timedelta(days=1)
+    return target.timestamp()
+
+
+async def _condition(
+    ctx: DeliveryContext, run: Run, index: int, step: dict[str, Any], n_steps: int
+) -> Outcome | None:
+    check = step["if"]
+    if "step" in check and check["step"] is not None:
+        earlier = run.steps.get(int(check["step"]), {})
+        message_id = earlier.get("message_id")
+        if earlier.get("status") == "failed" or message_id is None:
+            outcome = "failed"
+        else:
+            message = await messages.load(ctx.redis, run.account, message_id)
+            if message is None or message.status is MessageStatus.FAILED:
+                outcome = "failed"
+            elif message.status is MessageStatus.SENT:  # accepted by the provider
+                outcome = "delivered"
+            else:
+                return Outcome(MessageStatus.QUEUED, _PENDING_RECHECK_S)  # still in flight
+        holds = outcome == check["outcome"]
+    elif "tag" in check and check["tag"] is not None:
+        holds = bool(
+            await ctx.redis.sismember(keys.contact_tags(run.account, run.contact), check["tag"])
+        )
+    else:
+        raw = await hgetall_str(ctx.redis, keys.contact(run.account, run.contact))
+        value = render.fields_of(raw).get(check["field"])
+        expected = check.get("equals")
+        holds = value == expected if expected is not None else bool(value)
+    target = step.get("then", "next") if holds else step.get("else", "end")
+    result = {"status": "done", "holds": holds}
+    if target == "end":
+        await automations.record_step(ctx.redis, run, index, result, next_step=None, status="done")
+        return None
+    if target == "next":
+        next_step, status = _after(index, n_steps)
+    else:
+        next_step, status = int(target), "active"
+    await automations.record_step(ctx.redis, run, index, result, next_step=next_step, status=status)
+    return None
+
+
+# --- contact changes and webhooks -------------------------------------------------------------
+
+
+async def _tag(ctx: DeliveryContext, run: Run, step: dict[str, Any]) -> dict[str, Any]:
+    tag = step["tag"]
+    if step["type"] == "add_tag":
+        await contacts.add_tag(ctx.redis, run.account, run.contact, tag)
+    else:
+        await contacts.remove_tag(ctx.redis, run.account, run.contact, tag)
+    return {"status": "done", "tag": tag}
+
+
+async def _update_field(ctx: DeliveryContext, run: Run, step: dict[str, Any]) -> dict[str, Any]:
+    values, _ = await _values(ctx, run)
+    value = render.render(step["value"], values) if step.get("value") is not None else None
+    await contacts.set_field(ctx.redis, run.account, run.contact, step["field"], value)
+    return {"status": "done", "field": step["field"]}
+
+
+async def _webhook(
+    ctx: DeliveryContext, run: Run, index: int, step: dict[str, Any]
+) -> dict[str, Any] | Outcome:
+    values, _ = await _values(ctx, run)
+    body = json.dumps(
+        {
+            "run_id": run.id,
+            "automation_id": run.automation,
+            "step": index,
+            "contact_id": run.contact,
+            "event": run.event or None,
+            "data": render.render_data(step.get("body"), values),
+        },
+        separators=(",", ":"),
+    ).encode()
+    signature = hmac.new(step["secret"].encode(), body, hashlib.sha256).hexdigest()
+    attempts = int(run.steps.get(index, {}).get("attempts", 0)) + 1
+    try:
+        async with httpx.AsyncClient(timeout=_WEBHOOK_TIMEOUT_S) as client:
+            response = await client.post(
+                step["url"],
+                content=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Dispatch-Signature": f"sha256={signature}",
+                    "Idempotency-Key": f"{run.id}:{index}",
+                },
+            )
+        if response.status_code < 300:
+            return {"status": "done", "http_status": response.status_code, "attempts": attempts}
+        error = f"HTTP {response.status_code}"
+        retryable = response.status_code >= 500 or response.status_code == 429
+    except httpx.HTTPError as exc:
+        error, retryable = f"{type(exc).__name__}: {exc}", True
+    if retryable and attempts < _WEBHOOK_ATTEMPTS:
+        # Remember the attempt (the step stays current), and come back with backoff.
+        await ctx.redis.hset(
+            keys.run_steps(run.account, run.id),
+            str(index),
+            json.dumps({"status": "retrying", "attempts": attempts, "error": error}),
+        )
+        return Outcome(MessageStatus.RETRYING, min(60.0, 2.0**attempts))
+    return {"status": "failed", "error": error, "attempts": attempts}

@@ -1,0 +1,352 @@
+"""Automations and their runs in Redis.
+
+An automation's definition is versioned: each edit stores a new version, and a run keeps
+the version it started with. A run is durable state (current step, status, what each step
+did), not a sleeping task: a wait is a member of the delayed set, like a retry.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from worker.automation_models import AutomationCreate
+from worker.enqueue import job_payload, queue_for
+from worker.store import delayed, keys, scripts
+from worker.store.client import fields as client_fields
+from worker.store.client import hgetall_str
+
+STEP_TASK = "automation.step"
+RUN_FINAL = ("done", "failed", "cancelled")
+
+
+@dataclass
+class Automation:
+    id: str
+    account: str
+    name: str
+    active: bool
+    allow_reentry: bool
+    version: int
+    definition: dict[str, Any]  # {"trigger": …, "steps": […]} as stored
+    created_at: float
+    updated_at: float
+
+    @property
+    def trigger(self) -> dict[str, Any]:
+        trigger: dict[str, Any] = self.definition["trigger"]
+        return trigger
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        steps: list[dict[str, Any]] = self.definition["steps"]
+        return steps
+
+
+@dataclass
+class Run:
+    id: str
+    account: str
+    automation: str
+    version: int
+    contact: str
+    step: int
+    status: str  # active | waiting | done | failed | cancelled
+    event: dict[str, Any]
+    created_at: float
+    updated_at: float
+    due_at: float | None = None
+    error: str | None = None
+    steps: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+def _definition(body: AutomationCreate) -> dict[str, Any]:
+    return {
+        "trigger": body.trigger.model_dump(mode="json"),
+        "steps": [s.model_dump(mode="json", by_alias=True, exclude_none=True) for s in body.steps],
+    }
+
+
+def _automation(account: str, raw: dict[str, str]) -> Automation:
+    return Automation(
+        id=raw["id"],
+        account=account,
+        name=raw["name"],
+        active=raw.get("active") == "1",
+        allow_reentry=raw.get("allow_reentry") == "1",
+        version=int(raw["version"]),
+        definition=json.loads(raw["definition"]),
+        created_at=float(raw["created_at"]),
+        updated_at=float(raw["updated_at"]),
+    )
+
+
+async def create(redis: Redis, account: str, automation_id: str, body: AutomationCreate) -> None:
+    now = time.time()
+    definition = json.dumps(_definition(body))
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(
+            keys.automation(account, automation_id),
+            mapping={
+                "id": automation_id,
+                "name": body.name,
+                "active": "0",
+                "allow_reentry": "1" if body.allow_reentry else "0",
+                "version": "1",
+                "definition": definition,
+                "created_at": repr(now),
+                "updated_at": repr(now),
+            },
+        )
+        pipe.set(keys.automation_version(account, automation_id, 1), definition)
+        pipe.zadd(keys.automations(account), {automation_id: now})
+        await pipe.execute()
+
+
+async def load(redis: Redis, account: str, automation_id: str) -> Automation | None:
+    raw = await hgetall_str(redis, keys.automation(account, automation_id))
+    return _automation(account, raw) if raw else None
+
+
+async def page(redis: Redis, account: str, page_: int, limit: int) -> tuple[list[Automation], int]:
+    start = (page_ - 1) * limit
+    ids = [
+        str(i) for i in await redis.zrevrange(keys.automations(account), start, start + limit - 1)
+    ]
+    total = int(await redis.zcard(keys.automations(account)))
+    async with redis.pipeline(transaction=False) as pipe:
+        for automation_id in ids:
+            pipe.hgetall(keys.automation(account, automation_id))
+        raws = await pipe.execute()
+    return [_automation(account, r) for r in raws if r], total
+
+
+async def update(redis: Redis, automation: Automation, body: AutomationCreate) -> Automation:
+    """A new version; runs in flight keep theirs. The trigger index follows the trigger."""
+    account, automation_id = automation.account, automation.id
+    version = automation.version + 1
+    definition = json.dumps(_definition(body))
+    old_trigger, new_trigger = automation.trigger["type"], body.trigger.type
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(
+            keys.automation(account, automation_id),
+            mapping={
+                "name": body.name,
+                "allow_reentry": "1" if body.allow_reentry else "0",
+                "version": str(version),
+                "definition": definition,
+                "updated_at": repr(time.time()),
+            },
+        )
+        pipe.set(keys.automation_version(account, automation_id, version), definition)
+        if automation.active and old_trigger != new_trigger:
+            pipe.srem(keys.automation_triggers(account, old_trigger), automation_id)
+            pipe.sadd(keys.automation_triggers(account, new_trigger), automation_id)
+        await pipe.execute()
+    loaded = await load(redis, account, automation_id)
+    assert loaded is not None
+    return loaded
+
+
+async def set_active(redis: Redis, automation: Automation, active: bool) -> None:
+    trigger_key = keys.automation_triggers(automation.account, automation.trigger["type"])
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(
+            keys.automation(automation.account, automation.id),
+            mapping={"active": "1" if active else "0", "updated_at": repr(time.time())},
+        )
+        if active:
+            pipe.sadd(trigger_key, automation.id)
+        else:
+            pipe.srem(trigger_key, automation.id)
+        await pipe.execute()
+
+
+async def delete(redis: Redis, automation: Automation) -> None:
+    """The automation goes, its waiting runs are cancelled (their history stays until
+    it expires with the runs' keys)."""
+    await cancel_runs(redis, automation)
+    account, automation_id = automation.account, automation.id
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.srem(keys.automation_triggers(account, automation.trigger["type"]), automation_id)
+        pipe.zrem(keys.automations(account), automation_id)
+        pipe.delete(
+            keys.automation(account, automation_id),
+            keys.automation_enrolled(account, automation_id),
+            keys.automation_counts(account, automation_id),
+        )
+        await pipe.execute()
+
+
+async def active_for(redis: Redis, account: str, trigger: str) -> list[Automation]:
+    ids = await redis.smembers(keys.automation_triggers(account, trigger))
+    found = [await load(redis, account, str(i)) for i in sorted(ids)]
+    return [a for a in found if a is not None and a.active]
+
+
+async def definition(
+    redis: Redis, account: str, automation_id: str, version: int
+) -> dict[str, Any] | None:
+    raw = await redis.get(keys.automation_version(account, automation_id, version))
+    return json.loads(raw) if raw else None
+
+
+async def _members(redis: Redis, key: str, *, newest_first: bool = False) -> list[str]:
+    raw = await (redis.zrevrange(key, 0, -1) if newest_first else redis.zrange(key, 0, -1))
+    return [str(i) for i in raw]
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+async def enroll(
+    redis: Redis,
+    account: str,
+    automation_id: str,
+    contact_id: str,
+    run_id: str,
+    event: dict[str, Any] | None = None,
+) -> str:
+    """ "ok", or why not: not_found, inactive, already_enrolled. The run and its first job
+    are stored in one step."""
+    queue = queue_for(STEP_TASK)
+    reply = await scripts.run(
+        redis,
+        "automation_enroll",
+        [
+            keys.automation(account, automation_id),
+            keys.automation_enrolled(account, automation_id),
+            keys.run(account, run_id),
+            keys.automation_runs(account, automation_id),
+            keys.automation_counts(account, automation_id),
+            queue,
+        ],
+        [
+            contact_id,
+            run_id,
+            repr(time.time()),
+            job_payload(STEP_TASK, account, run_id, queue),
+            json.dumps(event or {}),
+            automation_id,
+        ],
+    )
+    return str(reply[0])
+
+
+def _run(account: str, raw: dict[str, str], steps: dict[str, str]) -> Run:
+    return Run(
+        id=raw["id"],
+        account=account,
+        automation=raw["automation"],
+        version=int(raw["version"]),
+        contact=raw["contact"],
+        step=int(raw["step"]),
+        status=raw["status"],
+        event=json.loads(raw.get("event") or "{}"),
+        created_at=float(raw["created_at"]),
+        updated_at=float(raw["updated_at"]),
+        due_at=float(raw["due_at"]) if raw.get("due_at") else None,
+        error=raw.get("error") or None,
+        steps={int(k): json.loads(v) for k, v in steps.items()},
+    )
+
+
+async def load_run(redis: Redis, account: str, run_id: str) -> Run | None:
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.run(account, run_id))
+        pipe.hgetall(keys.run_steps(account, run_id))
+        raw, steps = await pipe.execute()
+    return _run(account, raw, steps) if raw else None
+
+
+async def runs_page(
+    redis: Redis, account: str, automation_id: str, status: str | None, page_: int, limit: int
+) -> tuple[list[Run], int]:
+    """Newest first; with ``status``, only runs in that status (filtered as read)."""
+    ids = [
+        str(i) for i in await redis.zrevrange(keys.automation_runs(account, automation_id), 0, -1)
+    ]
+    runs = []
+    for run_id in ids:
+        run = await load_run(redis, account, run_id)
+        if run is not None and (status is None or run.status == status):
+            runs.append(run)
+    start = (page_ - 1) * limit
+    return runs[start : start + limit], len(runs)
+
+
+async def step_counts(redis: Redis, account: str, automation_id: str) -> dict[int, dict[str, int]]:
+    raw = await hgetall_str(redis, keys.automation_counts(account, automation_id))
+    out: dict[int, dict[str, int]] = {}
+    for name, n in raw.items():
+        index, _, state = name.partition(":")
+        out.setdefault(int(index), {"waiting": 0, "done": 0, "failed": 0})[state] = int(n)
+    return out
+
+
+async def record_step(
+    redis: Redis,
+    run: Run,
+    index: int,
+    result: dict[str, Any],
+    *,
+    next_step: int | None,
+    status: str,
+    due_at: float | None = None,
+    error: str | None = None,
+) -> None:
+    """Step ``index`` is over (``result["status"]`` done | failed | waiting); the run moves
+    to ``next_step`` (None: it ends with ``status``), in one transaction."""
+    account = run.account
+    counts = keys.automation_counts(account, run.automation)
+    state = result["status"]
+    now = time.time()
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.run_steps(account, run.id), str(index), json.dumps({**result, "at": now}))
+        if state != "waiting":
+            pipe.hincrby(counts, f"{index}:waiting", -1)
+            pipe.hincrby(counts, f"{index}:{state}", 1)
+            if next_step is not None:
+                pipe.hincrby(counts, f"{next_step}:waiting", 1)
+        fields: dict[str, str | float | int] = {
+            "status": status,
+            "updated_at": repr(now),
+            "step": str(next_step if next_step is not None else index),
+        }
+        if due_at is not None:
+            fields["due_at"] = repr(due_at)
+        if error is not None:
+            fields["error"] = error
+        pipe.hset(keys.run(account, run.id), mapping=client_fields(fields))
+        if due_at is not None:
+            # The wait: the run's next job waits in the delayed set, nowhere else.
+            pipe.zadd(keys.delayed(), {delayed.member(STEP_TASK, account, run.id): due_at})
+        await pipe.execute()
+    run.step = next_step if next_step is not None else index
+    run.status = status
+
+
+async def cancel_runs(redis: Redis, automation: Automation) -> int:
+    """Stop the automation's runs that have not finished; returns how many."""
+    account = automation.account
+    cancelled = 0
+    for run_id in [
+        str(i) for i in await redis.zrange(keys.automation_runs(account, automation.id), 0, -1)
+    ]:
+        run = await load_run(redis, account, run_id)
+        if run is None or run.status in RUN_FINAL:
+            continue
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                keys.run(account, run_id),
+                mapping={"status": "cancelled", "updated_at": repr(time.time())},
+            )
+            pipe.zrem(keys.delayed(), delayed.member(STEP_TASK, account, run_id))
+            pipe.hincrby(keys.automation_counts(account, automation.id), f"{run.step}:waiting", -1)
+            await pipe.execute()
+        cancelled += 1
+    return cancelled

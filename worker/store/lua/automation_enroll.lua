@@ -1,0 +1,19 @@
+-- Enrol a contact in an automation: checks, the run and its first job, atomically (a
+-- crash leaves either nothing or a run whose job is queued).
+-- KEYS[1] automation hash   KEYS[2] enrolled set   KEYS[3] run hash   KEYS[4] runs zset
+-- KEYS[5] counts hash   KEYS[6] job queue
+-- ARGV[1] contact id   ARGV[2] run id   ARGV[3] now   ARGV[4] the job   ARGV[5] event JSON
+-- ARGV[6] the automation's id
+-- Returns {"ok", version} or {problem}: not_found, inactive, already_enrolled.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_found'} end
+local a = redis.call('HMGET', KEYS[1], 'active', 'allow_reentry', 'version')
+if a[1] ~= '1' then return {'inactive'} end
+local added = redis.call('SADD', KEYS[2], ARGV[1])
+if added == 0 and a[2] ~= '1' then return {'already_enrolled'} end
+redis.call('HSET', KEYS[3], 'id', ARGV[2], 'automation', ARGV[6],
+  'version', a[3], 'contact', ARGV[1], 'step', '0', 'status', 'active', 'event', ARGV[5],
+  'created_at', ARGV[3], 'updated_at', ARGV[3])
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2])
+redis.call('HINCRBY', KEYS[5], '0:waiting', 1)
+redis.call('LPUSH', KEYS[6], ARGV[4])
+return {'ok', a[3]}
