@@ -514,3 +514,97 @@ def test_a_stored_message_whose_publish_was_lost_is_sent_anyway(tenant: Tenant) 
         "the swept message to be sent",
     )
     assert len(tenant.sim_requests()) == 1
+
+
+# --- 6. automation runs waiting through a killed worker and a Redis restart --------------
+
+
+def test_runs_parked_in_a_wait_survive_a_killed_worker_and_a_redis_restart(
+    fault_stack: FaultStack, http: httpx.Client
+) -> None:
+    """1,000 runs wait; meanwhile the worker is SIGKILLed and Redis restarted (AOF). Nothing
+    of a wait lives in a worker: after the restart every run sends its next step once."""
+    n, wait_s = 1000, 8.0
+    tenant = make_tenant(
+        fault_stack.settings, fault_stack.sim_url, fault_stack.api_url, http, rate_per_s=2000
+    )
+    phones = {f"cct_dur{i:04d}": f"+1650555{i:04d}" for i in range(n)}
+    imported = http.post(
+        f"{fault_stack.api_url}/api/v1/contacts/import",
+        json=[{"id": c, "phone": p, "name": f"N{c[-4:]}"} for c, p in phones.items()],
+        headers=tenant.auth(),
+    )
+    assert imported.status_code == 200, imported.text
+    created = http.post(
+        f"{fault_stack.api_url}/api/v1/automations",
+        json={
+            "name": "durable",
+            "trigger": {"type": "manual"},
+            "steps": [
+                {"type": "wait", "seconds": wait_s},
+                {
+                    "type": "send_whatsapp",
+                    "template_name": "shipping_update",
+                    "parameters": ["{{contact.name}}"],
+                },
+            ],
+        },
+        headers=tenant.auth(),
+    )
+    assert created.status_code == 201, created.text
+    automation_id = created.json()["automation"]["id"]
+    base = f"{fault_stack.api_url}/api/v1/automations/{automation_id}"
+    assert http.patch(f"{base}/activate", json={"active": True}, headers=tenant.auth()).is_success
+
+    def enroll(contact_id: str) -> int:
+        return http.post(
+            f"{base}/enroll", json={"contact_id": contact_id}, headers=tenant.auth()
+        ).status_code
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(enroll, phones)) == {202}
+
+    def waiting() -> int:
+        steps = http.get(base, headers=tenant.auth()).json()["automation"]["steps"]
+        return int(steps[0]["stats"]["waiting"])
+
+    wait_until(
+        lambda: (
+            waiting() == n
+            and http.get(f"{base}/runs?status=waiting&limit=1", headers=tenant.auth()).json()[
+                "total"
+            ]
+            == n
+        ),
+        30,
+        "every run parked in its wait",
+    )
+    assert time.monotonic() - started < wait_s, "the runs must still be waiting"
+    [victim] = fault_stack.workers
+    fault_stack.kill_worker(victim)
+    fault_stack.restart_valkey(down_s=1.0)
+    fault_stack.start_worker()
+
+    def finished() -> bool:
+        runs = http.get(f"{base}/runs?status=done&limit=1", headers=tenant.auth())
+        return runs.status_code == 200 and runs.json()["total"] == n
+
+    wait_until(finished, 90, "every run to finish")
+    wait_until(lambda: len(tenant.sim_requests()) >= n, 60, "the sends")
+    time.sleep(1.0)  # a duplicate would show by now
+    received = Counter(r["body"]["to"] for r in tenant.sim_requests())
+    expected = {p.lstrip("+") for p in phones.values()}
+    record_figure(
+        "automation_durability_test",
+        {
+            "runs": n,
+            "sends": sum(received.values()),
+            "duplicates": sum(c - 1 for c in received.values() if c > 1),
+            "missing": len(expected - set(received)),
+        },
+    )
+    assert set(received) == expected
+    assert all(count == 1 for count in received.values())
+    steps = http.get(base, headers=tenant.auth()).json()["automation"]["steps"]
+    assert [s["stats"]["done"] for s in steps] == [n, n]
