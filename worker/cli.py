@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from rich.table import Table
 
 from worker import logs, metrics_setup
+from worker.cli_automations import app as automations_app
 from worker.cli_campaigns import app as campaigns_app
 from worker.cli_common import AccountOpt, console, err, when, with_redis
 from worker.cli_status import status_command
@@ -67,6 +68,7 @@ app.add_typer(templates_app, name="templates")
 app.add_typer(messages_app, name="messages")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(campaigns_app, name="campaigns")
+app.add_typer(automations_app, name="automations")
 
 RateOpt = Annotated[
     float | None,

@@ -4,14 +4,19 @@ short waits. The platform's SDK paths: /api/v1/automations, /activate, /enroll, 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
+import json
+import threading
 import time
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 import pytest
 
 from tests.integration.conftest import PushTenant, Tenant
-from tests.support import wait_until
+from tests.support import dispatch, wait_until
 
 _phones = itertools.count(100)
 
@@ -154,7 +159,9 @@ def test_welcome_flow_pushes_only_when_whatsapp_failed(push_tenant: PushTenant) 
 # --- triggers -----------------------------------------------------------------------------
 
 
-def test_tag_trigger_enrols_only_matching_contacts_once(tenant: Tenant) -> None:
+def test_tag_trigger_enrols_only_matching_contacts_once(
+    tenant: Tenant, service_env: dict[str, str]
+) -> None:
     automation = _create(
         tenant,
         {
@@ -181,6 +188,20 @@ def test_tag_trigger_enrols_only_matching_contacts_once(tenant: Tenant) -> None:
         for c in ("t-vip", "t-plain")
     }
     assert tags == {"t-vip": ["vip", "welcomed-vip"], "t-plain": ["other"]}
+
+    # The same, as an operator sees it.
+    listed = dispatch(service_env, "automations", "list", "--account", tenant.name)
+    assert listed.returncode == 0, listed.stderr
+    assert automation["id"] in listed.stdout
+    assert "contact.tag_added (tag=vip)" in listed.stdout
+    shown = dispatch(service_env, "automations", "show", automation["id"], "-a", tenant.name)
+    assert shown.returncode == 0, shown.stderr
+    assert "add_tag tag=welcomed-vip" in shown.stdout
+    runs_out = dispatch(service_env, "automations", "runs", automation["id"], "-a", tenant.name)
+    assert runs_out.returncode == 0, runs_out.stderr
+    assert "t-vip" in runs_out.stdout
+    assert "t-plain" not in runs_out.stdout
+    assert "1 of 1" in runs_out.stdout
 
 
 def test_event_trigger_puts_event_properties_in_the_template(tenant: Tenant) -> None:
@@ -271,3 +292,67 @@ def test_invalid_automations_name_the_step_and_store_nothing(
     assert response.status_code == status, response.text
     assert fragment in response.json()["error"], response.json()
     assert tenant.get("/api/v1/automations").json()["total"] == before
+
+
+# --- contact steps and a webhook -----------------------------------------------------------
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    seen: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.seen.append((dict(self.headers), body))
+        self.send_response(500 if len(self.seen) == 1 else 200)  # the first one fails
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def test_contact_steps_and_a_signed_webhook_retried_under_one_key(tenant: Tenant) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    secret = "whsec-test-1234"
+    try:
+        automation = _create(
+            tenant,
+            {
+                "name": "upgrade",
+                "trigger": {"type": "event.tracked", "filters": {"event": "upgraded"}},
+                "steps": [
+                    {"type": "update_field", "field": "plan", "value": "{{event.plan}}"},
+                    {"type": "remove_tag", "tag": "trial"},
+                    {
+                        "type": "webhook",
+                        "url": f"http://127.0.0.1:{server.server_port}/hook",
+                        "secret": secret,
+                        "body": {"plan": "{{contact.plan}}"},
+                    },
+                ],
+            },
+        )
+        _contact(tenant, "u-1", phone=_phone(), tags=["trial", "keep"])
+        response = tenant.http.post(
+            f"{tenant.api_url}/api/v1/track/event",
+            json={"contact_id": "u-1", "event": "upgraded", "properties": {"plan": "pro"}},
+            headers=tenant.auth(),
+        )
+        assert response.status_code == 202, response.text
+        [run] = wait_until(lambda: _runs(tenant, automation["id"], "done"), 30, "the run")
+    finally:
+        server.shutdown()
+    contact = tenant.get("/api/v1/contacts/u-1").json()["contact"]
+    assert contact["attributes"]["plan"] == "pro"
+    assert contact["tags"] == ["keep"]
+    assert len(_Receiver.seen) == 2
+    keys_seen = {headers["Idempotency-Key"] for headers, _ in _Receiver.seen}
+    assert keys_seen == {f"{run['id']}:2"}
+    for headers, body in _Receiver.seen:
+        expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        assert headers["X-Dispatch-Signature"] == f"sha256={expected}"
+        assert json.loads(body)["data"] == {"plan": "pro"}
+    webhook_step = {s["step"]: s for s in run["timeline"]}[2]
+    assert webhook_step["attempts"] == 2
+    assert webhook_step["http_status"] == 200

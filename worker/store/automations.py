@@ -266,17 +266,32 @@ async def load_run(redis: Redis, account: str, run_id: str) -> Run | None:
 async def runs_page(
     redis: Redis, account: str, automation_id: str, status: str | None, page_: int, limit: int
 ) -> tuple[list[Run], int]:
-    """Newest first; with ``status``, only runs in that status (filtered as read)."""
-    ids = [
-        str(i) for i in await redis.zrevrange(keys.automation_runs(account, automation_id), 0, -1)
-    ]
-    runs = []
-    for run_id in ids:
-        run = await load_run(redis, account, run_id)
-        if run is not None and (status is None or run.status == status):
-            runs.append(run)
+    """Newest first. Without ``status`` only the page is read; with it, the automation's
+    runs are scanned (pipelined, a thousand at a time) and filtered."""
+    key = keys.automation_runs(account, automation_id)
     start = (page_ - 1) * limit
-    return runs[start : start + limit], len(runs)
+    if status is None:
+        ids = [str(i) for i in await redis.zrevrange(key, start, start + limit - 1)]
+        return await _load_runs(redis, account, ids), int(await redis.zcard(key))
+    page_ids: list[str] = []
+    total = 0
+    ids = await _members(redis, key, newest_first=True)
+    for chunk in range(0, len(ids), 1000):
+        async with redis.pipeline(transaction=False) as pipe:
+            for run_id in ids[chunk : chunk + 1000]:
+                pipe.hget(keys.run(account, run_id), "status")
+            statuses = await pipe.execute()
+        for run_id, run_status in zip(ids[chunk : chunk + 1000], statuses, strict=True):
+            if run_status == status:
+                if start <= total < start + limit:
+                    page_ids.append(run_id)
+                total += 1
+    return await _load_runs(redis, account, page_ids), total
+
+
+async def _load_runs(redis: Redis, account: str, ids: list[str]) -> list[Run]:
+    loaded = [await load_run(redis, account, run_id) for run_id in ids]
+    return [r for r in loaded if r is not None]
 
 
 async def step_counts(redis: Redis, account: str, automation_id: str) -> dict[int, dict[str, int]]:
