@@ -58,11 +58,21 @@ class Scale:
     otp_sends: int
     api_s: float  # seconds per API measurement
     fanout: int  # contacts walked by the fan-out measurement
+    automations: int = 100_000  # contacts enrolled into "wait, then tag"
+    automation_wait_s: float = 10.0
 
 
 SCALES = {
     "tiny": Scale(
-        push=600, naive=200, wa_cap=40, wa_contacts=120, otp_sends=20, api_s=1.5, fanout=3000
+        push=600,
+        naive=200,
+        wa_cap=40,
+        wa_contacts=120,
+        otp_sends=20,
+        api_s=1.5,
+        fanout=3000,
+        automations=1000,
+        automation_wait_s=2.0,
     ),
     "default": Scale(
         push=20_000,
@@ -401,6 +411,45 @@ class Bench:
         self.results["api_p99_ms"] = round(_pct(latencies, 0.99), 1)
         self.results["api_bare_p99_ms"] = round(_pct(bare_latencies, 0.99), 1)
 
+    def automations(self) -> None:
+        """Enrol contacts into "wait, then tag" all at once; the bulk worker's memory is
+        sampled while the runs wait and then run their second step."""
+        n = self.scale.automations
+        self.seed("auto", n)
+        bulk = self.stack.procs["bulk"]
+        script = [
+            sys.executable,
+            str(SCRIPTS / "benchkit" / "automations.py"),
+            "--count",
+            str(n),
+            "--wait",
+            str(self.scale.automation_wait_s),
+        ]
+        child = subprocess.Popen(
+            script, env=self.stack.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        samples: list[float] = []
+        while child.poll() is None:
+            samples.append(bulk.rss_mb())
+            time.sleep(0.5)
+        stdout, stderr = child.communicate()
+        if child.returncode != 0:
+            raise RuntimeError(f"automation bench failed:\n{stderr[-3000:]}")
+        out = json.loads(stdout.strip().splitlines()[-1])
+        if out["completed"] != n:
+            raise RuntimeError(f"automation bench: {out}")
+        tenth = samples[max(1, len(samples) // 10)] if samples else 0.0
+        self.results["automation_runs"] = out["runs"]
+        self.results["automation_wait_s"] = self.scale.automation_wait_s
+        self.results["automation_enroll_s"] = round(out["enroll_s"], 1)
+        self.results["automation_total_s"] = round(out["total_s"], 1)
+        self.results["automation_late_p50_s"] = round(out["late_p50_s"], 2)
+        self.results["automation_late_p99_s"] = round(out["late_p99_s"], 2)
+        self.results["automation_worker_rss_peak_mb"] = round(max(samples, default=0.0), 1)
+        self.results["automation_worker_rss_growth_after_10pct_mb"] = round(
+            max(samples, default=0.0) - tenth, 1
+        )
+
     def fanout(self) -> None:
         self.seed("fanout", self.scale.fanout, fcm=True)
         out = run_json(
@@ -436,6 +485,7 @@ TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "whatsapp_campaign_rate_pct_of_cap": ("95–100", lambda v: 95 <= v <= 100),
     "otp_p99_ratio": ("≤ 2", lambda v: v <= 2),
     "fanout_s": ("≤ 60 (1M)", lambda v: v <= 60),
+    "automation_late_p99_s": ("≤ 2", lambda v: v <= 2),
 }
 
 
@@ -457,6 +507,7 @@ def main() -> int:
             bench.otp,
             bench.api_paths,
             bench.fanout,
+            bench.automations,
         ]
         only = [s for s in os.environ.get("BENCH_STEPS", "").split(",") if s]
         unknown = set(only) - {step.__name__ for step in steps}

@@ -19,28 +19,19 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from celery import Task
-from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
+from celery.exceptions import Reject, Retry
 from celery.signals import worker_process_init, worker_process_shutdown
-from kombu.exceptions import OperationalError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from worker import logs, runtime
 from worker.delivery.context import DeliveryContext, Outcome
 from worker.delivery.failures import record_crash
+from worker.errors import INFRASTRUCTURE
 from worker.store import delayed
 
 log = logging.getLogger(__name__)
 
 # The store or the broker is unreachable, or the job ran out of time (a provider that
 # hangs): nothing is wrong with the job itself, it goes back to the queue.
-INFRASTRUCTURE = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    OperationalError,
-    OSError,
-    SoftTimeLimitExceeded,
-)
 # Before requeueing after an outage, so a Redis that stays down is not hammered.
 _REQUEUE_PAUSE_S = 1.0
 

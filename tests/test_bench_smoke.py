@@ -32,6 +32,8 @@ FIGURES = {
     "otp_p99_ms_during_campaign",
     "fanout_s",
     "fanout_peak_rss_mb",
+    "automation_late_p99_s",
+    "automation_worker_rss_peak_mb",
 }
 
 

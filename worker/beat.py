@@ -17,6 +17,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections import defaultdict
 from typing import cast
 
 from redis.asyncio import Redis
@@ -25,21 +26,37 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from worker.config import Settings
 from worker.enqueue import add_job, publish
-from worker.store import delayed, keys, messages
+from worker.ids import new_id
+from worker.store import automations, delayed, keys, messages
 from worker.store.client import create_redis
 
 log = logging.getLogger(__name__)
 BATCH = 500
+RUN_BATCH = 100
 SWEEP_EVERY_S = 5.0
 
 
 async def pump_once(redis: Redis, now: float) -> int:
-    """Publish every job due by ``now`` (up to a batch); returns how many."""
+    """Publish every job due by ``now`` (up to a batch); returns how many. Automation runs
+    whose waits ended together go as batches, a job per ``RUN_BATCH`` runs: a job per run
+    cost more in Celery than the step itself."""
     members = await delayed.due(redis, now, BATCH)
     if members:
+        runs: dict[str, list[str]] = defaultdict(list)
         async with redis.pipeline(transaction=False) as pipe:
             for item in members:
-                add_job(pipe, *delayed.parse(item))
+                task, account_id, job_id = delayed.parse(item)
+                if task == automations.STEP_TASK:
+                    runs[account_id].append(job_id)
+                else:
+                    add_job(pipe, task, account_id, job_id)
+            for account_id, run_ids in runs.items():
+                for start in range(0, len(run_ids), RUN_BATCH):
+                    batch_id = new_id("ab")
+                    key = keys.automation_batch(account_id, batch_id)
+                    pipe.rpush(key, *run_ids[start : start + RUN_BATCH])
+                    pipe.expire(key, 86400)
+                    add_job(pipe, automations.BATCH_TASK, account_id, batch_id)
             await pipe.execute()
     await delayed.take(redis, now, members)
     return len(members)

@@ -12,9 +12,16 @@
 Each error carries ``code``, a stable machine-readable slug that ends up in the
 API's ``code`` field and in the message record, ``provider_code`` (what the
 provider said, e.g. WhatsApp's ``131026``) and a human ``reason``.
+
+``INFRASTRUCTURE`` lists the failures that are nobody's send: Redis or the broker away.
 """
 
 from __future__ import annotations
+
+from celery.exceptions import SoftTimeLimitExceeded
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
 class DeliveryError(Exception):
@@ -48,3 +55,13 @@ class InvalidTokenError(PermanentError):
 
 class AccountError(PermanentError):
     pass
+
+
+# Failures of the infrastructure, not of a send: the job is given back and done again.
+INFRASTRUCTURE: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    KombuOperationalError,
+    OSError,
+    SoftTimeLimitExceeded,
+)

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,19 @@ class Proc:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+
+    def rss_mb(self) -> float:
+        """Resident memory of the process and its children (a worker's pool), MB."""
+        try:
+            me = psutil.Process(self.popen.pid)
+            procs = [me, *me.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0.0
+        total = 0
+        for p in procs:
+            with suppress(psutil.NoSuchProcess):
+                total += p.memory_info().rss
+        return total / 1e6
 
     def cpu_s(self) -> float:
         """CPU seconds of the process and its children (a worker's pool)."""

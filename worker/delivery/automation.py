@@ -14,6 +14,7 @@ is retried with the same ``Idempotency-Key`` header, for the receiver to dedupli
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -27,8 +28,10 @@ import httpx
 
 from worker import render
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
+from worker.delivery.failures import record_run_crash
+from worker.errors import INFRASTRUCTURE
 from worker.models import Channel, MessageStatus
-from worker.store import automations, contacts, keys, locks, messages, push, sends
+from worker.store import automations, contacts, delayed, keys, locks, messages, push, sends
 from worker.store.automations import Run
 from worker.store.client import hgetall_str
 
@@ -46,6 +49,42 @@ def step_message_id(run_id: str, index: int) -> str:
     return f"msg_{run_id.removeprefix('run_')}s{index}"
 
 
+# Runs of a batch advanced at once: their Redis round trips overlap.
+_BATCH_CONCURRENCY = 32
+
+
+async def run_batch(ctx: DeliveryContext, account: str, batch_id: str) -> Outcome:
+    """``automation.batch``: the runs whose waits ended together (listed by the beat).
+    A run that needs to come back later (its lease busy, a condition on a send still in
+    flight, a webhook to retry) goes back to the delayed set on its own."""
+    key = keys.automation_batch(account, batch_id)
+    run_ids = [str(r) for r in await ctx.redis.lrange(key, 0, -1)]
+    gate = asyncio.Semaphore(_BATCH_CONCURRENCY)
+
+    async def one(run_id: str) -> None:
+        async with gate:
+            try:
+                outcome = await run_automation(ctx, account, run_id)
+            except INFRASTRUCTURE:
+                raise  # the batch job is given back and done again: each step is idempotent
+            except Exception as exc:
+                log.exception("automation run %s crashed", run_id)
+                await record_run_crash(ctx, account, run_id, exc)
+                return
+            if outcome.retry_in_s is not None:
+                await delayed.schedule(
+                    ctx.redis,
+                    automations.STEP_TASK,
+                    account,
+                    run_id,
+                    time.time() + outcome.retry_in_s,
+                )
+
+    await asyncio.gather(*(one(r) for r in run_ids))
+    await ctx.redis.delete(key)
+    return Outcome(MessageStatus.SENT)
+
+
 async def run_automation(ctx: DeliveryContext, account: str, run_id: str) -> Outcome:
     lock_key = keys.run_lock(account, run_id)
     token = await locks.acquire(ctx.redis, lock_key, ctx.settings.lease_s)
@@ -57,11 +96,30 @@ async def run_automation(ctx: DeliveryContext, account: str, run_id: str) -> Out
         await locks.release(ctx.redis, lock_key, token)
 
 
+# A version never changes once stored: each worker process keeps the ones it has read.
+_definitions: dict[tuple[str, str, int], dict[str, Any]] = {}
+_DEFINITIONS_MAX = 1000
+
+
+async def _definition(
+    ctx: DeliveryContext, account: str, automation_id: str, version: int
+) -> dict[str, Any] | None:
+    cache_key = (account, automation_id, version)
+    found = _definitions.get(cache_key)
+    if found is None:
+        found = await automations.definition(ctx.redis, account, automation_id, version)
+        if found is not None:
+            if len(_definitions) >= _DEFINITIONS_MAX:
+                _definitions.clear()
+            _definitions[cache_key] = found
+    return found
+
+
 async def _advance(ctx: DeliveryContext, account: str, run_id: str) -> Outcome:
     run = await automations.load_run(ctx.redis, account, run_id)
     if run is None or run.status in automations.RUN_FINAL:
         return Outcome(MessageStatus.SENT)
-    definition = await automations.definition(ctx.redis, account, run.automation, run.version)
+    definition = await _definition(ctx, account, run.automation, run.version)
     if definition is None:
         await automations.record_step(
             ctx.redis,

@@ -75,3 +75,15 @@ async def record_run_crash(
         status="failed",
         error=error,
     )
+
+
+async def record_automation_batch_crash(
+    ctx: DeliveryContext, account_id: str, batch_id: str, exc: BaseException
+) -> None:
+    """Each run of a batch fails on its own (``run_batch``); a crash of the batch itself
+    (reading its list) leaves the runs waiting where they are, visible in their status."""
+    import logging
+
+    logging.getLogger(__name__).error(
+        "automation batch %s/%s crashed: %s", account_id, batch_id, exc
+    )

@@ -14,13 +14,14 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from worker.automation_models import AutomationCreate
+from worker.automation_models import AutomationCreate, Wait
 from worker.enqueue import job_payload, queue_for
 from worker.store import delayed, keys, scripts
 from worker.store.client import fields as client_fields
 from worker.store.client import hgetall_str
 
 STEP_TASK = "automation.step"
+BATCH_TASK = "automation.batch"
 RUN_FINAL = ("done", "failed", "cancelled")
 
 
@@ -64,6 +65,13 @@ class Run:
     steps: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
+def _first_wait_s(body: AutomationCreate) -> str:
+    """Seconds of the first step if it is a wait in seconds (enrolment parks the run at
+    once, without a job), else 0."""
+    first = body.steps[0]
+    return repr(first.seconds) if isinstance(first, Wait) and first.seconds else "0"
+
+
 def _definition(body: AutomationCreate) -> dict[str, Any]:
     return {
         "trigger": body.trigger.model_dump(mode="json"),
@@ -97,6 +105,7 @@ async def create(redis: Redis, account: str, automation_id: str, body: Automatio
                 "active": "0",
                 "allow_reentry": "1" if body.allow_reentry else "0",
                 "version": "1",
+                "first_wait_s": _first_wait_s(body),
                 "definition": definition,
                 "created_at": repr(now),
                 "updated_at": repr(now),
@@ -138,6 +147,7 @@ async def update(redis: Redis, automation: Automation, body: AutomationCreate) -
                 "name": body.name,
                 "allow_reentry": "1" if body.allow_reentry else "0",
                 "version": str(version),
+                "first_wait_s": _first_wait_s(body),
                 "definition": definition,
                 "updated_at": repr(time.time()),
             },
@@ -203,6 +213,38 @@ async def _members(redis: Redis, key: str, *, newest_first: bool = False) -> lis
 # --- runs ----------------------------------------------------------------------------------
 
 
+# A parked first step's record; the script fills in the due time.
+_PARKED = json.dumps({"status": "waiting", "until": 0.0}).replace("0.0", "%s")
+
+
+def _enroll_call(
+    account: str, automation_id: str, contact_id: str, run_id: str, now: str, event_json: str
+) -> tuple[list[str], list[str]]:
+    queue = queue_for(STEP_TASK)
+    return (
+        [
+            keys.automation(account, automation_id),
+            keys.automation_enrolled(account, automation_id),
+            keys.run(account, run_id),
+            keys.automation_runs(account, automation_id),
+            keys.automation_counts(account, automation_id),
+            queue,
+            keys.run_steps(account, run_id),
+            keys.delayed(),
+        ],
+        [
+            contact_id,
+            run_id,
+            now,
+            job_payload(STEP_TASK, account, run_id, queue),
+            event_json,
+            automation_id,
+            delayed.member(STEP_TASK, account, run_id),
+            _PARKED,
+        ],
+    )
+
+
 async def enroll(
     redis: Redis,
     account: str,
@@ -212,29 +254,33 @@ async def enroll(
     event: dict[str, Any] | None = None,
 ) -> str:
     """ "ok", or why not: not_found, inactive, already_enrolled. The run and its first job
-    are stored in one step."""
-    queue = queue_for(STEP_TASK)
-    reply = await scripts.run(
-        redis,
-        "automation_enroll",
-        [
-            keys.automation(account, automation_id),
-            keys.automation_enrolled(account, automation_id),
-            keys.run(account, run_id),
-            keys.automation_runs(account, automation_id),
-            keys.automation_counts(account, automation_id),
-            queue,
-        ],
-        [
-            contact_id,
-            run_id,
-            repr(time.time()),
-            job_payload(STEP_TASK, account, run_id, queue),
-            json.dumps(event or {}),
-            automation_id,
-        ],
+    (or its place in the delayed set, when it starts with a wait) are stored in one step."""
+    script_keys, args = _enroll_call(
+        account, automation_id, contact_id, run_id, repr(time.time()), json.dumps(event or {})
     )
+    reply = await scripts.run(redis, "automation_enroll", script_keys, args)
     return str(reply[0])
+
+
+async def enroll_many(
+    redis: Redis,
+    account: str,
+    automation_id: str,
+    enrolments: list[tuple[str, str]],
+    event: dict[str, Any] | None = None,
+) -> list[str]:
+    """``enroll`` for many (contact id, run id) pairs in one round trip (each atomic on its
+    own): a segment enrolled at once, a bench."""
+    sha = await scripts.load(redis, "automation_enroll")
+    now, event_json = repr(time.time()), json.dumps(event or {})
+    async with redis.pipeline(transaction=False) as pipe:
+        for contact_id, run_id in enrolments:
+            script_keys, args = _enroll_call(
+                account, automation_id, contact_id, run_id, now, event_json
+            )
+            pipe.evalsha(sha, len(script_keys), *script_keys, *args)
+        replies = await pipe.execute()
+    return [str(r[0]) for r in replies]
 
 
 def _run(account: str, raw: dict[str, str], steps: dict[str, str]) -> Run:

@@ -285,3 +285,8 @@ def run_steps(account_id: str, run_id: str) -> str:
 
 def run_lock(account_id: str, run_id: str) -> str:
     return f"{PREFIX}:{account_id}:run:{run_id}:lock"
+
+
+def automation_batch(account_id: str, batch_id: str) -> str:
+    """List of run ids whose waits ended together: one job advances them all."""
+    return f"{PREFIX}:{account_id}:autobatch:{batch_id}"
