@@ -356,3 +356,67 @@ def test_contact_steps_and_a_signed_webhook_retried_under_one_key(tenant: Tenant
     webhook_step = {s["step"]: s for s in run["timeline"]}[2]
     assert webhook_step["attempts"] == 2
     assert webhook_step["http_status"] == 200
+
+
+# --- versions, deactivation ---------------------------------------------------------------
+
+
+def _enroll(tenant: Tenant, automation_id: str, contact_id: str) -> str:
+    response = tenant.http.post(
+        f"{tenant.api_url}/api/v1/automations/{automation_id}/enroll",
+        json={"contact_id": contact_id},
+        headers=tenant.auth(),
+    )
+    assert response.status_code == 202, response.text
+    run_id: str = response.json()["run_id"]
+    return run_id
+
+
+def _tags(tenant: Tenant, contact_id: str) -> list[str]:
+    tags: list[str] = tenant.get(f"/api/v1/contacts/{contact_id}").json()["contact"]["tags"]
+    return tags
+
+
+def test_runs_keep_their_version_and_deactivation_can_cancel_them(tenant: Tenant) -> None:
+    steps = [{"type": "wait", "seconds": 1.5}, {"type": "add_tag", "tag": "v1"}]
+    automation = _create(
+        tenant, {"name": "versions", "trigger": {"type": "manual"}, "steps": steps}
+    )
+    for contact_id in ("v-old", "v-new", "v-cancel"):
+        _contact(tenant, contact_id, phone=_phone())
+    old_run = _enroll(tenant, automation["id"], "v-old")
+    edited = tenant.http.patch(
+        f"{tenant.api_url}/api/v1/automations/{automation['id']}",
+        json={"steps": [steps[0], {"type": "add_tag", "tag": "v2"}]},
+        headers=tenant.auth(),
+    )
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["automation"]["version"] == 2
+    new_run = _enroll(tenant, automation["id"], "v-new")
+    wait_until(lambda: len(_runs(tenant, automation["id"], "done")) == 2, 20, "both runs")
+    assert _tags(tenant, "v-old") == ["v1"]  # started on version 1, finished on it
+    assert _tags(tenant, "v-new") == ["v2"]
+    versions = {
+        r: tenant.get(f"/api/v1/automation-runs/{r}").json()["run"]["version"]
+        for r in (old_run, new_run)
+    }
+    assert versions == {old_run: 1, new_run: 2}
+
+    waiting = _enroll(tenant, automation["id"], "v-cancel")
+    stopped = tenant.http.patch(
+        f"{tenant.api_url}/api/v1/automations/{automation['id']}/activate",
+        json={"active": False, "cancel_runs": True},
+        headers=tenant.auth(),
+    )
+    assert stopped.status_code == 200, stopped.text
+    assert stopped.json()["runs_cancelled"] == 1
+    time.sleep(2.5)  # past the wait: a run not cancelled would have tagged by now
+    assert _tags(tenant, "v-cancel") == []
+    run = tenant.get(f"/api/v1/automation-runs/{waiting}").json()["run"]
+    assert run["status"] == "cancelled"
+    again = tenant.http.post(
+        f"{tenant.api_url}/api/v1/automations/{automation['id']}/enroll",
+        json={"contact_id": "v-cancel"},
+        headers=tenant.auth(),
+    )
+    assert again.status_code == 409

@@ -9,6 +9,7 @@ FCM as the real services speak them, with a certificate from a CA kept in
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +26,19 @@ from worker.sim.whatsapp import WhatsAppSim
 log = logging.getLogger(__name__)
 
 
+async def _freeze_survivors(every_s: float = 2.0) -> None:
+    """The simulator keeps every request it received (up to 200,000, with their bodies):
+    millions of objects that Python's full garbage collections walk again and again, in
+    pauses that grew to hundreds of milliseconds. A paused simulator stamps the requests
+    that queued meanwhile all at once, which looked like a burst of sends. What survives
+    is frozen (left out of later collections) every couple of seconds, after a collection
+    that then only walks what came since the last freeze (so no garbage gets frozen)."""
+    while True:
+        await asyncio.sleep(every_s)
+        gc.collect()
+        gc.freeze()
+
+
 def create_sim_app(
     *, tls_host: str = "127.0.0.1", tls_port: int | None = None, ca_dir: Path | None = None
 ) -> FastAPI:
@@ -39,9 +53,11 @@ def create_sim_app(
             context, ca_path = h2server.tls_context(ca_dir or Path(".data/sim"), tls_host)
             server = await h2server.serve(push.handle_h2, tls_host, tls_port, context)
             log.warning("APNs/FCM over HTTP/2+TLS on %s:%d (CA: %s)", tls_host, tls_port, ca_path)
+        freezer = asyncio.create_task(_freeze_survivors())
         try:
             yield
         finally:
+            freezer.cancel()
             if server is not None:
                 server.close()
 
