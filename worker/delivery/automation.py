@@ -15,6 +15,7 @@ is retried with the same ``Idempotency-Key`` header, for the receiver to dedupli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -22,7 +23,7 @@ import logging
 import time
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
@@ -318,21 +319,30 @@ async def _wait(
 async def _next_time_of_day(
     ctx: DeliveryContext, run: Run, step: dict[str, Any], now: float
 ) -> float:
+    """In the contact's time zone (its ``timezone`` attribute) if it names a real one,
+    else the step's, else UTC."""
     raw = await hgetall_str(ctx.redis, keys.contact(run.account, run.contact))
     zone_name = step.get("timezone") or "UTC"
     contact_zone = raw.get("attr:timezone")
     if contact_zone:
-        try:
-            zone_name = json.loads(contact_zone)
-            ZoneInfo(zone_name)
-        except Exception:
-            zone_name = step.get("timezone") or "UTC"
+        with contextlib.suppress(ValueError, ZoneInfoNotFoundError):
+            candidate = json.loads(contact_zone)
+            ZoneInfo(candidate)
+            zone_name = candidate
+    return next_time_of_day(now, step["until"], zone_name)
+
+
+def next_time_of_day(now: float, until: str, zone_name: str) -> float:
+    """The first ``until`` (``HH:MM``) in ``zone_name`` after ``now``: today's if still
+    ahead, else tomorrow's (wall-clock time: a day crossing a DST change stays at HH:MM)."""
     zone = ZoneInfo(zone_name)
-    hour, minute = (int(p) for p in step["until"].split(":"))
+    hour, minute = (int(p) for p in until.split(":"))
     local = datetime.fromtimestamp(now, zone)
     target = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
     if target <= local:
-        target += timedelta(days=1)
+        target = (local + timedelta(days=1)).replace(
+            hour=hour, minute=minute, second=0, microsecond=0
+        )
     return target.timestamp()
 
 
