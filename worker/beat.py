@@ -6,8 +6,10 @@ Publishing comes before removal: a beat that dies in between publishes the job
 again, and the job's lease makes the second copy a no-op. Running two beats is
 safe for the same reason, only wasteful.
 
-It also sweeps for messages that were stored but whose job never ran (the API
-died, or its publish failed, between the two) and publishes them again.
+It also enrols contacts in the automations their creation or new tags trigger (from the
+stream their own script wrote, ``worker.triggers``), and sweeps for messages that were
+stored but whose job never ran (the API died, or its publish failed, between the two) and
+publishes them again.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from worker import triggers
 from worker.config import Settings
 from worker.enqueue import add_job, publish
 from worker.ids import new_id
@@ -100,6 +103,8 @@ async def run(settings: Settings) -> None:
                     if lost:
                         log.warning("beat: %d job(s) published again (never picked up)", lost)
                 moved = await pump_once(redis, time.time())
+                # Contacts created or tagged: the automations their change triggers.
+                moved += await triggers.process_contact_events(redis)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 log.warning("beat: Redis unavailable (%s); retrying", exc)
                 moved = 0

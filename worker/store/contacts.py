@@ -71,6 +71,10 @@ def _upsert_call(
             suffix,
             json.dumps(list(dict.fromkeys(body.tags or []))),
             keys.tag_members(account_id, ""),
+            keys.contact_events(),
+            keys.automation_triggers(account_id, "contact.created"),
+            keys.automation_triggers(account_id, "contact.tag_added"),
+            account_id,
             *members,
         ],
     )
@@ -216,7 +220,3 @@ async def set_field(
     else:
         stored = value if field_name == name else json.dumps(value)
         await redis.hset(key, field_name, stored)
-
-
-async def tags(redis: Redis, account_id: str, contact_id: str) -> list[str]:
-    return sorted(str(t) for t in await redis.smembers(keys.contact_tags(account_id, contact_id)))

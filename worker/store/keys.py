@@ -290,3 +290,12 @@ def run_lock(account_id: str, run_id: str) -> str:
 def automation_batch(account_id: str, batch_id: str) -> str:
     """List of run ids whose waits ended together: one job advances them all."""
     return f"{PREFIX}:{account_id}:autobatch:{batch_id}"
+
+
+def contact_events() -> str:
+    """Stream: contacts created or tagged where an active automation may be triggered
+    (written by the contact's own script; the beat enrols from it, consumer group below)."""
+    return f"{PREFIX}:contact_events"
+
+
+CONTACT_EVENTS_GROUP = "triggers"

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from worker import automation_ops
+from worker import automation_ops, triggers
 from worker.api.deps import AutomationsKey, RedisDep
 from worker.api.errors import ApiError
 from worker.automation_models import (
@@ -218,7 +218,7 @@ async def track_event(body: TrackEvent, key: AutomationsKey, redis: RedisDep) ->
     whose ``event`` filter matches; their steps can use ``{{event.<property>}}``."""
     if not await contacts.exists(redis, key.account, body.contact_id):
         raise ApiError(404, f"Contact '{body.contact_id}' not found", "contact_not_found")
-    runs = await automation_ops.fire(
+    runs = await triggers.fire(
         redis,
         key.account,
         "event.tracked",

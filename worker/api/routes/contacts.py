@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from worker import automation_ops, importer
+from worker import importer
 from worker.api.deps import ContactsKey, RedisDep
 from worker.api.errors import ApiError
 from worker.api.views import contact_detail
@@ -49,10 +49,6 @@ async def _detail(redis: RedisDep, account: str, contact_id: str) -> dict[str, A
 async def create_contact(body: ContactCreate, key: ContactsKey, redis: RedisDep) -> JSONResponse:
     contact_id = body.id or new_id("cct")
     result = await contacts.upsert(redis, key.account, contact_id, body, create_only=True)
-    if result is contacts.Upsert.CREATED:
-        await automation_ops.contact_changed(
-            redis, key.account, contact_id, created=True, added_tags=list(body.tags or [])
-        )
     if result is contacts.Upsert.EXISTS:
         raise ApiError(409, f"Contact '{contact_id}' already exists", "contact_exists")
     detail = await _detail(redis, key.account, contact_id)
@@ -127,16 +123,8 @@ async def update_contact(
     contact_id: ContactIdPath, body: ContactBody, key: ContactsKey, redis: RedisDep
 ) -> JSONResponse:
     """Create or update: fields not sent are left alone, push tokens are merged."""
-    before = set(await contacts.tags(redis, key.account, contact_id)) if body.tags else set()
     result = await contacts.upsert(redis, key.account, contact_id, body)
     created = result is contacts.Upsert.CREATED
-    await automation_ops.contact_changed(
-        redis,
-        key.account,
-        contact_id,
-        created=created,
-        added_tags=[t for t in dict.fromkeys(body.tags or []) if t not in before],
-    )
     detail = await _detail(redis, key.account, contact_id)
     return JSONResponse(
         {"success": True, "created": created, "contact": detail}, 201 if created else 200

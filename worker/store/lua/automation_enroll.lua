@@ -9,6 +9,7 @@
 -- When the version's first step waits some seconds (the automation's `first_wait_s`), the
 -- run is parked in the delayed set at once, without a job to do it.
 -- Returns {"ok", version} or {problem}: not_found, inactive, already_enrolled.
+if redis.call('EXISTS', KEYS[3]) == 1 then return {'ok', 'again'} end  -- a trigger redone
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_found'} end
 local a = redis.call('HMGET', KEYS[1], 'active', 'allow_reentry', 'version', 'first_wait_s')
 if a[1] ~= '1' then return {'inactive'} end
