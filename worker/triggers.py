@@ -10,6 +10,7 @@ runs' ids come from the event's id, and enrolment skips a run that exists.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -65,16 +66,19 @@ async def process_contact_events(redis: Redis, count: int = 200) -> int:
     """Enrol from the contact-events stream: first what an earlier run of this consumer
     read but did not acknowledge (it died), then new events. Returns how many were done."""
     stream = keys.contact_events()
-    try:
-        await redis.xgroup_create(stream, keys.CONTACT_EVENTS_GROUP, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
     done = 0
     for start in ("0", ">"):
-        replies: Any = await redis.xreadgroup(
-            keys.CONTACT_EVENTS_GROUP, _CONSUMER, {stream: start}, count=count
-        )
+        try:
+            replies: Any = await redis.xreadgroup(
+                keys.CONTACT_EVENTS_GROUP, _CONSUMER, {stream: start}, count=count
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # First use (or a Redis that lost its data): the group reads from the start.
+            with contextlib.suppress(ResponseError):  # BUSYGROUP: another beat made it
+                await redis.xgroup_create(stream, keys.CONTACT_EVENTS_GROUP, id="0", mkstream=True)
+            return done
         # RESP3 answers {stream: entries}, RESP2 [[stream, entries]].
         pairs = replies.items() if isinstance(replies, dict) else (replies or [])
         for _stream, entries in pairs:
