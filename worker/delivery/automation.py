@@ -88,11 +88,15 @@ async def run_batch(ctx: DeliveryContext, account: str, batch_id: str) -> Outcom
 
 async def run_automation(ctx: DeliveryContext, account: str, run_id: str) -> Outcome:
     lock_key = keys.run_lock(account, run_id)
-    token = await locks.acquire(ctx.redis, lock_key, ctx.settings.lease_s)
+    # The lease and the run in one round trip: read after the SET in the same pipeline, the
+    # run is as the previous holder left it (only a holder writes it).
+    token, run = await automations.lease_and_load(
+        ctx.redis, account, run_id, lock_key, ctx.settings.lease_s
+    )
     if token is None:
         return Outcome(MessageStatus.QUEUED, BUSY_RETRY_S)
     try:
-        return await _advance(ctx, account, run_id)
+        return await _advance(ctx, account, run)
     finally:
         await locks.release(ctx.redis, lock_key, token)
 
@@ -116,8 +120,7 @@ async def _definition(
     return found
 
 
-async def _advance(ctx: DeliveryContext, account: str, run_id: str) -> Outcome:
-    run = await automations.load_run(ctx.redis, account, run_id)
+async def _advance(ctx: DeliveryContext, account: str, run: Run | None) -> Outcome:
     if run is None or run.status in automations.RUN_FINAL:
         return Outcome(MessageStatus.SENT)
     definition = await _definition(ctx, account, run.automation, run.version)

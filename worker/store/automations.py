@@ -8,6 +8,7 @@ did), not a sleeping task: a wait is a member of the delayed set, like a retry.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -299,6 +300,22 @@ def _run(account: str, raw: dict[str, str], steps: dict[str, str]) -> Run:
         error=raw.get("error") or None,
         steps={int(k): json.loads(v) for k, v in steps.items()},
     )
+
+
+async def lease_and_load(
+    redis: Redis, account: str, run_id: str, lock_key: str, lease_s: float
+) -> tuple[str | None, Run | None]:
+    """Take the run's lease and read the run in one round trip: (the lease's token, or
+    None when another job holds it; the run as it stands)."""
+    token = secrets.token_hex(8)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.set(lock_key, token, nx=True, px=int(lease_s * 1000))
+        pipe.hgetall(keys.run(account, run_id))
+        pipe.hgetall(keys.run_steps(account, run_id))
+        acquired, raw, steps = await pipe.execute()
+    if not acquired:
+        return None, None
+    return token, (_run(account, raw, steps) if raw else None)
 
 
 async def load_run(redis: Redis, account: str, run_id: str) -> Run | None:
