@@ -72,6 +72,12 @@ DEAD_LETTERED = Counter(
     "Messages moved to the dead-letter list, by channel.",
     ["channel"],
 )
+AUTOMATION_STEPS = Counter(
+    "dispatch_automation_steps_total",
+    "Automation steps executed, by step type and outcome (done, failed; a wait also counts "
+    "when it starts: waiting).",
+    ["type", "outcome"],
+)
 API_ACCEPTED = Counter(
     "dispatch_api_sends_accepted_total",
     "Send requests the API accepted and queued, by channel.",

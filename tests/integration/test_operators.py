@@ -176,6 +176,30 @@ def test_metrics_move_by_exactly_the_sends_made(ops: OpsStack, tenant: PushTenan
     accepted = "dispatch_api_sends_accepted_total"
     assert moved(api0, api1, accepted, channel="whatsapp") == 3
     assert moved(api0, api1, accepted, channel="push") == 3
+    # An automation's steps: one run of "add a tag".
+    created = tenant.http.post(
+        f"{ops.api_url}/api/v1/automations",
+        json={
+            "name": "metrics",
+            "trigger": {"type": "manual"},
+            "steps": [{"type": "add_tag", "tag": "counted"}],
+        },
+        headers=tenant.auth(),
+    ).json()["automation"]
+    base = f"{ops.api_url}/api/v1/automations/{created['id']}"
+    assert tenant.http.patch(
+        f"{base}/activate", json={"active": True}, headers=tenant.auth()
+    ).is_success
+    enrolled = tenant.http.post(
+        f"{base}/enroll", json={"contact_id": "ops-1"}, headers=tenant.auth()
+    )
+    assert enrolled.status_code == 202, enrolled.text
+    steps = "dispatch_automation_steps_total"
+    wait_until(
+        lambda: moved(worker1, _samples(worker_url), steps, type="add_tag", outcome="done") == 1,
+        10,
+        "the automation step to be counted",
+    )
     # What Redis knows, read at the scrape.
     assert ("dispatch_queue_depth", (("queue", "transactional"),)) in api1
     assert _value(api1, "dispatch_workers", queue="transactional") == 1

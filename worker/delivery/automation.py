@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
-from worker import render
+from worker import metrics, render
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
 from worker.delivery.failures import record_run_crash
 from worker.errors import INFRASTRUCTURE
@@ -185,6 +185,7 @@ async def _execute(
         result = {"status": "failed", "error": f"missing field {missing.name}"}
     next_step, status = _after(index, n_steps)
     await automations.record_step(ctx.redis, run, index, result, next_step=next_step, status=status)
+    metrics.AUTOMATION_STEPS.labels(kind, result["status"]).inc()
     log.info(
         "automation run %s step %d (%s): %s",
         run.id,
@@ -301,6 +302,7 @@ async def _wait(
             next_step=next_step,
             status=status,
         )
+        metrics.AUTOMATION_STEPS.labels("wait", "done").inc()
         return None
     if step.get("seconds"):
         due_at = now + float(step["seconds"])
@@ -315,6 +317,7 @@ async def _wait(
         status="waiting",
         due_at=due_at,
     )
+    metrics.AUTOMATION_STEPS.labels("wait", "waiting").inc()
     run.due_at = due_at
     return Outcome(MessageStatus.QUEUED)
 
@@ -378,6 +381,7 @@ async def _condition(
         holds = value == expected if expected is not None else bool(value)
     target = step.get("then", "next") if holds else step.get("else", "end")
     result = {"status": "done", "holds": holds}
+    metrics.AUTOMATION_STEPS.labels("condition", "done").inc()
     if target == "end":
         await automations.record_step(ctx.redis, run, index, result, next_step=None, status="done")
         return None
