@@ -68,6 +68,7 @@ class Runtime:
                 max_wait_s=settings.rate_limit_max_wait_s,
                 penalty_s=settings.rate_limit_penalty_s,
             ),
+            http=self.http,
         )
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,34 +44,28 @@ class Proc:
     popen: subprocess.Popen[bytes]
     log: Path
 
-    def rss_mb(self) -> float:
-        """Resident memory of the process and its children (a worker's pool), MB."""
+    def _tree(self) -> list[psutil.Process]:
+        """The process and its children (a worker's pool)."""
         try:
             me = psutil.Process(self.popen.pid)
-            procs = [me, *me.children(recursive=True)]
+            return [me, *me.children(recursive=True)]
         except psutil.NoSuchProcess:
-            return 0.0
-        total = 0
-        for p in procs:
+            return []
+
+    def _sum(self, measure: Callable[[psutil.Process], float]) -> float:
+        total = 0.0
+        for p in self._tree():
             with suppress(psutil.NoSuchProcess):
-                total += p.memory_info().rss
-        return total / 1e6
+                total += measure(p)
+        return total
+
+    def rss_mb(self) -> float:
+        """Resident memory of the process and its children, MB."""
+        return self._sum(lambda p: p.memory_info().rss) / 1e6
 
     def cpu_s(self) -> float:
-        """CPU seconds of the process and its children (a worker's pool)."""
-        try:
-            me = psutil.Process(self.popen.pid)
-            procs = [me, *me.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return 0.0
-        total = 0.0
-        for p in procs:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
+        """CPU seconds of the process and its children."""
+        return self._sum(lambda p: sum(p.cpu_times()[:2]))
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -9,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 from redis.asyncio import Redis
 
+from worker import metrics
 from worker.api.errors import ApiError
 from worker.config import Settings
 from worker.models import ApiKeyRecord, Scope
@@ -28,6 +30,8 @@ async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
+
+log = logging.getLogger(__name__)
 
 RedisDep = Annotated[Redis, Depends(get_redis)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -179,6 +183,23 @@ SEND_HEADERS: dict[str, Any] = {
 ContactsKey = Annotated[ApiKeyRecord, Depends(require(Scope.CONTACTS))]
 AutomationsKey = Annotated[ApiKeyRecord, Depends(require(Scope.AUTOMATIONS))]
 AdminKey = Annotated[ApiKeyRecord, Depends(require(Scope.ADMIN))]
+
+
+def note_accepted(message: Message) -> None:
+    """A send the API stored and queued: counted, and logged as ``send.accepted``."""
+    channel = message.channel.value
+    metrics.API_ACCEPTED.labels(channel).inc()
+    log.info(
+        "%s send %s accepted",
+        channel,
+        message.id,
+        extra={
+            "event": "send.accepted",
+            "message_id": message.id,
+            "account": message.account,
+            "channel": channel,
+        },
+    )
 
 
 async def wait_for_outcome(

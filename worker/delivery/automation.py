@@ -430,16 +430,16 @@ async def _webhook(
     signature = hmac.new(step["secret"].encode(), body, hashlib.sha256).hexdigest()
     attempts = int(run.steps.get(index, {}).get("attempts", 0)) + 1
     try:
-        async with httpx.AsyncClient(timeout=_WEBHOOK_TIMEOUT_S) as client:
-            response = await client.post(
-                step["url"],
-                content=body,
-                headers={
-                    "Content-Type": "application/json",
-                    "X-Dispatch-Signature": f"sha256={signature}",
-                    "Idempotency-Key": f"{run.id}:{index}",
-                },
-            )
+        response = await ctx.http.post(
+            step["url"],
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-Dispatch-Signature": f"sha256={signature}",
+                "Idempotency-Key": f"{run.id}:{index}",
+            },
+            timeout=_WEBHOOK_TIMEOUT_S,
+        )
         if response.status_code < 300:
             return {"status": "done", "http_status": response.status_code, "attempts": attempts}
         error = f"HTTP {response.status_code}"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import httpx
 from redis.asyncio import Redis
 
 from worker.config import Settings
@@ -33,6 +34,8 @@ class DeliveryContext:
     push: PushClients
     push_retry: RetryPolicy
     limiter: RateLimiter
+    # The process's HTTP client, for calls that are not a provider's (automation webhooks).
+    http: httpx.AsyncClient = field(default_factory=httpx.AsyncClient)
 
     @property
     def message_ttl_s(self) -> int:

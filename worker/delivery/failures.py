@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from worker.delivery.context import DeliveryContext
 from worker.models import Attempt, MessageStatus
 from worker.store import messages
+
+log = logging.getLogger(__name__)
 
 
 async def record_crash(
@@ -82,8 +85,4 @@ async def record_automation_batch_crash(
 ) -> None:
     """Each run of a batch fails on its own (``run_batch``); a crash of the batch itself
     (reading its list) leaves the runs waiting where they are, visible in their status."""
-    import logging
-
-    logging.getLogger(__name__).error(
-        "automation batch %s/%s crashed: %s", account_id, batch_id, exc
-    )
+    log.error("automation batch %s/%s crashed: %s", account_id, batch_id, exc)

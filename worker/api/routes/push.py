@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from worker import metrics
-from worker.api.deps import SEND_HEADERS, SenderDep, wait_for_outcome
+from worker.api.deps import SEND_HEADERS, SenderDep, note_accepted, wait_for_outcome
 from worker.api.errors import ApiError
 from worker.api.idempotency import respond_once
 from worker.api.send_route import SendRoute
@@ -18,7 +16,6 @@ from worker.models import Channel, PushSendRequest
 from worker.push_payload import MAX_PAYLOAD_BYTES, PLATFORM_NAMES, Notification, oversized
 from worker.store import channels, contacts, messages, push
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/channels/push", tags=["push"], route_class=SendRoute)
 
 
@@ -61,17 +58,7 @@ async def send(
             device_count=len(members),
         )
         await push.create_push(redis, message, members, settings.message_ttl_s, publish=True)
-        metrics.API_ACCEPTED.labels("push").inc()
-        log.info(
-            "push send %s accepted",
-            message.id,
-            extra={
-                "event": "send.accepted",
-                "message_id": message.id,
-                "account": account,
-                "channel": "push",
-            },
-        )
+        note_accepted(message)
         message = await wait_for_outcome(redis, settings, message, caller.prefer)
         return push_response(message, await push.load_devices(redis, account, message.id))
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Literal, NoReturn
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
-from worker import metrics
-from worker.api.deps import SEND_HEADERS, SenderDep, wait_for_outcome
+from worker.api.deps import SEND_HEADERS, SenderDep, note_accepted, wait_for_outcome
 from worker.api.errors import ApiError
 from worker.api.idempotency import respond_once
 from worker.api.send_route import SendRoute
@@ -18,7 +16,6 @@ from worker.api.views import send_response
 from worker.models import Channel, Template, WhatsAppSendRequest
 from worker.store import messages, sends, templates
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/channels/whatsapp", tags=["whatsapp"], route_class=SendRoute)
 
 
@@ -139,17 +136,7 @@ async def send(
         )
         if refused is not None:
             await _refuse(redis, account, body, refused)
-        metrics.API_ACCEPTED.labels("whatsapp").inc()
-        log.info(
-            "whatsapp send %s accepted",
-            message.id,
-            extra={
-                "event": "send.accepted",
-                "message_id": message.id,
-                "account": account,
-                "channel": "whatsapp",
-            },
-        )
+        note_accepted(message)
         return send_response(await wait_for_outcome(redis, settings, message, caller.prefer))
 
     return await respond_once(
