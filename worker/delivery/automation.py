@@ -1,8 +1,11 @@
 """Running an automation: ``automation.step`` advances one run as far as it can go now.
 
 The run's state is in Redis (``worker.store.automations``); a job carries only the
-account and the run id. Under the run's lease, the job executes the current step,
-records what it did and moves on, until the run waits (its next job goes into the
+account and the run id (or a batch of runs whose waits ended together). The steps Redis
+can do by itself (waits, tags, the end) run in one script for a whole batch
+(``automation_advance.lua``); a run stops there at the first step that needs the worker
+(a send, a condition, a webhook, a field), which the job executes under the run's lease,
+records, and hands back to the script, until the run waits (its next job goes into the
 delayed set, which ``dispatch beat`` pumps), needs to look again later, or ends.
 
 Each step takes effect once. A send step's message id is derived from the run and the
@@ -21,6 +24,7 @@ import hmac
 import json
 import logging
 import time
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -50,7 +54,8 @@ def step_message_id(run_id: str, index: int) -> str:
     return f"msg_{run_id.removeprefix('run_')}s{index}"
 
 
-# Runs of a batch advanced at once: their Redis round trips overlap.
+# Runs of a batch handed over to the worker (sends, conditions…) advanced at once: their
+# Redis round trips overlap.
 _BATCH_CONCURRENCY = 32
 
 
@@ -60,33 +65,88 @@ async def run_batch(ctx: DeliveryContext, account: str, batch_id: str) -> Outcom
     flight, a webhook to retry) goes back to the delayed set on its own."""
     key = keys.automation_batch(account, batch_id)
     run_ids = [str(r) for r in await ctx.redis.lrange(key, 0, -1)]
-    gate = asyncio.Semaphore(_BATCH_CONCURRENCY)
-
-    async def one(run_id: str) -> None:
-        async with gate:
-            try:
-                outcome = await run_automation(ctx, account, run_id)
-            except INFRASTRUCTURE:
-                raise  # the batch job is given back and done again: each step is idempotent
-            except Exception as exc:
-                log.exception("automation run %s crashed", run_id)
-                await record_run_crash(ctx, account, run_id, exc)
-                return
-            if outcome.retry_in_s is not None:
-                await delayed.schedule(
-                    ctx.redis,
-                    automations.STEP_TASK,
-                    account,
-                    run_id,
-                    time.time() + outcome.retry_in_s,
-                )
-
-    await asyncio.gather(*(one(r) for r in run_ids))
+    comeback = await advance_runs(ctx, account, run_ids)
+    if comeback:
+        now = time.time()
+        await ctx.redis.zadd(
+            keys.delayed(),
+            {
+                delayed.member(automations.STEP_TASK, account, run_id): now + retry_in_s
+                for run_id, retry_in_s in comeback.items()
+            },
+        )
     await ctx.redis.delete(key)
     return Outcome(MessageStatus.SENT)
 
 
 async def run_automation(ctx: DeliveryContext, account: str, run_id: str) -> Outcome:
+    """``automation.step``: one run (its first step, or a run that came back)."""
+    retry_in_s = (await advance_runs(ctx, account, [run_id])).get(run_id)
+    if retry_in_s is None:
+        return Outcome(MessageStatus.SENT)
+    return Outcome(MessageStatus.QUEUED, retry_in_s)
+
+
+async def advance_runs(ctx: DeliveryContext, account: str, run_ids: list[str]) -> dict[str, float]:
+    """Advance each run as far as it can go now; returns the runs to come back to, with the
+    delay. Redis runs the steps it can by itself for all of them in one call (waits, tags:
+    a hundred runs whose waits ended cost one round trip); the worker executes the rest
+    (sends, conditions, webhooks) one run at a time under its lease."""
+    advanced = await _advance_simple(ctx, account, run_ids, None)
+    comeback = dict.fromkeys(advanced.later, BUSY_RETRY_S)
+    gate = asyncio.Semaphore(_BATCH_CONCURRENCY)
+
+    async def one(run_id: str, index: int) -> None:
+        async with gate:
+            try:
+                retry_in_s = await _advance_handed_over(ctx, account, run_id, index)
+            except INFRASTRUCTURE:
+                raise  # the job is given back and done again: each step is idempotent
+            except Exception as exc:
+                log.exception("automation run %s crashed", run_id)
+                await record_run_crash(ctx, account, run_id, exc)
+                return
+            if retry_in_s is not None:
+                comeback[run_id] = retry_in_s
+
+    await asyncio.gather(*(one(r, i) for r, i in advanced.handed_over.items()))
+    return comeback
+
+
+async def _advance_simple(
+    ctx: DeliveryContext, account: str, run_ids: list[str], token: str | None
+) -> automations.Advanced:
+    advanced = await automations.advance(
+        ctx.redis, account, run_ids, token, max_steps=_STEPS_PER_JOB
+    )
+    by_outcome = Counter((kind, state) for _, _, kind, state in advanced.steps)
+    for (kind, state), n in by_outcome.items():
+        metrics.AUTOMATION_STEPS.labels(kind, state).inc(n)
+    if log.isEnabledFor(logging.INFO):
+        for run_id, index, kind, state in advanced.steps:
+            _log_step(account, run_id, index, kind, state)
+    for run_id, problem in advanced.broken.items():
+        log.error("automation run %s: %s", run_id, problem)
+        await record_run_crash(ctx, account, run_id, RuntimeError(problem))
+    return advanced
+
+
+def _log_step(account: str, run_id: str, index: int, kind: str, state: str) -> None:
+    log.info(
+        "automation run %s step %d (%s): %s",
+        run_id,
+        index,
+        kind,
+        state,
+        extra={"event": "automation.step", "account": account, "outcome": state},
+    )
+
+
+async def _advance_handed_over(
+    ctx: DeliveryContext, account: str, run_id: str, index: int
+) -> float | None:
+    """Under the run's lease: execute step ``index`` (one Redis could not do), then let
+    Redis go on, and so on until the run waits or ends. Returns when to come back."""
     lock_key = keys.run_lock(account, run_id)
     # The lease and the run in one round trip: read after the SET in the same pipeline, the
     # run is as the previous holder left it (only a holder writes it).
@@ -94,9 +154,27 @@ async def run_automation(ctx: DeliveryContext, account: str, run_id: str) -> Out
         ctx.redis, account, run_id, lock_key, ctx.settings.lease_s
     )
     if token is None:
-        return Outcome(MessageStatus.QUEUED, BUSY_RETRY_S)
+        return BUSY_RETRY_S
     try:
-        return await _advance(ctx, account, run)
+        for _ in range(_STEPS_PER_JOB):
+            if run is None or run.status in automations.RUN_FINAL:
+                return None
+            definition = await _definition(ctx, account, run.automation, run.version)
+            steps: list[dict[str, Any]] = definition["steps"] if definition else []
+            # The run may have moved since it was handed over (another job): then only
+            # the script looks at it again.
+            if run.status == "active" and run.step == index < len(steps):
+                outcome = await _execute(ctx, run, index, steps[index], len(steps))
+                if outcome is not None:
+                    return outcome.retry_in_s
+                if run.status in automations.RUN_FINAL:
+                    return None
+            advanced = await _advance_simple(ctx, account, [run_id], token)
+            if run_id not in advanced.handed_over:
+                return BUSY_RETRY_S if run_id in advanced.later else None
+            index = advanced.handed_over[run_id]
+            run = await automations.load_run(ctx.redis, account, run_id)
+        return BUSY_RETRY_S  # many steps without a wait: go on in a new job
     finally:
         await locks.release(ctx.redis, lock_key, token)
 
@@ -120,37 +198,6 @@ async def _definition(
     return found
 
 
-async def _advance(ctx: DeliveryContext, account: str, run: Run | None) -> Outcome:
-    if run is None or run.status in automations.RUN_FINAL:
-        return Outcome(MessageStatus.SENT)
-    definition = await _definition(ctx, account, run.automation, run.version)
-    if definition is None:
-        await automations.record_step(
-            ctx.redis,
-            run,
-            run.step,
-            {"status": "failed", "error": "automation deleted"},
-            next_step=None,
-            status="failed",
-            error="automation deleted",
-        )
-        return Outcome(MessageStatus.FAILED)
-    steps: list[dict[str, Any]] = definition["steps"]
-    for _ in range(_STEPS_PER_JOB):
-        if run.step >= len(steps):
-            await automations.record_step(
-                ctx.redis, run, run.step, {"status": "done"}, next_step=None, status="done"
-            )
-            return Outcome(MessageStatus.SENT)
-        step = steps[run.step]
-        outcome = await _execute(ctx, run, run.step, step, len(steps))
-        if outcome is not None:
-            return outcome
-        if run.status in automations.RUN_FINAL:
-            return Outcome(MessageStatus.SENT)
-    return Outcome(MessageStatus.QUEUED, 0.1)  # many steps without a wait: go on in a new job
-
-
 def _after(index: int, n_steps: int) -> tuple[int | None, str]:
     """Where a run goes after step ``index``: the next step, or the end (done)."""
     return (index + 1, "active") if index + 1 < n_steps else (None, "done")
@@ -159,10 +206,11 @@ def _after(index: int, n_steps: int) -> tuple[int | None, str]:
 async def _execute(
     ctx: DeliveryContext, run: Run, index: int, step: dict[str, Any], n_steps: int
 ) -> Outcome | None:
-    """Run step ``index``; None when the run moved on (or ended) and can continue now."""
+    """Run step ``index`` (one the script hands over); None when the run moved on (or
+    ended) and can continue now."""
     kind = step["type"]
     if kind == "wait":
-        return await _wait(ctx, run, index, step, n_steps)
+        return await _wait_until(ctx, run, index, step)
     if kind == "condition":
         return await _condition(ctx, run, index, step, n_steps)
     try:
@@ -170,8 +218,6 @@ async def _execute(
             result = await _send_whatsapp(ctx, run, index, step)
         elif kind == "send_push":
             result = await _send_push(ctx, run, index, step)
-        elif kind in ("add_tag", "remove_tag"):
-            result = await _tag(ctx, run, step)
         elif kind == "update_field":
             result = await _update_field(ctx, run, step)
         elif kind == "webhook":
@@ -179,21 +225,14 @@ async def _execute(
             if isinstance(webhook, Outcome):
                 return webhook
             result = webhook
-        else:  # pragma: no cover - the models allow no other type
+        else:  # pragma: no cover - the script does the other types
             result = {"status": "failed", "error": f"unknown step type {kind}"}
     except render.MissingField as missing:
         result = {"status": "failed", "error": f"missing field {missing.name}"}
     next_step, status = _after(index, n_steps)
     await automations.record_step(ctx.redis, run, index, result, next_step=next_step, status=status)
     metrics.AUTOMATION_STEPS.labels(kind, result["status"]).inc()
-    log.info(
-        "automation run %s step %d (%s): %s",
-        run.id,
-        index,
-        kind,
-        result["status"],
-        extra={"event": "automation.step", "account": run.account, "outcome": result["status"]},
-    )
+    _log_step(run.account, run.id, index, kind, result["status"])
     return None
 
 
@@ -285,29 +324,10 @@ async def _send_push(
 # --- waits and conditions ------------------------------------------------------------------
 
 
-async def _wait(
-    ctx: DeliveryContext, run: Run, index: int, step: dict[str, Any], n_steps: int
-) -> Outcome | None:
-    now = time.time()
-    if run.status == "waiting" and run.due_at is not None:
-        if run.due_at > now + 0.001:
-            # A job early (a duplicate): the delayed set still holds the real one.
-            return Outcome(MessageStatus.QUEUED)
-        next_step, status = _after(index, n_steps)
-        await automations.record_step(
-            ctx.redis,
-            run,
-            index,
-            {"status": "done", "waited_until": run.due_at},
-            next_step=next_step,
-            status=status,
-        )
-        metrics.AUTOMATION_STEPS.labels("wait", "done").inc()
-        return None
-    if step.get("seconds"):
-        due_at = now + float(step["seconds"])
-    else:
-        due_at = await _next_time_of_day(ctx, run, step, now)
+async def _wait_until(ctx: DeliveryContext, run: Run, index: int, step: dict[str, Any]) -> Outcome:
+    """A wait until a time of day (a wait in seconds, and the end of every wait, the
+    script does): the run parks in the delayed set until then."""
+    due_at = await _next_time_of_day(ctx, run, step, time.time())
     await automations.record_step(
         ctx.redis,
         run,
@@ -318,7 +338,6 @@ async def _wait(
         due_at=due_at,
     )
     metrics.AUTOMATION_STEPS.labels("wait", "waiting").inc()
-    run.due_at = due_at
     return Outcome(MessageStatus.QUEUED)
 
 
@@ -394,15 +413,6 @@ async def _condition(
 
 
 # --- contact changes and webhooks -------------------------------------------------------------
-
-
-async def _tag(ctx: DeliveryContext, run: Run, step: dict[str, Any]) -> dict[str, Any]:
-    tag = step["tag"]
-    if step["type"] == "add_tag":
-        await contacts.add_tag(ctx.redis, run.account, run.contact, tag)
-    else:
-        await contacts.remove_tag(ctx.redis, run.account, run.contact, tag)
-    return {"status": "done", "tag": tag}
 
 
 async def _update_field(ctx: DeliveryContext, run: Run, step: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from redis.asyncio import Redis
@@ -18,7 +19,6 @@ from redis.asyncio import Redis
 from worker.automation_models import AutomationCreate, Wait
 from worker.enqueue import job_payload, queue_for
 from worker.store import delayed, keys, scripts
-from worker.store.client import fields as client_fields
 from worker.store.client import hgetall_str
 
 STEP_TASK = "automation.step"
@@ -366,6 +366,34 @@ async def step_counts(redis: Redis, account: str, automation_id: str) -> dict[in
     return out
 
 
+@lru_cache(maxsize=1024)
+def _templates(account: str) -> tuple[str, ...]:
+    """The key names the automation scripts build, with ``%s`` for the ids (the account's
+    own part escaped, should it hold a ``%``)."""
+    hole = "\0"
+
+    def template(name: str) -> str:
+        return name.replace("%", "%%").replace(hole, "%s")
+
+    return tuple(
+        template(name)
+        for name in (
+            keys.run(account, hole),
+            keys.run_steps(account, hole),
+            keys.run_lock(account, hole),
+            keys.automation_counts(account, hole),
+            keys.automation_version(account, hole, hole),
+            keys.contact_tags(account, hole),
+            keys.tag_members(account, hole),
+            delayed.member(STEP_TASK, account, hole),
+        )
+    )
+
+
+def _script_args(account: str, now: float, *own: str | int) -> list[str | int]:
+    return [repr(now), *_templates(account), *own]
+
+
 async def record_step(
     redis: Redis,
     run: Run,
@@ -378,34 +406,60 @@ async def record_step(
     error: str | None = None,
 ) -> None:
     """Step ``index`` is over (``result["status"]`` done | failed | waiting); the run moves
-    to ``next_step`` (None: it ends with ``status``), in one transaction."""
-    account = run.account
-    counts = keys.automation_counts(account, run.automation)
-    state = result["status"]
+    to ``next_step`` (None: it ends with ``status``) — atomically, by the same script code
+    that records the steps Redis runs itself (``advance``)."""
     now = time.time()
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.run_steps(account, run.id), str(index), json.dumps({**result, "at": now}))
-        if state != "waiting":
-            pipe.hincrby(counts, f"{index}:waiting", -1)
-            pipe.hincrby(counts, f"{index}:{state}", 1)
-            if next_step is not None:
-                pipe.hincrby(counts, f"{next_step}:waiting", 1)
-        fields: dict[str, str | float | int] = {
-            "status": status,
-            "updated_at": repr(now),
-            "step": str(next_step if next_step is not None else index),
-        }
-        if due_at is not None:
-            fields["due_at"] = repr(due_at)
-        if error is not None:
-            fields["error"] = error
-        pipe.hset(keys.run(account, run.id), mapping=client_fields(fields))
-        if due_at is not None:
-            # The wait: the run's next job waits in the delayed set, nowhere else.
-            pipe.zadd(keys.delayed(), {delayed.member(STEP_TASK, account, run.id): due_at})
-        await pipe.execute()
+    args = _script_args(
+        run.account,
+        now,
+        run.id,
+        run.automation,
+        index,
+        result["status"],
+        json.dumps({**result, "at": now}),
+        "" if next_step is None else next_step,
+        status,
+        "" if due_at is None else repr(due_at),
+        error or "",
+    )
+    await scripts.run(redis, "automation_record", [keys.delayed()], args)
     run.step = next_step if next_step is not None else index
     run.status = status
+    if due_at is not None:
+        run.due_at = due_at
+
+
+@dataclass
+class Advanced:
+    """What ``advance`` did with a set of runs."""
+
+    steps: list[tuple[str, int, str, str]]  # each step done: run, index, type, status
+    handed_over: dict[str, int]  # run -> the step the worker has to execute
+    later: list[str]  # held by another job (or many steps in a row): look again shortly
+    broken: dict[str, str]  # run -> the script's error
+
+
+async def advance(
+    redis: Redis, account: str, run_ids: list[str], token: str | None = None, max_steps: int = 50
+) -> Advanced:
+    """Run the steps Redis does by itself (a wait ended or begun, tags, the end) for each
+    run, in one round trip; each run stops at the first step that needs the worker.
+    ``token``: the caller holds these runs' lease (else a leased run is left alone)."""
+    if not run_ids:
+        return Advanced([], {}, [], {})
+    args = _script_args(account, time.time(), token or "", max_steps, *run_ids)
+    done, handed, later, broken = await scripts.run(
+        redis, "automation_advance", [keys.delayed()], args
+    )
+    return Advanced(
+        steps=[
+            (str(done[i]), int(done[i + 1]), str(done[i + 2]), str(done[i + 3]))
+            for i in range(0, len(done), 4)
+        ],
+        handed_over={str(handed[i]): int(handed[i + 1]) for i in range(0, len(handed), 2)},
+        later=[str(r) for r in later],
+        broken={str(broken[i]): str(broken[i + 1]) for i in range(0, len(broken), 2)},
+    )
 
 
 async def cancel_runs(redis: Redis, automation: Automation) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -10,10 +11,15 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+_INCLUDE = re.compile(r"^-- include: (\w+)$", re.MULTILINE)
+
 
 @cache
 def source(name: str) -> str:
-    return (resources.files("worker.store") / "lua" / f"{name}.lua").read_text()
+    """The script's text; a line ``-- include: other`` stands for ``other.lua`` (scripts
+    cannot call each other, so what several share is pasted into each)."""
+    text = (resources.files("worker.store") / "lua" / f"{name}.lua").read_text()
+    return _INCLUDE.sub(lambda m: source(m.group(1)), text)
 
 
 @cache

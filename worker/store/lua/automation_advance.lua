@@ -1,0 +1,109 @@
+-- Advance automation runs through the steps Redis does by itself: a wait that has ended,
+-- a wait in seconds (the run parks in the delayed set), a tag added or removed, the end.
+-- Each run stops at the first step that needs the worker (a send, a condition, a
+-- webhook, a field, a wait until a time of day) and is handed over at that step; the
+-- worker executes it and calls this again. One call serves a whole batch of runs whose
+-- waits ended together, each run atomic and idempotent: a run already past its wait, or
+-- finished, is left alone, so a batch done twice changes nothing the second time.
+-- include: automation_lib
+-- ARGV[10] the lease token the caller holds on these runs ('' : none)
+-- ARGV[11] steps per run at most   ARGV[12..] run ids
+-- Returns {steps done: run, index, type, status, …}, {handed over: run, index, …},
+--   {to look at again shortly (another job holds the run, or too many steps): run, …},
+--   {broken: run, error, …}
+local token = ARGV[FIRST_OWN_ARG]
+local max_steps = tonumber(ARGV[FIRST_OWN_ARG + 1])
+local done, handoff, later, broken = {}, {}, {}, {}
+local definitions = {}
+
+local function steps_of(automation, version)
+  local id = automation .. ' ' .. version
+  local found = definitions[id]
+  if found == nil then
+    local raw = redis.call('GET', key(T.definition, automation, version))
+    found = raw and cjson.decode(raw).steps or false
+    definitions[id] = found
+  end
+  return found
+end
+
+local function note(run_id, index, kind, state)
+  done[#done + 1] = run_id
+  done[#done + 1] = index
+  done[#done + 1] = kind
+  done[#done + 1] = state
+end
+
+local function advance(run_id)
+  local lock = redis.call('GET', key(T.lock, run_id))
+  if lock and lock ~= token then
+    later[#later + 1] = run_id
+    return
+  end
+  local r = redis.call('HMGET', key(T.run, run_id),
+    'automation', 'version', 'contact', 'step', 'status', 'due_at')
+  local automation, contact, status = r[1], r[3], r[5]
+  if not automation or status == 'done' or status == 'failed' or status == 'cancelled' then
+    return
+  end
+  local index = tonumber(r[4])
+  local steps = steps_of(automation, r[2])
+  if not steps then
+    local err = 'automation deleted'
+    record_step(run_id, automation, index, 'failed',
+      cjson.encode({status = 'failed', error = err, at = NOW}), nil, 'failed', nil, err)
+    note(run_id, index, 'deleted', 'failed')
+    return
+  end
+  local due = tonumber(r[6] or '')
+  for _ = 1, max_steps do
+    local n = #steps
+    if index >= n then
+      record_step(run_id, automation, index, 'done', cjson.encode({status = 'done', at = NOW}),
+        nil, 'done')
+      return
+    end
+    local step = steps[index + 1]
+    local kind = step['type']
+    local next_step, after = index + 1, 'active'
+    if index + 1 >= n then next_step, after = nil, 'done' end
+    local record
+    if kind == 'wait' and status == 'waiting' and due then
+      if due > NOW + 0.001 then return end  -- early (a duplicate): the delayed set has the job
+      record = {status = 'done', waited_until = due}
+    elseif kind == 'wait' and step['seconds'] then
+      due = NOW + step['seconds']
+      record_step(run_id, automation, index, 'waiting',
+        cjson.encode({status = 'waiting', ['until'] = due, at = NOW}), index, 'waiting', due)
+      note(run_id, index, kind, 'waiting')
+      return
+    elseif kind == 'add_tag' then
+      redis.call('SADD', key(T.tags, contact), step['tag'])
+      redis.call('ZADD', key(T.tag_members, step['tag']), 0, contact)
+      record = {status = 'done', tag = step['tag']}
+    elseif kind == 'remove_tag' then
+      redis.call('SREM', key(T.tags, contact), step['tag'])
+      redis.call('ZREM', key(T.tag_members, step['tag']), contact)
+      record = {status = 'done', tag = step['tag']}
+    else
+      handoff[#handoff + 1] = run_id
+      handoff[#handoff + 1] = index
+      return
+    end
+    record.at = NOW
+    record_step(run_id, automation, index, 'done', cjson.encode(record), next_step, after)
+    note(run_id, index, kind, 'done')
+    if not next_step then return end
+    index, status, due = next_step, 'active', nil
+  end
+  later[#later + 1] = run_id
+end
+
+for i = FIRST_OWN_ARG + 2, #ARGV do
+  local ok, problem = pcall(advance, ARGV[i])
+  if not ok then
+    broken[#broken + 1] = ARGV[i]
+    broken[#broken + 1] = type(problem) == 'table' and tostring(problem.err) or tostring(problem)
+  end
+end
+return {done, handoff, later, broken}
