@@ -21,10 +21,12 @@ from worker.delivery.context import BUSY_RETRY_S, DeliveryContext
 from worker.delivery.push_clients import PushClients
 from worker.delivery.retry import RetryPolicy
 from worker.ids import new_id
+from worker.models import Channel, MessageStatus
 from worker.providers.whatsapp import WhatsAppClient
 from worker.ratelimit import RateLimiter
-from worker.store import automations, delayed, keys
+from worker.store import automations, delayed, keys, messages
 from worker.store.client import create_redis
+from worker.triggers import process_contact_events
 
 WAIT_S = 0.3
 
@@ -42,6 +44,19 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
     yield loop
     loop.close()
+
+
+def _context(redis: Redis, settings: Settings, http: httpx.AsyncClient) -> DeliveryContext:
+    return DeliveryContext(
+        redis=redis,
+        settings=settings,
+        whatsapp=WhatsAppClient(http),
+        whatsapp_retry=RetryPolicy(max_attempts=3, base_delay_s=1, max_delay_s=4),
+        push=PushClients(timeout_s=5),
+        push_retry=RetryPolicy(max_attempts=3, base_delay_s=1, max_delay_s=4),
+        limiter=RateLimiter(redis),
+        http=http,
+    )
 
 
 async def _automation(redis: Redis, steps: list[dict[str, Any]]) -> tuple[str, str]:
@@ -216,16 +231,7 @@ def test_the_worker_does_what_the_script_hands_over_and_the_script_goes_on(
     async def scenario() -> None:
         redis = create_redis(settings)
         http = httpx.AsyncClient(transport=httpx.MockTransport(receiver))
-        ctx = DeliveryContext(
-            redis=redis,
-            settings=settings,
-            whatsapp=WhatsAppClient(http),
-            whatsapp_retry=RetryPolicy(max_attempts=3, base_delay_s=1, max_delay_s=4),
-            push=PushClients(timeout_s=5),
-            push_retry=RetryPolicy(max_attempts=3, base_delay_s=1, max_delay_s=4),
-            limiter=RateLimiter(redis),
-            http=http,
-        )
+        ctx = _context(redis, settings, http)
         account, automation_id = await _automation(
             redis,
             [
@@ -265,3 +271,92 @@ def test_the_worker_does_what_the_script_hands_over_and_the_script_goes_on(
         await redis.aclose()
 
     loop.run_until_complete(scenario())
+
+
+def test_a_tag_a_run_adds_triggers_the_automations_waiting_for_it(
+    settings: Settings, loop: asyncio.AbstractEventLoop
+) -> None:
+    async def scenario() -> None:
+        redis = create_redis(settings)
+        account, tagger = await _automation(
+            redis, [{"type": "wait", "seconds": WAIT_S}, {"type": "add_tag", "tag": "vip"}]
+        )
+        on_vip = new_id("aut")
+        body = AutomationCreate.model_validate(
+            {
+                "name": "on vip",
+                "trigger": {"type": "contact.tag_added", "filters": {"tag": "vip"}},
+                "steps": [{"type": "add_tag", "tag": "welcomed"}],
+            }
+        )
+        await automations.create(redis, account, on_vip, body)
+        automation = await automations.load(redis, account, on_vip)
+        assert automation is not None
+        await automations.set_active(redis, automation, True)
+        await redis.sadd(keys.contact_tags(account, "old"), "vip")  # had it already
+        await _enroll(redis, account, tagger, ["new", "old"])
+        await asyncio.sleep(WAIT_S + 0.05)
+        await automations.advance(redis, account, await _members(redis, account, tagger))
+
+        # Only the contact the tag is new to is announced, and the beat's consumer enrols it.
+        entries = await redis.xrange(keys.contact_events())
+        assert [(f["contact"], f["tags"]) for _, f in entries if f["account"] == account] == [
+            ("new", "vip")
+        ]
+        # (The first call makes the consumer group, as the beat's first call does.)
+        assert await process_contact_events(redis) + await process_contact_events(redis) == 1
+        enrolled = await automations.runs_page(redis, account, on_vip, None, 1, 10)
+        assert [run.contact for run in enrolled[0]] == ["new"]
+        await redis.aclose()
+
+    loop.run_until_complete(scenario())
+
+
+def test_a_send_reported_undeliverable_after_acceptance_counts_as_failed(
+    settings: Settings, loop: asyncio.AbstractEventLoop
+) -> None:
+    async def scenario() -> None:
+        redis = create_redis(settings)
+        ctx = _context(redis, settings, httpx.AsyncClient())
+        account, automation_id = await _automation(
+            redis,
+            [
+                {"type": "send_whatsapp", "template_name": "hello"},
+                {"type": "wait", "seconds": WAIT_S},
+                {"type": "condition", "if": {"step": 0, "outcome": "failed"}, "else": "end"},
+                {"type": "add_tag", "tag": "fallback"},
+            ],
+        )
+        outcomes = {"accepted": "", "reported": "failed"}
+        runs = {}
+        for contact, report in outcomes.items():
+            [run_id] = await _enroll(redis, account, automation_id, [contact])
+            message = messages.new(account, Channel.WHATSAPP, new_id("msg"), to="+14155550100")
+            message.status = MessageStatus.SENT
+            await messages.create(redis, message, 3600)
+            if report:
+                await messages.apply_delivery_status(
+                    redis, account, message.id, report, time.time()
+                )
+            # As the run stands after its send and its wait: at the condition.
+            await redis.hset(
+                keys.run_steps(account, run_id),
+                "0",
+                json.dumps({"status": "done", "message_id": message.id}),
+            )
+            await redis.hset(keys.run(account, run_id), mapping={"step": "2", "status": "active"})
+            runs[contact] = run_id
+
+        assert await advance_runs(ctx, account, list(runs.values())) == {}
+        assert await redis.smembers(keys.contact_tags(account, "reported")) == {"fallback"}
+        assert await redis.smembers(keys.contact_tags(account, "accepted")) == set()
+        checked = await automations.load_run(redis, account, runs["accepted"])
+        assert checked is not None
+        assert checked.steps[2]["holds"] is False
+        await redis.aclose()
+
+    loop.run_until_complete(scenario())
+
+
+async def _members(redis: Redis, account: str, automation_id: str) -> list[str]:
+    return [str(r) for r in await redis.zrange(keys.automation_runs(account, automation_id), 0, -1)]

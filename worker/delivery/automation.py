@@ -382,9 +382,13 @@ async def _condition(
             outcome = "failed"
         else:
             message = await messages.load(ctx.redis, run.account, message_id)
-            if message is None or message.status is MessageStatus.FAILED:
+            if (
+                message is None
+                or message.status is MessageStatus.FAILED
+                or message.delivery_status == "failed"  # accepted, then reported undeliverable
+            ):
                 outcome = "failed"
-            elif message.status is MessageStatus.SENT:  # accepted by the provider
+            elif message.status is MessageStatus.SENT:  # accepted, no failure reported
                 outcome = "delivered"
             else:
                 return Outcome(MessageStatus.QUEUED, _PENDING_RECHECK_S)  # still in flight

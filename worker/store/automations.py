@@ -391,7 +391,14 @@ def _templates(account: str) -> tuple[str, ...]:
 
 
 def _script_args(account: str, now: float, *own: str | int) -> list[str | int]:
-    return [repr(now), *_templates(account), *own]
+    return [
+        repr(now),
+        *_templates(account),
+        keys.contact_events(),
+        keys.automation_triggers(account, "contact.tag_added"),
+        account,
+        *own,
+    ]
 
 
 async def record_step(

@@ -194,21 +194,6 @@ async def active_tokens(redis: Redis, account_id: str, contact_id: str) -> list[
     )
 
 
-async def add_tag(redis: Redis, account_id: str, contact_id: str, tag: str) -> None:
-    """Tag a contact (and list it under the tag, for segments); idempotent."""
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.sadd(keys.contact_tags(account_id, contact_id), tag)
-        pipe.zadd(keys.tag_members(account_id, tag), {contact_id: 0})
-        await pipe.execute()
-
-
-async def remove_tag(redis: Redis, account_id: str, contact_id: str, tag: str) -> None:
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.srem(keys.contact_tags(account_id, contact_id), tag)
-        pipe.zrem(keys.tag_members(account_id, tag), contact_id)
-        await pipe.execute()
-
-
 async def set_field(
     redis: Redis, account_id: str, contact_id: str, name: str, value: str | None
 ) -> None:

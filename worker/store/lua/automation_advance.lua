@@ -6,8 +6,8 @@
 -- waits ended together, each run atomic and idempotent: a run already past its wait, or
 -- finished, is left alone, so a batch done twice changes nothing the second time.
 -- include: automation_lib
--- ARGV[10] the lease token the caller holds on these runs ('' : none)
--- ARGV[11] steps per run at most   ARGV[12..] run ids
+-- ARGV[13] the lease token the caller holds on these runs ('' : none)
+-- ARGV[14] steps per run at most   ARGV[15..] run ids
 -- Returns {steps done: run, index, type, status, …}, {handed over: run, index, …},
 --   {to look at again shortly (another job holds the run, or too many steps): run, …},
 --   {broken: run, error, …}
@@ -78,8 +78,13 @@ local function advance(run_id)
       note(run_id, index, kind, 'waiting')
       return
     elseif kind == 'add_tag' then
-      redis.call('SADD', key(T.tags, contact), step['tag'])
+      local added = redis.call('SADD', key(T.tags, contact), step['tag'])
       redis.call('ZADD', key(T.tag_members, step['tag']), 0, contact)
+      if added == 1 and redis.call('SCARD', TAG_TRIGGERS) > 0 then
+        -- A new tag triggers like one set through the API (see contact_upsert.lua).
+        redis.call('XADD', CONTACT_EVENTS, '*', 'account', ACCOUNT, 'contact', contact,
+          'created', '0', 'tags', step['tag'])
+      end
       record = {status = 'done', tag = step['tag']}
     elseif kind == 'remove_tag' then
       redis.call('SREM', key(T.tags, contact), step['tag'])

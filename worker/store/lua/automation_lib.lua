@@ -4,6 +4,9 @@
 -- ARGV[2..9] key templates built by worker.store.keys with "%s" for the ids: the run,
 --   its steps, its lock, the automation's counts, a version's definition (automation,
 --   version), a contact's tags, a tag's members, the run's member in the delayed set.
+-- ARGV[10] the contact-events stream (automation triggers' outbox)
+-- ARGV[11] the account's set of active automations triggered by contact.tag_added
+-- ARGV[12] the account id
 -- (Keys are built here from the run's fields, so these scripts assume one Redis, not a
 -- cluster: Sentinel or a single server, as the service runs.)
 local DELAYED = KEYS[1]
@@ -13,7 +16,8 @@ local T = {
   run = ARGV[2], steps = ARGV[3], lock = ARGV[4], counts = ARGV[5], definition = ARGV[6],
   tags = ARGV[7], tag_members = ARGV[8], member = ARGV[9],
 }
-local FIRST_OWN_ARG = 10
+local CONTACT_EVENTS, TAG_TRIGGERS, ACCOUNT = ARGV[10], ARGV[11], ARGV[12]
+local FIRST_OWN_ARG = 13
 
 local function key(template, ...)
   return string.format(template, ...)

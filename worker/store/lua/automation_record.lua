@@ -1,8 +1,8 @@
 -- Record a step the worker executed (a send, a condition, a webhook…), atomically.
 -- include: automation_lib
--- ARGV[10] run id   ARGV[11] automation id   ARGV[12] step index   ARGV[13] record status
--- ARGV[14] the record (JSON)   ARGV[15] next step ('' : the run ends)   ARGV[16] run status
--- ARGV[17] due time ('' : none)   ARGV[18] error ('' : none)
+-- ARGV[13] run id   ARGV[14] automation id   ARGV[15] step index   ARGV[16] record status
+-- ARGV[17] the record (JSON)   ARGV[18] next step ('' : the run ends)   ARGV[19] run status
+-- ARGV[20] due time ('' : none)   ARGV[21] error ('' : none)
 local a = FIRST_OWN_ARG
 local err = ARGV[a + 8]
 if err == '' then err = nil end
