@@ -1,4 +1,5 @@
-"""`dispatch status`: are we keeping up? Queues, workers, send rates, limits, dead letters."""
+"""`dispatch status`: are we keeping up? Queues, workers, send rates, limits, dead letters,
+campaigns, automations."""
 
 from __future__ import annotations
 
@@ -114,6 +115,27 @@ def render(snap: status.Snapshot, now: float) -> Group:
                 str(max(0, recipients - done)),
             )
         parts.append(campaigns)
+    if snap.automations:
+        flows = Table(
+            "automation",
+            "account",
+            "active",
+            "runs in progress",
+            "steps done",
+            "steps failed",
+            title="automations",
+            title_justify="left",
+        )
+        for a in snap.automations:
+            flows.add_row(
+                f"{a.id} {a.name}",
+                a.account,
+                "yes" if a.active else "[dim]no[/]",
+                str(a.in_progress),
+                str(a.steps_done),
+                f"[red]{a.steps_failed}[/]" if a.steps_failed else "0",
+            )
+        parts.append(flows)
     return Group(*parts)
 
 
@@ -142,8 +164,8 @@ def status_command(
     ] = False,
 ) -> None:
     """Queues and their depth, the workers and what they run, sends per second by channel
-    over the last minute, rate limits at their cap, dead letters, running campaigns.
-    Exits 3 when a queue has no live worker."""
+    over the last minute, rate limits at their cap, dead letters, running campaigns,
+    automations and their runs in progress. Exits 3 when a queue has no live worker."""
 
     async def once(redis: Redis, _: Settings) -> status.Snapshot:
         return await status.take(redis)

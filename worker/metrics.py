@@ -180,3 +180,11 @@ class StoreCollector(Collector):
             for counter, n in sorted(c.counts.items()):
                 progress.add_metric([c.account, c.id, counter], n)
         yield progress
+        runs = GaugeMetricFamily(
+            "dispatch_automation_runs_in_progress",
+            "Automation runs not finished (at a step or waiting), by automation.",
+            labels=["account", "automation"],
+        )
+        for a in snap.automations:
+            runs.add_metric([a.account, a.id], a.in_progress)
+        yield runs

@@ -30,6 +30,17 @@ class CampaignState:
 
 
 @dataclass(frozen=True)
+class AutomationState:
+    account: str
+    id: str
+    name: str
+    active: bool
+    in_progress: int  # runs not finished (at a step, or waiting)
+    steps_done: int
+    steps_failed: int
+
+
+@dataclass(frozen=True)
 class RateKey:
     name: str
     ahead_s: float  # how far the key's schedule is booked past now
@@ -44,6 +55,7 @@ class Snapshot:
     dead_letters: dict[str, int] = field(default_factory=dict)
     workers: list[WorkerBeat] = field(default_factory=list)
     campaigns: list[CampaignState] = field(default_factory=list)
+    automations: list[AutomationState] = field(default_factory=list)
     rates: dict[tuple[str, str], float] = field(default_factory=dict)
     busy_limits: list[RateKey] = field(default_factory=list)
     error: str = ""
@@ -77,6 +89,7 @@ async def take(redis: Redis, *, campaigns: bool = True, rates: bool = True) -> S
     snap.workers = await alive(redis)
     if campaigns:
         snap.campaigns = await _running_campaigns(redis, accounts)
+        snap.automations = await _automations(redis, accounts)
     if rates:
         snap.rates = await throughput.last_minute(redis)
         snap.busy_limits = await _busy_limits(redis)
@@ -100,6 +113,40 @@ async def _running_campaigns(redis: Redis, accounts: list[str]) -> list[Campaign
             if status in _RUNNING:
                 counts = {k: int(v) for k, v in replies[2 * i + 1].items()}
                 out.append(CampaignState(account, cid, name or "", status, counts))
+    return out
+
+
+async def _automations(redis: Redis, accounts: list[str]) -> list[AutomationState]:
+    """Each account's active automations, and inactive ones with runs still going (the 100
+    newest of each account): runs in progress and steps done or failed, from the counts
+    per step that each step's record keeps."""
+    out: list[AutomationState] = []
+    for account in accounts:
+        ids = [str(i) for i in await redis.zrevrange(keys.automations(account), 0, 99)]
+        if not ids:
+            continue
+        async with redis.pipeline(transaction=False) as pipe:
+            for automation_id in ids:
+                pipe.hmget(keys.automation(account, automation_id), "name", "active")
+                pipe.hgetall(keys.automation_counts(account, automation_id))
+            replies = await pipe.execute()
+        for i, automation_id in enumerate(ids):
+            name, active = replies[2 * i]
+            totals: Counter[str] = Counter()
+            for step_state, n in replies[2 * i + 1].items():
+                totals[step_state.partition(":")[2]] += int(n)
+            if active == "1" or totals["waiting"] > 0:
+                out.append(
+                    AutomationState(
+                        account,
+                        automation_id,
+                        name or "",
+                        active == "1",
+                        totals["waiting"],
+                        totals["done"],
+                        totals["failed"],
+                    )
+                )
     return out
 
 

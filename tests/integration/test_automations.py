@@ -80,7 +80,9 @@ def _params(request: dict[str, Any]) -> list[str]:
 WAIT_S = 1.5
 
 
-def test_welcome_flow_pushes_only_when_whatsapp_failed(push_tenant: PushTenant) -> None:
+def test_welcome_flow_pushes_only_when_whatsapp_failed(
+    push_tenant: PushTenant, service_env: dict[str, str]
+) -> None:
     tenant = push_tenant
     automation = _create(
         tenant,
@@ -154,6 +156,25 @@ def test_welcome_flow_pushes_only_when_whatsapp_failed(push_tenant: PushTenant) 
     one = tenant.get(f"/api/v1/automation-runs/{failed['id']}").json()["run"]
     assert one["status"] == "done"
     assert one["contact_id"] == "w-fail"
+
+    # The operator's view: the automation, nothing in progress, the 7 steps done.
+    status = dispatch(service_env, "status", "--json")
+    flows = {a["id"]: a for a in json.loads(status.stdout)["automations"]}
+    assert flows[automation["id"]] == {
+        "account": tenant.name,
+        "id": automation["id"],
+        "name": automation["name"],
+        "active": True,
+        "in_progress": 0,
+        "steps_done": 7,
+        "steps_failed": 0,
+    }
+    scraped = tenant.get("/metrics").text
+    series = (
+        f'dispatch_automation_runs_in_progress{{account="{tenant.name}",'
+        f'automation="{automation["id"]}"}} 0.0'
+    )
+    assert series in scraped
 
 
 # --- triggers -----------------------------------------------------------------------------
