@@ -128,11 +128,16 @@ async def page(redis: Redis, account: str, page_: int, limit: int) -> tuple[list
         str(i) for i in await redis.zrevrange(keys.automations(account), start, start + limit - 1)
     ]
     total = int(await redis.zcard(keys.automations(account)))
+    return await _load_many(redis, account, ids), total
+
+
+async def _load_many(redis: Redis, account: str, ids: list[str]) -> list[Automation]:
+    """The automations of ``ids`` that exist, in one round trip."""
     async with redis.pipeline(transaction=False) as pipe:
         for automation_id in ids:
             pipe.hgetall(keys.automation(account, automation_id))
         raws = await pipe.execute()
-    return [_automation(account, r) for r in raws if r], total
+    return [_automation(account, r) for r in raws if r]
 
 
 async def update(redis: Redis, automation: Automation, body: AutomationCreate) -> Automation:
@@ -194,9 +199,8 @@ async def delete(redis: Redis, automation: Automation) -> None:
 
 
 async def active_for(redis: Redis, account: str, trigger: str) -> list[Automation]:
-    ids = await redis.smembers(keys.automation_triggers(account, trigger))
-    found = [await load(redis, account, str(i)) for i in sorted(ids)]
-    return [a for a in found if a is not None and a.active]
+    ids = sorted(str(i) for i in await redis.smembers(keys.automation_triggers(account, trigger)))
+    return [a for a in await _load_many(redis, account, ids) if a.active]
 
 
 async def definition(
