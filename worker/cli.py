@@ -131,7 +131,7 @@ def api(
     # Every uvicorn process writes its counters where /metrics (in any of them) reads.
     metrics_setup.prepare(settings, f"api-{port or settings.api_port}")
     uvicorn.run(
-        "worker.api.app:create_app",
+        "worker.api.app:serve_app",
         factory=True,
         host=host or settings.api_host,
         port=port or settings.api_port,

@@ -15,8 +15,8 @@ import base64
 import functools
 import json
 import os
+import random
 import socket
-import uuid
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -34,8 +34,17 @@ def queue_for(task: str) -> str:
     return BULK if task.startswith(("campaign.", "automation.")) else TRANSACTIONAL
 
 
+def _uuid4() -> str:
+    """A random (version 4) UUID's text, as ``str(uuid.uuid4())`` but without its
+    ``os.urandom`` call (a system call per id; two per job were ~4 % of the API's CPU per
+    send). Celery's task ids and delivery tags need to be unique, not unpredictable."""
+    n = random.getrandbits(128) & ~(0xF000 << 64) | (0x4000 << 64)  # version 4
+    h = f"{n & ~(0xC000 << 48) | (0x8000 << 48):032x}"  # RFC 4122 variant
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def job_payload(task: str, account_id: str, job_id: str, queue: str | None = None) -> str:
-    task_id = str(uuid.uuid4())
+    task_id = _uuid4()
     args = [account_id, job_id]
     body = json.dumps([args, {}, _EMBED]).encode()
     # Only the ids vary: the rest of the envelope is serialised once per task and queue
@@ -44,7 +53,7 @@ def job_payload(task: str, account_id: str, job_id: str, queue: str | None = Non
         body=base64.b64encode(body).decode(),
         id=json.dumps(task_id),
         argsrepr=json.dumps(repr(args)),
-        tag=json.dumps(str(uuid.uuid4())),
+        tag=json.dumps(_uuid4()),
     )
 
 

@@ -140,7 +140,7 @@ def test_body_that_is_not_json_is_400(tenant: Tenant) -> None:
 def test_content_types_as_fastapi_reads_them(
     tenant: Tenant, content_type: str | None, code: str | None
 ) -> None:
-    """The send routes' fast path (``SendRoute``) reads JSON bodies by content type the way
+    """The send routes' fast path (``SendFastPath``) reads JSON bodies by content type the way
     FastAPI does: no type or a ``+json`` type is JSON; anything else is refused."""
     body = json.dumps({**SPEC_BODY, "contact_id": None}).encode()
     headers = {**tenant.auth(), "Prefer": "respond-async"}

@@ -56,3 +56,16 @@ def test_campaign_jobs_go_to_the_bulk_queue() -> None:
         "exchange": "",
         "routing_key": "bulk",
     }
+
+
+def test_job_ids_are_distinct_version_4_uuids() -> None:
+    import uuid
+
+    ids = [
+        json.loads(job_payload("push.send", "acct", f"m{i}"))["headers"]["id"] for i in range(500)
+    ]
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+    assert len(set(ids)) == len(ids)

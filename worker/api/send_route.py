@@ -1,58 +1,139 @@
-"""A route class for the send endpoints: their common case without FastAPI's generic path.
+"""The send endpoints' common case, served in front of the FastAPI application.
 
-Profiling the API under load (py-spy, ``make bench``'s closed loop) showed FastAPI's
-request handling (reading and decoding the body with ``json.loads``, validating the
-resulting dict, solving the dependency graph, the exit stacks) costing about as much as
-the send itself. A send endpoint has one body model and one dependency (``Sender``), so
-the common case (a JSON body that validates) is done here directly: the bytes go
-straight to pydantic's Rust JSON parser, then the endpoint runs.
+Profiling the API under load (py-spy, ``make bench``'s closed loop) showed the
+framework's layers costing more than the send itself: FastAPI's request handling
+(decoding the body with ``json.loads``, validating the dict, solving dependencies, exit
+stacks) and, once that was cut, the middleware chain and the router (error and
+telemetry middlewares, the body-limit wrapper, the exit-stack middleware, route
+matching, the per-route wrappers): about a quarter of the API's CPU per send.
 
-Anything else (a body that fails validation, another content type) goes to FastAPI's
-own handler, which gives exactly the errors it always gave (in the same order: a body
-that is not JSON before a bad key, a bad key before a bad field). The OpenAPI document
-is generated from the endpoint's signature as for any route.
+A send route has one body model and one dependency (``Sender``), and its common case
+is a JSON body that validates. ``SendFastPath`` is an ASGI application in front of
+FastAPI that serves exactly that case for the routes declared with ``SendRoute``: the
+body's bytes go straight to pydantic's Rust JSON parser, then the endpoint runs, and its
+errors (``ApiError``, Redis down, a bug) become responses through the application's own
+exception handlers. Anything else (a body that does not validate, another content type,
+any other path or method) is passed, body included, to the FastAPI application, which
+gives exactly the errors it always gave (in the same order: a body that is not JSON
+before a bad key, a bad key before a bad field). Nothing with a side effect runs before
+that hand-over, so no request is ever served twice. The OpenAPI document comes from the
+routes as for any route.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, cast, get_type_hints
 
-from fastapi import Request, Response
-from fastapi.routing import APIRoute
+from fastapi import FastAPI, Request, Response
+from fastapi.routing import APIRoute, APIRouter
 from pydantic import BaseModel, ValidationError
+from starlette.types import Message, Receive, Scope, Send
 
 from worker.api.deps import Sender, sender
 
 Endpoint = Callable[[BaseModel, Sender], Awaitable[Response]]
+Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
-def _json_content(request: Request) -> bool:
-    for name, value in request.scope["headers"]:
+class SendRoute(APIRoute):
+    """A route whose endpoint is ``(body: SomeModel, caller: SenderDep)``: FastAPI serves
+    it as usual, and ``SendFastPath`` serves its common case without FastAPI."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        model = get_type_hints(endpoint)["body"]
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise TypeError(f"{path}: a SendRoute's endpoint takes `body: SomeModel`")
+        self.body_model: type[BaseModel] = model
+        self.send_endpoint = cast(Endpoint, endpoint)
+
+
+def _json_content(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
         if name == b"content-type":
             kind: bytes = value.split(b";", 1)[0].strip().lower()
             return kind == b"application/json" or kind.endswith(b"+json")
     return True  # FastAPI reads a body without a content type as JSON too
 
 
-class SendRoute(APIRoute):
-    """For a route whose endpoint is ``(body: SomeModel, caller: SenderDep)``."""
+class SendFastPath:
+    """ASGI: the valid JSON requests of the ``SendRoute`` routes of ``routers`` here,
+    everything else to ``app`` (which includes those routers, without a prefix)."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        generic = super().get_route_handler()
-        model = get_type_hints(self.endpoint)["body"]
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            raise TypeError(f"{self.path}: a SendRoute's endpoint takes `body: SomeModel`")
-        endpoint = cast(Endpoint, self.endpoint)
+    def __init__(self, app: FastAPI, routers: list[APIRouter]) -> None:
+        self.app = app
+        self.routes = {
+            route.path: route
+            for router in routers
+            for route in router.routes
+            if isinstance(route, SendRoute) and "POST" in (route.methods or ())
+        }
+        served = app.openapi()["paths"]
+        for path in self.routes:
+            if "post" not in served.get(path, {}):
+                raise RuntimeError(f"{path}: the application does not serve this send route")
 
-        async def handle(request: Request) -> Response:
-            raw = await request.body()  # kept on the request: the generic path reads it again
-            if not raw or not _json_content(request):
-                return await generic(request)
-            try:
-                body = model.model_validate_json(raw)
-            except ValidationError:
-                return await generic(request)
-            return await endpoint(body, await sender(request))
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = (
+            self.routes.get(scope["path"])
+            if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path")
+            else None
+        )
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        if body is None:
+            return  # the client went away
+        replay = _replay(body, receive)
+        if not body or not _json_content(scope):
+            await self.app(scope, replay, send)
+            return
+        try:
+            parsed = route.body_model.model_validate_json(body)
+        except ValidationError:
+            await self.app(scope, replay, send)  # FastAPI words the error
+            return
+        scope["app"] = self.app  # as Starlette sets it: the request's `app` is FastAPI's
+        request = Request(scope, replay)
+        try:
+            response = await route.send_endpoint(parsed, await sender(request))
+        except Exception as exc:
+            response = await self._handler(exc)(request, exc)
+        await response(scope, replay, send)
 
-        return handle
+    def _handler(self, exc: Exception) -> Handler:
+        """The application's handler for ``exc`` (``errors.install`` has one for
+        ``Exception``, so there always is one)."""
+        for kind in type(exc).__mro__:
+            handler = self.app.exception_handlers.get(kind)
+            if handler is not None:
+                return cast(Handler, handler)
+        raise exc
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` for whoever reads the request after us: the body once, then the
+    connection's own messages (a disconnect)."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -1,0 +1,70 @@
+"""The send routes' fast path in front of FastAPI: the common case served without the
+framework, everything else handed over with its body, errors worded by the app's handlers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from worker.api.app import create_app
+from worker.api.routes import push, whatsapp
+from worker.api.send_route import SendFastPath
+from worker.config import Settings
+from worker.store.client import create_redis
+
+BODY = {"to": "+14155552671", "template_name": "order_confirmation", "parameters": []}
+
+
+def test_valid_sends_skip_the_framework_and_the_rest_reaches_it(settings: Settings) -> None:
+    seen: list[str] = []
+
+    class Witness:
+        """Middleware: which requests the FastAPI application itself served."""
+
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                seen.append(f"{scope['method']} {scope['path']}")
+            await self.app(scope, receive, send)
+
+    async def scenario() -> None:
+        app = create_app(settings)
+        app.add_middleware(Witness)
+        app.state.settings = settings
+        app.state.redis = create_redis(settings)
+        fast = SendFastPath(app, [whatsapp.router, push.router])
+        transport = httpx.ASGITransport(app=fast)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            url = "/api/v1/channels/whatsapp/send"
+            # A valid body: served here; the unknown key is refused by the app's own handler.
+            refused = await client.post(url, json=BODY, headers={"Authorization": "Bearer msk_x"})
+            assert refused.status_code == 401
+            assert refused.json() == {
+                "success": False,
+                "error": "Invalid API key",
+                "code": "unauthorized",
+            }
+            assert seen == []
+            # A body that does not validate: FastAPI reads it (replayed) and words the error.
+            broken = await client.post(
+                url,
+                content=b'{"to": "+1415',
+                headers={"Content-Type": "application/json", "Authorization": "Bearer msk_x"},
+            )
+            assert broken.status_code == 400
+            assert broken.json()["code"] == "invalid_json"
+            bad_field = await client.post(
+                url, json={**BODY, "to": 12}, headers={"Authorization": "Bearer msk_x"}
+            )
+            assert bad_field.status_code == 401  # FastAPI's order: the key before the fields
+            assert seen == [f"POST {url}", f"POST {url}"]
+            assert (await client.get(url)).status_code == 405
+            assert (await client.get("/healthz")).status_code == 200
+            assert seen[2:] == [f"GET {url}", "GET /healthz"]
+        await app.state.redis.aclose()
+
+    asyncio.run(scenario())
