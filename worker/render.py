@@ -24,6 +24,17 @@ def has_placeholders(*texts: str | None) -> bool:
     return any(t is not None and PLACEHOLDER_RE.search(t) for t in texts)
 
 
+def placeholder_names(*texts: str | None) -> set[str]:
+    """The fields the placeholders of ``texts`` draw from."""
+    return {m.group(1) for t in texts if t is not None for m in PLACEHOLDER_RE.finditer(t)}
+
+
+def stored_fields(names: set[str]) -> list[str]:
+    """The contact hash's fields ``fields_of`` makes ``names`` from (an own field, or an
+    attribute of that name: both are read, as ``fields_of`` would see either)."""
+    return sorted({*names, *(f"attr:{name}" for name in names)})
+
+
 def fields_of(raw: dict[str, str]) -> dict[str, str]:
     """A stored contact hash as the values placeholders draw from."""
     values = {k: v for k, v in raw.items() if not k.startswith("attr:")}

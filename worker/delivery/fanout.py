@@ -194,10 +194,7 @@ async def _make_batch(
     message_id = batch_id(campaign.id, number)
     hashes: list[dict[str, str]] = []
     if need_hash:
-        async with redis.pipeline(transaction=False) as pipe:
-            for contact_id in ids:
-                pipe.hgetall(keys.contact(account, contact_id))
-            hashes = await pipe.execute()
+        hashes = await _page_fields(redis, account, ids, _fields_needed(campaign, wanted))
     tokens: list[list[str]] = []
     if push_content is not None and ids:
         prefix, suffix = keys.contact_push_tokens_parts(account)
@@ -281,6 +278,36 @@ async def _make_batch(
             pipe.expire(batch_key, ttl)
 
     return page, write
+
+
+def _fields_needed(campaign: Campaign, wanted: dict[str, Any]) -> list[str]:
+    """What the walk reads of each contact: its id (it exists), the fields the content's
+    placeholders name, the segment's attributes, and a WhatsApp recipient's phone."""
+    content = campaign.content
+    if isinstance(content, PushContent):
+        texts = [content.title, content.message, content.url, json.dumps(content.data)]
+        own = {"id"}
+    else:
+        texts = list(content.parameters)
+        own = {"id", "phone"}
+    names = render.stored_fields(render.placeholder_names(*texts))
+    return sorted({*own, *names, *(f"attr:{name}" for name in wanted)})
+
+
+async def _page_fields(
+    redis: Redis, account: str, ids: list[str], fields: list[str]
+) -> list[dict[str, str]]:
+    """Those fields of each contact of the page, in one call: ``{}`` for a contact that
+    does not exist (any contact has its ``id``)."""
+    if not ids:
+        return []
+    rows = await scripts.run(
+        redis, "page_fields", [], [keys.contact(account, ""), len(fields), *fields, *ids]
+    )
+    return [
+        {name: value for name, value in zip(fields, row, strict=True) if value is not None}
+        for row in rows
+    ]
 
 
 def _render_push(content: PushContent, values: dict[str, str]) -> dict[str, Any]:
