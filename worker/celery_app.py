@@ -50,6 +50,10 @@ def create_celery(settings: Settings | None = None) -> Celery:
             # sweep per tenth of the visibility timeout brings them back promptly.
             "unacked_restore_interval": max(1, settings.visibility_timeout_s // 10),
             "unacked_restore_throttle": 1,
+            # Each sweep holds a lock, for 5 minutes by default: a worker killed inside one
+            # (likelier the more often it sweeps) would hold up every redelivery that long.
+            # A sweep takes milliseconds.
+            "unacked_mutex_expire": max(2, min(60, settings.visibility_timeout_s // 2)),
             # A broker that vanishes without closing the connection must not hang a publish.
             "socket_timeout": 30,
             "socket_connect_timeout": 5,
