@@ -360,3 +360,28 @@ def test_a_send_reported_undeliverable_after_acceptance_counts_as_failed(
 
 async def _members(redis: Redis, account: str, automation_id: str) -> list[str]:
     return [str(r) for r in await redis.zrange(keys.automation_runs(account, automation_id), 0, -1)]
+
+
+def test_a_run_listed_twice_in_one_batch_advances_once(
+    settings: Settings, loop: asyncio.AbstractEventLoop
+) -> None:
+    async def scenario() -> None:
+        redis = create_redis(settings)
+        account, automation_id = await _automation(
+            redis, [{"type": "wait", "seconds": WAIT_S}, {"type": "add_tag", "tag": "once"}]
+        )
+        [run_id] = await _enroll(redis, account, automation_id, ["c"])
+        await asyncio.sleep(WAIT_S + 0.05)
+        advanced = await automations.advance(redis, account, [run_id, run_id])
+        assert [(index, kind) for _, index, kind, _ in advanced.steps] == [
+            (0, "wait"),
+            (1, "add_tag"),
+        ]
+        counts = await automations.step_counts(redis, account, automation_id)
+        assert counts == {
+            0: {"waiting": 0, "done": 1, "failed": 0},
+            1: {"waiting": 0, "done": 1, "failed": 0},
+        }
+        await redis.aclose()
+
+    loop.run_until_complete(scenario())

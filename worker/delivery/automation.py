@@ -57,6 +57,7 @@ def step_message_id(run_id: str, index: int) -> str:
 # Runs of a batch handed over to the worker (sends, conditions…) advanced at once: their
 # Redis round trips overlap.
 _BATCH_CONCURRENCY = 32
+_RUNS_PER_SCRIPT = 100
 
 
 async def run_batch(ctx: DeliveryContext, account: str, batch_id: str) -> Outcome:
@@ -92,8 +93,14 @@ async def advance_runs(ctx: DeliveryContext, account: str, run_ids: list[str]) -
     delay. Redis runs the steps it can by itself for all of them in one call (waits, tags:
     a hundred runs whose waits ended cost one round trip); the worker executes the rest
     (sends, conditions, webhooks) one run at a time under its lease."""
-    advanced = await _advance_simple(ctx, account, run_ids, None)
-    comeback = dict.fromkeys(advanced.later, BUSY_RETRY_S)
+    handed_over: dict[str, int] = {}
+    comeback: dict[str, float] = {}
+    # A hundred runs per script call: Redis does nothing else while a script runs (~4 ms).
+    for start in range(0, len(run_ids), _RUNS_PER_SCRIPT):
+        chunk = run_ids[start : start + _RUNS_PER_SCRIPT]
+        advanced = await _advance_simple(ctx, account, chunk, None)
+        handed_over.update(advanced.handed_over)
+        comeback.update(dict.fromkeys(advanced.later, BUSY_RETRY_S))
     gate = asyncio.Semaphore(_BATCH_CONCURRENCY)
 
     async def one(run_id: str, index: int) -> None:
@@ -109,7 +116,7 @@ async def advance_runs(ctx: DeliveryContext, account: str, run_ids: list[str]) -
             if retry_in_s is not None:
                 comeback[run_id] = retry_in_s
 
-    await asyncio.gather(*(one(r, i) for r, i in advanced.handed_over.items()))
+    await asyncio.gather(*(one(r, i) for r, i in handed_over.items()))
     return comeback
 
 

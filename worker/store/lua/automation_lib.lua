@@ -23,23 +23,81 @@ local function key(template, ...)
   return string.format(template, ...)
 end
 
+-- What the steps recorded, written at the end (`flush`): a run's records and fields in one
+-- HSET each, the counts of a whole batch summed per field. Most of a batch's commands were
+-- these; Redis's CPU, not the worker's, had become the limit.
+local pending = {runs = {}, order = {}}
+
+local function pending_run(run_id)
+  local run = pending.runs[run_id]
+  if not run then
+    run = {steps = {}, fields = {}, counts = {}}
+    pending.runs[run_id] = run
+    pending.order[#pending.order + 1] = run_id
+  end
+  return run
+end
+
+local function count(run, counts_key, field, delta)
+  local c = run.counts
+  c[#c + 1] = counts_key
+  c[#c + 1] = field
+  c[#c + 1] = delta
+end
+
 -- Step `index` of a run is over: `state` is its record's status (done, failed or
 -- waiting), `record` the record (JSON). The run moves to `next_step` (nil: it ends with
 -- `status`); a wait parks it in the delayed set until `due_at`. The counts per step follow.
 local function record_step(run_id, automation, index, state, record, next_step, status, due_at, err)
-  redis.call('HSET', key(T.steps, run_id), tostring(index), record)
+  local run = pending_run(run_id)
+  run.steps[#run.steps + 1] = tostring(index)
+  run.steps[#run.steps + 1] = record
   if state ~= 'waiting' then
     local counts = key(T.counts, automation)
-    redis.call('HINCRBY', counts, index .. ':waiting', -1)
-    redis.call('HINCRBY', counts, index .. ':' .. state, 1)
-    if next_step then redis.call('HINCRBY', counts, next_step .. ':waiting', 1) end
+    count(run, counts, index .. ':waiting', -1)
+    count(run, counts, index .. ':' .. state, 1)
+    if next_step then count(run, counts, next_step .. ':waiting', 1) end
   end
-  local run_key = key(T.run, run_id)
-  redis.call('HSET', run_key, 'status', status, 'updated_at', NOW_TEXT,
-    'step', tostring(next_step or index))
+  run.fields.status = status
+  run.fields.updated_at = NOW_TEXT
+  run.fields.step = tostring(next_step or index)
   if due_at then
-    redis.call('HSET', run_key, 'due_at', string.format('%.6f', due_at))
-    redis.call('ZADD', DELAYED, due_at, key(T.member, run_id))
+    run.fields.due_at = string.format('%.6f', due_at)
+    run.due = due_at
   end
-  if err then redis.call('HSET', run_key, 'error', err) end
+  if err then run.fields.error = err end
+end
+
+-- A run whose advance failed half-way: what it recorded is not written.
+local function forget(run_id)
+  pending.runs[run_id] = nil
+end
+
+local function flush()
+  local counts = {}
+  for _, run_id in ipairs(pending.order) do
+    local run = pending.runs[run_id]
+    if run then
+      local c = run.counts
+      for i = 1, #c, 3 do
+        local per_key = counts[c[i]] or {}
+        counts[c[i]] = per_key
+        per_key[c[i + 1]] = (per_key[c[i + 1]] or 0) + c[i + 2]
+      end
+      redis.call('HSET', key(T.steps, run_id), unpack(run.steps))
+      local fields = {}
+      for name, value in pairs(run.fields) do
+        fields[#fields + 1] = name
+        fields[#fields + 1] = value
+      end
+      redis.call('HSET', key(T.run, run_id), unpack(fields))
+      if run.due then redis.call('ZADD', DELAYED, run.due, key(T.member, run_id)) end
+    end
+  end
+  for counts_key, deltas in pairs(counts) do
+    for field, delta in pairs(deltas) do
+      if delta ~= 0 then redis.call('HINCRBY', counts_key, field, delta) end
+    end
+  end
+  pending = {runs = {}, order = {}}
 end

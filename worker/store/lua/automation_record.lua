@@ -8,4 +8,5 @@ local err = ARGV[a + 8]
 if err == '' then err = nil end
 record_step(ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3], ARGV[a + 4],
   tonumber(ARGV[a + 5]), ARGV[a + 6], tonumber(ARGV[a + 7]), err)
+flush()
 return 1
