@@ -17,7 +17,8 @@ any other path or method) is passed, body included, to the FastAPI application, 
 gives exactly the errors it always gave (in the same order: a body that is not JSON
 before a bad key, a bad key before a bad field). Nothing with a side effect runs before
 that hand-over, so no request is ever served twice. The OpenAPI document comes from the
-routes as for any route.
+routes as for any route. (A middleware meant for every request goes around this app, in
+``serve_app``: one added to the FastAPI application would not see the sends.)
 """
 
 from __future__ import annotations
