@@ -6,7 +6,9 @@ One snapshot feeds `dispatch status`, the API's `/readyz` and the gauges of `/me
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from redis.asyncio import Redis
 
@@ -96,23 +98,42 @@ async def take(redis: Redis, *, campaigns: bool = True, rates: bool = True) -> S
     return snap
 
 
+async def _newest_with_counts(
+    redis: Redis,
+    index_key: str,
+    limit: int,
+    record_key: Callable[[str], str],
+    fields: tuple[str, ...],
+    counts_key: Callable[[str], str],
+) -> list[tuple[str, list[str | None], dict[str, str]]]:
+    """The ``limit`` newest ids of a sorted set, each with some fields of its record and
+    its counts hash, in one round trip after the ids."""
+    ids = [str(i) for i in await redis.zrevrange(index_key, 0, limit - 1)]
+    if not ids:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for item in ids:
+            pipe.hmget(record_key(item), *fields)
+            pipe.hgetall(counts_key(item))
+        replies = await pipe.execute()
+    return [(item, replies[2 * i], replies[2 * i + 1]) for i, item in enumerate(ids)]
+
+
 async def _running_campaigns(redis: Redis, accounts: list[str]) -> list[CampaignState]:
     out: list[CampaignState] = []
     for account in accounts:
         # The 50 newest campaigns of each account: a running one is recent.
-        ids = [str(i) for i in await redis.zrevrange(keys.campaigns(account), 0, 49)]
-        if not ids:
-            continue
-        async with redis.pipeline(transaction=False) as pipe:
-            for cid in ids:
-                pipe.hmget(keys.campaign(account, cid), "status", "name")
-                pipe.hgetall(keys.campaign_counts(account, cid))
-            replies = await pipe.execute()
-        for i, cid in enumerate(ids):
-            status, name = replies[2 * i]
+        for cid, (status, name), counts in await _newest_with_counts(
+            redis,
+            keys.campaigns(account),
+            50,
+            partial(keys.campaign, account),
+            ("status", "name"),
+            partial(keys.campaign_counts, account),
+        ):
             if status in _RUNNING:
-                counts = {k: int(v) for k, v in replies[2 * i + 1].items()}
-                out.append(CampaignState(account, cid, name or "", status, counts))
+                values = {k: int(v) for k, v in counts.items()}
+                out.append(CampaignState(account, cid, name or "", status, values))
     return out
 
 
@@ -122,18 +143,16 @@ async def _automations(redis: Redis, accounts: list[str]) -> list[AutomationStat
     per step that each step's record keeps."""
     out: list[AutomationState] = []
     for account in accounts:
-        ids = [str(i) for i in await redis.zrevrange(keys.automations(account), 0, 99)]
-        if not ids:
-            continue
-        async with redis.pipeline(transaction=False) as pipe:
-            for automation_id in ids:
-                pipe.hmget(keys.automation(account, automation_id), "name", "active")
-                pipe.hgetall(keys.automation_counts(account, automation_id))
-            replies = await pipe.execute()
-        for i, automation_id in enumerate(ids):
-            name, active = replies[2 * i]
+        for automation_id, (name, active), counts in await _newest_with_counts(
+            redis,
+            keys.automations(account),
+            100,
+            partial(keys.automation, account),
+            ("name", "active"),
+            partial(keys.automation_counts, account),
+        ):
             totals: Counter[str] = Counter()
-            for step_state, n in replies[2 * i + 1].items():
+            for step_state, n in counts.items():
                 totals[step_state.partition(":")[2]] += int(n)
             if active == "1" or totals["waiting"] > 0:
                 out.append(

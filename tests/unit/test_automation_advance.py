@@ -59,11 +59,17 @@ def _context(redis: Redis, settings: Settings, http: httpx.AsyncClient) -> Deliv
     )
 
 
-async def _automation(redis: Redis, steps: list[dict[str, Any]]) -> tuple[str, str]:
-    account = new_id("acc").lower().replace("_", "-")
+async def _automation(
+    redis: Redis,
+    steps: list[dict[str, Any]],
+    account: str | None = None,
+    trigger: dict[str, Any] | None = None,
+) -> tuple[str, str]:
+    """An active automation, in a new account unless ``account`` is given."""
+    account = account or new_id("acc").lower().replace("_", "-")
     automation_id = new_id("aut")
     body = AutomationCreate.model_validate(
-        {"name": "engine", "trigger": {"type": "manual"}, "steps": steps}
+        {"name": "engine", "trigger": trigger or {"type": "manual"}, "steps": steps}
     )
     await automations.create(redis, account, automation_id, body)
     automation = await automations.load(redis, account, automation_id)
@@ -190,18 +196,7 @@ def test_a_deleted_version_fails_the_run_and_a_broken_one_spares_the_batch(
             redis, [{"type": "wait", "seconds": WAIT_S}, {"type": "add_tag", "tag": "t"}]
         )
         gone, ok = await _enroll(redis, account, automation_id, ["g", "o"])
-        other_id = new_id("aut")
-        body = AutomationCreate.model_validate(
-            {
-                "name": "corrupt",
-                "trigger": {"type": "manual"},
-                "steps": [{"type": "wait", "seconds": WAIT_S}],
-            }
-        )
-        await automations.create(redis, account, other_id, body)
-        other = await automations.load(redis, account, other_id)
-        assert other is not None
-        await automations.set_active(redis, other, True)
+        _, other_id = await _automation(redis, [{"type": "wait", "seconds": WAIT_S}], account)
         [broken] = await _enroll(redis, account, other_id, ["b"])
         await redis.set(keys.automation_version(account, other_id, 1), "{not json")
         await redis.hset(keys.run(account, gone), "version", "7")  # a version that is not there
@@ -281,18 +276,12 @@ def test_a_tag_a_run_adds_triggers_the_automations_waiting_for_it(
         account, tagger = await _automation(
             redis, [{"type": "wait", "seconds": WAIT_S}, {"type": "add_tag", "tag": "vip"}]
         )
-        on_vip = new_id("aut")
-        body = AutomationCreate.model_validate(
-            {
-                "name": "on vip",
-                "trigger": {"type": "contact.tag_added", "filters": {"tag": "vip"}},
-                "steps": [{"type": "add_tag", "tag": "welcomed"}],
-            }
+        _, on_vip = await _automation(
+            redis,
+            [{"type": "add_tag", "tag": "welcomed"}],
+            account,
+            {"type": "contact.tag_added", "filters": {"tag": "vip"}},
         )
-        await automations.create(redis, account, on_vip, body)
-        automation = await automations.load(redis, account, on_vip)
-        assert automation is not None
-        await automations.set_active(redis, automation, True)
         await redis.sadd(keys.contact_tags(account, "old"), "vip")  # had it already
         await _enroll(redis, account, tagger, ["new", "old"])
         await asyncio.sleep(WAIT_S + 0.05)

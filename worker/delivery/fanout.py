@@ -187,9 +187,7 @@ async def _make_batch(
     segment = campaign.audience.segment
     wanted = segment.attributes if segment is not None else {}
     push_content = content if isinstance(content, PushContent) else None
-    templated = push_content is None or render.has_placeholders(
-        push_content.title, push_content.message, push_content.url, json.dumps(push_content.data)
-    )
+    templated = push_content is None or render.has_placeholders(*_texts(content))
     need_hash = bool(wanted) or templated or campaign.audience.contact_ids is not None
     message_id = batch_id(campaign.id, number)
     hashes: list[dict[str, str]] = []
@@ -280,17 +278,18 @@ async def _make_batch(
     return page, write
 
 
+def _texts(content: PushContent | WhatsAppContent) -> list[str | None]:
+    """The content's texts that may hold placeholders."""
+    if isinstance(content, PushContent):
+        return [content.title, content.message, content.url, json.dumps(content.data)]
+    return list(content.parameters)
+
+
 def _fields_needed(campaign: Campaign, wanted: dict[str, Any]) -> list[str]:
     """What the walk reads of each contact: its id (it exists), the fields the content's
     placeholders name, the segment's attributes, and a WhatsApp recipient's phone."""
-    content = campaign.content
-    if isinstance(content, PushContent):
-        texts = [content.title, content.message, content.url, json.dumps(content.data)]
-        own = {"id"}
-    else:
-        texts = list(content.parameters)
-        own = {"id", "phone"}
-    names = render.stored_fields(render.placeholder_names(*texts))
+    own = {"id"} if isinstance(campaign.content, PushContent) else {"id", "phone"}
+    names = render.stored_fields(render.placeholder_names(*_texts(campaign.content)))
     return sorted({*own, *names, *(f"attr:{name}" for name in wanted)})
 
 

@@ -323,11 +323,8 @@ async def lease_and_load(
 
 
 async def load_run(redis: Redis, account: str, run_id: str) -> Run | None:
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(keys.run(account, run_id))
-        pipe.hgetall(keys.run_steps(account, run_id))
-        raw, steps = await pipe.execute()
-    return _run(account, raw, steps) if raw else None
+    found = await _load_runs(redis, account, [run_id])
+    return found[0] if found else None
 
 
 async def runs_page(
@@ -357,8 +354,17 @@ async def runs_page(
 
 
 async def _load_runs(redis: Redis, account: str, ids: list[str]) -> list[Run]:
-    loaded = [await load_run(redis, account, run_id) for run_id in ids]
-    return [r for r in loaded if r is not None]
+    """A page of runs in one round trip (not one per run)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for run_id in ids:
+            pipe.hgetall(keys.run(account, run_id))
+            pipe.hgetall(keys.run_steps(account, run_id))
+        replies = await pipe.execute()
+    return [
+        _run(account, raw, steps)
+        for raw, steps in zip(replies[::2], replies[1::2], strict=True)
+        if raw
+    ]
 
 
 async def step_counts(redis: Redis, account: str, automation_id: str) -> dict[int, dict[str, int]]:
