@@ -28,7 +28,7 @@ from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
 from worker.models import CampaignStatus, Channel, MessageStatus, PushContent, WhatsAppContent
 from worker.store import campaigns, keys, locks, messages, scripts
 from worker.store.campaigns import Campaign
-from worker.store.push import Device, encode_devices, encode_meta
+from worker.store.push import Device, encode_roster
 from worker.store.tokens import split
 
 log = logging.getLogger(__name__)
@@ -261,12 +261,7 @@ async def _make_batch(
                 data=push_content.data,
                 device_count=len(devices),
             )
-            devices_key = keys.message_devices(account, message_id)
-            meta_key = keys.message_device_meta(account, message_id)
-            pipe.hset(devices_key, mapping=encode_devices(devices))  # type: ignore[arg-type]
-            pipe.hset(meta_key, mapping=encode_meta(devices))  # type: ignore[arg-type]
-            pipe.expire(devices_key, ttl)
-            pipe.expire(meta_key, ttl)
+            pipe.set(keys.message_roster(account, message_id), encode_roster(devices), ex=ttl)
             messages.add(pipe, batch, ttl)
         else:
             for message in recipients:

@@ -147,8 +147,9 @@ class PushRun:
             self.sent_any = True
         results.extend(await self._send(sendable, configs))
         # Only devices with an answer change; a deferred platform's stay as they were.
+        outcomes = self._judge(devices, results)
         await push.record_devices(
-            ctx.redis, message, self._judge(devices, results), time.time(), slice_id
+            ctx.redis, message, outcomes, time.time(), ctx.message_ttl_s, slice_id
         )
         return deferred_s
 
@@ -294,7 +295,9 @@ class PushRun:
                 ("cancelled"),
             )
             outcomes.append(DeviceOutcome(device, token_fault=False))
-        await push.record_devices(self.ctx.redis, message, outcomes, self.now)
+        await push.record_devices(
+            self.ctx.redis, message, outcomes, self.now, self.ctx.message_ttl_s
+        )
         status = MessageStatus.SENT if message.delivered else MessageStatus.FAILED
         await push.finish_run(self.ctx.redis, message, None, status, self.ctx.message_ttl_s)
         return Outcome(status)
@@ -313,7 +316,9 @@ class PushRun:
         self.failed += len(outcomes)
         self.dead_letter |= bool(outcomes)
         metrics.count_push(Counter(("failed", o.device.platform, "") for o in outcomes))
-        await push.record_devices(self.ctx.redis, self.message, outcomes, self.now)
+        await push.record_devices(
+            self.ctx.redis, self.message, outcomes, self.now, self.ctx.message_ttl_s
+        )
 
     async def _finish(self) -> Outcome:
         ctx, message = self.ctx, self.message

@@ -42,12 +42,11 @@ async def redrive(redis: Redis, account_id: str, message_id: str) -> Message | N
         await redis.zrem(keys.dead_letters(account_id), message_id)
         return None
     now = time.time()
-    revived: dict[str, str] = {}
+    revived: dict[str, dict[str, object]] = {}
     if message.channel is Channel.PUSH:
         for device in await load_devices(redis, account_id, message_id):
             if device.status == "failed" and device.exhausted:
-                data = {"attempts": 0, "status": "pending"}
-                revived[device.member] = json.dumps(data)
+                revived[device.member] = {"attempts": 0, "status": "pending"}
     message_key = keys.message(account_id, message_id)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(
@@ -63,7 +62,8 @@ async def redrive(redis: Redis, account_id: str, message_id: str) -> Message | N
         )
         pipe.hdel(message_key, "dead_lettered_at", "not_before")
         if revived:
-            pipe.hset(keys.message_devices(account_id, message_id), mapping=fields(revived))
+            # The results list exists (these devices' failures are in it) and keeps its TTL.
+            pipe.rpush(keys.message_results(account_id, message_id), json.dumps(revived))
             pipe.hincrby(message_key, "failed", -len(revived))
         pipe.zrem(keys.dead_letters(account_id), message_id)
         pipe.zadd(keys.unstarted(), {task_member(message): now})

@@ -74,42 +74,28 @@ class DeviceOutcome:
     prune: bool = False
 
 
-_META = ("contact", "note")
+_RESULT = tuple(
+    f.name for f in fields_of(Device) if f.name not in ("platform", "token", "contact", "note")
+)
 
 
-_RESULT = tuple(f.name for f in fields_of(Device) if f.name not in ("platform", "token", *_META))
-
-
-def _encode(device: Device) -> str:
+def result_of(device: Device) -> dict[str, Any]:
     """A device's result, without what never changes (its token, owner and note). Field
     by field: ``dataclasses.asdict`` (a deep copy) cost more than the JSON itself."""
     values = {name: getattr(device, name) for name in _RESULT}
-    return json.dumps({k: v for k, v in values.items() if v not in (None, False)})
+    return {k: v for k, v in values.items() if v not in (None, False)}
 
 
-def encode_meta(devices: list[Device]) -> dict[str, str]:
-    return {
-        d.member: json.dumps({k: getattr(d, k) for k in _META if getattr(d, k)}) for d in devices
-    }
-
-
-def encode_devices(devices: list[Device]) -> dict[str, str]:
-    return {d.member: _encode(d) for d in devices}
-
-
-def _decode(member: str, raw: str) -> Device:
-    platform, token = split(member)
-    return Device(platform=platform, token=token, **json.loads(raw))
+def encode_roster(devices: list[Device]) -> str:
+    return json.dumps([[d.member, d.contact, d.note] for d in devices])
 
 
 async def create_push(
     redis: Redis, message: Message, members: list[str], ttl_s: int, *, publish: bool = False
 ) -> None:
-    devices_key = keys.message_devices(message.account, message.id)
-    pending = {m: _encode(Device(*split(m))) for m in members}
+    roster = json.dumps([[m, None, None] for m in members])
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(devices_key, mapping=fields(pending))
-        pipe.expire(devices_key, ttl_s)
+        pipe.set(keys.message_roster(message.account, message.id), roster, ex=ttl_s)
         add(pipe, message, ttl_s)
         if publish:
             add_job(pipe, "push.send", message.account, message.id)
@@ -118,19 +104,20 @@ async def create_push(
 
 async def load_devices(redis: Redis, account_id: str, message_id: str) -> list[Device]:
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(keys.message_devices(account_id, message_id))
-        pipe.hgetall(keys.message_device_meta(account_id, message_id))
+        pipe.get(keys.message_roster(account_id, message_id))
+        pipe.lrange(keys.message_results(account_id, message_id), 0, -1)
         pipe.hvals(keys.message_inflight(account_id, message_id))
-        raw, meta, slices = await pipe.execute()
+        roster, blocks, slices = await pipe.execute()
+    results: dict[str, dict[str, Any]] = {}
+    for block in blocks:
+        results.update(json.loads(block))  # in order: a later answer replaces an earlier one
     in_flight = {m for joined in slices for m in str(joined).split("\n")}
     devices = []
-    for member, value in raw.items():
-        device = _decode(member, value)
+    for member, contact, note in json.loads(roster) if roster else []:
+        platform, token = split(member)
+        device = Device(platform, token, contact=contact, note=note, **results.get(member, {}))
         if member in in_flight and device.status not in FINAL:
             device.status = "sending"
-        if member in meta:
-            for name, item in json.loads(meta[member]).items():
-                setattr(device, name, item)
         devices.append(device)
     return sorted(devices, key=lambda d: (d.platform, d.token))
 
@@ -158,6 +145,7 @@ async def record_devices(
     message: Message,
     outcomes: list[DeviceOutcome],
     at: float,
+    ttl_s: int,
     slice_id: str | None = None,
 ) -> None:
     """Right after the provider answered: device results, token counters, pruned tokens,
@@ -169,10 +157,11 @@ async def record_devices(
     failed = sum(1 for o in outcomes if o.device.status == "failed")
     async with redis.pipeline(transaction=True) as pipe:
         if outcomes:
-            pipe.hset(
-                keys.message_devices(account, message.id),
-                mapping=fields({o.device.member: _encode(o.device) for o in outcomes}),
+            results_key = keys.message_results(account, message.id)
+            pipe.rpush(
+                results_key, json.dumps({o.device.member: result_of(o.device) for o in outcomes})
             )
+            pipe.expire(results_key, ttl_s)
         counters: list[str] = []
         for o in outcomes:
             owner = o.device.contact or message.contact_id or ""
