@@ -126,9 +126,11 @@ def test_only_the_tokens_that_failed_are_retried(settings: Settings) -> None:
         message = await messages.load(ctx.redis, account, message_id)
         assert message is not None
         assert (message.delivered, message.failed) == (1000, 0)
-        stats = await tokens.load_many(ctx.redis, account, [f"fcm:{all_tokens[7]}"])
-        assert (stats[0].delivered, stats[0].failed) == (1, 0)
-        assert stats[0].last_error == "503"
+        stats = await tokens.load_many(ctx.redis, account, [f"fcm:{t}" for t in all_tokens])
+        assert {(s.delivered, s.failed) for s in stats} == {(1, 0)}
+        assert all(s.last_success_at for s in stats)
+        assert [s.token for s in stats if s.last_error] == sorted(flaky)
+        assert {s.last_error for s in stats if s.last_error} == {"503"}
         await ctx.redis.aclose()
 
     _run(scenario())
@@ -175,6 +177,39 @@ def test_a_sender_that_raises_leaves_its_devices_to_retry(settings: Settings) ->
         devices = await push.load_devices(ctx.redis, account, message_id)
         assert {d.status for d in devices} == {"retrying"}
         assert {d.error for d in devices} == {"RuntimeError: library blew up"}
+        await ctx.redis.aclose()
+
+    _run(scenario())
+
+
+def test_token_counters_keep_each_devices_own_time(settings: Settings) -> None:
+    """Devices delivered at another time than the slice's others keep their own time."""
+    names = ["token-early-000000000", "token-late-0000000000", "token-gone-0000000000"]
+
+    async def scenario() -> None:
+        ctx, _, account, message_id = await _scenario(settings, names, {})
+        message = await messages.load(ctx.redis, account, message_id)
+        assert message is not None
+        early, late, gone = (push.Device("fcm", n, contact="c1") for n in names)
+        early.status, early.at = "delivered", 1000.5
+        late.status, late.at = "delivered", 2000.25
+        gone.status, gone.at, gone.error = "failed", 3000.0, "gone"
+        outcomes = [
+            push.DeviceOutcome(early),
+            push.DeviceOutcome(late),
+            push.DeviceOutcome(gone, prune=True),
+        ]
+        await push.record_devices(ctx.redis, message, outcomes, 4000.0, 3600)
+        stats = {
+            s.token: s
+            for s in await tokens.load_many(ctx.redis, account, [f"fcm:{n}" for n in names])
+        }
+        assert (stats[names[0]].delivered, stats[names[0]].last_success_at) == (1, 1000.5)
+        assert (stats[names[1]].delivered, stats[names[1]].last_success_at) == (1, 2000.25)
+        assert (stats[names[2]].failed, stats[names[2]].prune_reason) == (1, "gone")
+        assert await contacts.active_tokens(ctx.redis, account, "c1") == [
+            f"fcm:{n}" for n in names[:2]
+        ]
         await ctx.redis.aclose()
 
     _run(scenario())

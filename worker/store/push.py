@@ -162,17 +162,7 @@ async def record_devices(
                 results_key, json.dumps({o.device.member: result_of(o.device) for o in outcomes})
             )
             pipe.expire(results_key, ttl_s)
-        counters: list[str] = []
-        for o in outcomes:
-            owner = o.device.contact or message.contact_id or ""
-            when = repr(o.device.at or at)
-            if o.device.status == "delivered":
-                counters += [o.device.member, "d", when, "", owner]
-            elif o.prune:
-                counters += [o.device.member, "p", when, o.device.error or "", owner]
-            elif o.token_fault:
-                outcome = "f" if o.device.status == "failed" else "r"
-                counters += [o.device.member, outcome, when, o.device.error or "", owner]
+        counters = _token_counters(message, outcomes, at)
         if counters:
             prefix, suffix = keys.contact_push_tokens_parts(account)
             pipe.eval(
@@ -211,6 +201,31 @@ async def record_devices(
                 },
             )
         await pipe.execute()
+
+
+def _token_counters(message: Message, outcomes: list[DeviceOutcome], at: float) -> list[str]:
+    """``token_results``' arguments: the devices delivered at one time as one argument,
+    every other answer about a token as five."""
+    ok = [o.device for o in outcomes if o.device.status == "delivered"]
+    ok_at = (ok[0].at or at) if ok else at
+    joined = [d.member for d in ok if (d.at or at) == ok_at]
+    rest: list[str] = []
+    for o in outcomes:
+        device = o.device
+        when = device.at or at
+        if device.status == "delivered":
+            if when != ok_at:
+                rest += [device.member, "d", repr(when), "", ""]
+            continue
+        owner = device.contact or message.contact_id or ""
+        if o.prune:
+            rest += [device.member, "p", repr(when), device.error or "", owner]
+        elif o.token_fault:
+            outcome = "f" if device.status == "failed" else "r"
+            rest += [device.member, outcome, repr(when), device.error or "", owner]
+    if not joined and not rest:
+        return []
+    return [repr(ok_at), "\n".join(joined), *rest]
 
 
 async def finish_run(
