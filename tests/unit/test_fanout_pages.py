@@ -72,11 +72,14 @@ def test_a_page_keeps_the_segment_and_skips_with_reasons(settings: Settings) -> 
         assert dict(page.skipped) == {"contact_not_found": 1}
         fields = fanout._fields_needed(campaign, {"tier": "gold"})
         assert fields == ["attr:city", "attr:name", "attr:tier", "city", "id", "name"]
-        read = await fanout._page_fields(ctx.redis, account, ["a", "gone"], fields)
+        read, members = await fanout._read_page(
+            ctx.redis, account, ["a", "gone"], fields, tokens=True
+        )
         assert read == [
             {"id": "a", "name": "Ann", "attr:city": json.dumps("Pune"), "attr:tier": '"gold"'},
             {},
         ]
+        assert members == [[f"fcm:{_token(1)['token']}"], []]
         await ctx.redis.aclose()
 
     asyncio.run(scenario())

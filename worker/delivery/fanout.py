@@ -190,15 +190,8 @@ async def _make_batch(
     templated = push_content is None or render.has_placeholders(*_texts(content))
     need_hash = bool(wanted) or templated or campaign.audience.contact_ids is not None
     message_id = batch_id(campaign.id, number)
-    hashes: list[dict[str, str]] = []
-    if need_hash:
-        hashes = await _page_fields(redis, account, ids, _fields_needed(campaign, wanted))
-    tokens: list[list[str]] = []
-    if push_content is not None and ids:
-        prefix, suffix = keys.contact_push_tokens_parts(account)
-        joined = await scripts.run(redis, "page_tokens", [], [prefix, suffix, *ids])
-        text = joined.decode() if isinstance(joined, bytes) else str(joined)
-        tokens = [line.split("\t") if line else [] for line in text.split("\n")]
+    fields = _fields_needed(campaign, wanted) if need_hash else []
+    hashes, tokens = await _read_page(redis, account, ids, fields, tokens=push_content is not None)
     page = Page()
     devices: list[Device] = []
     recipients: list[messages.Message] = []
@@ -288,20 +281,23 @@ def _fields_needed(campaign: Campaign, wanted: dict[str, Any]) -> list[str]:
     return sorted({*own, *names, *(f"attr:{name}" for name in wanted)})
 
 
-async def _page_fields(
-    redis: Redis, account: str, ids: list[str], fields: list[str]
-) -> list[dict[str, str]]:
-    """Those fields of each contact of the page, in one call: ``{}`` for a contact that
-    does not exist (any contact has its ``id``)."""
-    if not ids:
-        return []
+async def _read_page(
+    redis: Redis, account: str, ids: list[str], fields: list[str], *, tokens: bool
+) -> tuple[list[dict[str, str]], list[list[str]]]:
+    """Those fields of each contact of the page (``{}`` for a contact that does not
+    exist: any contact has its ``id``) and, if asked, its push-token members; one call."""
+    if not ids or not (fields or tokens):
+        return [], []
+    suffix = keys.contact_push_tokens_parts(account)[1] if tokens else ""
     rows = await scripts.run(
-        redis, "page_fields", [], [keys.contact(account, ""), len(fields), *fields, *ids]
+        redis, "page_read", [], [keys.contact(account, ""), suffix, len(fields), *fields, *ids]
     )
-    return [
-        {name: value for name, value in zip(fields, row, strict=True) if value is not None}
+    hashes = [
+        {name: value for name, value in zip(fields, row, strict=False) if value is not None}
         for row in rows
     ]
+    members = [row[-1].split("\t") if row[-1] else [] for row in rows] if tokens else []
+    return hashes, members
 
 
 def _render_push(content: PushContent, values: dict[str, str]) -> dict[str, Any]:
