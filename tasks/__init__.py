@@ -12,6 +12,7 @@ recorded on the message, which goes to the dead letters for an operator to see.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import time
@@ -44,6 +45,12 @@ def _start_runtime(**_: Any) -> None:
     importlib.import_module("worker.providers.fcm")
     importlib.import_module("worker.providers.apns")
     runtime.start()
+    # Everything start-up built (Celery, the libraries, the runtime) lives as long as the
+    # process: out of the collector's full passes. A job allocates so much (h2 frames,
+    # httpx requests) that full passes came every second or two, each walking ~150,000
+    # objects: ~10 % of a bulk worker's CPU during an FCM campaign, ~120 µs a send.
+    gc.collect()
+    gc.freeze()
 
 
 @worker_process_shutdown.connect
