@@ -47,6 +47,7 @@ from worker.store import channels, keys
 
 console = Console() if sys.stdout.isatty() else Console(width=160)
 SCRIPTS = Path(__file__).resolve().parent
+PUSH_WARM_UP = 400  # devices of the unmeasured first campaign per platform (two slices)
 
 
 @dataclass(frozen=True)
@@ -177,33 +178,46 @@ class Bench:
     # --- measurements --------------------------------------------------------------
 
     def push_paths(self) -> None:
+        """Per platform: the raw loop alone and the campaign alone (rates, Valkey), then a
+        campaign with a raw loop running alongside (CPU per send, for the overhead).
+
+        The overhead is the difference of two CPU costs of ~0.3–1.1 ms per send, and this
+        machine's speed drifts by a third within a minute: a raw loop and a campaign taken
+        one after the other differed by ±150 µs from run to run for the same code. Taken
+        over the same seconds, both pay the same machine."""
         n = self.scale.push
+        content = {"title": "Bench {{name}}", "message": "End to end"}
         for platform in ("fcm", "apns"):
-            raw = self.raw(platform, n)
-            self.results[f"raw_{platform}_sends_per_s"] = round(raw["sends_per_s"])
-            self.results[f"raw_{platform}_cpu_us_per_send"] = round(raw["cpu_us_per_send"])
             self.seed(f"e2e-{platform}", n, **{platform: True})
-            e2e = self.campaign(
-                "push", {"title": "Bench {{name}}", "message": "End to end"}, f"e2e-{platform}"
-            )
+            self.seed(f"pair-{platform}", n // 2, **{platform: True})
+            # Not measured, as the raw loop's first sends are not: the worker's first
+            # campaign opens its connections and signs its first token.
+            self.seed(f"warm-{platform}", PUSH_WARM_UP, **{platform: True})
+            self.campaign("push", content, f"warm-{platform}")
+            raw = self.raw(platform, n)
+            e2e = self.campaign("push", content, f"e2e-{platform}")
             if e2e["sends"] != n or e2e["campaign"]["stats"]["failed"]:
                 raise RuntimeError(f"{platform} campaign: {e2e['campaign']['stats']}")
-            self.results[f"{platform}_sends_per_s"] = round(e2e["sends_per_s"])
-            self.results[f"{platform}_efficiency"] = round(
-                e2e["sends_per_s"] / raw["sends_per_s"], 2
-            )
-            self.results[f"{platform}_worker_cpu_us_per_send"] = round(
-                e2e["worker_cpu_us_per_send"]
-            )
-            self.results[f"{platform}_overhead_cpu_us_per_send"] = round(
-                e2e["worker_cpu_us_per_send"] - raw["cpu_us_per_send"]
-            )
-            self.results[f"{platform}_valkey_cpu_us_per_send"] = round(
-                e2e["valkey_cpu_us_per_send"], 1
-            )
-            self.results[f"{platform}_valkey_commands_per_send"] = round(
-                e2e["valkey_commands_per_send"], 2
-            )
+            pair, alongside = self.alongside(platform, content, f"pair-{platform}")
+            figures = {
+                f"raw_{platform}_sends_per_s": round(raw["sends_per_s"]),
+                f"raw_{platform}_cpu_us_per_send": round(raw["cpu_us_per_send"]),
+                f"{platform}_sends_per_s": round(e2e["sends_per_s"]),
+                f"{platform}_efficiency": round(e2e["sends_per_s"] / raw["sends_per_s"], 2),
+                f"{platform}_worker_cpu_us_per_send": round(e2e["worker_cpu_us_per_send"]),
+                f"{platform}_valkey_cpu_us_per_send": round(e2e["valkey_cpu_us_per_send"], 1),
+                f"{platform}_valkey_commands_per_send": round(e2e["valkey_commands_per_send"], 2),
+                # One after the other (shown, not compared: see the docstring).
+                f"{platform}_overhead_sequential_cpu_us_per_send": round(
+                    e2e["worker_cpu_us_per_send"] - raw["cpu_us_per_send"]
+                ),
+                f"{platform}_paired_worker_cpu_us_per_send": round(pair["worker_cpu_us_per_send"]),
+                f"{platform}_paired_raw_cpu_us_per_send": round(alongside["cpu_us_per_send"]),
+                f"{platform}_overhead_cpu_us_per_send": round(
+                    pair["worker_cpu_us_per_send"] - alongside["cpu_us_per_send"]
+                ),
+            }
+            self.results.update(figures)
         self.results["overhead_cpu_us_per_send"] = max(
             self.results["fcm_overhead_cpu_us_per_send"],
             self.results["apns_overhead_cpu_us_per_send"],
@@ -212,9 +226,34 @@ class Bench:
             self.results["fcm_valkey_cpu_us_per_send"], self.results["apns_valkey_cpu_us_per_send"]
         )
 
-    def raw(self, platform: str, n: int, procs: int = 2) -> dict[str, float]:
+    def alongside(
+        self, platform: str, content: dict[str, Any], tag: str
+    ) -> tuple[dict[str, Any], dict[str, float]]:
+        """A campaign to ``tag`` with one raw loop sending from the moment it starts until
+        it completes; returns both's figures."""
+        argv = [sys.executable, str(SCRIPTS / "benchkit" / "raw.py"), "--platform", platform]
+        argv += ["--sends", "4000", "--offset", "5000000", "--until-eof"]
+        child = subprocess.Popen(
+            argv,
+            env=self.stack.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None
+        if child.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"raw {platform} loop alongside failed:\n{child.communicate()[1]}")
+        campaign = self.campaign("push", content, tag)
+        stdout, stderr = child.communicate("")  # closes its input: it stops and reports
+        if child.returncode != 0 or campaign["campaign"]["stats"]["failed"]:
+            raise RuntimeError(f"{platform} alongside: {campaign['campaign']['stats']} {stderr}")
+        return campaign, json.loads(stdout.strip().splitlines()[-1])
+
+    def raw(self, platform: str, n: int, procs: int = 2, first: int = 0) -> dict[str, float]:
         """The raw loop in as many processes as the bulk worker runs (2), at once: the
-        end-to-end path gets both cores, so the ceiling it is compared with does too."""
+        end-to-end path gets both cores, so the ceiling it is compared with does too.
+        Token numbers start at ``first``."""
         share = n // procs
         children = [
             subprocess.Popen(
@@ -226,7 +265,7 @@ class Bench:
                     "--sends",
                     str(share),
                     "--offset",
-                    str(i * share),
+                    str(first + i * share),
                 ],
                 env=self.stack.env,
                 stdout=subprocess.PIPE,
