@@ -505,7 +505,7 @@ class Bench:
         if out["contacts"] != self.scale.fanout:
             raise RuntimeError(f"fan-out walked {out['contacts']} of {self.scale.fanout}")
         self.results["fanout_contacts"] = out["contacts"]
-        self.results["fanout_s"] = round(out["fanout_s"], 1)
+        self.results["fanout_s"] = round(out["fanout_s"], 2)
         self.results["fanout_contacts_per_s"] = round(out["contacts"] / out["fanout_s"])
         self.results["fanout_peak_rss_mb"] = round(out["rss_peak_mb"], 1)
         self.results["fanout_rss_growth_after_10pct_mb"] = round(

@@ -12,7 +12,6 @@ recorded on the message, which goes to the dead letters for an operator to see.
 
 from __future__ import annotations
 
-import gc
 import importlib
 import logging
 import time
@@ -23,7 +22,7 @@ from celery import Task
 from celery.exceptions import Reject, Retry
 from celery.signals import worker_process_init, worker_process_shutdown
 
-from worker import logs, runtime
+from worker import heap, logs, runtime
 from worker.delivery.context import DeliveryContext, Outcome
 from worker.delivery.failures import record_crash
 from worker.errors import INFRASTRUCTURE
@@ -45,12 +44,7 @@ def _start_runtime(**_: Any) -> None:
     importlib.import_module("worker.providers.fcm")
     importlib.import_module("worker.providers.apns")
     runtime.start()
-    # Everything start-up built (Celery, the libraries, the runtime) lives as long as the
-    # process: out of the collector's full passes. A job allocates so much (h2 frames,
-    # httpx requests) that full passes came every second or two, each walking ~150,000
-    # objects: ~10 % of a bulk worker's CPU during an FCM campaign, ~120 µs a send.
-    gc.collect()
-    gc.freeze()
+    heap.freeze_startup()
 
 
 @worker_process_shutdown.connect

@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from worker import triggers
+from worker import heap, triggers
 from worker.config import Settings
 from worker.enqueue import add_job, publish
 from worker.ids import new_id
@@ -94,6 +94,7 @@ async def run(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
     redis = create_redis(settings, max_connections=4)
+    heap.freeze_startup()
     log.warning("beat: moving due jobs from the delayed set every %.1fs", settings.beat_interval_s)
     next_sweep = time.monotonic()
     try:

@@ -3,13 +3,12 @@ ASGI application uvicorn serves: the send routes' fast path in front of it."""
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from worker import metrics
+from worker import heap, metrics
 from worker.api import errors
 from worker.api.routes import (
     automations,
@@ -35,11 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         metrics.initialize()
         app.state.redis = create_redis(settings)
-        # What start-up built (the app, its routes and models, the libraries) lives as long
-        # as the process: kept out of the collector's full passes, which would otherwise walk
-        # it again and again under load (pauses that show in the p99).
-        gc.collect()
-        gc.freeze()
+        heap.freeze_startup()
         try:
             yield
         finally:
