@@ -38,11 +38,13 @@ from worker.errors import (
     RetryableError,
 )
 from worker.models import ApnsConfig
-from worker.providers.push import DeviceResult, Notes
+from worker.providers.push import DeviceResult, Notes, note_at
 from worker.push_payload import Notification, apns_payload
 
 PRODUCTION = ("api.push.apple.com", 443)
 SANDBOX = ("api.development.push.apple.com", 443)
+# Sends in flight per call (a slice): two slices at a time keep ~100 streams open.
+LANES_PER_CALL = 50
 
 # (status, reason) → class; a reason not listed falls back on the status below.
 _INVALID_TOKEN = {"Unregistered", "ExpiredToken", "BadDeviceToken", "DeviceTokenNotForTopic"}
@@ -235,14 +237,20 @@ class ApnsSender:
         return (time.perf_counter() - started) * 1000
 
     async def send(self, note: Notes, tokens: Sequence[str]) -> list[DeviceResult]:
-        if isinstance(note, Notification):
-            payload = apns_payload(note)
-            return list(await asyncio.gather(*(self._one(payload, t) for t in tokens)))
-        return list(
-            await asyncio.gather(
-                *(self._one(apns_payload(n), t) for n, t in zip(note, tokens, strict=True))
-            )
-        )
+        """A few lanes, each sending one token after another: a task per token cost more
+        CPU (its creation, scheduling and completion) than the lanes' fewer streams in
+        flight cost throughput (HTTP/2 to APNs keeps up with ~100 in flight)."""
+        shared = apns_payload(note) if isinstance(note, Notification) else None
+        pending = iter(enumerate(tokens))
+        by_index: dict[int, DeviceResult] = {}
+
+        async def lane() -> None:
+            for i, token in pending:
+                payload = shared if shared is not None else apns_payload(note_at(note, i))
+                by_index[i] = await self._one(payload, token)
+
+        await asyncio.gather(*(lane() for _ in range(min(len(tokens), LANES_PER_CALL))))
+        return [by_index[i] for i in range(len(tokens))]
 
     async def close(self) -> None:
         self._pool.close()
