@@ -169,6 +169,10 @@ class EmbeddedValkey:
             "yes",
             "--appendfsync",
             "everysec",
+            # The AOF is the durability; RDB snapshots on top (Valkey's default: every
+            # minute under load) forked a child that took a core from the senders.
+            "--save",
+            "",
             "--maxmemory-policy",
             "noeviction",
             "--protected-mode",
