@@ -47,6 +47,7 @@ from worker.store import channels, keys
 
 console = Console() if sys.stdout.isatty() else Console(width=160)
 SCRIPTS = Path(__file__).resolve().parent
+API_WINDOWS = 4  # latency windows per endpoint (see api_paths)
 PUSH_WARM_UP = 400  # devices of the unmeasured first campaign per platform (two slices)
 
 
@@ -429,13 +430,25 @@ class Bench:
         if set(statuses) != {202}:
             raise RuntimeError(f"real API answered {statuses}")
         offered = real / seconds / 2
-        # The bare endpoint's latency at the same offered load: what the machine itself
-        # adds (its stalls show in both).
-        bare_latencies, _ = asyncio.run(loadgen.open_loop(port, bare_req, offered, seconds))
+        # Latency at half load in short windows, the bare endpoint's (what the machine
+        # itself adds) alternating with the real one's. One stall of this VM (~0.1 s, both
+        # endpoints show them) holds up ~1 % of a window's requests: it decides a single
+        # window's p99. The figure is the median window's; all windows pooled are shown too.
+        window_s = seconds / API_WINDOWS
+        bare_windows: list[list[float]] = []
+        windows: list[list[float]] = []
+        for _ in range(API_WINDOWS):
+            bare_windows.append(
+                asyncio.run(loadgen.open_loop(port, bare_req, offered, window_s))[0]
+            )
+            latencies, statuses = asyncio.run(
+                loadgen.open_loop(api_port, real_req, offered, window_s)
+            )
+            if set(statuses) != {202}:
+                raise RuntimeError(f"real API answered {statuses} at half load")
+            windows.append(latencies)
         self.stack.stop("api-bare")
-        latencies, statuses = asyncio.run(loadgen.open_loop(api_port, real_req, offered, seconds))
-        if set(statuses) != {202}:
-            raise RuntimeError(f"real API answered {statuses} at half load")
+        latencies = [v for w in windows for v in w]
 
         async def drop(redis: Redis) -> None:
             await redis.delete("transactional", keys.unstarted(), "bench:bare")
@@ -447,8 +460,11 @@ class Bench:
         self.results["api_efficiency"] = round(real / bare, 2)
         self.results["api_offered_per_s"] = round(offered)
         self.results["api_p50_ms"] = round(statistics.median(latencies), 1)
-        self.results["api_p99_ms"] = round(_pct(latencies, 0.99), 1)
-        self.results["api_bare_p99_ms"] = round(_pct(bare_latencies, 0.99), 1)
+        p99s = [round(_pct(w, 0.99), 1) for w in windows]
+        self.results["api_p99_ms"] = statistics.median(p99s)
+        self.results["api_p99_windows_ms"] = p99s
+        self.results["api_p99_pooled_ms"] = round(_pct(latencies, 0.99), 1)
+        self.results["api_bare_p99_windows_ms"] = [round(_pct(w, 0.99), 1) for w in bare_windows]
 
     def automations(self) -> None:
         """Enrol contacts into "wait, then tag" all at once; the bulk worker's memory is
