@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 from benchkit import loadgen
 from benchkit.naive_tasks import COUNTER
-from benchkit.stack import BenchStack, bench_stack, seed_contacts, wait_worker
+from benchkit.stack import BULK_NICE, BenchStack, bench_stack, seed_contacts, wait_worker
 from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
@@ -47,6 +47,8 @@ from worker.store import channels, keys
 
 console = Console() if sys.stdout.isatty() else Console(width=160)
 SCRIPTS = Path(__file__).resolve().parent
+# The raw loops run as niced as the bulk worker they are compared with.
+RAW_LOOP = ["nice", "-n", str(BULK_NICE), sys.executable, str(SCRIPTS / "benchkit" / "raw.py")]
 API_WINDOWS = 4  # latency windows per endpoint (see api_paths)
 PUSH_WARM_UP = 400  # devices of the unmeasured first campaign per platform (two slices)
 
@@ -232,7 +234,7 @@ class Bench:
     ) -> tuple[dict[str, Any], dict[str, float]]:
         """A campaign to ``tag`` with one raw loop sending from the moment it starts until
         it completes; returns both's figures."""
-        argv = [sys.executable, str(SCRIPTS / "benchkit" / "raw.py"), "--platform", platform]
+        argv = [*RAW_LOOP, "--platform", platform]
         argv += ["--sends", "4000", "--offset", "5000000", "--until-eof"]
         child = subprocess.Popen(
             argv,
@@ -259,8 +261,7 @@ class Bench:
         children = [
             subprocess.Popen(
                 [
-                    sys.executable,
-                    str(SCRIPTS / "benchkit" / "raw.py"),
+                    *RAW_LOOP,
                     "--platform",
                     platform,
                     "--sends",
@@ -292,7 +293,8 @@ class Bench:
     def naive(self) -> None:
         """One Celery task per FCM token, published one by one as a fan-out loop would."""
         n = self.scale.naive
-        argv = ["nice", "-n", "10", sys.executable, "-m", "celery", "-A", "worker.celery_app:app"]
+        argv = ["nice", "-n", str(BULK_NICE), sys.executable, "-m", "celery"]
+        argv += ["-A", "worker.celery_app:app"]
         argv += ["worker", "-Q", "naive", "-c", "2", "-I", "benchkit.naive_tasks", "-n", "naive@%h"]
         argv += ["--without-mingle", "--without-gossip", "-l", "WARNING"]
         wait_worker(f"naive@{socket.gethostname()}", self.stack.spawn("naive", argv))

@@ -68,6 +68,11 @@ class Proc:
         return self._sum(lambda p: sum(p.cpu_times()[:2]))
 
 
+# As `dispatch up` runs the bulk worker: it gives way to the API and the OTPs. Loops
+# compared with it run at the same niceness, so that both are preempted alike.
+BULK_NICE = 10
+
+
 @dataclass
 class BenchStack:
     workdir: Path
@@ -198,7 +203,7 @@ def bench_stack(workdir: Path, log_level: str = "WARNING") -> Iterator[BenchStac
         stack.spawn("beat", [sys.executable, "-m", "worker.cli", "beat"])
         stack.worker("transactional", "transactional")
         # As `dispatch up` runs it: the bulk worker gives way to the API and OTPs.
-        stack.worker("bulk", "bulk", nice=10)
+        stack.worker("bulk", "bulk", nice=BULK_NICE)
         stack.key = stack.run(demo.provision, settings)
         stack.otp_key = stack.run(_provision_otp, settings, stack.sim_b_url)
         yield stack
