@@ -202,7 +202,6 @@ def bench_stack(workdir: Path, log_level: str = "WARNING") -> Iterator[BenchStac
         demo.wait_http(f"{settings.api_base_url}/healthz", 30, "the API")
         stack.spawn("beat", [sys.executable, "-m", "worker.cli", "beat"])
         stack.worker("transactional", "transactional")
-        # As `dispatch up` runs it: the bulk worker gives way to the API and OTPs.
         stack.worker("bulk", "bulk", nice=BULK_NICE)
         stack.key = stack.run(demo.provision, settings)
         stack.otp_key = stack.run(_provision_otp, settings, stack.sim_b_url)

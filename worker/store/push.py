@@ -93,7 +93,7 @@ def encode_roster(devices: list[Device]) -> str:
 async def create_push(
     redis: Redis, message: Message, members: list[str], ttl_s: int, *, publish: bool = False
 ) -> None:
-    roster = json.dumps([[m, None, None] for m in members])
+    roster = encode_roster([Device(*split(m)) for m in members])
     async with redis.pipeline(transaction=True) as pipe:
         pipe.set(keys.message_roster(message.account, message.id), roster, ex=ttl_s)
         add(pipe, message, ttl_s)
