@@ -24,6 +24,7 @@ FIGURES = {
     "overhead_cpu_us_per_send",
     "valkey_cpu_us_per_send",
     "api_bare_per_s",
+    "api_bare_fastapi_per_s",
     "api_enqueue_per_s",
     "api_efficiency",
     "api_p99_ms",
@@ -40,6 +41,7 @@ FIGURES = {
 @pytest.mark.timeout(300)
 def test_the_bench_runs_on_a_tiny_size_and_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
+    out.write_text('{"stale_figure": 1}')  # a run rewrites the file whole
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCH_")} | {
         "BENCH_SCALE": "tiny",
         "BENCH_RESULTS": str(out),
@@ -56,6 +58,14 @@ def test_the_bench_runs_on_a_tiny_size_and_writes_every_figure(tmp_path: Path) -
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads(out.read_text())
     assert results.keys() >= FIGURES, FIGURES - results.keys()
+    assert "stale_figure" not in results
     assert results["bench_scale"] == "tiny"
+    assert results["bench_cores"] >= 1
+    assert len(results["bench_commit"]) >= 12
+    assert results["bench_missed"] == []  # nothing is judged at the tiny size
+    for platform in ("fcm", "apns"):
+        # every raw setting tried, and every raw/end-to-end pair written
+        assert len(results[f"raw_{platform}_tried_sends_per_s"]) >= 3
+        assert len(results[f"{platform}_pairs"]) >= 2
     assert all(results[k] > 0 for k in FIGURES if k.endswith(("_per_s", "_s", "_mb", "_ms")))
     assert "fanout_s" in done.stdout  # the table was printed

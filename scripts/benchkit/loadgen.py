@@ -89,3 +89,20 @@ async def open_loop(
     while not pool.empty():
         pool.get_nowait()[1].close()
     return latencies, statuses
+
+
+async def wait_ready(port: int, raw: bytes, timeout_s: float) -> None:
+    """Until the server on ``port`` answers ``raw`` (whatever the status)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                await _one(reader, writer, raw)
+                return
+            finally:
+                writer.close()
+        except (OSError, asyncio.IncompleteReadError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
