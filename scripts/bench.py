@@ -512,7 +512,8 @@ class Bench:
         times; the efficiency is the median of the rounds' ratios. Latency: an open loop
         at half the raw endpoint's rate, windows of the raw endpoint (what the machine
         itself adds) alternating with the API's; ``api_p99_ms`` is the p99 of every
-        request of every window, pooled.
+        request of every window, pooled. An API slower than half the floor is saturated
+        at that rate: ``api_p99_ms_at_own_half`` (shown) is its p99 at half its own rate.
 
         The transactional worker stops consuming meanwhile, so that its CPU does not count
         against the API's (the queued jobs are dropped afterwards)."""
@@ -556,23 +557,27 @@ class Bench:
                     raise RuntimeError(f"{name} answered {statuses}")
                 rates[name].append(done / seconds)
         offered = statistics.median(rates["raw"]) / 2
+        own_half = statistics.median(rates["api"]) / 2
         window_s = self.scale.api_s / API_WINDOWS
         bare_windows: list[list[float]] = []
         windows: list[list[float]] = []
+        own_windows: list[list[float]] = []
         for _ in range(API_WINDOWS):
             bare_windows.append(
                 asyncio.run(loadgen.open_loop(ports["raw"], bare_req, offered, window_s))[0]
             )
-            latencies, statuses = asyncio.run(
-                loadgen.open_loop(ports["api"], real_req, offered, window_s)
-            )
-            if set(statuses) != {202}:
-                raise RuntimeError(f"the API answered {statuses} at half load")
-            windows.append(latencies)
+            for rate, into in ((offered, windows), (own_half, own_windows)):
+                latencies, statuses = asyncio.run(
+                    loadgen.open_loop(ports["api"], real_req, rate, window_s)
+                )
+                if set(statuses) != {202}:
+                    raise RuntimeError(f"the API answered {statuses} at {rate:.0f}/s")
+                into.append(latencies)
         self.stack.stop("api-bare-raw")
         self.stack.stop("api-bare-fastapi")
         pooled = [v for w in windows for v in w]
         bare_pooled = [v for w in bare_windows for v in w]
+        own_pooled = [v for w in own_windows for v in w]
 
         async def drop(redis: Redis) -> None:
             await redis.delete("transactional", keys.unstarted(), "bench:bare")
@@ -597,6 +602,9 @@ class Bench:
                 "api_p99_windows_ms": window_p99s,
                 "api_p99_median_window_ms": statistics.median(window_p99s),
                 "api_bare_p99_ms": round(_pct(bare_pooled, 0.99), 1),
+                # At half the API's own rate (information: its latency when not saturated).
+                "api_own_half_per_s": round(own_half),
+                "api_p99_ms_at_own_half": round(_pct(own_pooled, 0.99), 1),
                 "api_bare_p99_windows_ms": [round(_pct(w, 0.99), 1) for w in bare_windows],
             }
         )
