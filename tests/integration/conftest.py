@@ -135,6 +135,8 @@ def make_tenant(
             "access_token": access_token,
             "app_secret": app_secret,
             "webhook_url": f"{api_url}/webhooks/whatsapp",
+            # A number whose cap is raised is one Meta upgraded (80/s by default).
+            **({"throughput_per_s": rate_per_s} if rate_per_s else {}),
         },
     ).raise_for_status()
     http.post(

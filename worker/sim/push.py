@@ -4,10 +4,10 @@
   JWT assertion): checks the RS256 signature against the project's registered
   public key and answers an access token with ``expires_in``;
 - ``POST /v1/projects/{project}/messages:send`` (HTTP/2 + TLS, or HTTP/1.1):
-  checks the bearer, one target, string ``data`` values, the 4 KB limit;
-- ``POST /3/device/{token}`` (HTTP/2 + TLS only, like Apple): checks the ES256
-  provider JWT against the registered key, ``apns-topic``, the hex token and
-  the payload size; echoes ``apns-id``.
+  checks the bearer, then every rule of ``fcm_rules``;
+- ``POST /3/device/{token}`` (HTTP/2 + TLS only, like Apple): checks every rule of
+  ``apns_rules`` (the ES256 provider JWT against the registered key and its age and
+  refresh rate, the topic, the apns-* headers, the payload); echoes ``apns-id``.
 Keys and projects are registered through ``/_sim/fcm/…`` and ``/_sim/apns/…``.
 """
 
@@ -27,18 +27,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from worker.sim import apns_rules, fcm_rules
 from worker.sim.h2server import Request as H2Request
 from worker.sim.h2server import Response as H2Response
+from worker.sim.rules import Refusal
 from worker.sim.state import Fault, SimState
 
-MAX_PAYLOAD_BYTES = 4096
 ACCESS_TOKEN_TTL_S = 3600
 # google-auth signs the assertion for Google's own token URL whatever token_uri says.
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
 FCM_PATH = re.compile(r"^/v1/projects/([^/]+)/messages:send$")
-APNS_PATH = re.compile(r"^/3/device/([^/?]+)$")
-APNS_TOKEN = re.compile(r"^(?:[0-9a-fA-F]{2}){32,100}$")
-FCM_TOKEN = re.compile(r"^[\x21-\x7e]{20,4096}$")
+APNS_PATH = re.compile(r"^/3/device/([^/?]*)$")
 
 # FCM errorCode → (HTTP status, gRPC status, message)
 FCM_ERRORS: dict[str, tuple[int, str, str]] = {
@@ -85,6 +84,11 @@ class ApnsKeySpec(BaseModel):
     team_id: str
     public_key_pem: str
     topics: list[str] = Field(default_factory=list)
+    # Apple's clock for this key's provider tokens (a test may shorten both, as if time
+    # passed): older than the first is expired; a new token sooner than the second after
+    # the previous one is refused (TooManyProviderTokenUpdates).
+    token_max_age_s: float = apns_rules.TOKEN_MAX_AGE_S
+    token_min_refresh_s: float = apns_rules.TOKEN_MIN_REFRESH_S
 
 
 def fcm_error(code: str, message: str | None = None) -> tuple[int, dict[str, Any]]:
@@ -106,7 +110,10 @@ class PushSim:
         self.projects: dict[str, FcmProjectSpec] = {}
         self.access_tokens: dict[str, tuple[str, float]] = {}  # token → (client_email, expiry)
         self.apns_keys: dict[str, ApnsKeySpec] = {}
-        self.apns_jwts: dict[str, str] = {}  # verified JWT → key id
+        self.apns_jwts: dict[str, tuple[str, float]] = {}  # accepted JWT → (key id, iat)
+        # key id → (its newest accepted token, when it was first seen)
+        self.apns_newest: dict[str, tuple[str, float]] = {}
+        self.apns_refused_updates: dict[str, int] = {}  # key id → tokens refused as too soon
         self.oauth_tokens_issued: dict[str, int] = {}  # project id → access tokens issued
         self.router = self._build_router()
 
@@ -160,12 +167,12 @@ class PushSim:
         entry = self.state.record(
             "fcm", method="POST", project_id=project_id, token=target, body=body
         )
-        status, headers, answer = await self._fcm_answer(project_id, authorization, message, entry)
+        status, headers, answer = await self._fcm_answer(project_id, authorization, body, entry)
         entry["status"] = status
         return status, headers, answer
 
     async def _fcm_answer(
-        self, project_id: str, authorization: str, message: Any, entry: dict[str, Any]
+        self, project_id: str, authorization: str, body: Any, entry: dict[str, Any]
     ) -> tuple[int, dict[str, str], dict[str, Any]]:
         project = self.projects.get(project_id)
         scheme, _, bearer = authorization.partition(" ")
@@ -189,29 +196,17 @@ class PushSim:
                 },
             )
         entry["auth"] = "ok"
-        if not isinstance(message, dict):
-            return self._fcm_error_tuple("INVALID_ARGUMENT", "Missing message")
-        targets = [k for k in ("token", "fid", "topic", "condition") if message.get(k)]
-        if len(targets) != 1:
-            return self._fcm_error_tuple(
-                "INVALID_ARGUMENT", "Exactly one of token, fid, topic or condition is required"
-            )
+        refused = fcm_rules.check(body)
+        if refused is not None:
+            entry["rule"] = refused.id
+            return self._fcm_error_tuple(refused.rule.error, refused.message)
+        message = body["message"]
         token = str(message.get("token") or message.get("fid") or "")
         fault = self.state.take_fault("fcm", {"token": token, "project_id": project_id})
         if fault is not None:
             answer = await self._fcm_fault(fault, entry)
             if answer is not None:
                 return answer
-        data = message.get("data") or {}
-        if not isinstance(data, dict) or any(not isinstance(v, str) for v in data.values()):
-            return self._fcm_error_tuple(
-                "INVALID_ARGUMENT", "Invalid value at 'message.data': values must be strings"
-            )
-        payload = {k: v for k, v in message.items() if k not in ("token", "fid")}
-        if len(json.dumps(payload, separators=(",", ":")).encode()) > MAX_PAYLOAD_BYTES:
-            return self._fcm_error_tuple("INVALID_ARGUMENT", "Message is too big")
-        if token and not FCM_TOKEN.fullmatch(token):
-            return self._fcm_error_tuple("INVALID_ARGUMENT")
         name = f"projects/{project_id}/messages/{uuid.uuid4().int % 10**19}"
         entry["name"] = name
         return 200, {}, {"name": name}
@@ -251,33 +246,48 @@ class PushSim:
 
     # --- APNs ------------------------------------------------------------------
 
-    def _check_provider_token(self, authorization: str, topic: str) -> str | None:
-        """The reason APNs would refuse this provider token, or None."""
+    def _check_provider_token(self, authorization: str, topic: str) -> Refusal | None:
+        """What APNs would refuse about this provider token (and topic), or None."""
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            return "MissingProviderToken"
-        key_id = self.apns_jwts.get(token)
-        if key_id is None:
+            return apns_rules.refusal("missing_provider_token")
+        now = time.time()
+        known = self.apns_jwts.get(token)
+        if known is None:
             try:
                 header = jwt.get_unverified_header(token)
-                spec = self.apns_keys[str(header.get("kid"))]
+                key_id = str(header.get("kid"))
+                spec = self.apns_keys[key_id]
                 claims = jwt.decode(
                     token,
                     spec.public_key_pem,
                     algorithms=["ES256"],
                     options={"require": ["iat", "iss"]},
                 )
-            except (jwt.PyJWTError, KeyError):
-                return "InvalidProviderToken"
-            if claims["iss"] != spec.team_id:
-                return "InvalidProviderToken"
-            key_id = str(header["kid"])
-            self.apns_jwts[token] = key_id
-        claims = jwt.decode(token, options={"verify_signature": False})
-        if time.time() - float(claims["iat"]) > 3600:
-            return "ExpiredProviderToken"
-        if topic not in self.apns_keys[key_id].topics:
-            return "TopicDisallowed"
+                iat = float(claims["iat"])
+            except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+                return apns_rules.refusal("invalid_provider_token")
+            if claims["iss"] != spec.team_id or iat > now + 60:
+                return apns_rules.refusal("invalid_provider_token")
+            newest = self.apns_newest.get(key_id)
+            if (
+                newest is not None
+                and newest[0] != token
+                and now - newest[1] < spec.token_min_refresh_s
+            ):
+                self.apns_refused_updates[key_id] = self.apns_refused_updates.get(key_id, 0) + 1
+                return apns_rules.refusal("provider_token_updates")
+            if newest is None or newest[0] != token:
+                self.apns_newest[key_id] = (token, now)
+            known = self.apns_jwts[token] = (key_id, iat)
+        key_id, iat = known
+        spec = self.apns_keys[key_id]
+        if now - iat > spec.token_max_age_s:
+            return apns_rules.refusal("expired_provider_token")
+        if not topic:
+            return apns_rules.refusal("missing_topic")
+        if topic not in spec.topics:
+            return apns_rules.refusal("topic")
         return None
 
     async def apns_send(self, request: H2Request) -> H2Response:
@@ -298,14 +308,22 @@ class PushSim:
             apns_id=apns_id,
             body=body,
             push_type=request.headers.get("apns-push-type"),
+            collapse_id=request.headers.get("apns-collapse-id"),
+            priority=request.headers.get("apns-priority"),
+            expiration=request.headers.get("apns-expiration"),
         )
-        if request.method != "POST" or match is None:
-            return self._apns_reason(entry, apns_id, "BadPath", 404)
+        refused = apns_rules.check_request(request.method, match.group(1) if match else None)
+        if refused is not None:
+            return self._apns_refusal(entry, apns_id, refused)
         refused = self._check_provider_token(request.headers.get("authorization", ""), topic)
-        if refused:
-            entry["auth"] = "bad_token"
-            return self._apns_reason(entry, apns_id, refused)
+        if refused is not None:
+            if refused.rule.status == 403:
+                entry["auth"] = "bad_token"
+            return self._apns_refusal(entry, apns_id, refused)
         entry["auth"] = "ok"
+        refused = apns_rules.check_headers(request.headers, request.body)
+        if refused is not None:
+            return self._apns_refusal(entry, apns_id, refused)
         fault = self.state.take_fault("apns", {"token": token, "topic": topic})
         if fault is not None:
             entry["fault"] = fault.kind
@@ -321,14 +339,12 @@ class PushSim:
                     fault.http_status,
                     fault.retry_after_s,
                 )
-        if not APNS_TOKEN.fullmatch(token):
-            return self._apns_reason(entry, apns_id, "BadDeviceToken")
-        if len(request.body) > MAX_PAYLOAD_BYTES:
-            return self._apns_reason(entry, apns_id, "PayloadTooLarge")
-        if not isinstance(body, dict) or not isinstance(body.get("aps"), dict):
-            return self._apns_reason(entry, apns_id, "PayloadEmpty")
         entry["status"] = 200
         return H2Response(200, [("apns-id", apns_id)])
+
+    def _apns_refusal(self, entry: dict[str, Any], apns_id: str, refused: Refusal) -> H2Response:
+        entry["rule"] = refused.id
+        return self._apns_reason(entry, apns_id, refused.rule.error, refused.rule.status)
 
     def _apns_reason(
         self,
@@ -370,9 +386,13 @@ class PushSim:
     def stats(self) -> dict[str, Any]:
         """Credentials minted by clients: a client reusing its tokens keeps these small."""
         jwts_by_key: dict[str, int] = {}
-        for key_id in self.apns_jwts.values():
+        for key_id, _ in self.apns_jwts.values():
             jwts_by_key[key_id] = jwts_by_key.get(key_id, 0) + 1
-        return {"oauth_tokens_issued": self.oauth_tokens_issued, "apns_jwts_seen": jwts_by_key}
+        return {
+            "oauth_tokens_issued": self.oauth_tokens_issued,
+            "apns_jwts_seen": jwts_by_key,
+            "apns_token_updates_refused": self.apns_refused_updates,
+        }
 
     def _build_router(self) -> APIRouter:
         router = APIRouter()
@@ -399,6 +419,17 @@ class PushSim:
         @router.put("/_sim/apns/keys/{key_id}")
         async def put_key(key_id: str, spec: ApnsKeySpec) -> dict[str, str]:
             self.apns_keys[key_id] = spec
+            # A key registered again is checked afresh: tokens it signed before are
+            # verified again against it.
+            for token in [t for t, (kid, _) in self.apns_jwts.items() if kid == key_id]:
+                del self.apns_jwts[token]
             return {"key_id": key_id}
+
+        @router.get("/_sim/apns/keys/{key_id}")
+        async def get_key(key_id: str) -> JSONResponse:
+            spec = self.apns_keys.get(key_id)
+            if spec is None:
+                return JSONResponse({"error": "unknown key"}, 404)
+            return JSONResponse(spec.model_dump())
 
         return router

@@ -1,8 +1,9 @@
 """A WhatsApp Business Cloud API (Graph API) stand-in.
 
-It checks what Meta checks (bearer token, phone number id, body shape, template
-name, language and parameter count, the 24-hour window for free-form text) and
-answers with Meta's success body or Meta's error envelope. Numbers, templates and
+It checks every rule of ``whatsapp_rules`` (the Graph API version, bearer token, phone
+number id, body shape, template name, language, parameters and filled-in length, the
+24-hour window for free-form text, the number's throughput and the pair rate to one
+recipient) and answers with Meta's success body or Meta's error envelope. Numbers, templates and
 inbound customer messages are set up through ``/_sim/whatsapp/…``.
 """
 
@@ -24,6 +25,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from worker.sim import whatsapp_rules
+from worker.sim.rules import Refusal
 from worker.sim.state import Fault, SimState
 
 log = logging.getLogger(__name__)
@@ -140,6 +143,19 @@ ERRORS: dict[int, tuple[int, str, str, str]] = {
         "Cloud API message throughput has been reached.",
     ),
     190: (401, "OAuthException", "Invalid OAuth access token - Cannot parse access token", ""),
+    2500: (400, "OAuthException", "Unknown path components", ""),
+    132005: (
+        400,
+        "OAuthException",
+        "(#132005) Translated text too long",
+        "The filled-in template text is too long.",
+    ),
+    132018: (
+        400,
+        "OAuthException",
+        "(#132018) There was an issue with the parameters in your template.",
+        "Param text cannot have new-line/tab characters or more than 4 consecutive spaces",
+    ),
     368: (
         403,
         "OAuthException",
@@ -159,6 +175,11 @@ class NumberSpec(BaseModel):
     display_phone_number: str = "15550000000"
     # After a successful send, post "sent" then "delivered" status webhooks.
     auto_status: bool = False
+    # Meta's limits for the number: messages per second (80 by default, up to 1,000 for an
+    # upgraded number) and the pair rate to one recipient.
+    throughput_per_s: float = Field(default=whatsapp_rules.DEFAULT_THROUGHPUT_PER_S, gt=0)
+    pair_interval_s: float = Field(default=whatsapp_rules.PAIR_INTERVAL_S, gt=0)
+    pair_burst: int = Field(default=whatsapp_rules.PAIR_BURST, ge=1)
 
 
 class TemplateSpec(BaseModel):
@@ -200,6 +221,22 @@ def _wamid() -> str:
     )
 
 
+class Bucket:
+    """A token bucket: ``capacity`` at once, refilled at ``rate_per_s``."""
+
+    def __init__(self, capacity: float, rate_per_s: float, now: float) -> None:
+        self.capacity, self.rate_per_s = capacity, rate_per_s
+        self.tokens, self.at = capacity, now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate_per_s)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
 def _sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
@@ -212,6 +249,8 @@ class WhatsAppSim:
         self.templates: dict[str, dict[tuple[str, str], TemplateSpec]] = {}
         # (phone number id, customer wa_id) → when the customer last wrote
         self.inbound: dict[tuple[str, str], float] = {}
+        self.throughput: dict[str, Bucket] = {}  # phone number id → its sends
+        self.pairs: dict[tuple[str, str], Bucket] = {}  # (number, recipient) → its sends
         self.router = self._build_router()
         self._tasks: set[asyncio.Task[None]] = set()
         # One client for every webhook: building one costs milliseconds of CPU (its TLS
@@ -220,14 +259,19 @@ class WhatsAppSim:
 
     # --- the Graph API ------------------------------------------------------
 
+    def _refuse(self, entry: dict[str, Any], refused: Refusal) -> JSONResponse:
+        entry["rule"] = refused.id
+        return self._error(entry, int(refused.rule.error), message=refused.message or None)
+
     def _error(
         self,
         entry: dict[str, Any],
         code: int,
         retry_after_s: float | None = None,
         http_status: int | None = None,
+        message: str | None = None,
     ) -> JSONResponse:
-        status, body = error_envelope(code)
+        status, body = error_envelope(code, message)
         status = http_status or status
         entry.update(status=status, error_code=code, retry_after_s=retry_after_s)
         headers = {"Retry-After": f"{retry_after_s:g}"} if retry_after_s is not None else None
@@ -256,48 +300,64 @@ class WhatsAppSim:
             return Response(fault.body or "", status, headers=headers)
         return self._error(entry, int(fault.code or 131000), fault.retry_after_s, fault.http_status)
 
-    def _validate(self, number: NumberSpec, phone_number_id: str, body: Any) -> int | None:
-        """The error code Meta would answer for this body, or None if it is acceptable."""
+    def _validate(self, number: NumberSpec, phone_number_id: str, body: Any) -> Refusal | None:
+        """The rule Meta would refuse this body by, or None if it is acceptable."""
+        refuse = whatsapp_rules.refusal
         if not isinstance(body, dict) or body.get("messaging_product") != "whatsapp":
-            return 100
-        to = str(body.get("to") or "").removeprefix("+")
-        if not to.isdigit() or not 7 <= len(to) <= 15:
-            return 100
+            return refuse("product")
+        to = whatsapp_rules.to_digits(body)
+        if to is None:
+            return refuse("recipient")
         kind = body.get("type", "text")
         if kind == "template":
             template = body.get("template")
             if not isinstance(template, dict) or not template.get("name"):
-                return 131008
+                return refuse("template_fields")
             language = (template.get("language") or {}).get("code")
             if not language:
-                return 131008
+                return refuse("template_fields")
             known = self.templates.get(number.waba_id, {}).get((template["name"], language))
             if known is None:
-                return 132001
+                return refuse("template_exists")
             if known.status == "PAUSED":
-                return 132015
+                return refuse("template_paused")
             if known.status != "APPROVED":
-                return 132016
-            given = 0
-            for component in template.get("components") or []:
-                if component.get("type") == "body":
-                    params = component.get("parameters") or []
-                    if any(p.get("type") != "text" or not p.get("text") for p in params):
-                        return 131009
-                    given = len(params)
-            expected = len(set(_PLACEHOLDER_RE.findall(known.body_text)))
-            if given != expected:
-                return 132000
-            return None
+                return refuse("template_disabled")
+            return whatsapp_rules.check_template_parameters(
+                known.body_text, template.get("components")
+            )
         if kind == "text":
             text = body.get("text")
             if not isinstance(text, dict) or not text.get("body"):
-                return 131008
+                return refuse("text_body")
+            if len(str(text["body"])) > whatsapp_rules.TEXT_MAX_CHARS:
+                return refuse(
+                    "text_length", "Param text['body'] must be at most 4096 characters long."
+                )
             last = self.inbound.get((phone_number_id, to))
             if last is None or time.time() - last > WINDOW_S:
-                return 131047
+                return refuse("window")
             return None
-        return 131009
+        return refuse("message_type")
+
+    def _rate(self, number: NumberSpec, phone_number_id: str, to: str) -> Refusal | None:
+        """Meta's throughput per number, then its pair rate per recipient."""
+        now = time.monotonic()
+        bucket = self.throughput.get(phone_number_id)
+        if bucket is None or bucket.rate_per_s != number.throughput_per_s:
+            bucket = self.throughput[phone_number_id] = Bucket(
+                number.throughput_per_s, number.throughput_per_s, now
+            )
+        if not bucket.take(now):
+            return whatsapp_rules.refusal("throughput")
+        pair = self.pairs.get((phone_number_id, to))
+        if pair is None:
+            pair = self.pairs[(phone_number_id, to)] = Bucket(
+                number.pair_burst, 1 / number.pair_interval_s, now
+            )
+        if not pair.take(now):
+            return whatsapp_rules.refusal("pair_rate")
+        return None
 
     async def send(self, version: str, phone_number_id: str, request: Request) -> Response:
         raw = await request.body()
@@ -315,22 +375,27 @@ class WhatsAppSim:
             to=to,
             body=body,
         )
+        refused = whatsapp_rules.check_version(version)
+        if refused is not None:
+            return self._refuse(entry, refused)
         number = self.numbers.get(phone_number_id)
         if number is None:
             entry["auth"] = "unknown_number"
-            return self._error(entry, 100)
+            return self._refuse(entry, whatsapp_rules.refusal("number"))
         if not self._check_token(request, {number.access_token}):
             entry["auth"] = "bad_token"
-            return self._error(entry, 190)
+            return self._refuse(entry, whatsapp_rules.refusal("access_token"))
         entry["auth"] = "ok"
         fault = self.state.take_fault("whatsapp", {"phone_number_id": phone_number_id, "to": to})
         if fault is not None:
             response = await self._apply_fault(fault, entry)
             if response is not None:
                 return response
-        code = self._validate(number, phone_number_id, body)
-        if code is not None:
-            return self._error(entry, code)
+        refused = self._validate(number, phone_number_id, body) or self._rate(
+            number, phone_number_id, to
+        )
+        if refused is not None:
+            return self._refuse(entry, refused)
         wamid = _wamid()
         entry.update(status=200, wamid=wamid)
         if number.auto_status and number.webhook_url:
@@ -489,6 +554,13 @@ class WhatsAppSim:
         async def put_number(phone_number_id: str, spec: NumberSpec) -> dict[str, Any]:
             self.numbers[phone_number_id] = spec
             return {"phone_number_id": phone_number_id, "waba_id": spec.waba_id}
+
+        @router.get("/_sim/whatsapp/numbers/{phone_number_id}")
+        async def get_number(phone_number_id: str) -> JSONResponse:
+            number = self.numbers.get(phone_number_id)
+            if number is None:
+                return JSONResponse({"error": "unknown phone number id"}, 404)
+            return JSONResponse(number.model_dump())
 
         @router.post("/_sim/whatsapp/templates")
         async def add_templates(specs: list[TemplateSpec]) -> dict[str, Any]:
