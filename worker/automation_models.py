@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from worker.models import WhatsAppParameter, push_data
 
 TRIGGERS = ("contact.created", "contact.tag_added", "event.tracked", "manual")
 _FILTERS: dict[str, set[str]] = {
@@ -49,12 +51,12 @@ class SendWhatsApp(Body):
     type: Literal["send_whatsapp"]
     template_name: str | None = Field(default=None, min_length=1, max_length=512)
     language: str = Field(default="en", min_length=2, max_length=15)
-    parameters: list[str] = Field(default_factory=list, max_length=50)
+    parameters: list[WhatsAppParameter] = Field(default_factory=list, max_length=50)
     # Free-form text: only inside the contact's 24-hour window; outside it the fallback
     # template goes instead (and without one the step fails with template_required).
     text: str | None = Field(default=None, min_length=1, max_length=4096)
     fallback_template: str | None = Field(default=None, min_length=1, max_length=512)
-    fallback_parameters: list[str] = Field(default_factory=list, max_length=50)
+    fallback_parameters: list[WhatsAppParameter] = Field(default_factory=list, max_length=50)
 
     @model_validator(mode="after")
     def _template_or_text(self) -> SendWhatsApp:
@@ -70,7 +72,7 @@ class SendPush(Body):
     title: str = Field(min_length=1, max_length=256)
     message: str = Field(min_length=1, max_length=2048)
     url: str | None = Field(default=None, max_length=2048)
-    data: dict[str, str] | None = None
+    data: Annotated[dict[str, str] | None, AfterValidator(push_data)] = None
 
 
 class Wait(Body):

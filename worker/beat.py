@@ -26,11 +26,12 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from worker import heap, triggers
+from worker import heap, metrics, triggers
 from worker.config import Settings
 from worker.enqueue import add_job, publish
 from worker.ids import new_id
-from worker.store import automations, delayed, keys, messages
+from worker.masking import mask_token
+from worker.store import accounts, automations, delayed, keys, messages, tokens
 from worker.store.client import create_redis
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ BATCH = 500
 # pipes) was most of the bulk worker's CPU at 100.
 RUN_BATCH = 500
 SWEEP_EVERY_S = 5.0
+TOKEN_EXPIRY_EVERY_S = 3600.0
 
 
 async def pump_once(redis: Redis, now: float) -> int:
@@ -88,6 +90,47 @@ async def sweep_unstarted(redis: Redis, now: float, older_than_s: float) -> int:
     return published
 
 
+async def expire_tokens(redis: Redis, settings: Settings, now: float) -> int:
+    """Every account's device tokens idle past ``push_token_max_idle_days``: no longer
+    sent to, counted and logged (``token.expired``). Returns how many."""
+    max_idle_s = settings.push_token_max_idle_days * 86400
+    if not max_idle_s:
+        return 0
+    count = 0
+    for account_id in await accounts.list_accounts(redis):
+        for t in await tokens.expire_inactive(redis, account_id, now, max_idle_s):
+            metrics.TOKENS_PRUNED.labels(t.platform).inc()
+            log.info(
+                "token %s of %s expired: no delivery in %g days",
+                mask_token(t.token),
+                account_id,
+                settings.push_token_max_idle_days,
+                extra={
+                    "event": "token.expired",
+                    "account": account_id,
+                    "platform": t.platform,
+                    "token": mask_token(t.token),
+                },
+            )
+            count += 1
+    return count
+
+
+async def _expire_tokens_hourly(redis: Redis, settings: Settings, stopping: asyncio.Event) -> None:
+    """Beside the pump, so a long scan never holds up a due job."""
+    while not stopping.is_set():
+        try:
+            expired = await expire_tokens(redis, settings, time.time())
+            if expired:
+                log.warning("beat: %d device token(s) idle too long, no longer sent to", expired)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("beat: token expiry skipped, Redis unavailable (%s)", exc)
+        except Exception:  # a bug here must not stop the beat's other work
+            log.exception("beat: token expiry failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), TOKEN_EXPIRY_EVERY_S)
+
+
 async def run(settings: Settings) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -97,6 +140,7 @@ async def run(settings: Settings) -> None:
     heap.freeze_startup()
     log.warning("beat: moving due jobs from the delayed set every %.1fs", settings.beat_interval_s)
     next_sweep = time.monotonic()
+    expiry = asyncio.create_task(_expire_tokens_hourly(redis, settings, stopping))
     try:
         while not stopping.is_set():
             try:
@@ -117,4 +161,6 @@ async def run(settings: Settings) -> None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), settings.beat_interval_s)
     finally:
+        stopping.set()
+        await expiry
         await redis.aclose()

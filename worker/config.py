@@ -71,8 +71,10 @@ class Settings(BaseSettings):
     whatsapp_rate_per_s: float = Field(default=80.0, gt=0)
     fcm_rate_per_s: float = Field(default=10_000.0, gt=0)  # 600,000 / min per project
     apns_rate_per_s: float = Field(default=5_000.0, gt=0)
-    # Optional pacing per WhatsApp recipient (Meta allows about one message per 6 s).
-    whatsapp_pair_rate_per_s: float | None = None
+    # Pacing per WhatsApp recipient, as Meta allows it: about one message per 6 s, in
+    # bursts of up to 45 (error 131056 beyond). 0 turns it off.
+    whatsapp_pair_rate_per_s: float = Field(default=1 / 6, ge=0)
+    whatsapp_pair_burst: int = Field(default=45, ge=1)
     rate_limit_headroom: float = Field(default=0.95, gt=0, le=1)
     rate_limit_max_wait_s: float = Field(default=2.0, ge=0)
     rate_limit_penalty_s: float = Field(default=30.0, ge=0)
@@ -95,6 +97,13 @@ class Settings(BaseSettings):
     task_time_limit_s: int = 120
     worker_concurrency: int = 2
     worker_prefetch_multiplier: int = 1
+
+    # Device tokens: one with no delivery (nor registration) in `push_token_max_idle_days`
+    # is no longer sent to (FCM expires Android tokens inactive for 270 days); 0 keeps
+    # every token. `dispatch tokens stats --stale` lists those idle for
+    # `push_token_stale_days` (FCM calls a token stale after a month without activity).
+    push_token_max_idle_days: float = Field(default=270, ge=0)
+    push_token_stale_days: float = Field(default=30, gt=0)
 
     message_ttl_s: int = 30 * 24 * 3600
     # A free-form WhatsApp message is only allowed this long after the customer wrote.

@@ -1,7 +1,7 @@
 """Publishing jobs: the Celery message written straight onto its queue's Redis list.
 
 kombu's publish costs more CPU than all the rest of an API request (building the
-message, a Redis client per publish, a "task-sent" event: PERF.md). The message
+message, a Redis client per publish, a "task-sent" event: docs/performance.md). The message
 kombu would write (Celery protocol 2, kombu's JSON envelope, base64 body) is built
 here and LPUSHed, inside the caller's MULTI when there is one: a message record and
 its job are then stored together, with no moment when one exists without the other.

@@ -24,13 +24,19 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from worker.push_payload import FCM_TOKEN_RE, reserved_data_key
+
 ACCOUNT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 CONTACT_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 # BCP-47-ish as WhatsApp uses it: "en", "en_US", "pt_BR", "zh_Hant_TW".
 LANGUAGE_RE = re.compile(r"^[a-z]{2,3}([_-][A-Za-z0-9]{2,8}){0,3}$")
 TEMPLATE_NAME_RE = re.compile(r"^[a-z0-9_]{1,512}$")
 APNS_TOKEN_RE = re.compile(r"^(?:[0-9a-fA-F]{2}){32,100}$")
-FCM_TOKEN_RE = re.compile(r"^[\x21-\x7e]{8,4096}$")
+# What WhatsApp refuses in a template parameter (error 132018): a newline, a tab, or more
+# than four consecutive spaces.
+_WA_PARAMETER_FORBIDDEN = re.compile(r"[\n\t]| {5,}")
+# A filled-in template body is at most this many characters (error 132005).
+WHATSAPP_BODY_MAX_CHARS = 1024
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -51,7 +57,48 @@ def e164(value: str) -> str:
     return value
 
 
+def whatsapp_parameter(value: str) -> str:
+    """A template parameter WhatsApp accepts; else a 422 (``template_parameter_invalid``)
+    that names it, before anything is stored or sent."""
+    if not value:
+        raise PydanticCustomError(
+            "template_parameter_invalid", "WhatsApp refuses an empty template parameter"
+        )
+    if _WA_PARAMETER_FORBIDDEN.search(value):
+        raise PydanticCustomError(
+            "template_parameter_invalid",
+            "WhatsApp refuses a template parameter with a newline, a tab or more than 4 "
+            "consecutive spaces",
+        )
+    if len(value) > WHATSAPP_BODY_MAX_CHARS:
+        raise PydanticCustomError(
+            "template_parameter_invalid",
+            f"A template parameter longer than {WHATSAPP_BODY_MAX_CHARS} characters cannot "
+            "fit WhatsApp's limit on the filled-in body",
+        )
+    return value
+
+
+def push_data(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Custom data for a push: no key FCM refuses (for every device of the request)."""
+    for key in value or {}:
+        if not key:
+            raise PydanticCustomError("invalid_request", "A data key cannot be empty")
+        if reserved_data_key(key):
+            raise PydanticCustomError(
+                "reserved_data_key",
+                "'{key}' is reserved by FCM (from, message_type, and keys starting with "
+                "google or gcm); rename it",
+                {"key": key},
+            )
+    return value
+
+
 E164 = Annotated[str, AfterValidator(e164)]
+WhatsAppParameter = Annotated[
+    str, StringConstraints(max_length=32768), AfterValidator(whatsapp_parameter)
+]
+PushData = Annotated[dict[str, Any] | None, AfterValidator(push_data)]
 ContactId = Annotated[str, StringConstraints(pattern=CONTACT_ID_RE.pattern)]
 Language = Annotated[str, StringConstraints(pattern=LANGUAGE_RE.pattern)]
 Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
@@ -93,7 +140,7 @@ class StrictBody(BaseModel):
 
 class TemplateParameter(StrictBody):
     type: Literal["text"]
-    text: Annotated[str, StringConstraints(min_length=1, max_length=32768)]
+    text: WhatsAppParameter
 
 
 class WhatsAppSendRequest(StrictBody):
@@ -133,7 +180,8 @@ class PushTokenIn(StrictBody):
         if self.platform == "fcm" and not FCM_TOKEN_RE.fullmatch(self.token):
             raise PydanticCustomError(
                 "invalid_push_token",
-                "An FCM token is 8 to 4096 printable characters without spaces",
+                "An FCM token is a registration token (20 to 4096 letters, digits, '_', '-' "
+                "and ':') or a 22-character Firebase installation id",
             )
         return self
 
@@ -144,7 +192,7 @@ class PushSendRequest(StrictBody):
     message: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
     url: Url | None = None
     icon: HttpUrl | None = None
-    data: dict[str, Any] | None = None
+    data: PushData = None
 
 
 class ContactBody(StrictBody):
@@ -184,9 +232,7 @@ class WhatsAppContent(StrictBody):
     channel: Literal["whatsapp"] = "whatsapp"
     template_name: Annotated[str, StringConstraints(pattern=TEMPLATE_NAME_RE.pattern)]
     language: Language = "en"
-    parameters: list[Annotated[str, StringConstraints(min_length=1, max_length=32768)]] = Field(
-        default_factory=list, max_length=100
-    )
+    parameters: list[WhatsAppParameter] = Field(default_factory=list, max_length=100)
 
 
 class PushContent(StrictBody):
@@ -197,7 +243,7 @@ class PushContent(StrictBody):
     message: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
     url: Url | None = None
     icon: HttpUrl | None = None
-    data: dict[str, Any] | None = None
+    data: PushData = None
 
 
 Content = Annotated[WhatsAppContent | PushContent, Field(discriminator="channel")]
@@ -341,6 +387,9 @@ class Template(BaseModel):
     category: str = ""
     status: str = "APPROVED"
     body_parameters: int = 0
+    # The BODY with its {{n}} placeholders: the filled-in text is checked against
+    # WhatsApp's limit before a send is accepted.
+    body_text: str = ""
 
 
 class Attempt(BaseModel):

@@ -3,22 +3,43 @@
 Pure functions, shared by the API (the 4,096-byte check happens before anything
 is enqueued) and the provider adapters (which send exactly these shapes).
 
-FCM ``data`` values must be strings. A string is sent as is; any other JSON value
-(number, boolean, object, array) is sent as its compact JSON text, so ``3`` becomes
-``"3"``, ``true`` becomes ``"true"`` and ``{"a": 1}`` becomes ``'{"a":1}'``; a null
-value is left out. ``url`` and ``icon`` are also put in ``data`` (unless ``data``
-already has those keys) so an app's own handler can read them on every platform.
-APNs payloads carry ``data`` as the JSON object it was given.
+``data``, one rule on both platforms: FCM only takes strings as data values, so every
+value reaches the app as a string on Android, web *and* iOS. A string is sent as is;
+any other JSON value (number, boolean, object, array) as its compact JSON text, so
+``3`` becomes ``"3"``, ``true`` becomes ``"true"`` and ``{"a": 1}`` becomes
+``'{"a":1}'``; a null value is left out. FCM refuses some keys for every device
+(``from``, ``message_type``, and any key starting with ``google`` or ``gcm``): the API
+refuses them with a 400 naming the key (``reserved_data_key``). ``url`` and ``icon``
+are also put in FCM's ``data`` (unless ``data`` already has those keys) so an app's own
+handler can read them on every platform.
+
+Sizes are counted on the bytes each library puts on the wire: FCM's payload as compact
+JSON (what FCM limits), APNs's body as aioapns encodes it (``json.dumps`` with
+``ensure_ascii=False`` and the default ``", "``/``": "`` separators, which make it
+larger than compact JSON).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 MAX_PAYLOAD_BYTES = 4096
 PLATFORM_NAMES = {"fcm": "FCM", "apns": "APNs"}
+# A Firebase installation id (FID): 22 characters of URL-safe base64. An FCM registration
+# token (`<FID>:APA91b…`, ~150+ characters) is anything longer of the same alphabet.
+FID_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
+FCM_TOKEN_RE = re.compile(r"^[A-Za-z0-9_:-]{20,4096}$")
+_RESERVED_EXACT = {"from", "message_type"}
+_RESERVED_PREFIXES = ("google", "gcm")
+
+
+def reserved_data_key(key: str) -> bool:
+    """FCM refuses these as data keys (for every device of the request)."""
+    lowered = key.lower()
+    return lowered in _RESERVED_EXACT or lowered.startswith(_RESERVED_PREFIXES)
 
 
 @dataclass(frozen=True)
@@ -34,12 +55,18 @@ def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def fcm_data(note: Notification) -> dict[str, str]:
+def data_strings(data: dict[str, Any] | None) -> dict[str, str]:
+    """The caller's ``data`` as both platforms carry it: string values (see above)."""
     out: dict[str, str] = {}
-    for key, value in (note.data or {}).items():
+    for key, value in (data or {}).items():
         if value is None:
             continue
         out[str(key)] = value if isinstance(value, str) else _compact(value)
+    return out
+
+
+def fcm_data(note: Notification) -> dict[str, str]:
+    out = data_strings(note.data)
     if note.url is not None:
         out.setdefault("url", note.url)
     if note.icon is not None:
@@ -76,16 +103,26 @@ def apns_payload(note: Notification) -> dict[str, Any]:
         payload["icon"] = note.icon
     if note.url:
         payload["url"] = note.url
-    if note.data:
-        payload["data"] = note.data
+    data = data_strings(note.data)
+    if data:
+        payload["data"] = data
     return payload
 
 
 def size_bytes(payload: dict[str, Any]) -> int:
+    """FCM's measure: the message's payload as compact JSON."""
     return len(_compact(payload).encode())
+
+
+def apns_wire_bytes(payload: dict[str, Any]) -> bytes:
+    """The body aioapns sends for ``payload``, byte for byte (its own encoding)."""
+    return json.dumps(payload, ensure_ascii=False).encode()
 
 
 def oversized(note: Notification) -> list[tuple[str, int]]:
     """Platforms whose payload would exceed the 4,096-byte limit, with the size."""
-    sizes = {"fcm": size_bytes(fcm_message(note)), "apns": size_bytes(apns_payload(note))}
+    sizes = {
+        "fcm": size_bytes(fcm_message(note)),
+        "apns": len(apns_wire_bytes(apns_payload(note))),
+    }
     return [(name, size) for name, size in sizes.items() if size > MAX_PAYLOAD_BYTES]

@@ -102,6 +102,11 @@ class RateLimiter:
         slack = rate_per_s * (1 - self._headroom)
         return 1 + max(0.0, min(0.5, slack - 1))
 
+    async def exhaust(self, name: str, rate_per_s: float, burst: int) -> None:
+        """The provider says ``name`` is used up: reserve its whole burst, so the next
+        send waits an interval and sends after it come at the rate."""
+        await self.acquire(name, rate_per_s, burst, burst=burst, max_wait_s=10**9)
+
     async def penalize(self, name: str) -> float:
         """The provider said 429: halve the key's rate for a while (down to 1/8)."""
         factor = await scripts.run(

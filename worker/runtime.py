@@ -27,6 +27,7 @@ from worker.delivery.retry import RetryPolicy
 from worker.providers.whatsapp import WhatsAppClient
 from worker.ratelimit import RateLimiter
 from worker.store.client import create_redis
+from worker.store.provider_tokens import RedisProviderTokens
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Runtime:
             push=PushClients(
                 timeout_s=settings.provider_timeout_s,
                 apns_max_in_flight=settings.apns_max_in_flight,
+                token_store=RedisProviderTokens(redis),
             ),
             push_retry=RetryPolicy(
                 max_attempts=settings.push_max_attempts,

@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -51,6 +52,7 @@ from worker.providers.fcm import FcmSender
 from worker.push_payload import Notification, apns_payload
 from worker.store import channels
 from worker.store.client import create_redis
+from worker.store.provider_tokens import RedisProviderTokens
 
 WARM = 400  # unmeasured sends before each measurement
 Sender = Callable[[Iterator[str], dict[str, Any]], Awaitable[int]]
@@ -73,7 +75,11 @@ def _fcm_sender(sender: FcmSender) -> Sender:
         async def lane() -> None:
             nonlocal sent
             while batch := list(itertools.islice(tokens, batch_size)):
-                messages = [messaging.Message(fid=t, notification=note) for t in batch]
+                # Registration tokens go in `token` (firebase-admin 7 calls it deprecated;
+                # `fid` only takes installation ids).
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    messages = [messaging.Message(token=t, notification=note) for t in batch]
                 result = await messaging.send_each_async(messages, app=sender.app)
                 if result.failure_count:
                     failed = next(r.exception for r in result.responses if not r.success)
@@ -162,13 +168,20 @@ async def main(platform: str, account: str) -> None:
     settings = get_settings()
     redis = create_redis(settings)
     config, _ = (await channels.load_push(redis, account))[platform]
-    await redis.aclose()
     if platform == "fcm":
         send = _fcm_sender(FcmSender(config, timeout_s=30))  # type: ignore[arg-type]
         tokens_for = fcm_tokens
         opening = {"calls": 1, "batch": 1}
     else:
-        apns = ApnsSender(config, timeout_s=30, max_in_flight=10_000)  # type: ignore[arg-type]
+        # The key's provider token is the one the workers use (Apple refuses a key's new
+        # token within 20 minutes of its last).
+        apns = ApnsSender(
+            config,  # type: ignore[arg-type]
+            timeout_s=30,
+            max_in_flight=10_000,
+            token_store=RedisProviderTokens(redis),
+        )
+        await apns.auth.refresh()
         send = _apns_sender(apns)
         tokens_for = apns_tokens
         opening = {"in_flight": 1}

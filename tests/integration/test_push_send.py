@@ -80,7 +80,8 @@ def test_spec_push_example_reaches_both_devices_in_their_own_shapes(
     assert fcm["auth"] == "ok"
     assert fcm["body"] == {
         "message": {
-            "fid": FCM_TOKEN_1,
+            # A registration token goes in `token` (`fid` only takes an installation id).
+            "token": FCM_TOKEN_1,
             "notification": {"title": SPEC_PUSH["title"], "body": SPEC_PUSH["message"]},
             "data": {"url": SPEC_PUSH["url"], "icon": SPEC_PUSH["icon"]},
             "webpush": {
@@ -114,9 +115,7 @@ def test_spec_push_example_reaches_both_devices_in_their_own_shapes(
     assert len(detail["results"]) == 2
 
 
-def test_data_values_become_strings_for_fcm_and_stay_json_for_apns(
-    push_tenant: PushTenant,
-) -> None:
+def test_data_values_become_the_same_strings_on_fcm_and_apns(push_tenant: PushTenant) -> None:
     _registered(push_tenant, ("fcm", FCM_TOKEN_1), ("apns", APNS_TOKEN_1))
     data = {"order": 98765, "vip": True, "tags": ["a", "b"], "note": "x", "skip": None}
 
@@ -134,7 +133,12 @@ def test_data_values_become_strings_for_fcm_and_stay_json_for_apns(
     # A custom-scheme deep link is not a web push link.
     assert "webpush" not in fcm["body"]["message"]
     [apns] = push_tenant.push_requests("apns")
-    assert apns["body"]["data"] == data
+    assert apns["body"]["data"] == {
+        "order": "98765",
+        "vip": "true",
+        "tags": '["a","b"]',
+        "note": "x",
+    }
     assert apns["body"]["url"] == "myapp://orders/98765"
 
 
@@ -382,9 +386,11 @@ def test_registration_moves_a_token_between_contacts_and_can_remove_it(
     assert push_tenant.push(SPEC_PUSH).status_code == 404
 
 
-def test_the_specs_patch_example_verbatim_names_the_bad_apns_placeholder(
+def test_the_specs_patch_example_verbatim_names_the_bad_placeholders(
     push_tenant: PushTenant,
 ) -> None:
+    """The example's tokens are placeholders ("fXDtJ9kS...", "a8B2cD3e..."): FCM would
+    refuse the first (a dot is not in a token) and APNs the second, so neither is stored."""
     raw = json.dumps(
         {
             "push_tokens": [
@@ -399,8 +405,17 @@ def test_the_specs_patch_example_verbatim_names_the_bad_apns_placeholder(
         headers={**push_tenant.auth(), "Content-Type": "application/json"},
     )
     assert response.status_code == 400
-    assert response.json()["field"] == "push_tokens[1]"
+    assert response.json()["field"] == "push_tokens[0]"
+    assert response.json()["code"] == "invalid_push_token"
     assert _contact_tokens(push_tenant) == {}
+    apns_only = raw.replace('{"platform": "fcm", "token": "fXDtJ9kS..."}, ', "")
+    response = push_tenant.http.patch(
+        f"{push_tenant.api_url}/api/v1/contacts/cct_abc123",
+        content=apns_only,
+        headers={**push_tenant.auth(), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["field"] == "push_tokens[0]"
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,9 @@
-"""PROVIDERS.md's FCM and APNs tables: what the library reports → our error class."""
+"""docs/providers.md's FCM and APNs tables: what the library reports → our error class;
+the FCM target by token kind; the shared APNs provider token."""
 
 from __future__ import annotations
+
+import asyncio
 
 import httpx
 import pytest
@@ -49,6 +52,16 @@ def _response(status: int, **headers: str) -> httpx.Response:
         ),
         (
             exceptions.InvalidArgumentError("Invalid value at 'message.data[0].value'"),
+            PermanentError,
+            "invalid_payload",
+            False,
+        ),
+        (
+            # The target's field was wrong (our request), not the device: never prune.
+            exceptions.InvalidArgumentError(
+                "Invalid value at 'message.fid': not a Firebase installation ID "
+                "(22 characters; a registration token goes in 'token')"
+            ),
             PermanentError,
             "invalid_payload",
             False,
@@ -127,7 +140,8 @@ def test_fcm_quota_exceeded_honours_retry_after_with_a_minute_by_default() -> No
         ("413", "PayloadTooLarge", PermanentError, "invalid_payload"),
         ("400", "BadTopic", PermanentError, "invalid_payload"),
         ("403", "ExpiredProviderToken", RetryableError, "provider_token_rejected"),
-        ("403", "InvalidProviderToken", RetryableError, "provider_token_rejected"),
+        ("403", "InvalidProviderToken", AccountError, "channel_auth_failed"),
+        ("403", "MissingProviderToken", AccountError, "channel_auth_failed"),
         ("403", "BadCertificate", AccountError, "channel_auth_failed"),
         ("429", "TooManyRequests", RetryableError, "rate_limited"),
         ("429", "TooManyProviderTokenUpdates", RetryableError, "rate_limited"),
@@ -144,14 +158,83 @@ def test_apns_errors(status: str, reason: str, kind: type, code: str) -> None:
     assert reason in classified.reason
 
 
-def test_shared_jwt_is_minted_once_and_again_only_when_invalidated() -> None:
+class _MemoryStore:
+    """The shared store, in memory (the Redis one: tests/integration)."""
+
+    def __init__(self) -> None:
+        self.record: tuple[str, float] | None = None
+
+    async def load(self, key: str) -> tuple[str, float] | None:
+        return self.record
+
+    async def replace(
+        self, key: str, old: str | None, new: str, issued_at: float
+    ) -> tuple[str, float]:
+        if (self.record[0] if self.record else None) == old:
+            self.record = (new, issued_at)
+        assert self.record is not None
+        return self.record
+
+
+def _jwt(store: _MemoryStore | None = None) -> apns.SharedJwt:
     from worker.sim.credentials import apns_key
 
     key = apns_key()
-    provider = apns.SharedJwt(key.private_key_pem, key.key_id, key.team_id)
-    headers = {provider.get_header() for _ in range(100)}
-    assert len(headers) == 1
-    assert provider.minted == 1
-    provider.invalidate()
-    provider.get_header()
+    return apns.SharedJwt(key.private_key_pem, key.key_id, key.team_id, store=store)
+
+
+def test_a_rejected_token_is_replaced_once_however_many_streams_say_so() -> None:
+    asyncio.run(_a_rejected_token_is_replaced_once())
+
+
+async def _a_rejected_token_is_replaced_once() -> None:
+    provider = _jwt()
+    await provider.refresh()
+    first = provider.get_header()
+    assert {provider.get_header() for _ in range(100)} == {first}
+    used = first.removeprefix("bearer ")
+    for _ in range(200):  # 200 streams in flight answer 403 ExpiredProviderToken
+        provider.rejected(used)
+    await provider.refresh()
+    second = provider.get_header()
+    assert second != first
     assert provider.minted == 2
+    provider.rejected(used)  # a late answer about the old token changes nothing
+    await provider.refresh()
+    assert provider.get_header() == second
+    assert provider.minted == 2
+
+
+def test_processes_sharing_a_store_sign_one_token_between_them() -> None:
+    asyncio.run(_processes_share_one_token())
+
+
+async def _processes_share_one_token() -> None:
+    store = _MemoryStore()
+    a, b = _jwt(store), _jwt(store)
+    b._key = a._key  # the same signing key in two processes
+    await a.refresh()
+    await b.refresh()
+    assert a.get_header() == b.get_header()
+    assert a.minted + b.minted == 1
+    used = a.get_header().removeprefix("bearer ")
+    a.rejected(used)
+    b.rejected(used)
+    await a.refresh()
+    await b.refresh()
+    assert a.get_header() == b.get_header() != f"bearer {used}"
+    # b minted a token too, but found a's in the store and sent that one
+    assert store.record is not None
+    assert a.get_header() == f"bearer {store.record[0]}"
+
+
+def test_fcm_targets_a_registration_token_by_token_and_an_installation_id_by_fid() -> None:
+    from worker.push_payload import Notification
+
+    note = Notification("Hi", "There")
+    registration = "fXDtJ9kS:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx7dPqnZ01"
+    installation = "cXDtJ9kSQ0eoKMwt2KZFBa"
+    by_token = fcm._message(note, registration)  # no DeprecationWarning escapes (-W error)
+    by_fid = fcm._message(note, installation)
+    assert (by_token.token, by_token.fid) == (registration, None)
+    assert (by_fid.fid, by_fid.token) == (installation, None)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from worker.push_payload import (
     MAX_PAYLOAD_BYTES,
     Notification,
     apns_payload,
+    apns_wire_bytes,
     fcm_data,
     fcm_message,
     oversized,
@@ -41,13 +44,27 @@ def test_web_link_only_for_https() -> None:
     assert "webpush" not in fcm_message(Notification("t", "b", url="myapp://orders/1"))
 
 
-def test_apns_payload_keeps_data_as_json() -> None:
-    payload = apns_payload(Notification("t", "b", url="u://x", data={"n": 3}))
-    assert payload == {
+def test_apns_payload_carries_data_as_the_same_strings_as_fcm() -> None:
+    """One rule on both platforms: an iOS app reads what an Android app reads."""
+    note = Notification("t", "b", url="u://x", data={"n": 3, "obj": {"a": 1}, "none": None})
+    assert apns_payload(note) == {
         "aps": {"alert": {"title": "t", "body": "b"}, "sound": "default"},
         "url": "u://x",
-        "data": {"n": 3},
+        "data": {"n": "3", "obj": '{"a":1}'},
     }
+    assert {k: v for k, v in fcm_data(note).items() if k != "url"} == apns_payload(note)["data"]
+
+
+def test_apns_size_is_what_aioapns_puts_on_the_wire() -> None:
+    """aioapns encodes with ensure_ascii=False and ", "/": " separators: a payload just
+    under 4,096 bytes as compact JSON is over it on the wire."""
+    note = Notification("t", "b", data={f"k{i}": "é" for i in range(310)})
+    payload = apns_payload(note)
+    compact = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    wire = apns_wire_bytes(payload)
+    assert wire == json.dumps(payload, ensure_ascii=False).encode()  # aioapns' own call
+    assert compact <= MAX_PAYLOAD_BYTES < len(wire)
+    assert [name for name, _ in oversized(note)] == ["apns"]
 
 
 def test_oversized_names_each_platform_over_the_limit() -> None:

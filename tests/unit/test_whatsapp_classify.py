@@ -1,4 +1,4 @@
-"""Every row of PROVIDERS.md's WhatsApp table: status/code in → class and delay out."""
+"""Every row of docs/providers.md's WhatsApp table: status/code in → class and delay out."""
 
 from __future__ import annotations
 
@@ -45,8 +45,10 @@ def envelope(code: int, **extra: Any) -> dict[str, Any]:
         (131049, 400, PermanentError, "ecosystem_limited", None),
         (190, 401, AccountError, "channel_auth_failed", None),
         (100, 400, PermanentError, "invalid_provider_request", None),
-        (131008, 400, PermanentError, "invalid_provider_request", None),
-        (131009, 400, PermanentError, "invalid_provider_request", None),
+        (131008, 400, PermanentError, "template_parameter_invalid", None),
+        (131009, 400, PermanentError, "template_parameter_invalid", None),
+        (132018, 400, PermanentError, "template_parameter_invalid", None),
+        (132005, 400, PermanentError, "template_body_too_long", None),
         (368, 403, AccountError, "account_restricted", None),
         (131031, 403, AccountError, "account_restricted", None),
     ],

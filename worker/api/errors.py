@@ -20,8 +20,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 
-# Validation error types raised by our own validators, used as the API code as is.
-_OWN_CODES = {"invalid_phone_number", "invalid_request", "invalid_push_token"}
+# Validation error types raised by our own validators, used as the API code as is; a
+# template parameter WhatsApp would refuse is a 422 like every template problem.
+_OWN_CODES = {
+    "invalid_phone_number",
+    "invalid_request",
+    "invalid_push_token",
+    "reserved_data_key",
+    "template_parameter_invalid",
+}
+_STATUS = {"template_parameter_invalid": 422}
 _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
@@ -54,6 +62,10 @@ def _field(loc: Sequence[int | str]) -> str:
     return out
 
 
+def validation_status(code: str) -> int:
+    return _STATUS.get(code, 400)
+
+
 def _validation_error(exc: RequestValidationError) -> tuple[str, str, str]:
     first = exc.errors()[0]
     kind = str(first.get("type", ""))
@@ -79,7 +91,7 @@ def install(app: FastAPI) -> None:
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         error, code, field = _validation_error(exc)
         extra = {"field": field} if field else {}
-        return JSONResponse(error_body(error, code, **extra), 400)
+        return JSONResponse(error_body(error, code, **extra), validation_status(code))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -19,6 +19,8 @@ _FAILURE_STATUS = {
     "template_parameter_mismatch": 422,
     "template_paused": 422,
     "template_disabled": 422,
+    "template_parameter_invalid": 422,
+    "template_body_too_long": 422,
     "reengagement_window_closed": 422,
     "recipient_undeliverable": 422,
     "recipient_opted_out": 422,

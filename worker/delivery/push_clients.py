@@ -7,12 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from worker.models import ApnsConfig, FcmConfig
-from worker.providers.push import PushSender
+from worker.providers.push import ProviderTokenStore, PushSender
 from worker.store.channels import APNS, FCM, PushConfig
 
 
 def build_sender(
-    platform: str, config: PushConfig, timeout_s: float, apns_max_in_flight: int
+    platform: str,
+    config: PushConfig,
+    timeout_s: float,
+    apns_max_in_flight: int,
+    token_store: ProviderTokenStore | None = None,
 ) -> PushSender:
     # Imported here: firebase-admin and aioapns load only in processes that push.
     if platform == FCM:
@@ -24,7 +28,9 @@ def build_sender(
         from worker.providers.apns import ApnsSender
 
         assert isinstance(config, ApnsConfig)
-        return ApnsSender(config, timeout_s=timeout_s, max_in_flight=apns_max_in_flight)
+        return ApnsSender(
+            config, timeout_s=timeout_s, max_in_flight=apns_max_in_flight, token_store=token_store
+        )
     raise ValueError(f"unknown push platform {platform!r}")
 
 
@@ -32,8 +38,12 @@ def build_sender(
 class PushClients:
     timeout_s: float
     apns_max_in_flight: int = 500
+    # Where APNs provider tokens are shared with the other processes (Redis in a worker).
+    token_store: ProviderTokenStore | None = None
     # How a sender is made; tests swap in fakes here.
-    factory: Callable[[str, PushConfig, float, int], PushSender] = build_sender
+    factory: Callable[[str, PushConfig, float, int, ProviderTokenStore | None], PushSender] = (
+        build_sender
+    )
     _senders: dict[tuple[str, str], tuple[str, PushSender]] = field(default_factory=dict)
 
     async def get(
@@ -44,7 +54,9 @@ class PushClients:
             return cached[1]
         if cached is not None:
             await cached[1].close()
-        sender = self.factory(platform, config, self.timeout_s, self.apns_max_in_flight)
+        sender = self.factory(
+            platform, config, self.timeout_s, self.apns_max_in_flight, self.token_store
+        )
         self._senders[(account_id, platform)] = (version, sender)
         return sender
 

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # Codes after which the number's limit is slowed down for a while.
 _THROTTLED = {"rate_limited", "spam_rate_limited"}
+# The recipient's pair rate: only that recipient waits.
+_PAIR_THROTTLED = "recipient_rate_limited"
 
 
 async def send_whatsapp(ctx: DeliveryContext, account_id: str, message_id: str) -> Outcome:
@@ -167,8 +169,9 @@ async def _wait_for_slot(ctx: DeliveryContext, config: WhatsAppConfig, to: str) 
     if ctx.settings.whatsapp_pair_rate_per_s:
         # Pacing per recipient first: its waits are long and must not hold a number slot.
         slot = await ctx.limiter.acquire(
-            f"wa_pair:{config.phone_number_id}:{to}",
+            _pair_key(config, to),
             ctx.settings.whatsapp_pair_rate_per_s,
+            burst=ctx.settings.whatsapp_pair_burst,
             max_wait_s=0,
         )
         if not slot.granted:
@@ -176,6 +179,10 @@ async def _wait_for_slot(ctx: DeliveryContext, config: WhatsAppConfig, to: str) 
     return await ctx.limiter.take(
         f"wa:{config.phone_number_id}", config.rate_per_s or ctx.settings.whatsapp_rate_per_s
     )
+
+
+def _pair_key(config: WhatsAppConfig, to: str) -> str:
+    return f"wa_pair:{config.phone_number_id}:{to}"
 
 
 async def _after_error(
@@ -197,6 +204,14 @@ async def _after_error(
             ctx.settings.account_stop_s,
         )
         log.error("whatsapp for account %s suspended: %s", message.account, exc.reason)
+    if exc.code == _PAIR_THROTTLED and ctx.settings.whatsapp_pair_rate_per_s:
+        # Meta counts this recipient as full (sends from elsewhere, a burst we did not
+        # see): its own pacing starts from empty; the number and other recipients go on.
+        await ctx.limiter.exhaust(
+            _pair_key(config, to),
+            ctx.settings.whatsapp_pair_rate_per_s,
+            ctx.settings.whatsapp_pair_burst,
+        )
     if exc.code in _THROTTLED:
         factor = await ctx.limiter.penalize(f"wa:{config.phone_number_id}")
         log.warning(

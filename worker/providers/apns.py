@@ -1,9 +1,13 @@
 """APNs over HTTP/2 + TLS through aioapns, with token (.p8) authentication.
 
 One ``ApnsSender`` per account per worker process keeps its connections open and
-fixes what aioapns 4.0 leaves to the caller (PROVIDERS.md, PERF.md):
-- one provider JWT shared by every connection and refreshed on its own clock
-  (aioapns mints one per connection; Apple answers TooManyProviderTokenUpdates);
+fixes what aioapns 4.0 leaves to the caller (docs/providers.md):
+- one provider JWT per signing key for the whole deployment: shared by every connection
+  and, through a ``ProviderTokenStore``, by every process; replaced on its own clock
+  (40 minutes) or when Apple rejects *the current one* as expired — a wave of 403s on
+  the streams in flight mints one token, not one per answer (aioapns mints one per
+  connection; Apple answers TooManyProviderTokenUpdates to a key's new token within
+  20 minutes of its last);
 - finished streams are forgotten (aioapns keeps them in ``request_streams``);
 - ALPN offers ``h2``; sends are bounded by a semaphore and each has a timeout.
 """
@@ -12,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import ssl
 import time
 import uuid
 from collections.abc import Sequence
+from contextvars import ContextVar
 from functools import partial
 from typing import Any, cast
 
@@ -38,7 +44,7 @@ from worker.errors import (
     RetryableError,
 )
 from worker.models import ApnsConfig
-from worker.providers.push import DeviceResult, Notes, note_at
+from worker.providers.push import DeviceResult, Notes, ProviderTokenStore, note_at
 from worker.push_payload import Notification, apns_payload
 
 PRODUCTION = ("api.push.apple.com", 443)
@@ -46,13 +52,15 @@ SANDBOX = ("api.development.push.apple.com", 443)
 # Sends in flight per call (a slice): two slices at a time keep ~200 streams open.
 LANES_PER_CALL = 100
 
+log = logging.getLogger(__name__)
+
 # (status, reason) → class; a reason not listed falls back on the status below.
 _INVALID_TOKEN = {"Unregistered", "ExpiredToken", "BadDeviceToken", "DeviceTokenNotForTopic"}
-_PROVIDER_TOKEN = {"ExpiredProviderToken", "InvalidProviderToken"}
+EXPIRED_PROVIDER_TOKEN = "ExpiredProviderToken"  # noqa: S105 - an APNs reason
 
 
 def classify(status: str, reason: str | None) -> DeliveryError:
-    """An APNs status and reason → our error class (PROVIDERS.md's APNs table)."""
+    """An APNs status and reason → our error class (docs/providers.md)."""
     reason = reason or ""
     text = f"APNs {status} {reason}".strip()
     if reason in _INVALID_TOKEN:
@@ -61,11 +69,14 @@ def classify(status: str, reason: str | None) -> DeliveryError:
             code="token_unregistered" if status == "410" else "token_invalid",
             provider_code=reason,
         )
-    if status == "403" and reason in _PROVIDER_TOKEN:
+    if status == "403" and reason == EXPIRED_PROVIDER_TOKEN:
+        # A new token fixes it (SharedJwt.rejected): the device is tried again with it.
         return RetryableError(
             text, code="provider_token_rejected", provider_code=reason, retry_after_s=0.0
         )
     if status == "403":
+        # InvalidProviderToken, MissingProviderToken, …: the key, key id or team id is
+        # wrong; every send of the account would fail alike.
         return AccountError(text, code="channel_auth_failed", provider_code=reason or status)
     if status == "429":
         return RetryableError(text, code="rate_limited", provider_code=reason or status)
@@ -76,32 +87,87 @@ def classify(status: str, reason: str | None) -> DeliveryError:
     return PermanentError(text, code="provider_error", provider_code=reason or status)
 
 
-class SharedJwt(AuthorizationHeaderProvider):
-    """One provider token for all connections, reissued every ``ttl_s`` (Apple: 20-60 min)."""
+# The provider token the current task's request was sent with (aioapns reads the header
+# inside the sending task, so the lane that awaits the answer sees its own).
+_USED_TOKEN: ContextVar[str | None] = ContextVar("apns_used_token", default=None)
 
-    def __init__(self, key: str, key_id: str, team_id: str, ttl_s: float = 40 * 60) -> None:
-        self._key, self._key_id, self._team_id, self._ttl_s = key, key_id, team_id, ttl_s
-        self._header: str | None = None
+
+class SharedJwt(AuthorizationHeaderProvider):
+    """The provider token every connection sends, shared through ``store`` by every
+    process that signs with this key; reissued every ``ttl_s`` (Apple: 20-60 min)."""
+
+    def __init__(
+        self,
+        key: str,
+        key_id: str,
+        team_id: str,
+        *,
+        store: ProviderTokenStore | None = None,
+        ttl_s: float = 40 * 60,
+        recheck_s: float = 30.0,
+    ) -> None:
+        self._key, self._key_id, self._team_id = key, key_id, team_id
+        self._store, self._ttl_s, self._recheck_s = store, ttl_s, recheck_s
+        self._token: str | None = None
         self._issued_at = 0.0
+        self._checked_at = 0.0
+        self._rejected: str | None = None
         self.minted = 0
 
-    def get_header(self) -> str:
-        now = time.time()
-        if self._header is None or now - self._issued_at >= self._ttl_s:
-            self._issued_at = now
-            token = jwt.encode(
-                {"iss": self._team_id, "iat": int(now)},
-                self._key,
-                algorithm="ES256",
-                headers={"kid": self._key_id},
-            )
-            self._header = f"bearer {token}"
-            self.minted += 1
-        return self._header
+    @property
+    def name(self) -> str:
+        return f"{self._team_id}.{self._key_id}"
 
-    def invalidate(self) -> None:
-        """After 403 ExpiredProviderToken/InvalidProviderToken: mint afresh next time."""
-        self._header = None
+    def _mint(self) -> tuple[str, float]:
+        now = time.time()
+        token = jwt.encode(
+            {"iss": self._team_id, "iat": int(now)},
+            self._key,
+            algorithm="ES256",
+            headers={"kid": self._key_id},
+        )
+        self.minted += 1
+        return token, float(int(now))
+
+    def _usable(self, token: str | None, issued_at: float, now: float) -> bool:
+        return token is not None and token != self._rejected and now - issued_at < self._ttl_s
+
+    async def refresh(self) -> None:
+        """Before a batch: adopt the shared token, or replace it when it is due or was
+        rejected (once for the whole deployment: compare-and-swap in the store)."""
+        now = time.time()
+        if (
+            self._usable(self._token, self._issued_at, now)
+            and now - self._checked_at < self._recheck_s
+        ):
+            return
+        if self._store is None:
+            if not self._usable(self._token, self._issued_at, now):
+                self._token, self._issued_at = self._mint()
+            self._checked_at = now
+            return
+        stored = await self._store.load(self.name)
+        if stored is None or not self._usable(*stored, now):
+            token, issued_at = self._mint()
+            stored = await self._store.replace(
+                self.name, stored[0] if stored else None, token, issued_at
+            )
+        self._token, self._issued_at = stored
+        self._checked_at = now
+
+    def get_header(self) -> str:
+        if self._token is None:  # a sender used without refresh(): a token of its own
+            self._token, self._issued_at = self._mint()
+        _USED_TOKEN.set(self._token)
+        return f"bearer {self._token}"
+
+    def rejected(self, token: str | None) -> None:
+        """Apple answered ExpiredProviderToken to a request sent with ``token``: replace it
+        if it is still the current one (the other streams in flight with it say the
+        same, and a token already replaced needs nothing)."""
+        if token is not None and token == self._token:
+            self._rejected = token
+            self._checked_at = 0.0
 
 
 class _Protocol(APNsTLSClientProtocol):
@@ -174,6 +240,7 @@ class ApnsSender:
         timeout_s: float,
         max_in_flight: int = 500,
         max_connections: int = 2,
+        token_store: ProviderTokenStore | None = None,
     ) -> None:
         host, port = SANDBOX if config.sandbox else PRODUCTION
         if config.endpoint:
@@ -184,7 +251,9 @@ class ApnsSender:
         )
         ssl_context = ssl.create_default_context(cafile=config.ca_file)
         ssl_context.set_alpn_protocols(["h2"])
-        self.auth = SharedJwt(config.key.get_secret_value(), config.key_id, config.team_id)
+        self.auth = SharedJwt(
+            config.key.get_secret_value(), config.key_id, config.team_id, store=token_store
+        )
         self.topic = config.topic
         self._timeout_s = timeout_s
         self._in_flight = asyncio.Semaphore(max_in_flight)
@@ -211,6 +280,7 @@ class ApnsSender:
         )
         async with self._in_flight:
             started = time.perf_counter()
+            _USED_TOKEN.set(None)
             try:
                 # asyncio.timeout rather than wait_for: no extra task per send.
                 async with asyncio.timeout(self._timeout_s):
@@ -229,8 +299,8 @@ class ApnsSender:
         if result.is_successful:
             return DeviceResult("apns", token, result.notification_id, None, latency_ms)
         error = classify(str(result.status), result.description)
-        if isinstance(error, RetryableError) and error.code == "provider_token_rejected":
-            self.auth.invalidate()
+        if result.description == EXPIRED_PROVIDER_TOKEN:
+            self.auth.rejected(_USED_TOKEN.get())
         return DeviceResult("apns", token, None, error, latency_ms)
 
     @staticmethod
@@ -241,6 +311,7 @@ class ApnsSender:
         """A few lanes, each sending one token after another: a task per token cost more
         CPU (its creation, scheduling and completion) than the lanes' fewer streams in
         flight cost throughput."""
+        await self.auth.refresh()
         shared = apns_payload(note) if isinstance(note, Notification) else None
         pending = iter(enumerate(tokens))
         by_index: dict[int, DeviceResult] = {}

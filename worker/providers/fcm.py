@@ -18,6 +18,7 @@ import itertools
 import json
 import ssl
 import time
+import warnings
 from collections.abc import Sequence
 
 import firebase_admin
@@ -35,7 +36,7 @@ from worker.errors import (
 from worker.models import FcmConfig
 from worker.providers.push import DeviceResult, Notes, note_at
 from worker.providers.retry_after import parse_retry_after
-from worker.push_payload import Notification, fcm_data
+from worker.push_payload import FID_RE, Notification, fcm_data
 
 BATCH_SIZE = 500  # send_each_async's limit per call
 # QUOTA_EXCEEDED without Retry-After: FCM asks for at least a minute.
@@ -45,7 +46,7 @@ _app_names = itertools.count(1)
 
 
 def classify(error: exceptions.FirebaseError) -> DeliveryError:
-    """A firebase-admin exception → our error class (PROVIDERS.md's FCM table)."""
+    """A firebase-admin exception → our error class (docs/providers.md)."""
     reason = str(error) or type(error).__name__
     response = getattr(error, "http_response", None)
     status = str(response.status_code) if response is not None else None
@@ -68,7 +69,11 @@ def classify(error: exceptions.FirebaseError) -> DeliveryError:
             reason, code="channel_auth_failed", provider_code="THIRD_PARTY_AUTH_ERROR"
         )
     if isinstance(error, exceptions.InvalidArgumentError):
-        if "registration token" in reason.lower():
+        text = reason.lower()
+        # FCM judged the token itself: it is dead. A complaint about the target's *field*
+        # (an installation id in `fid`, a token where an FID belongs) is our request's
+        # fault, and the device may be fine: never prune for that.
+        if "registration token" in text and "fid" not in text and "installation" not in text:
             return InvalidTokenError(reason, code="token_invalid", provider_code="INVALID_ARGUMENT")
         # The payload is at fault, not the device: never prune for this.
         return PermanentError(reason, code="invalid_payload", provider_code="INVALID_ARGUMENT")
@@ -128,13 +133,18 @@ def _message(note: Notification, token: str) -> messaging.Message:
             if note.url and note.url.startswith("https://")
             else None,
         )
-    # `fid` rather than the deprecated `token`: firebase-admin 7 puts it on the wire.
-    return messaging.Message(
-        fid=token,
-        notification=messaging.Notification(title=note.title, body=note.body),
-        data=fcm_data(note) or None,
-        webpush=webpush,
-    )
+    notification = messaging.Notification(title=note.title, body=note.body)
+    data = fcm_data(note) or None
+    if FID_RE.fullmatch(token):
+        return messaging.Message(fid=token, notification=notification, data=data, webpush=webpush)
+    # A registration token (what an app's getToken() returns, `<FID>:APA91b…`) goes in
+    # `token`. firebase-admin 7 calls that field deprecated in favour of `fid`, but `fid`
+    # only takes a Firebase installation id: a registration token sent there is refused.
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Message.token is deprecated", category=DeprecationWarning
+        )
+        return messaging.Message(token=token, notification=notification, data=data, webpush=webpush)
 
 
 class FcmSender:

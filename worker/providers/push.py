@@ -38,3 +38,20 @@ class PushSender(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class ProviderTokenStore(Protocol):
+    """Where a signing key's current provider token (APNs' JWT) is shared by every process
+    that sends with the key: Apple refuses a key's new token sooner than 20 minutes after
+    the last one, so processes must not each sign their own."""
+
+    async def load(self, key: str) -> tuple[str, float] | None:
+        """The key's stored token and when it was issued (epoch seconds), if any."""
+        ...
+
+    async def replace(
+        self, key: str, old: str | None, new: str, issued_at: float
+    ) -> tuple[str, float]:
+        """Store ``new`` unless the stored token is no longer ``old`` (another process got
+        there first); return the token stored now."""
+        ...

@@ -1,6 +1,6 @@
 """WhatsApp Business Cloud API (Graph API over HTTPS + JSON, through httpx).
 
-Every error code of PROVIDERS.md's table is classified in ``ERROR_CODES``; a code
+Every error code of docs/providers.md's table is classified in ``ERROR_CODES``; a code
 not in the table falls back on the HTTP status (5xx and 429 retry, the rest is
 permanent), so an unknown answer is never retried blindly.
 """
@@ -57,9 +57,13 @@ ERROR_CODES: dict[int, ErrorClass] = {
     131050: ErrorClass("permanent", "recipient_opted_out"),
     131049: ErrorClass("permanent", "ecosystem_limited"),
     190: ErrorClass("account", "channel_auth_failed"),
+    # The caller's input, refused by Meta (the API refuses what it can see first).
+    132018: ErrorClass("permanent", "template_parameter_invalid"),
+    132005: ErrorClass("permanent", "template_body_too_long"),
+    131008: ErrorClass("permanent", "template_parameter_invalid"),
+    131009: ErrorClass("permanent", "template_parameter_invalid"),
+    # A request our adapter built wrong (a bug here, not the caller's input).
     100: ErrorClass("permanent", "invalid_provider_request"),
-    131008: ErrorClass("permanent", "invalid_provider_request"),
-    131009: ErrorClass("permanent", "invalid_provider_request"),
     368: ErrorClass("account", "account_restricted"),
     131031: ErrorClass("account", "account_restricted"),
 }
@@ -70,12 +74,17 @@ _TRANSIENT_ONLY = {1, 2}
 _PLACEHOLDER_RE = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 
 
-def count_body_parameters(components: Sequence[dict[str, Any]]) -> int:
-    """The number of distinct ``{{n}}`` placeholders in the template's BODY."""
+def body_text(components: Sequence[dict[str, Any]]) -> str:
+    """The text of the template's BODY component ("" if it has none)."""
     for component in components:
         if str(component.get("type", "")).upper() == "BODY":
-            return len(set(_PLACEHOLDER_RE.findall(str(component.get("text", "")))))
-    return 0
+            return str(component.get("text", ""))
+    return ""
+
+
+def count_body_parameters(components: Sequence[dict[str, Any]]) -> int:
+    """The number of distinct ``{{n}}`` placeholders in the template's BODY."""
+    return len(set(_PLACEHOLDER_RE.findall(body_text(components))))
 
 
 def recipient(e164: str) -> str:
@@ -217,6 +226,7 @@ class WhatsAppClient:
                     category=str(item.get("category") or ""),
                     status=str(item.get("status") or ""),
                     body_parameters=count_body_parameters(item.get("components") or []),
+                    body_text=body_text(item.get("components") or []),
                 )
             paging = body.get("paging") or {}
             after = (paging.get("cursors") or {}).get("after")

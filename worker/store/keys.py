@@ -46,6 +46,11 @@ def early_statuses(wamid: str) -> str:
     return f"{PREFIX}:wamid-early:{wamid}"
 
 
+def provider_token(signing_key: str) -> str:
+    """The provider token (APNs JWT) every process signs with for one key: "team.key-id"."""
+    return f"{PREFIX}:provider-token:{signing_key}"
+
+
 def wamid_index(wamid: str) -> str:
     """provider message id → "account message-id", for status webhooks."""
     return f"{PREFIX}:wamid:{wamid}"

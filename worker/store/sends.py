@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from worker.enqueue import job_payload, queue_for
+from worker.models import WHATSAPP_BODY_MAX_CHARS
 from worker.store import channels, keys, scripts
 from worker.store.messages import Message, encode, task_member, task_name
 
@@ -67,6 +68,7 @@ async def accept_whatsapp(
             repr(message.created_at),
             job_payload(task, account, message.id, queue),
             json.dumps(encode(message)),
+            WHATSAPP_BODY_MAX_CHARS,
         ],
     )
     problem = problem.decode() if isinstance(problem, bytes) else str(problem)

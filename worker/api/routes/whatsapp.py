@@ -13,7 +13,7 @@ from worker.api.errors import ApiError
 from worker.api.idempotency import respond_once
 from worker.api.send_route import SendRoute
 from worker.api.views import send_response
-from worker.models import Channel, Template, WhatsAppSendRequest
+from worker.models import WHATSAPP_BODY_MAX_CHARS, Channel, Template, WhatsAppSendRequest
 from worker.store import messages, sends, templates
 
 router = APIRouter(prefix="/api/v1/channels/whatsapp", tags=["whatsapp"], route_class=SendRoute)
@@ -88,6 +88,14 @@ async def _refuse(
         )
     if problem == "contact_not_found":
         raise ApiError(404, f"Contact '{body.contact_id}' not found", "contact_not_found")
+    if problem == "template_body_too_long":
+        raise ApiError(
+            422,
+            f"The filled-in template body is {refused.detail} characters; WhatsApp allows "
+            f"{WHATSAPP_BODY_MAX_CHARS}: shorten the parameters",
+            "template_body_too_long",
+            field="parameters",
+        )
     if problem == "template_required":
         raise ApiError(
             422,

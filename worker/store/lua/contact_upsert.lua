@@ -55,6 +55,8 @@ for i = 13, #ARGV do
   local sep = string.find(member, ':', 1, true)
   redis.call('HSET', token_key, 'platform', string.sub(member, 1, sep - 1), 'contact', ARGV[1])
   redis.call('HSETNX', token_key, 'registered_at', ARGV[2])
+  -- The app registering it again (each launch, say) shows the token is alive.
+  redis.call('HSET', token_key, 'last_registered_at', ARGV[2])
   -- A token registered again after being pruned is live again (the app reinstalled).
   redis.call('HDEL', token_key, 'pruned_at', 'prune_reason')
   redis.call('SADD', KEYS[3], member)

@@ -8,8 +8,9 @@
 -- ARGV[1] check the key   ARGV[2] check the contact   ARGV[3] template field or ""
 -- ARGV[4] parameter count   ARGV[5] ttl s   ARGV[6] unstarted member   ARGV[7] created_at
 -- ARGV[8] the job   ARGV[9] the message's fields, a JSON object of strings
+-- ARGV[10] the most characters a filled-in template body may have
 -- Returns {"ok"}, or {problem, detail}: the API turns a problem into its full error
--- (with the detail: the stored template, the suspension reason).
+-- (with the detail: the stored template, the suspension reason, the filled body's length).
 if ARGV[1] == '1' then
   local raw = redis.call('GET', KEYS[1])
   if not raw then return {'key_invalid', ''} end
@@ -22,6 +23,7 @@ if suspended then return {'channel_suspended', suspended} end
 if ARGV[2] == '1' and redis.call('EXISTS', KEYS[4]) == 0 then
   return {'contact_not_found', ''}
 end
+local fields = cjson.decode(ARGV[9])
 if ARGV[3] ~= '' then
   local template = redis.call('HGET', KEYS[5], ARGV[3])
   if not template then return {'template_not_found', ''} end
@@ -30,11 +32,21 @@ if ARGV[3] ~= '' then
       or tonumber(t['body_parameters'] or 0) ~= tonumber(ARGV[4]) then
     return {'template_problem', template}
   end
+  local body = t['body_text']
+  if type(body) == 'string' and body ~= '' then
+    local params = cjson.decode(fields['parameters'] or '[]')
+    local filled = string.gsub(body, '{{%s*(%d+)%s*}}', function(n)
+      return params[tonumber(n)] or ''
+    end)
+    -- Characters, not bytes: count every byte that does not continue a UTF-8 sequence.
+    local _, chars = string.gsub(filled, '[^\128-\191]', '')
+    if chars > tonumber(ARGV[10]) then return {'template_body_too_long', tostring(chars)} end
+  end
 elseif redis.call('EXISTS', KEYS[5]) == 0 then
   return {'template_required', ''}
 end
 local flat = {}
-for name, value in pairs(cjson.decode(ARGV[9])) do
+for name, value in pairs(fields) do
   flat[#flat + 1] = name
   flat[#flat + 1] = value
 end
