@@ -60,16 +60,18 @@ SCRIPTS = Path(__file__).resolve().parent
 RAW_LOOP = ["nice", "-n", str(BULK_NICE), sys.executable, str(SCRIPTS / "benchkit" / "raw.py")]
 RAW_PROCESSES = 2  # as many as the bulk worker has (one per core)
 # The raw loops' settings tried before the rounds, the fastest kept. FCM: send_each_async
-# calls in flight per process and messages per call (the worker keeps 2 calls of 200);
+# calls in flight per process and messages per call (the worker keeps 2 slices in flight,
+# each sent in calls of DISPATCH_FCM_BATCH_SIZE, 50);
 # APNs: requests in flight per process (the worker keeps 2 slices of 100 lanes); beyond
 # ~500 on its one connection aioapns runs out of HTTP/2 flow-control window (65,535
 # bytes) and sleeps a second per refused stream (800 gave half the rate, then failed).
 RAW_CANDIDATES: dict[str, list[dict[str, int]]] = {
     "fcm": [
+        {"calls": 2, "batch": 25},
+        {"calls": 2, "batch": 50},
+        {"calls": 2, "batch": 100},
         {"calls": 2, "batch": 200},
-        {"calls": 2, "batch": 500},
-        {"calls": 4, "batch": 250},
-        {"calls": 4, "batch": 500},
+        {"calls": 4, "batch": 50},
     ],
     "apns": [{"in_flight": k} for k in (100, 200, 300, 400)],
 }

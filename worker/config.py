@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     provider_max_connections: int = 100
     # APNs requests in flight per account and worker process (HTTP/2 streams).
     apns_max_in_flight: int = 500
+    # FCM messages per send_each_async call (calls of a slice go one after another): fewer
+    # streams open at once cost firebase-admin's HTTP/2 client less CPU per message.
+    fcm_batch_size: int = Field(default=50, ge=1, le=500)
 
     # Retries: exponential backoff with full jitter, Retry-After honoured as a floor. A send
     # that runs out of attempts or of age goes to the dead-letter list.

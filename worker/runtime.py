@@ -58,6 +58,7 @@ class Runtime:
                 timeout_s=settings.provider_timeout_s,
                 apns_max_in_flight=settings.apns_max_in_flight,
                 token_store=RedisProviderTokens(redis),
+                fcm_batch_size=settings.fcm_batch_size,
             ),
             push_retry=RetryPolicy(
                 max_attempts=settings.push_max_attempts,

@@ -17,13 +17,14 @@ def build_sender(
     timeout_s: float,
     apns_max_in_flight: int,
     token_store: ProviderTokenStore | None = None,
+    fcm_batch_size: int = 50,
 ) -> PushSender:
     # Imported here: firebase-admin and aioapns load only in processes that push.
     if platform == FCM:
         from worker.providers.fcm import FcmSender
 
         assert isinstance(config, FcmConfig)
-        return FcmSender(config, timeout_s=timeout_s)
+        return FcmSender(config, timeout_s=timeout_s, batch_size=fcm_batch_size)
     if platform == APNS:
         from worker.providers.apns import ApnsSender
 
@@ -40,8 +41,9 @@ class PushClients:
     apns_max_in_flight: int = 500
     # Where APNs provider tokens are shared with the other processes (Redis in a worker).
     token_store: ProviderTokenStore | None = None
+    fcm_batch_size: int = 50
     # How a sender is made; tests swap in fakes here.
-    factory: Callable[[str, PushConfig, float, int, ProviderTokenStore | None], PushSender] = (
+    factory: Callable[[str, PushConfig, float, int, ProviderTokenStore | None, int], PushSender] = (
         build_sender
     )
     _senders: dict[tuple[str, str], tuple[str, PushSender]] = field(default_factory=dict)
@@ -55,7 +57,12 @@ class PushClients:
         if cached is not None:
             await cached[1].close()
         sender = self.factory(
-            platform, config, self.timeout_s, self.apns_max_in_flight, self.token_store
+            platform,
+            config,
+            self.timeout_s,
+            self.apns_max_in_flight,
+            self.token_store,
+            self.fcm_batch_size,
         )
         self._senders[(account_id, platform)] = (version, sender)
         return sender
