@@ -16,6 +16,7 @@ from tests.support import Service, wait_until
 from worker.config import Settings
 from worker.processes import EmbeddedValkey, free_port
 
+RECEIVER_HOST = "127.0.0.2"
 # Short retry delays and timeouts, so fault tests finish in seconds.
 TEST_ENV = {
     "DISPATCH_RETRY_BASE_DELAY_S": "0.2",
@@ -25,6 +26,11 @@ TEST_ENV = {
     "DISPATCH_SEND_WAIT_S": "5",
     "DISPATCH_UNSTARTED_AFTER_S": "3",
     "DISPATCH_LOG_LEVEL": "INFO",
+    # Tenants' URLs are called on public addresses only: the tests' own receivers listen
+    # on 127.0.0.2, allowed as an operator would allow an internal network, so that
+    # 127.0.0.1 (the services themselves) stays refused.
+    "DISPATCH_OUTBOUND_ALLOW": RECEIVER_HOST + "/32",
+    "DISPATCH_OUTBOUND_DEADLINE_S": "2",
 }
 
 

@@ -6,13 +6,28 @@ from redis.asyncio import Redis
 
 from worker.api.errors import ApiError
 from worker.api.routes.whatsapp import check_template
-from worker.automation_models import AutomationCreate, SendWhatsApp
+from worker.automation_models import AutomationCreate, SendWhatsApp, Webhook
+from worker.config import Settings
+from worker.outbound import OutboundError, check_url, networks
 
 
-async def check_steps(redis: Redis, account: str, body: AutomationCreate) -> None:
+async def check_steps(
+    redis: Redis, settings: Settings, account: str, body: AutomationCreate
+) -> None:
     """422 naming the step when a send step's template is missing, not approved, or takes
-    another number of parameters."""
+    another number of parameters; 400 when a webhook step's URL may not be called (a
+    literal private address, credentials: what can be told before resolving it)."""
     for i, step in enumerate(body.steps):
+        if isinstance(step, Webhook):
+            try:
+                check_url(step.url, networks(settings.outbound_allow))
+            except OutboundError as exc:
+                raise ApiError(
+                    400,
+                    f"steps[{i}].url: {exc.reason}",
+                    "url_not_allowed",
+                    field=f"steps[{i}].url",
+                ) from None
         if not isinstance(step, SendWhatsApp):
             continue
         for name, parameters in (

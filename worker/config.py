@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     rate_limit_headroom: float = Field(default=0.95, gt=0, le=1)
     rate_limit_max_wait_s: float = Field(default=2.0, ge=0)
     rate_limit_penalty_s: float = Field(default=30.0, ge=0)
+    # URLs a tenant gives (automation webhook steps) are called only on public addresses;
+    # these networks are allowed too (comma-separated CIDRs, e.g. an internal receiver).
+    outbound_allow: str = ""
+    # One deadline for such a request, body read included, and the most of its answer read.
+    outbound_deadline_s: float = Field(default=10.0, gt=0)
+    outbound_max_response_bytes: int = Field(default=64 * 1024, gt=0)
+
     # Devices sent per slice of a push job, and slices in flight at once; results are
     # recorded after each slice, so a worker killed mid-send re-sends at most
     # size x in-flight devices of each job it was running.

@@ -24,6 +24,7 @@ from worker.config import Settings, get_settings
 from worker.delivery.context import DeliveryContext
 from worker.delivery.push_clients import PushClients
 from worker.delivery.retry import RetryPolicy
+from worker.outbound import OutboundClient
 from worker.providers.whatsapp import WhatsAppClient
 from worker.ratelimit import RateLimiter
 from worker.store.client import create_redis
@@ -71,7 +72,11 @@ class Runtime:
                 max_wait_s=settings.rate_limit_max_wait_s,
                 penalty_s=settings.rate_limit_penalty_s,
             ),
-            http=self.http,
+            outbound=OutboundClient(
+                allow=settings.outbound_allow,
+                deadline_s=settings.outbound_deadline_s,
+                max_response_bytes=settings.outbound_max_response_bytes,
+            ),
         )
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -80,6 +85,7 @@ class Runtime:
     def close(self) -> None:
         async def _close() -> None:
             await self.context.push.close()
+            await self.context.outbound.aclose()
             await self.http.aclose()
             await self.context.redis.aclose()
 

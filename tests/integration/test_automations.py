@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from tests.conftest import RECEIVER_HOST
 from tests.integration.conftest import PushTenant, Tenant
 from tests.support import dispatch, wait_until
 
@@ -333,7 +334,7 @@ class _Receiver(BaseHTTPRequestHandler):
 
 
 def test_contact_steps_and_a_signed_webhook_retried_under_one_key(tenant: Tenant) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    server = ThreadingHTTPServer((RECEIVER_HOST, 0), _Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     secret = "whsec-test-1234"
     try:
@@ -347,7 +348,7 @@ def test_contact_steps_and_a_signed_webhook_retried_under_one_key(tenant: Tenant
                     {"type": "remove_tag", "tag": "trial"},
                     {
                         "type": "webhook",
-                        "url": f"http://127.0.0.1:{server.server_port}/hook",
+                        "url": f"http://{RECEIVER_HOST}:{server.server_port}/hook",
                         "secret": secret,
                         "body": {"plan": "{{contact.plan}}"},
                     },

@@ -29,13 +29,12 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import httpx
-
 from worker import metrics, render
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
 from worker.delivery.failures import record_run_crash
 from worker.errors import INFRASTRUCTURE
 from worker.models import Channel, MessageStatus
+from worker.outbound import OutboundError
 from worker.store import automations, contacts, delayed, keys, locks, messages, push, sends
 from worker.store.automations import Run
 from worker.store.client import hgetall_str
@@ -45,7 +44,6 @@ log = logging.getLogger(__name__)
 # How often a condition on a send still in flight looks again, and for how long.
 _PENDING_RECHECK_S = 2.0
 _WEBHOOK_ATTEMPTS = 5
-_WEBHOOK_TIMEOUT_S = 10.0
 _STEPS_PER_JOB = 50  # a safety net against a definition that never waits
 
 
@@ -451,22 +449,23 @@ async def _webhook(
     signature = hmac.new(step["secret"].encode(), body, hashlib.sha256).hexdigest()
     attempts = int(run.steps.get(index, {}).get("attempts", 0)) + 1
     try:
-        response = await ctx.http.post(
+        reply = await ctx.outbound.post(
             step["url"],
-            content=body,
-            headers={
+            body,
+            {
                 "Content-Type": "application/json",
                 "X-Dispatch-Signature": f"sha256={signature}",
                 "Idempotency-Key": f"{run.id}:{index}",
             },
-            timeout=_WEBHOOK_TIMEOUT_S,
         )
-        if response.status_code < 300:
-            return {"status": "done", "http_status": response.status_code, "attempts": attempts}
-        error = f"HTTP {response.status_code}"
-        retryable = response.status_code >= 500 or response.status_code == 429
-    except httpx.HTTPError as exc:
-        error, retryable = f"{type(exc).__name__}: {exc}", True
+        if reply.status < 300:
+            return {"status": "done", "http_status": reply.status, "attempts": attempts}
+        # A redirect is not followed: the URL is the one the tenant gave.
+        error = f"HTTP {reply.status}"
+        retryable = reply.status >= 500 or reply.status == 429
+    except OutboundError as exc:
+        # Refused (a private address) or out of time: this attempt failed, nothing else.
+        error, retryable = exc.reason, exc.retryable
     if retryable and attempts < _WEBHOOK_ATTEMPTS:
         # Remember the attempt (the step stays current), and come back with backoff.
         await ctx.redis.hset(

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-import httpx
 from redis.asyncio import Redis
 
 from worker.config import Settings
 from worker.delivery.push_clients import PushClients
 from worker.delivery.retry import RetryPolicy
 from worker.models import MessageStatus
+from worker.outbound import OutboundClient
 from worker.providers.base import WhatsAppProvider
 from worker.ratelimit import RateLimiter
 from worker.store import keys, locks, messages
@@ -34,8 +34,8 @@ class DeliveryContext:
     push: PushClients
     push_retry: RetryPolicy
     limiter: RateLimiter
-    # The process's HTTP client, for calls that are not a provider's (automation webhooks).
-    http: httpx.AsyncClient = field(default_factory=httpx.AsyncClient)
+    # Requests to URLs a tenant gave (automation webhooks): guarded, its own pool.
+    outbound: OutboundClient = field(default_factory=OutboundClient)
 
     @property
     def message_ttl_s(self) -> int:

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from worker import automation_ops, triggers
-from worker.api.deps import AutomationsKey, RedisDep
+from worker.api.deps import AutomationsKey, RedisDep, SettingsDep
 from worker.api.errors import ApiError
 from worker.automation_models import (
     Activate,
@@ -77,10 +77,10 @@ def _ok(body: dict[str, Any], status_code: int = 200) -> JSONResponse:
 
 @router.post("/automations")
 async def create_automation(
-    body: AutomationCreate, key: AutomationsKey, redis: RedisDep
+    body: AutomationCreate, key: AutomationsKey, redis: RedisDep, settings: SettingsDep
 ) -> JSONResponse:
     """Created inactive: nothing enrols until ``PATCH …/activate`` with ``{"active": true}``."""
-    await automation_ops.check_steps(redis, key.account, body)
+    await automation_ops.check_steps(redis, settings, key.account, body)
     automation_id = new_id("aut")
     await automations.create(redis, key.account, automation_id, body)
     automation = await _load(redis, key.account, automation_id)
@@ -116,7 +116,11 @@ async def get_automation(
 
 @router.patch("/automations/{automation_id}")
 async def update_automation(
-    automation_id: AutomationIdPath, body: AutomationPatch, key: AutomationsKey, redis: RedisDep
+    automation_id: AutomationIdPath,
+    body: AutomationPatch,
+    key: AutomationsKey,
+    redis: RedisDep,
+    settings: SettingsDep,
 ) -> JSONResponse:
     """A new version of the definition; runs already going keep the version they started
     with. Fields not sent stay as they are."""
@@ -131,7 +135,7 @@ async def update_automation(
         definition = AutomationCreate.model_validate(merged)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
-    await automation_ops.check_steps(redis, key.account, definition)
+    await automation_ops.check_steps(redis, settings, key.account, definition)
     updated = await automations.update(redis, automation, definition)
     return _ok({"automation": await _detail(redis, updated)})
 
