@@ -33,6 +33,14 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # Request bodies: 1 MiB, ample for any send or contact (413 beyond, before reading on);
+    # the contact import (CSV streamed to a spool file) its own.
+    api_max_body_bytes: int = Field(default=1 << 20, gt=0)
+    import_max_body_bytes: int = Field(default=256 << 20, gt=0)
+    # Requests per second per API key, all API processes together (GCRA in Redis; bursts
+    # of `api_key_burst_s` seconds' worth); 0: no limit. 429 with Retry-After beyond.
+    api_key_rate_per_s: float = Field(default=100.0, ge=0)
+    api_key_burst_s: float = Field(default=2.0, gt=0)
     # How long a send request waits for the worker's outcome before answering 202.
     send_wait_s: float = Field(default=10.0, ge=0.0, le=60.0)
 

@@ -26,7 +26,7 @@ import asyncio
 import ipaddress
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import httpx
@@ -101,7 +101,12 @@ async def _resolve(host: str, port: int) -> list[IpAddress]:
     return [ipaddress.ip_address(info[4][0]) for info in infos]
 
 
+Resolver = Callable[[str, int], Awaitable[list[IpAddress]]]
+
+
 class OutboundClient:
+    """``transport`` and ``resolve`` stand in for the network and DNS in unit tests."""
+
     def __init__(
         self,
         *,
@@ -109,7 +114,10 @@ class OutboundClient:
         deadline_s: float = 10.0,
         max_response_bytes: int = 64 * 1024,
         max_connections: int = 50,
+        transport: httpx.AsyncBaseTransport | None = None,
+        resolve: Resolver | None = None,
     ) -> None:
+        self._resolve = resolve or _resolve
         self._allowed = networks(allow)
         self._deadline_s = deadline_s
         self._max_response_bytes = max_response_bytes
@@ -117,6 +125,7 @@ class OutboundClient:
             follow_redirects=False,
             trust_env=False,  # no proxy from the environment
             timeout=deadline_s,
+            transport=transport,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=10),
         )
 
@@ -127,7 +136,7 @@ class OutboundClient:
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
         try:
             async with asyncio.timeout(self._deadline_s):
-                addresses = await _resolve(host, port)
+                addresses = await self._resolve(host, port)
                 if not addresses or not all(_public(a, self._allowed) for a in addresses):
                     raise OutboundError(
                         f"{host} resolves to a private, loopback or link-local address",
@@ -157,7 +166,7 @@ class OutboundClient:
     async def _read(self, response: httpx.Response) -> bytes:
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_raw():
+        async for chunk in response.aiter_bytes():
             size += len(chunk)
             if size > self._max_response_bytes:
                 break  # enough: the status is what counts, the rest is not read

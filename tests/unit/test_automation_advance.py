@@ -5,6 +5,7 @@ httpx.MockTransport."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from worker.delivery.push_clients import PushClients
 from worker.delivery.retry import RetryPolicy
 from worker.ids import new_id
 from worker.models import Channel, MessageStatus
+from worker.outbound import OutboundClient
 from worker.providers.whatsapp import WhatsAppClient
 from worker.ratelimit import RateLimiter
 from worker.store import automations, delayed, keys, messages
@@ -55,8 +57,16 @@ def _context(redis: Redis, settings: Settings, http: httpx.AsyncClient) -> Deliv
         push=PushClients(timeout_s=5),
         push_retry=RetryPolicy(max_attempts=3, base_delay_s=1, max_delay_s=4),
         limiter=RateLimiter(redis),
-        http=http,
+        # hooks.test stands for a public host (documentation address 203.0.113.7).
+        outbound=OutboundClient(
+            transport=http._transport,
+            resolve=lambda host, port: _public_address(),
+        ),
     )
+
+
+async def _public_address() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    return [ipaddress.ip_address("93.184.215.14")]
 
 
 async def _automation(

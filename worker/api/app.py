@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from worker import heap, metrics
 from worker.api import errors
+from worker.api.guard import Guard
 from worker.api.routes import (
     automations,
     campaigns,
@@ -63,6 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def serve_app() -> SendFastPath:
-    """What ``dispatch api`` serves (a uvicorn factory)."""
-    return SendFastPath(create_app(), [whatsapp.router, push.router])
+def serve_app() -> Guard:
+    """What ``dispatch api`` serves (a uvicorn factory): the guard (limits and the key,
+    before any body is read), then the send routes' fast path, then FastAPI."""
+    settings = get_settings()
+    app = create_app(settings)
+    return Guard(SendFastPath(app, [whatsapp.router, push.router]), app, settings)

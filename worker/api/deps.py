@@ -114,6 +114,26 @@ class Sender:
             _usable(ApiKeyRecord.model_validate_json(raw) if raw else None)
 
 
+def hash_secret(authorization: str | None) -> str:
+    """The key's hash from an ``Authorization`` header; 401 if it is missing or malformed."""
+    return accounts.hash_key(_secret(authorization))
+
+
+async def known_key(redis: Redis, key_hash: str) -> tuple[ApiKeyRecord, bool]:
+    """The key's record and whether it was just read from Redis (True) or remembered from
+    an earlier request (False: the caller re-checks revocation where it matters); 401 if
+    it does not exist or is revoked."""
+    key = _seen.get(key_hash)
+    if key is not None:
+        return key, False
+    raw = await get_str(redis, keys.api_key(key_hash))
+    key = _usable(ApiKeyRecord.model_validate_json(raw) if raw else None)
+    if len(_seen) >= _SEEN_MAX:
+        _seen.clear()
+    _seen[key_hash] = key
+    return key, True
+
+
 async def sender(request: Request) -> Sender:
     # Headers read here, in one pass over the raw list, rather than declared one by one:
     # FastAPI's per-parameter work (and each lookup in Starlette's Headers, a scan of its
@@ -127,15 +147,8 @@ async def sender(request: Request) -> Sender:
         elif name == b"idempotency-key":
             idempotency_key = value.decode("latin-1")
     redis: Redis = request.app.state.redis
-    key_hash = accounts.hash_key(_secret(authorization))
-    key = _seen.get(key_hash)
-    confirmed = key is None
-    if key is None:
-        raw = await get_str(redis, keys.api_key(key_hash))
-        key = _usable(ApiKeyRecord.model_validate_json(raw) if raw else None)
-        if len(_seen) >= _SEEN_MAX:
-            _seen.clear()
-        _seen[key_hash] = key
+    key_hash = hash_secret(authorization)
+    key, confirmed = await known_key(redis, key_hash)
     if not key.allows(Scope.SEND):
         raise ApiError(
             403, f"This API key lacks the '{Scope.SEND.value}' scope", "insufficient_scope"

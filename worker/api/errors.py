@@ -39,12 +39,50 @@ _HTTP_CODES = {
 
 
 class ApiError(Exception):
-    def __init__(self, status_code: int, error: str, code: str, **extra: Any) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        error: str,
+        code: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(error)
         self.status_code = status_code
         self.error = error
         self.code = code
+        self.headers = headers or {}
         self.extra = extra
+
+
+class BodyTooLarge(ApiError):
+    """A request body past its route's limit (raised while it is being read)."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(
+            413,
+            f"Request body larger than {limit_bytes:,} bytes",
+            "payload_too_large",
+        )
+
+
+def store_unavailable() -> ApiError:
+    """Redis is down or unreachable: the client should come back in a moment."""
+    return ApiError(
+        503,
+        "The message store is unavailable; try again shortly",
+        "store_unavailable",
+        headers={"Retry-After": "1"},
+    )
+
+
+# The failures of the store that mean "try again shortly", not a bug.
+STORE_DOWN: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    KombuOperationalError,
+)
 
 
 def error_body(error: str, code: str, **extra: Any) -> dict[str, Any]:
@@ -85,7 +123,9 @@ def _validation_error(exc: RequestValidationError) -> tuple[str, str, str]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.error, exc.code, **exc.extra), exc.status_code)
+        return JSONResponse(
+            error_body(exc.error, exc.code, **exc.extra), exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -100,16 +140,12 @@ def install(app: FastAPI) -> None:
 
     async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
         log.error("redis unavailable: %s", exc)
-        return JSONResponse(
-            error_body("The message store is unavailable; try again shortly", "store_unavailable"),
-            503,
-            headers={"Retry-After": "1"},
-        )
+        down = store_unavailable()
+        return JSONResponse(error_body(down.error, down.code), 503, headers=down.headers)
 
-    app.add_exception_handler(RedisConnectionError, _redis_down)
-    app.add_exception_handler(RedisTimeoutError, _redis_down)
     # Publishing a job goes through kombu, which wraps the same outage in its own error.
-    app.add_exception_handler(KombuOperationalError, _redis_down)
+    for kind in STORE_DOWN:
+        app.add_exception_handler(kind, _redis_down)
 
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)

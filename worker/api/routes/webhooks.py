@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -25,6 +26,10 @@ from worker.store import channels, conversations, messages
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 log = logging.getLogger(__name__)
+_SIGNATURE_RE = re.compile(r"^sha256=[0-9a-f]{64}$")
+# Numbers one callback may name: Meta sends a WABA's changes together (a few numbers); a
+# payload naming more is refused before any of them is looked up.
+MAX_NUMBERS_PER_CALLBACK = 20
 
 
 def signature(app_secret: str, raw_body: bytes) -> str:
@@ -70,23 +75,28 @@ async def verify(
 
 @router.post("/whatsapp")
 async def receive(request: Request, redis: RedisDep, settings: SettingsDep) -> JSONResponse:
-    raw = await request.body()
+    # The signature's form first: nothing is read, parsed or looked up for a request that
+    # could not be Meta's (the body itself is capped by the API's guard).
     presented = request.headers.get("x-hub-signature-256")
     if not presented:
         raise ApiError(401, "Missing X-Hub-Signature-256 header", "invalid_signature")
+    if not _SIGNATURE_RE.fullmatch(presented):
+        raise ApiError(401, "Malformed X-Hub-Signature-256 header", "invalid_signature")
+    raw = await request.body()
     try:
         payload = json.loads(raw)
     except ValueError:
         raise ApiError(400, "Request body is not valid JSON", "invalid_json") from None
 
     values = list(_changes(payload))
+    numbers = {n for n in (_phone_number_id(v) for v in values) if n}
+    if len(numbers) > MAX_NUMBERS_PER_CALLBACK:
+        raise ApiError(400, "Too many phone numbers in one callback", "invalid_request")
     owners: dict[str, str] = {}
-    for value in values:
-        phone_number_id = _phone_number_id(value)
-        if phone_number_id and phone_number_id not in owners:
-            account = await channels.account_for_phone_number(redis, phone_number_id)
-            if account:
-                owners[phone_number_id] = account
+    for phone_number_id in numbers:  # one lookup per distinct number
+        account = await channels.account_for_phone_number(redis, phone_number_id)
+        if account:
+            owners[phone_number_id] = account
 
     for account in set(owners.values()):
         config = await channels.load_whatsapp(redis, account)

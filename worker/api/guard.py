@@ -1,0 +1,169 @@
+"""The API's outermost layer: limits and the caller's key, before any body is read.
+
+An anonymous caller must not make us read, parse or store anything: a request to
+``/api/v1/…`` without a well-formed, existing, unrevoked key is a 401 before its body is
+touched, and a body larger than its route allows is a 413 — at once when its
+``Content-Length`` says so, as soon as the limit is passed when it is streamed. A key
+sending faster than ``api_key_rate_per_s`` (a GCRA schedule in Redis, shared by every API
+process) gets 429 with ``Retry-After``. The routes check the key's scope themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from worker.api import deps
+from worker.api.errors import STORE_DOWN, ApiError, BodyTooLarge, error_body, store_unavailable
+from worker.config import Settings
+from worker.ratelimit import RateLimiter
+
+IMPORT_PATH = "/api/v1/contacts/import"
+log = logging.getLogger(__name__)
+
+
+def _json(status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> list[Message]:
+    raw = json.dumps(body).encode()
+    return [
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(raw)).encode()),
+                *headers,
+            ],
+        },
+        {"type": "http.response.body", "body": raw},
+    ]
+
+
+class Guard:
+    def __init__(self, app: ASGIApp, fastapi: FastAPI, settings: Settings) -> None:
+        self.app = app
+        self.fastapi = fastapi
+        self.settings = settings
+        self._limiter: RateLimiter | None = None
+
+    def _max_bytes(self, path: str) -> int:
+        if path == IMPORT_PATH:
+            return self.settings.import_max_body_bytes
+        return self.settings.api_max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        limit = self._max_bytes(path)
+        try:
+            if path.startswith("/api/v1/"):
+                try:
+                    await self._authenticate(scope)
+                except STORE_DOWN as exc:
+                    log.error("redis unavailable: %s", exc)
+                    raise store_unavailable() from None
+            length = _header(scope, b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > limit):
+                raise BodyTooLarge(limit)
+            if length is None and path != IMPORT_PATH and scope["method"] in _WITH_BODY:
+                # A streamed body is read here, up to the limit: the framework would turn
+                # an error raised while it reads into a 400 of its own.
+                receive = await _buffered(receive, limit)
+        except ApiError as exc:
+            for message in _json(
+                exc.status_code,
+                error_body(exc.error, exc.code, **exc.extra),
+                [(k.encode(), v.encode()) for k, v in exc.headers.items()],
+            ):
+                await send(message)
+            return
+        started, read = False, 0
+
+        async def bounded_receive() -> Message:
+            nonlocal read
+            message = await receive()
+            if message["type"] == "http.request":
+                read += len(message.get("body", b""))
+                if read > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, watched_send)
+        except BodyTooLarge as exc:
+            if started:
+                raise
+            for message in _json(413, error_body(exc.error, exc.code), []):
+                await send(message)
+
+    async def _authenticate(self, scope: Scope) -> None:
+        redis = self.fastapi.state.redis
+        authorization = _header(scope, b"authorization")
+        key_hash = deps.hash_secret(authorization)
+        await deps.known_key(redis, key_hash)
+        rate = self.settings.api_key_rate_per_s
+        if rate:
+            if self._limiter is None:
+                self._limiter = RateLimiter(redis, headroom=1.0)
+            slot = await self._limiter.acquire(
+                f"api:{key_hash}",
+                rate,
+                burst=max(1.0, rate * self.settings.api_key_burst_s),
+                max_wait_s=0,
+            )
+            if not slot.granted:
+                raise ApiError(
+                    429,
+                    f"Too many requests with this API key (at most {rate:g}/s); retry later",
+                    "rate_limited",
+                    headers={"Retry-After": str(max(1, math.ceil(slot.wait_s)))},
+                )
+
+
+_WITH_BODY = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+async def _buffered(receive: Receive, limit: int) -> Receive:
+    """Read the whole body (413 past ``limit``), then hand it on as one message."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            first = message
+            break
+        size += len(message.get("body", b""))
+        if size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            first = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            break
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if not given:
+            given = True
+            return first
+        return await receive()
+
+    return replay
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")  # type: ignore[no-any-return]
+    return None
