@@ -17,8 +17,17 @@ COMPOSE = ROOT / "docker-compose.yml"
 EXAMPLE_ENV = ROOT / ".env.example"
 
 
-def test_compose_file_validates_with_the_example_env() -> None:
-    compose = render(COMPOSE, EXAMPLE_ENV)
+def _env_from_the_example(tmp_path: Path) -> Path:
+    """What a user does: copy .env.example and set the one required secret."""
+    env = tmp_path / ".env"
+    env.write_text(EXAMPLE_ENV.read_text() + "DISPATCH_FLOWER_BASIC_AUTH=ops:Xq9-generated-pw\n")
+    return env
+
+
+def test_compose_file_validates_with_the_example_env_and_a_flower_password(
+    tmp_path: Path,
+) -> None:
+    compose = render(COMPOSE, _env_from_the_example(tmp_path))
     assert compose.services() >= {
         "redis",
         "api",
@@ -30,10 +39,13 @@ def test_compose_file_validates_with_the_example_env() -> None:
     assert "sim" not in compose.services()
     assert "sim" in compose.services(profiles=["sim"])
     flower_env = compose.model["services"]["flower"]["environment"]
-    assert flower_env["DISPATCH_FLOWER_BASIC_AUTH"]  # the example's value, interpolated
+    assert flower_env["DISPATCH_FLOWER_BASIC_AUTH"] == "ops:Xq9-generated-pw"
 
 
 def test_compose_refuses_to_run_flower_without_a_password(tmp_path: Path) -> None:
+    # The example file alone has no password: copied as is, compose refuses to start.
+    with pytest.raises(ComposeError, match="DISPATCH_FLOWER_BASIC_AUTH"):
+        render(COMPOSE, EXAMPLE_ENV)
     empty = tmp_path / "empty.env"
     empty.write_text("")
     with pytest.raises(ComposeError, match="DISPATCH_FLOWER_BASIC_AUTH"):
@@ -49,7 +61,7 @@ def test_the_schema_refuses_what_compose_refuses(tmp_path: Path) -> None:
     broken = tmp_path / "docker-compose.yml"
     broken.write_text(COMPOSE.read_text().replace("stop_grace_period:", "stop_grace_periods:"))
     with pytest.raises(jsonschema.ValidationError, match="stop_grace_periods"):
-        render(broken, EXAMPLE_ENV)
+        render(broken, _env_from_the_example(tmp_path))
 
 
 @pytest.mark.parametrize(

@@ -238,10 +238,18 @@ def flower(
     settings = get_settings()
     auth = settings.flower_basic_auth.get_secret_value() if settings.flower_basic_auth else ""
     user, _, password = auth.partition(":")
+    generate = 'python3 -c "import secrets; print(secrets.token_urlsafe(18))"'
     if not user or not password:
         err.print(
             "[red]Flower needs a login:[/] set DISPATCH_FLOWER_BASIC_AUTH=user:password "
-            "(there is no default password; `dispatch up --demo` makes one up and prints it)"
+            "(there is no default password; `dispatch up --demo` makes one up and prints it; "
+            f"make one with {generate})"
+        )
+        raise typer.Exit(2)
+    if len(password) < FLOWER_MIN_PASSWORD or password.lower() in _WEAK_PASSWORDS:
+        err.print(
+            f"[red]Flower's password is too weak:[/] at least {FLOWER_MIN_PASSWORD} "
+            f"characters, and not an example's; make one with {generate}"
         )
         raise typer.Exit(2)
     from worker.celery_app import app as celery
@@ -258,6 +266,12 @@ def flower(
             "--purge_offline_workers=300",
         ]
     )
+
+
+# Flower shows every task of every tenant: its login must not be guessable. The old
+# example file's value is refused too, so a copied example never goes live.
+FLOWER_MIN_PASSWORD = 12
+_WEAK_PASSWORDS = {"change-me", "changeme", "change-me-please", "password123456", "admin"}
 
 
 @app.command()
@@ -426,8 +440,16 @@ def whatsapp_configure(
         ),
     ],
     app_secret: Annotated[
-        str | None, typer.Option(help="Meta app secret: verifies webhook signatures.")
-    ] = None,
+        str,
+        typer.Option(
+            prompt="App secret (verifies webhook signatures; empty to skip)",
+            prompt_required=False,
+            hide_input=True,
+            help="Meta app secret, to verify webhook signatures. Give the option without a "
+            "value to be prompted for it (not echoed): a value on the command line shows in "
+            "`ps` and in the shell's history.",
+        ),
+    ] = "",
     verify_token: Annotated[
         str | None, typer.Option(help="Token for Meta's webhook handshake; generated if omitted.")
     ] = None,
@@ -451,7 +473,7 @@ def whatsapp_configure(
             phone_number_id=phone_number_id,
             waba_id=waba_id,
             access_token=access_token,
-            app_secret=app_secret,
+            app_secret=app_secret or None,
             verify_token=verify_token,
             base_url=base_url,
             api_version=api_version,

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from worker.api.errors import ApiError
 from worker.config import Settings, get_settings
+from worker.masking import redacted_text, redacted_url
 from worker.provisioning import redis_session
 from worker.store import accounts
 
@@ -47,7 +48,8 @@ def with_redis(action: Callable[[Redis, Settings], Awaitable[T]]) -> T:
         return asyncio.run(_run())
     except RedisConnectionError as exc:
         hint = " (is `dispatch up` running?)" if settings.uses_embedded_redis else ""
-        err.print(f"[red]cannot reach Redis at {settings.effective_redis_url}{hint}:[/] {exc}")
+        where = redacted_url(settings.effective_redis_url)
+        err.print(f"[red]cannot reach Redis at {where}{hint}:[/] {redacted_text(str(exc))}")
         raise typer.Exit(1) from None
     except accounts.UnknownAccountError as exc:
         err.print(f"[red]no account named {exc}[/]; create it with `dispatch accounts create`")

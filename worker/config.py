@@ -143,6 +143,13 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = None
     flower_max_tasks: int = Field(default=10_000, gt=0)
 
+    # The API's /metrics: totals only unless tenant labels (accounts, campaigns,
+    # automations) are asked for; behind `Authorization: Bearer <token>` when one is set.
+    metrics_tenant_labels: bool = False
+    metrics_token: SecretStr | None = None
+    # The interactive API docs (/docs, /redoc, /openapi.json): off unless asked for.
+    api_docs: bool = False
+
     # Prometheus: a worker group serves /metrics on `dispatch worker --metrics-port`
     # (default this; 0: none). `dispatch up` gives its workers metrics_port_base + 1, + 2.
     worker_metrics_port: int = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 
@@ -24,3 +25,8 @@ def new_id(prefix: str) -> str:
 def new_api_key() -> str:
     # 32 random bytes: hashing with SHA-256 (not bcrypt) is enough for secrets this long.
     return "msk_" + secrets.token_urlsafe(32)
+
+
+# What our ids look like (``new_id``): a path or body naming something else is a 404 or
+# a 400, never a lookup under an unexpected key.
+MESSAGE_ID_RE = re.compile(r"^msg_[0-9a-z]{1,64}$")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 def mask_phone(phone: str) -> str:
     """``+919876543210`` → ``+91******3210``."""
@@ -15,3 +17,16 @@ def mask_token(token: str) -> str:
     if len(token) <= 12:
         return "*" * len(token)
     return f"{token[:4]}…{token[-4:]}"
+
+
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]+)@")
+
+
+def redacted_url(url: str) -> str:
+    """``redis://:s3cret@host:6379/0`` → ``redis://:***@host:6379/0``."""
+    return _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
+
+
+def redacted_text(text: str) -> str:
+    """Any URL with a password in ``text`` (an exception's message), redacted."""
+    return redacted_url(text)

@@ -143,8 +143,11 @@ def exposition(*extra: Collector) -> bytes:
 class StoreCollector(Collector):
     """Gauges from a snapshot of Redis taken for this scrape (``worker.status``)."""
 
-    def __init__(self, snap: Snapshot) -> None:
+    def __init__(self, snap: Snapshot, *, tenant_labels: bool = False) -> None:
         self._snap = snap
+        # Accounts, campaigns and automations name tenants: totals only, unless the
+        # operator asks for the breakdown (DISPATCH_METRICS_TENANT_LABELS).
+        self._tenants = tenant_labels
 
     def collect(self) -> Iterator[Metric]:
         snap = self._snap
@@ -159,32 +162,49 @@ class StoreCollector(Collector):
             "Jobs waiting for a later time (long retries, rate-limit waits, send_at).",
             value=snap.delayed,
         )
-        dead = GaugeMetricFamily(
-            "dispatch_dead_letters", "Messages in the dead-letter lists.", labels=["account"]
-        )
-        for account, n in snap.dead_letters.items():
-            dead.add_metric([account], n)
-        yield dead
+        if self._tenants:
+            dead = GaugeMetricFamily(
+                "dispatch_dead_letters", "Messages in the dead-letter lists.", labels=["account"]
+            )
+            for account, n in snap.dead_letters.items():
+                dead.add_metric([account], n)
+            yield dead
+        else:
+            yield GaugeMetricFamily(
+                "dispatch_dead_letters",
+                "Messages in the dead-letter lists.",
+                value=sum(snap.dead_letters.values()),
+            )
         workers = GaugeMetricFamily(
             "dispatch_workers", "Worker groups alive (heartbeat), by queue.", labels=["queue"]
         )
         for queue, n in snap.workers_by_queue().items():
             workers.add_metric([queue], n)
         yield workers
+        tenant = ["account", "campaign"] if self._tenants else []
         progress = GaugeMetricFamily(
             "dispatch_campaign_recipients",
             "Running campaigns' counters (recipients, sent, delivered, failed, skipped...).",
-            labels=["account", "campaign", "counter"],
+            labels=[*tenant, "counter"],
         )
+        totals: dict[str, float] = {}
         for c in snap.campaigns:
             for counter, n in sorted(c.counts.items()):
-                progress.add_metric([c.account, c.id, counter], n)
+                if self._tenants:
+                    progress.add_metric([c.account, c.id, counter], n)
+                totals[counter] = totals.get(counter, 0) + n
+        if not self._tenants:
+            for counter, total in sorted(totals.items()):
+                progress.add_metric([counter], total)
         yield progress
         runs = GaugeMetricFamily(
             "dispatch_automation_runs_in_progress",
             "Automation runs not finished (at a step or waiting), by automation.",
-            labels=["account", "automation"],
+            labels=["account", "automation"] if self._tenants else [],
         )
-        for a in snap.automations:
-            runs.add_metric([a.account, a.id], a.in_progress)
+        if self._tenants:
+            for a in snap.automations:
+                runs.add_metric([a.account, a.id], a.in_progress)
+        else:
+            runs.add_metric([], sum(a.in_progress for a in snap.automations))
         yield runs

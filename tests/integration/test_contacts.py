@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import Tenant
+from worker.masking import mask_token
 from worker.models import Scope
 
 APNS = "a8b2c3d4" * 8
@@ -91,7 +92,13 @@ def test_patch_creates_and_merges_push_tokens(tenant: Tenant) -> None:
     )
     assert again.status_code == 200
     tokens = again.json()["contact"]["push_tokens"]
-    assert [(t["platform"], t["token"]) for t in tokens] == [("apns", APNS), ("fcm", FCM)]
+    # Masked like in every view: the full token is never read back.
+    assert [(t["platform"], t["token"]) for t in tokens] == [
+        ("apns", mask_token(APNS)),
+        ("fcm", mask_token(FCM)),
+    ]
+    assert FCM not in again.text
+    assert APNS not in again.text
     assert all(t["delivered"] == 0 and t["failed"] == 0 for t in tokens)
 
 

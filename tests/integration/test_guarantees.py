@@ -29,6 +29,7 @@ from tests.integration.conftest import (
 from tests.integration.faultstack import FaultStack
 from tests.support import dispatch, run_async, wait_until
 from worker.celery_app import create_celery
+from worker.masking import mask_token
 from worker.models import Scope
 from worker.provisioning import configure_whatsapp
 
@@ -492,7 +493,7 @@ def test_refused_push_credentials_stop_that_platform_without_blaming_tokens(
         t["token"]: t
         for t in push_tenant.get("/api/v1/contacts/cct_abc123").json()["contact"]["push_tokens"]
     }
-    assert tokens[FCM_TOKEN_1]["failed"] == 0  # not the device's fault
+    assert tokens[mask_token(FCM_TOKEN_1)]["failed"] == 0  # not the device's fault
 
 
 # --- a message whose job was never published -----------------------------------------------

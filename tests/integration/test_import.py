@@ -9,6 +9,7 @@ from typing import Any
 
 from tests.integration.conftest import Tenant
 from tests.support import dispatch
+from worker.masking import mask_token
 
 
 def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
@@ -73,7 +74,7 @@ def test_cli_import_streams_a_file_and_reports_what_it_skipped(
     one = tenant.get("/api/v1/contacts/imp00001").json()["contact"]
     assert one["tags"] == ["eu", "vip"]
     assert one["attributes"] == {"plan": "gold"}
-    assert one["push_tokens"][0]["token"] == "fcm-00001:APA91b-import"
+    assert one["push_tokens"][0]["token"] == mask_token("fcm-00001:APA91b-import")
     assert tenant.get("/api/v1/contacts/imp00007").status_code == 404  # skipped row
 
     again = dispatch(service_env, *run)

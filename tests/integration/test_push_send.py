@@ -17,6 +17,7 @@ from tests.integration.conftest import (
 )
 from tests.support import run_async
 from worker.config import Settings
+from worker.masking import mask_token
 from worker.models import Scope
 from worker.store import tokens
 
@@ -48,7 +49,9 @@ def _summary(body: dict[str, Any]) -> dict[str, Any]:
 
 def _contact_tokens(tenant: PushTenant, contact: str = "cct_abc123") -> dict[str, dict[str, Any]]:
     contact_body = tenant.get(f"/api/v1/contacts/{contact}").json()["contact"]
-    return {t["token"]: t for t in contact_body["push_tokens"]}
+    # Keyed by the full token the test registered (the view shows them masked).
+    registered = {mask_token(t): t for t in (FCM_TOKEN_1, FCM_TOKEN_2, APNS_TOKEN_1, APNS_TOKEN_2)}
+    return {registered.get(t["token"], t["token"]): t for t in contact_body["push_tokens"]}
 
 
 def test_spec_push_example_reaches_both_devices_in_their_own_shapes(

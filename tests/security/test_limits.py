@@ -6,21 +6,17 @@ from __future__ import annotations
 
 import select
 import socket
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 import pytest
 
-from tests.conftest import _http_ok
 from tests.integration.conftest import SPEC_BODY, Tenant
-from tests.support import Service, wait_until
+from tests.security.conftest import ApiFactory
 from worker.models import Scope
-from worker.processes import free_port
 
 GB = 1 << 30
 
@@ -104,27 +100,13 @@ def test_a_2_gb_body_with_a_key_is_413_at_once_or_after_the_limit(
 
 
 @pytest.fixture
-def limited_api(
-    stack: dict[str, Any], service_env: dict[str, str], tmp_path: Path
-) -> Iterator[str]:
+def limited_api(api_process: ApiFactory) -> str:
     """A second API process on the same store, its keys limited to 5 requests/s."""
-    port = free_port()
-    env = {
-        **service_env,
-        "DISPATCH_API_KEY_RATE_PER_S": "5",
-        "DISPATCH_API_KEY_BURST_S": "1",
-        "DISPATCH_IMPORT_MAX_BODY_BYTES": "100000",
-    }
-    service = Service(
-        "api-limited",
-        [sys.executable, "-m", "worker.cli", "api", "--port", str(port)],
-        env,
-        tmp_path / "api.log",
+    return api_process(
+        DISPATCH_API_KEY_RATE_PER_S="5",
+        DISPATCH_API_KEY_BURST_S="1",
+        DISPATCH_IMPORT_MAX_BODY_BYTES="100000",
     )
-    url = f"http://127.0.0.1:{port}"
-    wait_until(_http_ok(f"{url}/healthz", service), 30, "the limited API")
-    yield url
-    service.stop()
 
 
 def test_a_key_over_its_rate_gets_429_with_retry_after(tenant: Tenant, limited_api: str) -> None:

@@ -46,6 +46,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="WhatsApp and push notifications for the email-marketing platform",
         lifespan=lifespan,
+        # The schema is still built (the send routes' fast path checks it); only serving
+        # it and the docs pages is a setting.
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
+        openapi_url="/openapi.json" if settings.api_docs else None,
     )
     errors.install(app)
     for module in (

@@ -154,9 +154,11 @@ def message_detail(
 
 
 def token_detail(t: TokenStats) -> dict[str, Any]:
+    # Masked like everywhere else: the app that registered a token knows it; an API key
+    # that reads contacts must not be able to push to them from elsewhere.
     return {
         "platform": t.platform,
-        "token": t.token,
+        "token": mask_token(t.token),
         "delivered": t.delivered,
         "failed": t.failed,
         "last_error": t.last_error,

@@ -31,6 +31,11 @@ def validate_account_id(account_id: str) -> str:
             f"account name {account_id!r} must be 1-63 characters of a-z, 0-9, '_' or '-', "
             "starting with a letter or digit"
         )
+    if account_id in keys.GLOBAL_SEGMENTS:
+        raise ValueError(
+            f"account name {account_id!r} is reserved (the service's own records use it); "
+            "choose another"
+        )
     return account_id
 
 

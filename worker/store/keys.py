@@ -7,6 +7,28 @@ Per-account data lives under ``dispatch:{account}:…``; the few global indexes
 from __future__ import annotations
 
 PREFIX = "dispatch"
+# The first segment of every global key below: no account may take one of these names,
+# or its keys (dispatch:<account>:…) would mix with them. tests/unit/test_keys.py checks
+# that every global key is listed here.
+GLOBAL_SEGMENTS = frozenset(
+    {
+        "account",
+        "accounts",
+        "apikey",
+        "apikey_id",
+        "contact_events",
+        "delayed",
+        "provider-token",
+        "rl",
+        "throughput",
+        "unstarted",
+        "wa_phone",
+        "wa_verify",
+        "wamid",
+        "wamid-early",
+        "workers",
+    }
+)
 
 
 # --- global -----------------------------------------------------------------

@@ -39,12 +39,20 @@ async def _detail(redis: RedisDep, automation: Automation) -> dict[str, Any]:
         "version": automation.version,
         "trigger": automation.trigger,
         "steps": [
-            {**step, "stats": counts.get(i, {"waiting": 0, "done": 0, "failed": 0})}
+            {**_shown(step), "stats": counts.get(i, {"waiting": 0, "done": 0, "failed": 0})}
             for i, step in enumerate(automation.steps)
         ],
         "created_at": automation.created_at,
         "updated_at": automation.updated_at,
     }
+
+
+def _shown(step: dict[str, Any]) -> dict[str, Any]:
+    """A webhook step's signing secret is write-only: said to be set, never shown (a PATCH
+    that leaves the step out keeps it)."""
+    if "secret" not in step:
+        return step
+    return {**{k: v for k, v in step.items() if k != "secret"}, "secret_set": True}
 
 
 def _run(run: Run) -> dict[str, Any]:

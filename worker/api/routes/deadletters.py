@@ -11,6 +11,7 @@ from worker.api.deps import AdminKey, RedisDep
 from worker.api.errors import ApiError
 from worker.api.views import iso
 from worker.enqueue import publish
+from worker.ids import MESSAGE_ID_RE
 from worker.store import deadletters
 from worker.store.messages import Message, task_name
 
@@ -52,7 +53,11 @@ async def list_dead_letters(
 
 @router.post("/{message_id}/redrive")
 async def redrive(message_id: str, key: AdminKey, redis: RedisDep) -> JSONResponse:
-    message = await deadletters.redrive(redis, key.account, message_id)
+    message = (
+        await deadletters.redrive(redis, key.account, message_id)
+        if MESSAGE_ID_RE.fullmatch(message_id)
+        else None
+    )
     if message is None:
         raise ApiError(404, f"No dead letter '{message_id}'", "dead_letter_not_found")
     await publish(redis, task_name(message), key.account, message.id)

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from worker.api.deps import RedisDep, SendKey
 from worker.api.errors import ApiError
 from worker.api.views import message_detail
+from worker.ids import MESSAGE_ID_RE
 from worker.store import messages, push
 
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
@@ -16,7 +17,11 @@ router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
 
 @router.get("/{message_id}")
 async def get_message(message_id: str, key: SendKey, redis: RedisDep) -> dict[str, Any]:
-    message = await messages.load(redis, key.account, message_id)
+    message = (
+        await messages.load(redis, key.account, message_id)
+        if MESSAGE_ID_RE.fullmatch(message_id)
+        else None
+    )
     if message is None:
         raise ApiError(404, f"Message '{message_id}' not found", "message_not_found")
     attempts = await messages.load_attempts(redis, key.account, message_id)

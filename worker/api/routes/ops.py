@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -10,8 +12,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis
 
 from worker import metrics, status
+from worker.api.deps import SettingsDep
+from worker.api.errors import ApiError
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
 
 
 @router.get("/healthz")
@@ -28,7 +33,9 @@ async def readyz(request: Request) -> JSONResponse:
     snap = await status.ready(redis)
     reasons: list[str] = []
     if not snap.redis_ok:
-        reasons.append(f"Redis unreachable: {snap.error}")
+        # The error itself (addresses, server messages) goes to the log, not to callers.
+        log.error("readyz: Redis unreachable: %s", snap.error)
+        reasons.append("Redis unreachable")
     else:
         reasons += [f"no worker alive on queue '{q}'" for q in snap.unserved()]
     body: dict[str, Any] = {
@@ -42,11 +49,17 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def prometheus(request: Request) -> Response:
+async def prometheus(request: Request, settings: SettingsDep) -> Response:
     """Prometheus exposition: this API's counters, and queue depths, dead letters, worker
-    groups and running campaigns read from Redis for this scrape."""
+    groups and running campaigns read from Redis for this scrape. Behind a bearer token
+    when ``DISPATCH_METRICS_TOKEN`` is set; tenant names only with
+    ``DISPATCH_METRICS_TENANT_LABELS``."""
+    if settings.metrics_token is not None:
+        expected = f"Bearer {settings.metrics_token.get_secret_value()}"
+        presented = request.headers.get("authorization", "")
+        if not hmac.compare_digest(presented.encode(), expected.encode()):
+            raise ApiError(401, "Metrics need the operator's bearer token", "unauthorized")
     redis: Redis = request.app.state.redis
     snap = await status.take(redis, rates=False)
-    return Response(
-        metrics.exposition(metrics.StoreCollector(snap)), media_type=CONTENT_TYPE_LATEST
-    )
+    collector = metrics.StoreCollector(snap, tenant_labels=settings.metrics_tenant_labels)
+    return Response(metrics.exposition(collector), media_type=CONTENT_TYPE_LATEST)
