@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from worker.models import WhatsAppParameter, push_data
+from worker.models import WhatsAppParameter, bounded_map, push_data
 
 TRIGGERS = ("contact.created", "contact.tag_added", "event.tracked", "manual")
 _FILTERS: dict[str, set[str]] = {
@@ -141,7 +141,7 @@ class Webhook(Body):
     url: str = Field(pattern=r"^https?://", max_length=2048)
     # The HMAC-SHA256 key for the X-Dispatch-Signature header.
     secret: str = Field(min_length=8, max_length=256)
-    body: dict[str, Any] | None = None
+    body: Annotated[dict[str, Any] | None, bounded_map(50, 64, 4096)] = None
 
 
 Step = Annotated[
@@ -196,4 +196,4 @@ class TrackEvent(Body):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
     contact_id: str = Field(min_length=1, max_length=256)
     event: str = Field(min_length=1, max_length=200)
-    properties: dict[str, Any] = Field(default_factory=dict)
+    properties: Annotated[dict[str, Any], bounded_map(50, 64, 2048)] = Field(default_factory=dict)

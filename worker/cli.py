@@ -402,9 +402,15 @@ def keys_list(
                 r.id,
                 r.account,
                 f"{r.prefix}…",
-                ",".join(s.value for s in r.scopes),
+                ",".join(s.value for s in r.scopes)
+                + (" (legacy send: campaigns too)" if r.legacy_send else ""),
                 _when(r.created_at),
                 f"revoked {_when(r.revoked_at)}" if r.revoked_at else "active",
+            )
+        if any(r.legacy_send for r in await accounts.list_keys(redis, account)):
+            table.caption = (
+                "A legacy send key may also manage campaigns (made before the campaigns scope): "
+                "create a send-only key for web apps and revoke it."
             )
         return table
 

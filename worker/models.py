@@ -7,6 +7,7 @@ Validation errors that map to a specific API error code are raised as
 from __future__ import annotations
 
 import functools
+import json
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -94,6 +95,37 @@ def push_data(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value
 
 
+def bounded_map(max_items: int, max_key_chars: int, max_value_bytes: int) -> AfterValidator:
+    """A JSON object a tenant stores with us (contact attributes, event properties, a
+    webhook's body): at most ``max_items`` keys of ``max_key_chars`` characters, each value
+    at most ``max_value_bytes`` of JSON. A 400 naming the field otherwise."""
+
+    def check(value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return value
+        if len(value) > max_items:
+            raise PydanticCustomError("invalid_request", "at most {n} keys", {"n": max_items})
+        for key, item in value.items():
+            if not key or len(key) > max_key_chars:
+                raise PydanticCustomError(
+                    "invalid_request",
+                    "keys are 1 to {n} characters ('{key}…' is not)",
+                    {"n": max_key_chars, "key": key[:20]},
+                )
+            if len(json.dumps(item, separators=(",", ":")).encode()) > max_value_bytes:
+                raise PydanticCustomError(
+                    "invalid_request",
+                    "the value of '{key}' is over {n} bytes",
+                    {"key": key[:64], "n": max_value_bytes},
+                )
+        return value
+
+    return AfterValidator(check)
+
+
+# Limits on what a tenant stores per contact and per event: enough for any CRM field,
+# small enough that a million contacts stay in memory (Redis keeps them all).
+Attributes = Annotated[dict[str, Any] | None, bounded_map(100, 64, 2048)]
 E164 = Annotated[str, AfterValidator(e164)]
 WhatsAppParameter = Annotated[
     str, StringConstraints(max_length=32768), AfterValidator(whatsapp_parameter)
@@ -108,7 +140,12 @@ HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://
 
 
 class Scope(StrEnum):
+    """What a key may do. ``send``: single sends, and the status of the account's sends
+    (without their content or the recipient's number); ``campaigns``: campaigns, content
+    included; ``contacts``: contact data; ``automations``; ``admin``: everything."""
+
     SEND = "send"
+    CAMPAIGNS = "campaigns"
     CONTACTS = "contacts"
     AUTOMATIONS = "automations"
     ADMIN = "admin"
@@ -201,7 +238,7 @@ class ContactBody(StrictBody):
         Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None
     ) = None
     name: Annotated[str, StringConstraints(max_length=256)] | None = None
-    attributes: dict[str, Any] | None = None
+    attributes: Attributes = None
     # Added to the contact's tags (a PATCH never removes one); tags make segments.
     tags: list[Tag] | None = Field(default=None, max_length=100)
     push_tokens: list[PushTokenIn] | None = Field(default=None, max_length=100)
@@ -329,6 +366,11 @@ class CampaignSend(StrictBody):
 # --- stored records -----------------------------------------------------------
 
 
+# Keys made before the `campaigns` scope existed used `send` for campaigns too; they keep
+# that, so no client breaks on upgrade (`dispatch keys list` marks them "legacy send").
+SCOPES_VERSION = 2
+
+
 class ApiKeyRecord(BaseModel):
     id: str
     account: str
@@ -336,9 +378,16 @@ class ApiKeyRecord(BaseModel):
     prefix: str
     created_at: float
     revoked_at: float | None = None
+    scopes_version: int = 1  # what records written before version 2 read as
+
+    @property
+    def legacy_send(self) -> bool:
+        return self.scopes_version < SCOPES_VERSION and Scope.SEND in self.scopes
 
     def allows(self, scope: Scope) -> bool:
-        return Scope.ADMIN in self.scopes or scope in self.scopes
+        if Scope.ADMIN in self.scopes or scope in self.scopes:
+            return True
+        return scope is Scope.CAMPAIGNS and self.legacy_send
 
 
 class WhatsAppConfig(BaseModel):

@@ -178,3 +178,35 @@ def test_an_import_past_its_limit_is_413_and_imports_nothing(
     assert response.status_code == 413, response.text
     assert response.json()["code"] == "payload_too_large"
     assert tenant.get("/api/v1/contacts/imp000001").status_code == 404
+
+
+def test_what_a_tenant_stores_is_bounded_and_a_bad_csv_imports_nothing(tenant: Tenant) -> None:
+    too_many = {f"k{i}": i for i in range(101)}
+    big_value = {"note": "x" * 3000}
+    long_key = {"k" * 65: 1}
+    for attributes in (too_many, big_value, long_key):
+        response = tenant.http.post(
+            f"{tenant.api_url}/api/v1/contacts",
+            json={"id": "bounded-1", "attributes": attributes},
+            headers=tenant.auth(),
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["field"] == "attributes"
+    event = tenant.http.post(
+        f"{tenant.api_url}/api/v1/track/event",
+        json={"contact_id": "cct_abc123", "event": "e", "properties": {"p": "y" * 5000}},
+        headers=tenant.auth(),
+    )
+    assert event.status_code == 400
+    assert event.json()["field"] == "properties"
+    # A field over the csv module's 128 KiB on line 3: nothing of lines 1-2 is imported.
+    csv_body = "id,name\ncsv-ok-1,Fine\ncsv-bad-1," + "z" * 200_000 + "\n"
+    imported = tenant.http.post(
+        f"{tenant.api_url}/api/v1/contacts/import",
+        content=csv_body.encode(),
+        headers={**tenant.auth(), "Content-Type": "text/csv"},
+    )
+    assert imported.status_code == 400, imported.text
+    assert imported.json()["code"] == "invalid_csv"
+    assert "line 3" in imported.json()["error"]
+    assert tenant.get("/api/v1/contacts/csv-ok-1").status_code == 404

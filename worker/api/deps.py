@@ -79,6 +79,7 @@ def require(scope: Scope) -> Callable[[ApiKeyRecord], Awaitable[ApiKeyRecord]]:
 
 
 SendKey = Annotated[ApiKeyRecord, Depends(require(Scope.SEND))]
+CampaignsKey = Annotated[ApiKeyRecord, Depends(require(Scope.CAMPAIGNS))]
 
 
 # Send endpoints keep the records of keys they have seen, for what never changes about a

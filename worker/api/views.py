@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.masking import mask_token
+from worker.masking import mask_phone, mask_token
 from worker.models import Attempt, Channel, MessageStatus
 from worker.store.campaigns import Campaign, Progress
 from worker.store.contacts import Contact
@@ -102,8 +102,12 @@ def push_response(message: Message, devices: list[Device]) -> tuple[int, dict[st
     return (200 if final else 202), body
 
 
+# What a message said and to whom: shown only to keys that may read content.
+_CONTENT = ("to", "parameters", "message", "title", "url", "icon", "data")
+
+
 def message_detail(
-    message: Message, attempts: list[Attempt], devices: list[Device]
+    message: Message, attempts: list[Attempt], devices: list[Device], *, content: bool = True
 ) -> dict[str, Any]:
     detail = {
         "success": True,
@@ -150,6 +154,10 @@ def message_detail(
             failed=message.failed,
             results=[device_detail(d) for d in devices],
         )
+    if not content:
+        for name in _CONTENT:
+            detail.pop(name, None)
+        detail["to"] = mask_phone(message.to) if message.to else None
     return detail
 
 

@@ -8,7 +8,7 @@ import time
 from redis.asyncio import Redis
 
 from worker.ids import new_api_key, new_id
-from worker.models import ACCOUNT_ID_RE, ApiKeyRecord, Scope
+from worker.models import ACCOUNT_ID_RE, SCOPES_VERSION, ApiKeyRecord, Scope
 from worker.store import keys
 from worker.store.client import fields, get_str, smembers_str
 
@@ -75,6 +75,7 @@ async def create_key(
         scopes=sorted(set(scopes)),
         prefix=secret[:8],
         created_at=time.time(),
+        scopes_version=SCOPES_VERSION,
     )
     async with redis.pipeline(transaction=True) as pipe:
         pipe.set(keys.api_key(key_hash), record.model_dump_json())

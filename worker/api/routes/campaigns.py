@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from worker import campaign_ops as ops
-from worker.api.deps import RedisDep, SendKey
+from worker.api.deps import CampaignsKey, RedisDep
 from worker.api.errors import ApiError
 from worker.api.views import campaign_detail
 from worker.models import CampaignCreate, CampaignPatch, CampaignSend, CampaignStatus
@@ -31,14 +31,14 @@ def _ok(campaign: dict[str, Any], status_code: int = 200) -> JSONResponse:
 
 
 @router.post("")
-async def create_campaign(body: CampaignCreate, key: SendKey, redis: RedisDep) -> JSONResponse:
+async def create_campaign(body: CampaignCreate, key: CampaignsKey, redis: RedisDep) -> JSONResponse:
     campaign = await ops.create(redis, key.account, body)
     return _ok(await ops.detail(redis, campaign), 201)
 
 
 @router.get("")
 async def list_campaigns(
-    key: SendKey,
+    key: CampaignsKey,
     redis: RedisDep,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
@@ -56,13 +56,15 @@ async def list_campaigns(
 
 
 @router.get("/{campaign_id}")
-async def get_campaign(campaign_id: CampaignIdPath, key: SendKey, redis: RedisDep) -> JSONResponse:
+async def get_campaign(
+    campaign_id: CampaignIdPath, key: CampaignsKey, redis: RedisDep
+) -> JSONResponse:
     return _ok(await ops.detail(redis, await ops.load(redis, key.account, campaign_id)))
 
 
 @router.patch("/{campaign_id}")
 async def update_campaign(
-    campaign_id: CampaignIdPath, body: CampaignPatch, key: SendKey, redis: RedisDep
+    campaign_id: CampaignIdPath, body: CampaignPatch, key: CampaignsKey, redis: RedisDep
 ) -> JSONResponse:
     """Change a draft's name, channel, content or audience (each replaced whole)."""
     campaign = await ops.load(redis, key.account, campaign_id)
@@ -93,7 +95,7 @@ async def update_campaign(
 @router.post("/{campaign_id}/send")
 async def send_campaign(
     campaign_id: CampaignIdPath,
-    key: SendKey,
+    key: CampaignsKey,
     redis: RedisDep,
     body: Annotated[CampaignSend | None, Body()] = None,
 ) -> JSONResponse:
@@ -105,7 +107,7 @@ async def send_campaign(
 
 @router.post("/{campaign_id}/pause")
 async def pause_campaign(
-    campaign_id: CampaignIdPath, key: SendKey, redis: RedisDep
+    campaign_id: CampaignIdPath, key: CampaignsKey, redis: RedisDep
 ) -> JSONResponse:
     """Stop sending within seconds; what is not sent yet waits for ``resume``."""
     campaign = await ops.move(redis, key.account, campaign_id, "pause")
@@ -114,7 +116,7 @@ async def pause_campaign(
 
 @router.post("/{campaign_id}/resume")
 async def resume_campaign(
-    campaign_id: CampaignIdPath, key: SendKey, redis: RedisDep
+    campaign_id: CampaignIdPath, key: CampaignsKey, redis: RedisDep
 ) -> JSONResponse:
     campaign = await ops.move(redis, key.account, campaign_id, "resume")
     return _ok(await ops.detail(redis, campaign))
@@ -122,7 +124,7 @@ async def resume_campaign(
 
 @router.post("/{campaign_id}/cancel")
 async def cancel_campaign(
-    campaign_id: CampaignIdPath, key: SendKey, redis: RedisDep
+    campaign_id: CampaignIdPath, key: CampaignsKey, redis: RedisDep
 ) -> JSONResponse:
     """Stop for good: what is not sent yet is counted as cancelled."""
     campaign = await ops.move(redis, key.account, campaign_id, "cancel")
@@ -131,7 +133,7 @@ async def cancel_campaign(
 
 @router.delete("/{campaign_id}")
 async def delete_campaign(
-    campaign_id: CampaignIdPath, key: SendKey, redis: RedisDep
+    campaign_id: CampaignIdPath, key: CampaignsKey, redis: RedisDep
 ) -> dict[str, Any]:
     """A draft, scheduled or finished campaign; a running one is cancelled first."""
     await ops.delete(redis, key.account, campaign_id)

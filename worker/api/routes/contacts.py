@@ -66,6 +66,20 @@ async def import_contacts(request: Request, key: ContactsKey, redis: RedisDep) -
                 spool.write(chunk)
             spool.seek(0)
             text = io.TextIOWrapper(spool, encoding="utf-8-sig", errors="replace", newline="")
+            # The whole file is read once for its CSV structure before any row is imported:
+            # a malformed line (a field over the csv module's 128 KiB, say) is a 400 that
+            # changes nothing, not an error halfway through.
+            checker = csv.reader(text)
+            try:
+                for _ in checker:
+                    pass
+            except csv.Error as exc:
+                raise ApiError(
+                    400,
+                    f"The CSV body is malformed at line {checker.line_num}: {exc}",
+                    "invalid_csv",
+                ) from None
+            text.seek(0)
             reader = csv.DictReader(text)
             if not reader.fieldnames:
                 raise ApiError(400, "The CSV body is empty or has no header row", "invalid_csv")

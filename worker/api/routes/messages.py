@@ -10,6 +10,7 @@ from worker.api.deps import RedisDep, SendKey
 from worker.api.errors import ApiError
 from worker.api.views import message_detail
 from worker.ids import MESSAGE_ID_RE
+from worker.models import Scope
 from worker.store import messages, push
 
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
@@ -26,4 +27,6 @@ async def get_message(message_id: str, key: SendKey, redis: RedisDep) -> dict[st
         raise ApiError(404, f"Message '{message_id}' not found", "message_not_found")
     attempts = await messages.load_attempts(redis, key.account, message_id)
     devices = await push.load_devices(redis, key.account, message_id)
-    return message_detail(message, attempts, devices)
+    # A send key (a web app's) sees where a send stands, not what it said nor to whom.
+    content = key.allows(Scope.CONTACTS) or key.allows(Scope.CAMPAIGNS)
+    return message_detail(message, attempts, devices, content=content)
