@@ -32,14 +32,18 @@ from worker.devstack import DemoStack, demo_stack
 from worker.processes import terminate
 from worker.provisioning import redis_session
 from worker.store import channels
+from worker.store import secrets as store_secrets
 
 NUMBERS = [f"+1415555{n}" for n in range(2600, 2700)]
 
 
-async def set_cap(redis_url: str, sim_url: str, cap: float) -> None:
-    """Cap the demo number, and stop the simulator's status webhooks for it: at 2 per send
-    they would load the machine more than the sends being measured."""
-    async with redis_session(Settings(redis_url=redis_url)) as redis:
+async def set_cap(redis_url: str, data_dir: Path, sim_url: str, cap: float) -> None:
+    """Cap the demo number (at Meta too: an upgraded number), and stop the simulator's
+    status webhooks for it: at 2 per send they would load the machine more than the sends
+    being measured."""
+    settings = Settings(redis_url=redis_url, data_dir=data_dir)
+    store_secrets.use(settings)  # the stack's key, to read and write its credentials
+    async with redis_session(settings) as redis:
         config = await channels.load_whatsapp(redis, demo.ACCOUNT)
         assert config is not None
         await channels.save_whatsapp(
@@ -52,6 +56,7 @@ async def set_cap(redis_url: str, sim_url: str, cap: float) -> None:
                 "waba_id": config.waba_id,
                 "access_token": config.access_token.get_secret_value(),
                 "auto_status": False,
+                "throughput_per_s": cap,
             },
         )
         response.raise_for_status()
@@ -87,7 +92,7 @@ def run(workers: int, cap: float, sends: int) -> dict[str, Any]:
         tempfile.TemporaryDirectory(prefix="dispatch-rl-") as tmp,
         demo_stack(Path(tmp), log_level="WARNING") as stack,
     ):
-        asyncio.run(set_cap(stack.redis_url, stack.sim_url, cap))
+        asyncio.run(set_cap(stack.redis_url, stack.data_dir, stack.sim_url, cap))
         extra = start_workers(stack, workers - 1)
         try:
             headers = {"Authorization": f"Bearer {stack.key}", "Prefer": "respond-async"}

@@ -11,12 +11,17 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 
 from tests.support import Service, wait_until
 from worker.config import Settings
 from worker.processes import EmbeddedValkey, free_port
+from worker.store import secrets as store_secrets
 
 RECEIVER_HOST = "127.0.0.2"
+# Provider credentials are stored encrypted: the test session's key, given to every
+# service the tests start (and used by the test process itself).
+TEST_SECRET_KEY = Fernet.generate_key().decode()
 # Short retry delays and timeouts, so fault tests finish in seconds.
 TEST_ENV = {
     "DISPATCH_RETRY_BASE_DELAY_S": "0.2",
@@ -34,6 +39,7 @@ TEST_ENV = {
     # One key sends for many tests at once: its limit is checked (every request pays for
     # the check) at a rate no test reaches; tests/security tests the limit itself.
     "DISPATCH_API_KEY_RATE_PER_S": "1000000",
+    "DISPATCH_SECRET_KEY": TEST_SECRET_KEY,
 }
 
 
@@ -63,10 +69,12 @@ def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedValkey]
 
 @pytest.fixture(scope="session")
 def settings(valkey: EmbeddedValkey) -> Settings:
-    return Settings(
+    settings = Settings(
         redis_url=valkey.url,
         **{k.removeprefix("DISPATCH_").lower(): v for k, v in TEST_ENV.items()},
     )
+    store_secrets.use(settings)
+    return settings
 
 
 @pytest.fixture(scope="session")

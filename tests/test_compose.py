@@ -17,10 +17,18 @@ COMPOSE = ROOT / "docker-compose.yml"
 EXAMPLE_ENV = ROOT / ".env.example"
 
 
-def _env_from_the_example(tmp_path: Path) -> Path:
-    """What a user does: copy .env.example and set the one required secret."""
+SECRETS = {
+    "DISPATCH_FLOWER_BASIC_AUTH": "ops:Xq9-generated-pw",
+    "DISPATCH_REDIS_PASSWORD": "r3dis-generated-password",
+    "DISPATCH_SECRET_KEY": "bW9ja2tleW1vY2trZXltb2Nra2V5bW9ja2tleW1vY2s=",
+}
+
+
+def _env_from_the_example(tmp_path: Path, **without: bool) -> Path:
+    """What a user does: copy .env.example and set the required secrets."""
     env = tmp_path / ".env"
-    env.write_text(EXAMPLE_ENV.read_text() + "DISPATCH_FLOWER_BASIC_AUTH=ops:Xq9-generated-pw\n")
+    lines = [f"{k}={v}" for k, v in SECRETS.items() if not without.get(k)]
+    env.write_text(EXAMPLE_ENV.read_text() + "\n".join(lines) + "\n")
     return env
 
 
@@ -40,18 +48,28 @@ def test_compose_file_validates_with_the_example_env_and_a_flower_password(
     assert "sim" in compose.services(profiles=["sim"])
     flower_env = compose.model["services"]["flower"]["environment"]
     assert flower_env["DISPATCH_FLOWER_BASIC_AUTH"] == "ops:Xq9-generated-pw"
+    api_env = compose.model["services"]["api"]["environment"]
+    assert api_env["DISPATCH_REDIS_URL"] == "redis://:r3dis-generated-password@redis:6379/0"
+    assert api_env["DISPATCH_SECRET_KEY"] == SECRETS["DISPATCH_SECRET_KEY"]
+    redis_command = compose.model["services"]["redis"]["command"]
+    assert redis_command[redis_command.index("--requirepass") + 1] == "r3dis-generated-password"
+
+
+@pytest.mark.parametrize("missing", ["DISPATCH_REDIS_PASSWORD", "DISPATCH_SECRET_KEY"])
+def test_compose_refuses_to_run_without_each_secret(tmp_path: Path, missing: str) -> None:
+    with pytest.raises(ComposeError, match=missing):
+        render(COMPOSE, _env_from_the_example(tmp_path, **{missing: True}))
 
 
 def test_compose_refuses_to_run_flower_without_a_password(tmp_path: Path) -> None:
-    # The example file alone has no password: copied as is, compose refuses to start.
-    with pytest.raises(ComposeError, match="DISPATCH_FLOWER_BASIC_AUTH"):
+    # The example file alone has no secret at all: copied as is, compose refuses to start.
+    with pytest.raises(ComposeError, match="is missing a value"):
         render(COMPOSE, EXAMPLE_ENV)
-    empty = tmp_path / "empty.env"
-    empty.write_text("")
+    without = _env_from_the_example(tmp_path, DISPATCH_FLOWER_BASIC_AUTH=True)
     with pytest.raises(ComposeError, match="DISPATCH_FLOWER_BASIC_AUTH"):
-        render(COMPOSE, empty)
+        render(COMPOSE, without)
     blank = tmp_path / "blank.env"
-    blank.write_text("DISPATCH_FLOWER_BASIC_AUTH=\n")
+    blank.write_text(without.read_text() + "DISPATCH_FLOWER_BASIC_AUTH=\n")
     with pytest.raises(ComposeError, match="DISPATCH_FLOWER_BASIC_AUTH"):
         render(COMPOSE, blank)
 

@@ -35,6 +35,7 @@ from worker.provisioning import (
     sync_templates,
 )
 from worker.store import accounts, channels, deadletters, keys, messages, templates, tokens
+from worker.store import secrets as store_secrets
 
 app = typer.Typer(
     help="multichannel-dispatch: WhatsApp and push notifications through Celery workers on Redis.",
@@ -64,6 +65,10 @@ contacts_app = typer.Typer(help="Contacts: import from CSV.", no_args_is_help=Tr
 channels_app.add_typer(fcm_app, name="fcm")
 channels_app.add_typer(apns_app, name="apns")
 app.add_typer(tokens_app, name="tokens")
+secrets_app = typer.Typer(
+    help="The key that encrypts provider credentials at rest.", no_args_is_help=True
+)
+app.add_typer(secrets_app, name="secrets")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(templates_app, name="templates")
 app.add_typer(messages_app, name="messages")
@@ -705,6 +710,53 @@ def tokens_expire(
 
     expired = _with_redis(action)
     console.print(f"{expired} token(s) idle too long: no longer sent to")
+
+
+@secrets_app.command("init")
+def secrets_init(
+    print_only: Annotated[
+        bool,
+        typer.Option(
+            "--print",
+            help="Print a new key (for DISPATCH_SECRET_KEY, in .env or a secret store) "
+            "instead of writing the local key file.",
+        ),
+    ] = False,
+) -> None:
+    """Make the key provider credentials are encrypted with: <data dir>/secret.key
+    (owner-only), unless DISPATCH_SECRET_KEY is set. `dispatch up` makes it too."""
+    from cryptography.fernet import Fernet
+
+    if print_only:
+        print(Fernet.generate_key().decode())
+        return
+    settings = get_settings()
+    if settings.secret_key is not None:
+        err.print("DISPATCH_SECRET_KEY is set: that key is used, no file is needed")
+        return
+    path = store_secrets.key_file(settings)
+    existed = path.exists()
+    store_secrets.ensure_key_file(settings)
+    err.print(f"{'kept the existing' if existed else 'made a new'} key in {path}")
+
+
+@secrets_app.command("rotate")
+def secrets_rotate() -> None:
+    """Encrypt every account's stored credentials again with the first key of
+    DISPATCH_SECRET_KEY (plaintext ones from before encryption too). To change keys: put
+    the new key first and the old one after it (comma-separated), restart, run this, then
+    drop the old key."""
+
+    async def action(redis: Redis, _: Settings) -> tuple[int, int]:
+        names = await accounts.list_accounts(redis)
+        return len(names), sum([await channels.rotate(redis, name) for name in names])
+
+    try:
+        count, rewritten = _with_redis(action)
+    except store_secrets.SecretKeyError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    console.print(f"{rewritten} channel(s) of {count} account(s) encrypted with the current key")
 
 
 @templates_app.command("sync")

@@ -18,6 +18,7 @@ from worker.config import Settings, get_settings
 from worker.masking import redacted_text, redacted_url
 from worker.provisioning import redis_session
 from worker.store import accounts
+from worker.store import secrets as store_secrets
 
 T = TypeVar("T")
 
@@ -51,6 +52,9 @@ def with_redis(action: Callable[[Redis, Settings], Awaitable[T]]) -> T:
         where = redacted_url(settings.effective_redis_url)
         err.print(f"[red]cannot reach Redis at {where}{hint}:[/] {redacted_text(str(exc))}")
         raise typer.Exit(1) from None
+    except store_secrets.SecretKeyError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
     except accounts.UnknownAccountError as exc:
         err.print(f"[red]no account named {exc}[/]; create it with `dispatch accounts create`")
         raise typer.Exit(1) from None

@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     rate_limit_headroom: float = Field(default=0.95, gt=0, le=1)
     rate_limit_max_wait_s: float = Field(default=2.0, ge=0)
     rate_limit_penalty_s: float = Field(default=30.0, ge=0)
+    # Encrypts provider credentials at rest (worker.store.secrets): Fernet keys, comma-
+    # separated, the first one current. Unset: <data_dir>/secret.key (made by `dispatch up`).
+    secret_key: SecretStr | None = None
+
     # URLs a tenant gives (automation webhook steps) are called only on public addresses;
     # these networks are allowed too (comma-separated CIDRs, e.g. an internal receiver).
     outbound_allow: str = ""
@@ -175,7 +179,19 @@ class Settings(BaseSettings):
     def effective_redis_url(self) -> str:
         if self.redis_url:
             return self.redis_url
-        return f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+        password = self.embedded_redis_password
+        auth = f":{password}@" if password else ""
+        return f"redis://{auth}127.0.0.1:{self.embedded_redis_port}/0"
+
+    @property
+    def embedded_redis_password_file(self) -> Path:
+        """The embedded Valkey's password (made by `dispatch up`, owner-only)."""
+        return self.data_dir / "valkey.password"
+
+    @property
+    def embedded_redis_password(self) -> str | None:
+        path = self.embedded_redis_password_file
+        return path.read_text().strip() if path.exists() else None
 
     @property
     def uses_embedded_redis(self) -> bool:

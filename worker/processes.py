@@ -132,10 +132,13 @@ class EmbeddedValkey:
     process: subprocess.Popen[bytes] | None = None
     # More server options (a replica's --replicaof, say).
     extra_args: tuple[str, ...] = ()
+    # Clients must authenticate (AUTH) with this, when set.
+    password: str | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
 
     @property
     def pidfile(self) -> Path:
@@ -179,6 +182,12 @@ class EmbeddedValkey:
             "yes",
             *self.extra_args,
         ]
+        if self.password:
+            # Read from a file the server alone is given, not from its command line (`ps`).
+            conf = self.data_dir / "auth.conf"
+            conf.touch(mode=0o600)
+            conf.write_text(f"requirepass {self.password}\n")
+            argv.insert(1, str(conf.resolve()))
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         self.pidfile.write_text(str(self.process.pid))
         self.wait_ready(timeout_s)

@@ -27,6 +27,7 @@ from worker.delivery.retry import RetryPolicy
 from worker.outbound import OutboundClient
 from worker.providers.whatsapp import WhatsAppClient
 from worker.ratelimit import RateLimiter
+from worker.store import secrets as store_secrets
 from worker.store.client import create_redis
 from worker.store.provider_tokens import RedisProviderTokens
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 class Runtime:
     def __init__(self, settings: Settings) -> None:
+        store_secrets.use(settings)
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
         self.http = httpx.AsyncClient(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import sys
 import time
@@ -11,8 +12,10 @@ from rich.console import Console
 
 from worker import demo
 from worker.config import Settings, child_environment
+from worker.masking import redacted_url
 from worker.processes import EmbeddedValkey, ProcessError, Supervisor, port_free
 from worker.provisioning import redis_session
+from worker.store import secrets as store_secrets
 
 # Children run as `python -m worker.cli …`; stale ones are recognised by this.
 CHILD_MARK = "worker.cli"
@@ -41,8 +44,22 @@ async def _provision(settings: Settings) -> str:
         return await demo.provision(redis, settings)
 
 
+def _embedded_password(settings: Settings) -> str:
+    """The embedded Valkey's password: made once (owner-only file), so that another user
+    of the machine cannot read or write the store through its port."""
+    path = settings.embedded_redis_password_file
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(24) + "\n")
+    return path.read_text().strip()
+
+
 def run(settings: Settings, *, with_demo: bool, console: Console) -> int:
     started = time.monotonic()
+    # Provider credentials are stored encrypted: a local key, made once, owner-only.
+    store_secrets.ensure_key_file(settings)
     supervisor = Supervisor(settings.data_dir / "run", console)
     stale = supervisor.stop_stale(CHILD_MARK)
     if stale:
@@ -75,8 +92,13 @@ def run(settings: Settings, *, with_demo: bool, console: Console) -> int:
     valkey: EmbeddedValkey | None = None
     overrides: dict[str, str] = {}
     if settings.uses_embedded_redis:
-        valkey = EmbeddedValkey(settings.data_dir, settings.embedded_redis_port)
-        console.print(f"starting embedded Valkey on {valkey.url} (data in {settings.data_dir}/)")
+        valkey = EmbeddedValkey(
+            settings.data_dir,
+            settings.embedded_redis_port,
+            password=_embedded_password(settings),
+        )
+        where = redacted_url(valkey.url)
+        console.print(f"starting embedded Valkey on {where} (data in {settings.data_dir}/)")
         valkey.start()
         overrides["redis_url"] = valkey.url
         settings = settings.model_copy(update={"redis_url": valkey.url})

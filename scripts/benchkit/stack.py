@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import psutil
+from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
 from worker import demo
@@ -30,6 +31,7 @@ from worker.models import Scope
 from worker.processes import EmbeddedValkey, free_port, terminate
 from worker.provisioning import configure_whatsapp, redis_session, sync_templates
 from worker.store import accounts, keys
+from worker.store import secrets as store_secrets
 
 OTP_ACCOUNT = "otp"
 OTP_NUMBER_ID = "100000000000777"
@@ -180,10 +182,13 @@ def bench_stack(workdir: Path, log_level: str = "WARNING") -> Iterator[BenchStac
         # One key drives the API at its full rate: its per-key limit is still checked on
         # every request (the cost is measured), at a rate the bench never reaches.
         "api_key_rate_per_s": "1000000",
+        # This stack's own key for the credentials it stores.
+        "secret_key": Fernet.generate_key().decode(),
     }
     env = child_environment(overrides, clean=True)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])  # for benchkit.*
     settings = Settings(**overrides)  # type: ignore[arg-type]
+    store_secrets.use(settings)  # this process stores the demo's credentials too
     stack = BenchStack(workdir, settings, env, valkey)
     try:
         stack.spawn("sim", [sys.executable, "-m", "worker.cli", "sim"])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.conftest import TEST_SECRET_KEY
 from tests.support import Service, wait_until
 from worker.config import Settings
 from worker.processes import EmbeddedValkey, free_port, terminate
@@ -31,6 +32,7 @@ FAULT_ENV = {
     "DISPATCH_LOG_LEVEL": "INFO",
     # Bursts of thousands of sends with one key: the limit checked, never reached.
     "DISPATCH_API_KEY_RATE_PER_S": "1000000",
+    "DISPATCH_SECRET_KEY": TEST_SECRET_KEY,
 }
 
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import redis
 
+from tests.conftest import TEST_SECRET_KEY
 from tests.integration.conftest import SPEC_BODY, make_tenant
 from tests.support import Service, wait_until
 from worker.config import Settings
@@ -50,6 +51,7 @@ class SentinelStack:
                 "DISPATCH_RETRY_MAX_DELAY_S": "1",
                 "DISPATCH_VISIBILITY_TIMEOUT_S": "10",
                 "DISPATCH_TASK_TIME_LIMIT_S": "8",
+                "DISPATCH_SECRET_KEY": TEST_SECRET_KEY,
             }
         )
         self.settings = Settings(

@@ -24,6 +24,7 @@ from worker.api.routes import (
 )
 from worker.api.send_route import SendFastPath
 from worker.config import Settings, get_settings
+from worker.store import secrets as store_secrets
 from worker.store.client import create_redis
 
 
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
+        store_secrets.use(settings)
         metrics.initialize()
         app.state.redis = create_redis(settings)
         heap.freeze_startup()

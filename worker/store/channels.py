@@ -9,11 +9,13 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from worker.models import ApnsConfig, FcmConfig, WhatsAppConfig
-from worker.store import keys
+from worker.store import keys, secrets
 from worker.store.accounts import hash_key
 from worker.store.client import fields, get_str, hgetall_str
 
 WHATSAPP = "whatsapp"
+# The WhatsApp channel's fields stored encrypted (worker.store.secrets).
+_WHATSAPP_SECRETS = ("access_token", "app_secret", "verify_token")
 
 
 async def save_whatsapp(redis: Redis, account_id: str, config: WhatsAppConfig) -> None:
@@ -28,6 +30,10 @@ async def save_whatsapp(redis: Redis, account_id: str, config: WhatsAppConfig) -
         "verify_token": config.verify_token.get_secret_value() if config.verify_token else "",
         "rate_per_s": repr(config.rate_per_s) if config.rate_per_s else "",
     }
+    box = secrets.box()
+    for name in _WHATSAPP_SECRETS:
+        if values[name]:
+            values[name] = box.seal(values[name])
     async with redis.pipeline(transaction=True) as pipe:
         if previous is not None:
             pipe.delete(keys.whatsapp_phone_index(previous.phone_number_id))
@@ -52,7 +58,10 @@ async def load_whatsapp(redis: Redis, account_id: str) -> WhatsAppConfig | None:
     if not raw:
         return None
     # Empty strings stand for "not set" in the hash.
-    return WhatsAppConfig.model_validate({k: v for k, v in raw.items() if v})
+    box = secrets.box()
+    return WhatsAppConfig.model_validate(
+        {k: box.open(v) if k in _WHATSAPP_SECRETS else v for k, v in raw.items() if v}
+    )
 
 
 async def whatsapp_configured(redis: Redis, account_id: str) -> bool:
@@ -73,13 +82,42 @@ PushConfig = FcmConfig | ApnsConfig
 _PUSH_MODELS: dict[str, type[FcmConfig] | type[ApnsConfig]] = {FCM: FcmConfig, APNS: ApnsConfig}
 
 
-def _reveal(config: PushConfig) -> str:
-    """The model as JSON with its secrets in clear: the worker needs them to sign."""
+def _sealed(config: PushConfig) -> str:
+    """The model as JSON, its secret fields (a private key) encrypted."""
+    box = secrets.box()
     data = config.model_dump()
     for name, value in data.items():
         if isinstance(value, SecretStr):
-            data[name] = value.get_secret_value()
+            data[name] = box.seal(value.get_secret_value())
     return json.dumps(data)
+
+
+def _opened(model: type[FcmConfig] | type[ApnsConfig], raw: str) -> PushConfig:
+    box = secrets.box()
+    data = json.loads(raw)
+    for name, field in model.model_fields.items():
+        if field.annotation is SecretStr and isinstance(data.get(name), str):
+            data[name] = box.open(data[name])
+    return model.model_validate(data)
+
+
+async def rotate(redis: Redis, account_id: str) -> int:
+    """Every credential of the account encrypted again with the current key (plaintext
+    ones too); returns how many channels were rewritten."""
+    box = secrets.box()
+    count = 0
+    raw = await hgetall_str(redis, keys.channel(account_id, WHATSAPP))
+    if raw:
+        rotated = {n: box.rotate(raw[n]) for n in _WHATSAPP_SECRETS if raw.get(n)}
+        await redis.hset(keys.channel(account_id, WHATSAPP), mapping=fields(rotated))
+        count += 1
+    for name, model in _PUSH_MODELS.items():
+        raw = await hgetall_str(redis, keys.channel(account_id, name))
+        if raw:
+            config = _opened(model, raw["config"])
+            await redis.hset(keys.channel(account_id, name), "config", _sealed(config))
+            count += 1
+    return count
 
 
 async def save_push(redis: Redis, account_id: str, config: PushConfig) -> None:
@@ -88,7 +126,7 @@ async def save_push(redis: Redis, account_id: str, config: PushConfig) -> None:
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(
             keys.channel(account_id, name),
-            mapping=fields({"config": _reveal(config), "version": repr(time.time())}),
+            mapping=fields({"config": _sealed(config), "version": repr(time.time())}),
         )
         pipe.delete(keys.channel_suspended(account_id, name))
         await pipe.execute()
@@ -103,7 +141,7 @@ async def load_push(redis: Redis, account_id: str) -> dict[str, tuple[PushConfig
     out: dict[str, tuple[PushConfig, str]] = {}
     for (name, model), raw in zip(_PUSH_MODELS.items(), raws, strict=True):
         if raw:
-            out[name] = (model.model_validate_json(raw["config"]), raw["version"])
+            out[name] = (_opened(model, raw["config"]), raw["version"])
     return out
 
 

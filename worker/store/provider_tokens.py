@@ -4,18 +4,27 @@ new token in the whole deployment, not one per process or per answer."""
 
 from __future__ import annotations
 
+import hashlib
+
 from redis.asyncio import Redis
 
-from worker.store import keys, scripts
+from worker.store import keys, scripts, secrets
 from worker.store.client import get_str
 
 # Longer than a token is used (40 minutes), shorter than Apple accepts one (an hour).
 TTL_S = 55 * 60
 
 
+def _fingerprint(token: str) -> str:
+    """What compare-and-swap compares: the token itself is stored encrypted (a new
+    ciphertext each time), so its hash stands for it."""
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
 def _parse(record: str) -> tuple[str, float]:
-    issued_at, _, token = record.partition(" ")
-    return token, float(issued_at)
+    issued_at, _, rest = record.partition(" ")
+    _, _, sealed = rest.partition(" ")
+    return secrets.box().open(sealed), float(issued_at)
 
 
 class RedisProviderTokens:
@@ -29,10 +38,15 @@ class RedisProviderTokens:
     async def replace(
         self, key: str, old: str | None, new: str, issued_at: float
     ) -> tuple[str, float]:
+        sealed = secrets.box().seal(new)
         record = await scripts.run(
             self._redis,
             "provider_token_swap",
             [keys.provider_token(key)],
-            [old or "", f"{issued_at!r} {new}", TTL_S],
+            [
+                _fingerprint(old) if old else "",
+                f"{issued_at!r} {_fingerprint(new)} {sealed}",
+                TTL_S,
+            ],
         )
         return _parse(str(record))
