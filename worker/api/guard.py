@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from worker.api import deps
 from worker.api.errors import STORE_DOWN, ApiError, BodyTooLarge, error_body, store_unavailable
+from worker.api.send_route import replay
 from worker.config import Settings
 from worker.ratelimit import RateLimiter
 
@@ -141,25 +142,13 @@ async def _buffered(receive: Receive, limit: int) -> Receive:
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            first = message
-            break
+            return receive  # the client went away: whoever reads next sees it too
         size += len(message.get("body", b""))
         if size > limit:
             raise BodyTooLarge(limit)
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
-            first = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            break
-    given = False
-
-    async def replay() -> Message:
-        nonlocal given
-        if not given:
-            given = True
-            return first
-        return await receive()
-
-    return replay
+            return replay(b"".join(chunks), receive)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -87,22 +87,22 @@ class SendFastPath:
         body = await _read_body(receive)
         if body is None:
             return  # the client went away
-        replay = _replay(body, receive)
+        replayed = replay(body, receive)
         if not body or not _json_content(scope):
-            await self.app(scope, replay, send)
+            await self.app(scope, replayed, send)
             return
         try:
             parsed = route.body_model.model_validate_json(body)
         except ValidationError:
-            await self.app(scope, replay, send)  # FastAPI words the error
+            await self.app(scope, replayed, send)  # FastAPI words the error
             return
         scope["app"] = self.app  # as Starlette sets it: the request's `app` is FastAPI's
-        request = Request(scope, replay)
+        request = Request(scope, replayed)
         try:
             response = await route.send_endpoint(parsed, await sender(request))
         except Exception as exc:
             response = await self._handler(exc)(request, exc)
-        await response(scope, replay, send)
+        await response(scope, replayed, send)
 
     def _handler(self, exc: Exception) -> Handler:
         """The application's handler for ``exc`` (``errors.install`` has one for
@@ -125,16 +125,16 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay(body: bytes, receive: Receive) -> Receive:
     """``receive`` for whoever reads the request after us: the body once, then the
     connection's own messages (a disconnect)."""
     given = False
 
-    async def replay() -> Message:
+    async def replayed() -> Message:
         nonlocal given
         if not given:
             given = True
             return {"type": "http.request", "body": body, "more_body": False}
         return await receive()
 
-    return replay
+    return replayed
