@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from worker.models import WhatsAppParameter, bounded_map, push_data
+from worker.models import ContactId, WhatsAppParameter, bounded_map, push_data
 
 TRIGGERS = ("contact.created", "contact.tag_added", "event.tracked", "manual")
 _FILTERS: dict[str, set[str]] = {
@@ -189,11 +189,11 @@ class Activate(Body):
 
 
 class Enroll(Body):
-    contact_id: str = Field(min_length=1, max_length=256)
+    contact_id: ContactId
 
 
 class TrackEvent(Body):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-    contact_id: str = Field(min_length=1, max_length=256)
+    contact_id: ContactId
     event: str = Field(min_length=1, max_length=200)
     properties: Annotated[dict[str, Any], bounded_map(50, 64, 2048)] = Field(default_factory=dict)

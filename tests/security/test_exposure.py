@@ -122,3 +122,14 @@ def test_flower_refuses_a_weak_or_example_password(service_env: dict[str, str]) 
         done = dispatch({**service_env, "DISPATCH_FLOWER_BASIC_AUTH": auth}, "flower", timeout_s=30)
         assert done.returncode == 2, (auth, done.stderr)
         assert "secrets.token_urlsafe" in done.stderr
+
+
+def test_a_contact_id_in_a_body_that_names_another_record_is_400(tenant: Tenant) -> None:
+    """'cct_abc123:tags' would address the contact's tag set under the contact's key."""
+    for path, body in (
+        ("/api/v1/track/event", {"contact_id": "cct_abc123:tags", "event": "e"}),
+        ("/api/v1/contacts", {"id": "cct_abc123:tags"}),
+    ):
+        response = tenant.http.post(f"{tenant.api_url}{path}", json=body, headers=tenant.auth())
+        assert response.status_code == 400, (path, response.text)
+        assert response.json()["field"] in ("contact_id", "id")
