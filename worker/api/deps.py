@@ -135,6 +135,10 @@ async def known_key(redis: Redis, key_hash: str) -> tuple[ApiKeyRecord, bool]:
     return key, True
 
 
+# Where the API's guard leaves the key it checked: (hash, record, just read from Redis).
+SCOPE_KEY = "dispatch.api_key"
+
+
 async def sender(request: Request) -> Sender:
     # Headers read here, in one pass over the raw list, rather than declared one by one:
     # FastAPI's per-parameter work (and each lookup in Starlette's Headers, a scan of its
@@ -148,8 +152,12 @@ async def sender(request: Request) -> Sender:
         elif name == b"idempotency-key":
             idempotency_key = value.decode("latin-1")
     redis: Redis = request.app.state.redis
-    key_hash = hash_secret(authorization)
-    key, confirmed = await known_key(redis, key_hash)
+    checked = request.scope.get("state", {}).get(SCOPE_KEY)
+    if checked is not None:
+        key_hash, key, confirmed = checked
+    else:
+        key_hash = hash_secret(authorization)
+        key, confirmed = await known_key(redis, key_hash)
     if not key.allows(Scope.SEND):
         raise ApiError(
             403, f"This API key lacks the '{Scope.SEND.value}' scope", "insufficient_scope"
