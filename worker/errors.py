@@ -23,6 +23,8 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from worker.store.locks import LeaseLost
+
 
 class DeliveryError(Exception):
     def __init__(self, reason: str, *, code: str, provider_code: str | None = None) -> None:
@@ -64,4 +66,7 @@ INFRASTRUCTURE: tuple[type[BaseException], ...] = (
     KombuOperationalError,
     OSError,
     SoftTimeLimitExceeded,
+    # The job stopped because its lease was no longer its own: given back, the job finds
+    # the work done or its new holder busy with it.
+    LeaseLost,
 )

@@ -54,6 +54,16 @@ async def alive(redis: Redis) -> list[WorkerBeat]:
     return sorted(beats, key=lambda b: b.node)
 
 
+def _delivery_tags() -> list[str]:
+    """The broker's delivery tags of every job this worker process has taken."""
+    tags = []
+    for request in list(worker_state.requests.values()):
+        tag = getattr(getattr(request, "message", None), "delivery_tag", None)
+        if tag:
+            tags.append(str(tag))
+    return tags
+
+
 class Heartbeat(bootsteps.StartStopStep):
     """A consumer bootstep (``app.steps["consumer"].add(Heartbeat)``)."""
 
@@ -85,8 +95,17 @@ class Heartbeat(bootsteps.StartStopStep):
             "metrics_port": parent.app.conf.get("dispatch_metrics_port"),
             "active": len(worker_state.active_requests),
         }
+        # The jobs this worker holds (waiting, counting down, running) are seen: kombu gives
+        # a job to another worker once it has not been for the visibility timeout, so a dead
+        # worker's jobs come back within seconds while a live worker's long job stays put.
+        held = dict.fromkeys(_delivery_tags(), time.time())
         try:
-            self._client.set(keys.worker_heartbeat(self._node), json.dumps(state), ex=TTL_S)
+            with self._client.pipeline(transaction=False) as pipe:
+                pipe.set(keys.worker_heartbeat(self._node), json.dumps(state), ex=TTL_S)
+                if held:
+                    # XX: a job acknowledged meanwhile is not put back in the index.
+                    pipe.zadd(keys.BROKER_UNACKED_INDEX, held, xx=True)
+                pipe.execute()
         except sync_redis.RedisError as exc:  # the broker's own reconnection logs the outage
             log.debug("heartbeat not written: %s", exc)
 

@@ -9,6 +9,7 @@ and OAuth tokens survive from one task to the next. Never ``asyncio.run`` per ta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -32,6 +33,8 @@ from worker.store.client import create_redis
 from worker.store.provider_tokens import RedisProviderTokens
 
 T = TypeVar("T")
+# How long a stopped job's tasks get to end (release their leases) before the next job.
+_LEFTOVERS_WAIT_S = 2.0
 log = logging.getLogger(__name__)
 
 
@@ -82,7 +85,22 @@ class Runtime:
         )
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coro)
+        try:
+            return self.loop.run_until_complete(coro)
+        except BaseException:
+            # Stopped from outside the loop (the soft time limit's signal): the job's tasks
+            # are still there, and would run on during the next job, renewing the leases of
+            # a job that is over. They end here, with their leases released.
+            self._cancel_leftovers()
+            raise
+
+    def _cancel_leftovers(self) -> None:
+        left = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+        for task in left:
+            task.cancel()
+        if left:
+            with contextlib.suppress(BaseException):
+                self.loop.run_until_complete(asyncio.wait(left, timeout=_LEFTOVERS_WAIT_S))
 
     def close(self) -> None:
         async def _close() -> None:

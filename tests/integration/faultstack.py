@@ -16,6 +16,7 @@ from tests.conftest import TEST_SECRET_KEY
 from tests.support import Service, wait_until
 from worker.config import Settings
 from worker.processes import EmbeddedValkey, free_port, terminate
+from worker.store import secrets as store_secrets
 
 # Fast redelivery after a crash, and budgets that outlast a 5-second provider storm.
 FAULT_ENV = {
@@ -53,6 +54,8 @@ class FaultStack:
             redis_url=self.valkey.url,
             **{k.removeprefix("DISPATCH_").lower(): v for k, v in FAULT_ENV.items()},
         )
+        # Provider credentials written from the test process are encrypted with its key.
+        store_secrets.use(self.settings)
         self.workers: list[Service] = []
         self.services: list[Service] = []
         self._names = itertools.count(1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -18,7 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
+from scripts.benchkit.crash import LeaseWatch, children
 from tests.integration.conftest import (
     SPEC_BODY,
     PushTenant,
@@ -138,9 +141,17 @@ def test_a_worker_killed_mid_burst_loses_no_device_send(
     assert duplicates <= 2 * 2 * 25
 
 
-def test_a_worker_killed_mid_campaign_loses_no_recipient(
-    fault_stack: FaultStack, http: httpx.Client, sim_tls_port: int, sim_ca_file: Path
-) -> None:
+def _fcm_campaign(
+    fault_stack: FaultStack,
+    http: httpx.Client,
+    sim_tls_port: int,
+    sim_ca_file: Path,
+    devices: int,
+    delay_s: float,
+) -> tuple[PushTenant, str, dict[str, str]]:
+    """A push campaign to ``devices`` FCM devices of a new tenant, started, against a
+    provider slowed by ``delay_s`` a request (so that it is mid-way when something dies):
+    (the tenant, the campaign's id, token → contact)."""
     tenant = make_push_tenant(
         fault_stack.settings,
         fault_stack.sim_url,
@@ -150,7 +161,9 @@ def test_a_worker_killed_mid_campaign_loses_no_recipient(
         sim_ca_file,
         apns=False,
     )
-    tokens = {f"camp{i:04d}:APA91b-campaign-kill-{tenant.name}": f"ck{i:04d}" for i in range(1500)}
+    tokens = {
+        f"camp{i:04d}:APA91b-campaign-kill-{tenant.name}": f"ck{i:04d}" for i in range(devices)
+    }
     items = [
         {"id": cid, "tags": ["kill"], "push_tokens": [{"platform": "fcm", "token": token}]}
         for token, cid in tokens.items()
@@ -161,8 +174,7 @@ def test_a_worker_killed_mid_campaign_loses_no_recipient(
         headers={**tenant.auth(), "Content-Type": "application/json"},
     )
     assert imported.json()["created"] == len(items), imported.text
-    # A slow provider, so that the campaign is mid-way when the worker dies.
-    tenant.push_fault("fcm", kind="delay", delay_s=0.25, count=None)
+    tenant.push_fault("fcm", kind="delay", delay_s=delay_s, count=None)
     created = http.post(
         f"{tenant.api_url}/api/v1/campaigns",
         json={
@@ -176,12 +188,13 @@ def test_a_worker_killed_mid_campaign_loses_no_recipient(
     campaign_id = created.json()["campaign"]["id"]
     sent = http.post(f"{tenant.api_url}/api/v1/campaigns/{campaign_id}/send", headers=tenant.auth())
     assert sent.status_code == 202, sent.text
+    return tenant, campaign_id, tokens
 
-    wait_until(lambda: len(tenant.push_requests("fcm")) >= 300, 60, "300 device sends")
-    [victim] = fault_stack.workers
-    fault_stack.kill_worker(victim)
-    at_kill = len(tenant.push_requests("fcm"))
-    fault_stack.start_worker()
+
+def _campaign_after_kill(
+    tenant: PushTenant, campaign_id: str, tokens: dict[str, str], name: str, at_kill: int
+) -> tuple[dict[str, Any], int]:
+    """Wait for the campaign to complete; assert nothing was lost; (its stats, duplicates)."""
 
     def finished() -> dict[str, Any] | None:
         body = tenant.get(f"/api/v1/campaigns/{campaign_id}").json()["campaign"]
@@ -192,7 +205,7 @@ def test_a_worker_killed_mid_campaign_loses_no_recipient(
     lost = [t for t in tokens if received[t] == 0]
     duplicates = sum(n - 1 for n in received.values() if n > 1)
     record_figure(
-        "campaign_kill_test",
+        name,
         {
             "device_sends": len(tokens),
             "sent_before_kill": at_kill,
@@ -204,8 +217,52 @@ def test_a_worker_killed_mid_campaign_loses_no_recipient(
     assert lost == []
     stats = campaign["stats"]
     assert (stats["recipients"], stats["sent"], stats["failed"]) == (len(tokens), len(tokens), 0)
+    return stats, duplicates
+
+
+def test_a_worker_killed_mid_campaign_loses_no_recipient(
+    fault_stack: FaultStack, http: httpx.Client, sim_tls_port: int, sim_ca_file: Path
+) -> None:
+    tenant, campaign_id, tokens = _fcm_campaign(
+        fault_stack, http, sim_tls_port, sim_ca_file, 1500, 0.25
+    )
+    wait_until(lambda: len(tenant.push_requests("fcm")) >= 300, 60, "300 device sends")
+    [victim] = fault_stack.workers
+    fault_stack.kill_worker(victim)
+    at_kill = len(tenant.push_requests("fcm"))
+    fault_stack.start_worker()
+    _, duplicates = _campaign_after_kill(tenant, campaign_id, tokens, "campaign_kill_test", at_kill)
     # Only what was in flight can go twice: two slices of 25 per pool child (2).
     assert duplicates <= 2 * 2 * 25
+
+
+def test_a_pool_process_killed_mid_campaign_is_taken_over_within_seconds(
+    fault_stack: FaultStack, http: httpx.Client, sim_tls_port: int, sim_ca_file: Path
+) -> None:
+    """The job of a killed pool process is given back at once (reject on worker lost); its
+    lease, no longer renewed, lets the job delivered again take over within the lease's
+    time to live instead of the longest a job may run."""
+    tenant, campaign_id, tokens = _fcm_campaign(
+        fault_stack, http, sim_tls_port, sim_ca_file, 3000, 0.5
+    )
+    wait_until(lambda: len(tenant.push_requests("fcm")) >= 400, 60, "400 device sends")
+    [worker] = fault_stack.workers
+    client = redis.Redis.from_url(fault_stack.settings.effective_redis_url, decode_responses=True)
+    watch = LeaseWatch(client, tenant.name, fault_stack.settings.lease_ttl_s)
+    victim = children(worker.process.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    killed_at = time.monotonic()
+    at_kill = len(tenant.push_requests("fcm"))
+    dead = watch.unrenewed(watch.held())
+    assert dead, "the killed pool process held no lease: it was between jobs"
+    resumed_s = watch.taken_over(dead, killed_at, 30)
+    worker.check_alive()  # the worker lives on, with a new pool process
+    _, duplicates = _campaign_after_kill(tenant, campaign_id, tokens, "pool_kill_test", at_kill)
+    record_figure("pool_kill_resume_s", round(resumed_s, 2))
+    assert resumed_s <= 15
+    # Only what the killed process had in flight can go twice: two slices of 25.
+    assert duplicates <= 2 * 25
+    client.close()
 
 
 # --- 2. Redis restarted during a burst ----------------------------------------------------

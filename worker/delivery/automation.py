@@ -156,11 +156,11 @@ async def _advance_handed_over(
     # The lease and the run in one round trip: read after the SET in the same pipeline, the
     # run is as the previous holder left it (only a holder writes it).
     token, run = await automations.lease_and_load(
-        ctx.redis, account, run_id, lock_key, ctx.settings.lease_s
+        ctx.redis, account, run_id, lock_key, ctx.settings.lease_ttl_s
     )
     if token is None:
         return BUSY_RETRY_S
-    try:
+    async with locks.kept(ctx.redis, lock_key, token, ctx.settings.lease_ttl_s):
         for _ in range(_STEPS_PER_JOB):
             if run is None or run.status in automations.RUN_FINAL:
                 return None
@@ -180,8 +180,6 @@ async def _advance_handed_over(
             index = advanced.handed_over[run_id]
             run = await automations.load_run(ctx.redis, account, run_id)
         return BUSY_RETRY_S  # many steps without a wait: go on in a new job
-    finally:
-        await locks.release(ctx.redis, lock_key, token)
 
 
 # A version never changes once stored: each worker process keeps the ones it has read.

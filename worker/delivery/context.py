@@ -57,12 +57,11 @@ async def claimed(
     is nothing to do: it expired, it is already final (a job redelivered after the
     provider call must never send twice), or another job holds it right now."""
     lock_key = keys.message_lock(account_id, message_id)
-    token = await locks.acquire(ctx.redis, lock_key, ctx.settings.lease_s)
-    if token is None:
-        log.info("message %s is being sent by another job; looking again later", message_id)
-        yield Outcome(MessageStatus.QUEUED, BUSY_RETRY_S)
-        return
-    try:
+    async with locks.held(ctx.redis, lock_key, ctx.settings.lease_ttl_s) as token:
+        if token is None:
+            log.info("message %s is being sent by another job; looking again later", message_id)
+            yield Outcome(MessageStatus.QUEUED, BUSY_RETRY_S)
+            return
         # Read under the lease: what another job did before us is all there.
         message = await messages.load(ctx.redis, account_id, message_id)
         if message is None:
@@ -73,5 +72,3 @@ async def claimed(
             yield Outcome(message.status)
         else:
             yield message
-    finally:
-        await locks.release(ctx.redis, lock_key, token)

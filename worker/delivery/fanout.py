@@ -65,13 +65,10 @@ async def run_fanout(
     ctx: DeliveryContext, account_id: str, campaign_id: str, publish: Publish = enqueue.add_job
 ) -> Outcome:
     lock_key = keys.campaign_lock(account_id, f"{campaign_id}:fanout")
-    token = await locks.acquire(ctx.redis, lock_key, ctx.settings.lease_s)
-    if token is None:
-        return Outcome(MessageStatus.QUEUED, BUSY_RETRY_S)
-    try:
+    async with locks.held(ctx.redis, lock_key, ctx.settings.lease_ttl_s) as token:
+        if token is None:
+            return Outcome(MessageStatus.QUEUED, BUSY_RETRY_S)
         return await _walk(ctx, publish, account_id, campaign_id)
-    finally:
-        await locks.release(ctx.redis, lock_key, token)
 
 
 async def _walk(
