@@ -24,9 +24,16 @@ from celery.signals import worker_process_init, worker_process_shutdown
 
 from worker import heap, logs, runtime
 from worker.delivery.context import DeliveryContext, Outcome
-from worker.delivery.failures import record_crash
+from worker.delivery.failures import (
+    record_automation_batch_crash,
+    record_batch_crash,
+    record_crash,
+    record_run_crash,
+    record_walk_crash,
+    record_whatsapp_batch_crash,
+)
 from worker.errors import INFRASTRUCTURE
-from worker.store import delayed
+from worker.store import delayed, joberrors
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +62,22 @@ def _stop_runtime(**_: Any) -> None:
 Deliver = Callable[[DeliveryContext, str, str], Coroutine[Any, Any, Outcome]]
 Crash = Callable[[DeliveryContext, str, str, BaseException], Coroutine[Any, Any, None]]
 
+# What a job that failed on a bug leaves behind, by task: its message failed and
+# dead-lettered, its campaign's batch counted failed, its run failed at its step. The same
+# recorder serves a job quarantined after killing its worker process (tasks.quarantine).
+CRASH_RECORDERS: dict[str, Crash] = {
+    "whatsapp.send": record_crash,
+    "push.send": record_crash,
+    "campaign.fanout": record_walk_crash,
+    "campaign.push": record_batch_crash,
+    "campaign.whatsapp": record_whatsapp_batch_crash,
+    "automation.step": record_run_crash,
+    "automation.batch": record_automation_batch_crash,
+}
+
 
 def run_job(
-    task: Task[[str, str], None],
-    deliver: Deliver,
-    account_id: str,
-    message_id: str,
-    on_crash: Crash = record_crash,
+    task: Task[[str, str], None], deliver: Deliver, account_id: str, message_id: str
 ) -> None:
     rt = runtime.current()
     try:
@@ -77,10 +93,24 @@ def run_job(
         raise Reject(str(exc), requeue=True) from exc
     except Exception as exc:
         log.exception("%s %s crashed", task.name, message_id)
-        try:
-            rt.run(on_crash(rt.context, account_id, message_id, exc))
-        except INFRASTRUCTURE as down:
-            raise Reject(str(down), requeue=True) from exc
+        record_failure(str(task.name), account_id, message_id, exc)
+
+
+def record_failure(task_name: str, account_id: str, job_id: str, exc: BaseException) -> None:
+    """A job that failed on a bug: its crash recorder, then the account's job errors, and
+    the job is acknowledged (done again, it would fail the same way). Only if Redis is away
+    is it given back, to be recorded when Redis is there."""
+    rt = runtime.current()
+    on_crash = CRASH_RECORDERS.get(task_name, record_crash)
+
+    async def _record() -> None:
+        await on_crash(rt.context, account_id, job_id, exc)
+        await joberrors.record(rt.context.redis, account_id, task_name, job_id, exc)
+
+    try:
+        rt.run(_record())
+    except INFRASTRUCTURE as down:
+        raise Reject(str(down), requeue=True) from exc
 
 
 def follow_up(

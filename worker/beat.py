@@ -31,7 +31,7 @@ from worker.config import Settings
 from worker.enqueue import add_job, publish
 from worker.ids import new_id
 from worker.masking import mask_token
-from worker.store import accounts, automations, delayed, keys, messages, tokens
+from worker.store import accounts, automations, delayed, joberrors, keys, messages, tokens
 from worker.store.client import create_redis
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,11 @@ async def pump_once(redis: Redis, now: float) -> int:
         runs: dict[str, list[str]] = defaultdict(list)
         async with redis.pipeline(transaction=False) as pipe:
             for item in members:
-                task, account_id, job_id = delayed.parse(item)
+                parsed = delayed.try_parse(item)
+                if parsed is None:
+                    await _malformed(redis, "delayed", item)
+                    continue  # taken below with the rest: it would never parse
+                task, account_id, job_id = parsed
                 if task == automations.STEP_TASK:
                     runs[account_id].append(job_id)
                 else:
@@ -69,6 +73,11 @@ async def pump_once(redis: Redis, now: float) -> int:
     return len(members)
 
 
+async def _malformed(redis: Redis, where: str, item: str) -> None:
+    log.error("beat: dropped a malformed %s entry %r", where, item[:200])
+    await joberrors.record(redis, None, f"beat.{where}", item[:200], "malformed entry; dropped")
+
+
 async def sweep_unstarted(redis: Redis, now: float, older_than_s: float) -> int:
     """Publish again the jobs of messages that no job has touched for ``older_than_s``:
     the API stored them but its publish was lost (a crash or a broker error in between).
@@ -79,7 +88,12 @@ async def sweep_unstarted(redis: Redis, now: float, older_than_s: float) -> int:
     )
     published = 0
     for item in stale:
-        task, account_id, message_id = delayed.parse(item)
+        parsed = delayed.try_parse(item)
+        if parsed is None:
+            await _malformed(redis, "unstarted", item)
+            await redis.zrem(keys.unstarted(), item)
+            continue
+        task, account_id, message_id = parsed
         message = await messages.load(redis, account_id, message_id)
         if message is None or message.status.is_final or message.attempts:
             await redis.zrem(keys.unstarted(), item)
@@ -154,6 +168,13 @@ async def run(settings: Settings) -> None:
                 moved += await triggers.process_contact_events(redis)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 log.warning("beat: Redis unavailable (%s); retrying", exc)
+                moved = 0
+            except Exception as exc:
+                # A bug must not stop delayed retries, schedules and enrolments for every
+                # tenant: logged, kept among the job errors, and the beat goes on.
+                log.exception("beat: a round failed; going on")
+                with contextlib.suppress(Exception):
+                    await joberrors.record(redis, None, "beat", "round", exc)
                 moved = 0
             if moved:
                 log.info("beat: %d delayed job(s) back on the queue", moved)

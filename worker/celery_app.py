@@ -14,6 +14,7 @@ from worker import kombu_fixes, logs
 from worker.config import Settings, get_settings
 from worker.heartbeat import Heartbeat
 from worker.queues import BULK, TRANSACTIONAL
+from worker.store import keys
 
 __all__ = ["BULK", "TRANSACTIONAL", "app", "create_celery"]
 
@@ -23,7 +24,15 @@ def create_celery(settings: Settings | None = None) -> Celery:
     app = Celery(
         "dispatch",
         broker=settings.broker_url,
-        include=["tasks.whatsapp", "tasks.push", "tasks.campaigns", "tasks.automations"],
+        include=[
+            "tasks.whatsapp",
+            "tasks.push",
+            "tasks.campaigns",
+            "tasks.automations",
+            "tasks.quarantine",
+        ],
+        # Where a job whose pool process died goes back to (tasks.base).
+        task_cls="tasks.base:DispatchTask",
     )
     app.conf.update(
         task_queues=[Queue(TRANSACTIONAL), Queue(BULK)],
@@ -44,8 +53,11 @@ def create_celery(settings: Settings | None = None) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         broker_transport_options={
-            # Redelivery after a crash comes after this long, not Celery's default hour.
+            # A job unseen this long goes to another worker (Celery's default: an hour). A
+            # live worker marks its jobs as seen with its heartbeat, so this is how long a
+            # dead worker's jobs wait, not a limit on how long a job runs.
             "visibility_timeout": settings.visibility_timeout_s,
+            "unacked_index_key": keys.BROKER_UNACKED_INDEX,
             # kombu sweeps for jobs of dead workers only every 10 x 10 s by default; a
             # sweep per tenth of the visibility timeout brings them back promptly.
             "unacked_restore_interval": max(1, settings.visibility_timeout_s // 10),

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -113,10 +113,19 @@ class Settings(BaseSettings):
     campaign_whatsapp_in_flight: int = Field(default=16, ge=1)
     campaign_job_max_s: float = Field(default=20.0, gt=0)
 
-    # Celery on Redis: a job not acked within the visibility timeout is redelivered,
-    # so the hard task limit stays well below it.
-    visibility_timeout_s: int = 300
+    # Celery on Redis: a job not acked within the visibility timeout is given to another
+    # worker. Each worker's heartbeat marks the jobs it holds as seen every 2 s
+    # (worker.heartbeat), so this bounds how long the jobs of a worker that died wait,
+    # not how long a job may run.
+    visibility_timeout_s: int = Field(default=10, ge=6)
     task_time_limit_s: int = 120
+    # A job's lease on its message (batch, walk, run) lives this long unless the job
+    # renews it (it does, three times per time to live, while it runs): the job delivered
+    # again after a crash takes over within this of the crash.
+    lease_ttl_s: float = Field(default=6.0, ge=1.0)
+    # A job whose worker process dies this many times while running it (a segfault, the
+    # OOM killer, a limit of the machine) is quarantined, not given back once more.
+    job_max_worker_losses: int = Field(default=3, ge=1)
     worker_concurrency: int = 2
     worker_prefetch_multiplier: int = 1
 
@@ -159,21 +168,6 @@ class Settings(BaseSettings):
     worker_metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     metrics_port_base: int = 9100
-
-    @model_validator(mode="after")
-    def _limits_fit(self) -> Settings:
-        if self.task_time_limit_s >= self.visibility_timeout_s:
-            raise ValueError(
-                "DISPATCH_TASK_TIME_LIMIT_S must be below DISPATCH_VISIBILITY_TIMEOUT_S: a job "
-                "still running when its visibility timeout passes is delivered twice"
-            )
-        return self
-
-    @property
-    def lease_s(self) -> float:
-        """How long a job holds its message: longer than it can run, shorter than the
-        visibility timeout, so a redelivered job finds the lock of a dead one expired."""
-        return min(self.task_time_limit_s + 5, self.visibility_timeout_s - 1)
 
     @property
     def effective_redis_url(self) -> str:

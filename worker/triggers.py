@@ -17,8 +17,10 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from worker.errors import INFRASTRUCTURE
 from worker.ids import new_id
-from worker.store import automations, keys
+from worker.models import ACCOUNT_ID_RE
+from worker.store import automations, joberrors, keys
 
 log = logging.getLogger(__name__)
 _CONSUMER = "beat"
@@ -83,13 +85,38 @@ async def process_contact_events(redis: Redis, count: int = 200) -> int:
         pairs = replies.items() if isinstance(replies, dict) else (replies or [])
         for _stream, entries in pairs:
             for entry_id, fields in entries:
-                await _one(redis, str(entry_id), fields)
+                try:
+                    await _one(redis, str(entry_id), fields)
+                except INFRASTRUCTURE:
+                    raise  # read again once the store is back
+                except Exception as exc:
+                    # A bug (or an entry no script of ours wrote): read again, it would
+                    # fail again, first, every time, and stop every enrolment behind it.
+                    await _quarantine(redis, str(entry_id), fields, exc)
                 async with redis.pipeline(transaction=True) as pipe:
                     pipe.xack(stream, keys.CONTACT_EVENTS_GROUP, entry_id)
                     pipe.xdel(stream, entry_id)  # the stream holds only what is to do
                     await pipe.execute()
                 done += 1
     return done
+
+
+async def _quarantine(
+    redis: Redis, entry_id: str, fields: dict[str, str], exc: BaseException
+) -> None:
+    """Log the entry and keep its error among its account's job errors; it is then
+    acknowledged like any other."""
+    account = fields.get("account")
+    if not isinstance(account, str) or not ACCOUNT_ID_RE.match(account):
+        account = None
+    log.exception(
+        "contact event %s could not be processed; skipped",
+        entry_id,
+        extra={"event": "contact_event.failed", "account": account},
+    )
+    await joberrors.record(
+        redis, account, "contact_events", entry_id, f"{type(exc).__name__}: {exc}"
+    )
 
 
 async def _one(redis: Redis, entry_id: str, fields: dict[str, str]) -> None:

@@ -18,11 +18,13 @@ import time
 from typing import cast
 
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome, claimed
+from worker.delivery.failures import record_crash
 from worker.delivery.fanout import PUSH_TASK, WHATSAPP_TASK, parse_batch_id
 from worker.delivery.push import PushRun
 from worker.delivery.whatsapp import send_whatsapp
+from worker.errors import INFRASTRUCTURE
 from worker.models import CampaignStatus, MessageStatus
-from worker.store import campaigns, keys, locks, messages
+from worker.store import campaigns, joberrors, keys, locks, messages
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +66,9 @@ async def send_push_batch(ctx: DeliveryContext, account_id: str, message_id: str
 async def send_whatsapp_batch(ctx: DeliveryContext, account_id: str, batch: str) -> Outcome:
     campaign_id, number = parse_batch_id(batch)
     lock_key = keys.campaign_lock(account_id, batch)
-    token = await locks.acquire(ctx.redis, lock_key, ctx.settings.lease_s)
-    if token is None:
-        return Outcome(MessageStatus.QUEUED, BUSY_RETRY_S)
-    try:
+    async with locks.held(ctx.redis, lock_key, ctx.settings.lease_ttl_s) as token:
+        if token is None:
+            return Outcome(MessageStatus.QUEUED, BUSY_RETRY_S)
         ids = cast(
             list[str],
             await ctx.redis.lrange(keys.campaign_batch(account_id, campaign_id, number), 0, -1),
@@ -85,8 +86,6 @@ async def send_whatsapp_batch(ctx: DeliveryContext, account_id: str, batch: str)
             await messages.cancel_many(ctx.redis, todo, campaign_id)
             return Outcome(MessageStatus.FAILED)
         return await _send_all(ctx, account_id, campaign_id, [m.id for m in todo])
-    finally:
-        await locks.release(ctx.redis, lock_key, token)
 
 
 async def _send_all(
@@ -104,11 +103,28 @@ async def _send_all(
             if time.monotonic() > deadline or await watch.halted():
                 again_in.append(0.0)  # a fresh job goes on (or parks, or cancels)
                 return
-            outcome = await send_whatsapp(ctx, account_id, message_id)
+            try:
+                outcome = await send_whatsapp(ctx, account_id, message_id)
+            except INFRASTRUCTURE:
+                raise  # the whole batch is given back
+            except Exception as exc:
+                # A bug on one message costs that message, not the batch's others.
+                log.exception("campaign %s: message %s crashed", campaign_id, message_id)
+                await record_crash(ctx, account_id, message_id, exc)
+                await joberrors.record(ctx.redis, account_id, WHATSAPP_TASK, message_id, exc)
+                return
             if outcome.retry_in_s is not None:
                 again_in.append(outcome.retry_in_s)
 
-    await asyncio.gather(*(one(m) for m in message_ids))
+    # A task group, not gather: when one send raises, the others stop before the batch
+    # ends (gather would leave them running on this loop into the next job).
+    try:
+        async with asyncio.TaskGroup() as group:
+            for message_id in message_ids:
+                group.create_task(one(message_id))
+    except ExceptionGroup as failed:
+        # The first failure is the batch's (an outage: the job is given back), as itself.
+        raise failed.exceptions[0] from None
     if again_in:
         # The earliest: a message not due yet when the job comes back waits on its own.
         return Outcome(MessageStatus.RETRYING, min(again_in))

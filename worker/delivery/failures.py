@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import cast
 
 from worker.delivery.context import DeliveryContext
 from worker.models import Attempt, MessageStatus
-from worker.store import messages
+from worker.store import keys, messages
 
 log = logging.getLogger(__name__)
+
+
+def _internal_error(exc: BaseException) -> str:
+    return f"internal error: {type(exc).__name__}: {exc}"
 
 
 async def record_crash(
@@ -24,7 +29,7 @@ async def record_crash(
         attempt=message.attempts + 1,
         at=time.time(),
         outcome="failed",
-        error=f"internal error: {type(exc).__name__}: {exc}",
+        error=_internal_error(exc),
         code="internal_error",
     )
     await messages.finish_attempt(
@@ -51,12 +56,35 @@ async def record_walk_crash(
 async def record_batch_crash(
     ctx: DeliveryContext, account_id: str, batch_id: str, exc: BaseException
 ) -> None:
-    """A campaign's batch crashed on a bug: a push batch (a message) fails like any
+    """A campaign's push batch crashed on a bug: the batch (a message) fails like any
     message, and the campaign shows the error."""
     from worker.delivery.fanout import parse_batch_id
 
-    await record_crash(ctx, account_id, batch_id, exc)  # nothing to do for a WhatsApp batch
+    await record_crash(ctx, account_id, batch_id, exc)
     await record_walk_crash(ctx, account_id, parse_batch_id(batch_id)[0], exc)
+
+
+async def record_whatsapp_batch_crash(
+    ctx: DeliveryContext, account_id: str, batch_id: str, exc: BaseException
+) -> None:
+    """A campaign's WhatsApp batch crashed on a bug: each of its messages not sent yet fails
+    with the error and goes to the dead letters (counted failed, so the campaign completes),
+    and the campaign shows the error."""
+    from worker.delivery.fanout import parse_batch_id
+
+    campaign_id, number = parse_batch_id(batch_id)
+    ids = cast(
+        list[str],
+        await ctx.redis.lrange(keys.campaign_batch(account_id, campaign_id, number), 0, -1),
+    )
+    for message_id in ids:
+        try:
+            await record_crash(ctx, account_id, message_id, exc)
+        except ValueError:  # its record is what the batch choked on
+            await messages.fail_unreadable(
+                ctx.redis, account_id, message_id, campaign_id, _internal_error(exc)
+            )
+    await record_walk_crash(ctx, account_id, campaign_id, exc)
 
 
 async def record_run_crash(
@@ -68,7 +96,7 @@ async def record_run_crash(
     run = await automations.load_run(ctx.redis, account_id, run_id)
     if run is None or run.status in automations.RUN_FINAL:
         return
-    error = f"internal error: {type(exc).__name__}: {exc}"
+    error = _internal_error(exc)
     await automations.record_step(
         ctx.redis,
         run,

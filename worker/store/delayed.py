@@ -23,6 +23,14 @@ def parse(member_: str) -> tuple[str, str, str]:
     return task, account_id, message_id
 
 
+def try_parse(member_: str) -> tuple[str, str, str] | None:
+    """``parse``, or None for a member none of our code wrote (three words, no more)."""
+    parts = member_.split(" ")
+    if len(parts) != 3 or not all(parts):
+        return None
+    return parts[0], parts[1], parts[2]
+
+
 async def schedule(
     redis: Redis, task: str, account_id: str, message_id: str, due_at: float
 ) -> None:

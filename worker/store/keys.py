@@ -18,6 +18,8 @@ GLOBAL_SEGMENTS = frozenset(
         "apikey_id",
         "contact_events",
         "delayed",
+        "job-errors",
+        "job-lost",
         "provider-token",
         "rl",
         "throughput",
@@ -29,6 +31,12 @@ GLOBAL_SEGMENTS = frozenset(
         "workers",
     }
 )
+
+
+# The broker's index of jobs handed to a worker and not yet acknowledged (kombu's Redis
+# transport, scored by when last seen): named here for the worker heartbeat that keeps a
+# live worker's jobs in it fresh; the Celery app passes the same name to kombu.
+BROKER_UNACKED_INDEX = "unacked_index"
 
 
 # --- global -----------------------------------------------------------------
@@ -199,6 +207,23 @@ def idempotency(account_id: str, key_hash: str) -> str:
 def channel_suspended(account_id: str, name: str) -> str:
     """Set (with a TTL) after the provider refused the account's credentials."""
     return f"{PREFIX}:{account_id}:channel:{name}:suspended"
+
+
+def job_losses(task_id: str) -> str:
+    """How many times a job's worker process died while running it (short TTL): a job that
+    keeps killing its process is quarantined instead of being given back again."""
+    return f"{PREFIX}:job-lost:{task_id}"
+
+
+def job_errors(account_id: str | None) -> str:
+    """The newest jobs and stream entries of an account that failed on a bug (JSON, newest
+    first, capped); ``None``: those that named no valid account."""
+    return f"{PREFIX}:job-errors:{account_id or '-'}"
+
+
+def job_error_counts() -> str:
+    """Hash: account (``-`` for none) → how many of its jobs failed on a bug, ever."""
+    return f"{PREFIX}:job-errors"
 
 
 def unstarted() -> str:

@@ -298,6 +298,33 @@ async def cancel_many(redis: Redis, items: list[Message], campaign_id: str) -> N
         await pipe.execute()
 
 
+async def fail_unreadable(
+    redis: Redis, account_id: str, message_id: str, campaign_id: str | None, error: str
+) -> None:
+    """A message whose record no longer reads as a message (a bug wrote it, or a hand):
+    failed with ``error`` and dead-lettered as it is, and counted failed in its campaign,
+    so that its campaign still completes."""
+    key = keys.message(account_id, message_id)
+    now = time.time()
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(
+            key,
+            mapping=fields(
+                {
+                    "status": MessageStatus.FAILED.value,
+                    "code": "internal_error",
+                    "error": error,
+                    "updated_at": now,
+                    "dead_lettered_at": now,
+                }
+            ),
+        )
+        pipe.zadd(keys.dead_letters(account_id), {message_id: now})
+        if campaign_id is not None:
+            campaigns.count(pipe, account_id, campaign_id, {"failed": 1})
+        await pipe.execute()
+
+
 def add_dead_letter(pipe: Pipeline, message: Message, at: float) -> None:
     """List the message among the account's dead letters (part of the caller's MULTI)."""
     pipe.zadd(keys.dead_letters(message.account), {message.id: at})
