@@ -25,14 +25,14 @@ from celery.signals import worker_process_init, worker_process_shutdown
 from worker import heap, logs, runtime
 from worker.delivery.context import DeliveryContext, Outcome
 from worker.delivery.failures import record_crash
-from worker.errors import INFRASTRUCTURE
+from worker.errors import is_infrastructure
 from worker.store import delayed
 
 log = logging.getLogger(__name__)
 
-# The store or the broker is unreachable, or the job ran out of time (a provider that
-# hangs): nothing is wrong with the job itself, it goes back to the queue.
-# Before requeueing after an outage, so a Redis that stays down is not hammered.
+# The store or the broker is unreachable or full, or the job ran out of time (a provider
+# that hangs): nothing is wrong with the job itself, it goes back to the queue.
+# Before requeueing after an outage, so a Redis that stays down (or full) is not hammered.
 _REQUEUE_PAUSE_S = 1.0
 
 
@@ -69,17 +69,22 @@ def run_job(
         follow_up(task, account_id, message_id, outcome)
     except Retry:
         raise
-    except INFRASTRUCTURE as exc:
-        log.warning(
-            "%s %s: store or broker unavailable (%s); job requeued", task.name, message_id, exc
-        )
-        time.sleep(_REQUEUE_PAUSE_S)
-        raise Reject(str(exc), requeue=True) from exc
     except Exception as exc:
+        if is_infrastructure(exc):
+            log.warning(
+                "%s %s: store or broker unavailable or full (%s); job requeued",
+                task.name,
+                message_id,
+                exc,
+            )
+            time.sleep(_REQUEUE_PAUSE_S)
+            raise Reject(str(exc), requeue=True) from exc
         log.exception("%s %s crashed", task.name, message_id)
         try:
             rt.run(on_crash(rt.context, account_id, message_id, exc))
-        except INFRASTRUCTURE as down:
+        except Exception as down:
+            if not is_infrastructure(down):
+                raise
             raise Reject(str(down), requeue=True) from exc
 
 
