@@ -11,7 +11,6 @@ process) gets 429 with ``Retry-After``. The routes check the key's scope themsel
 from __future__ import annotations
 
 import json
-import logging
 import math
 from typing import Any
 
@@ -25,7 +24,6 @@ from worker.config import Settings
 from worker.ratelimit import RateLimiter
 
 IMPORT_PATH = "/api/v1/contacts/import"
-log = logging.getLogger(__name__)
 
 
 def _json(status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> list[Message]:
