@@ -32,14 +32,14 @@ from worker.delivery.failures import (
     record_walk_crash,
     record_whatsapp_batch_crash,
 )
-from worker.errors import INFRASTRUCTURE
+from worker.errors import is_infrastructure
 from worker.store import delayed, joberrors
 
 log = logging.getLogger(__name__)
 
-# The store or the broker is unreachable, or the job ran out of time (a provider that
-# hangs): nothing is wrong with the job itself, it goes back to the queue.
-# Before requeueing after an outage, so a Redis that stays down is not hammered.
+# The store or the broker is unreachable or full, or the job ran out of time (a provider
+# that hangs): nothing is wrong with the job itself, it goes back to the queue.
+# Before requeueing after an outage, so a Redis that stays down (or full) is not hammered.
 _REQUEUE_PAUSE_S = 1.0
 
 
@@ -85,13 +85,16 @@ def run_job(
         follow_up(task, account_id, message_id, outcome)
     except Retry:
         raise
-    except INFRASTRUCTURE as exc:
-        log.warning(
-            "%s %s: store or broker unavailable (%s); job requeued", task.name, message_id, exc
-        )
-        time.sleep(_REQUEUE_PAUSE_S)
-        raise Reject(str(exc), requeue=True) from exc
     except Exception as exc:
+        if is_infrastructure(exc):
+            log.warning(
+                "%s %s: store or broker unavailable or full (%s); job requeued",
+                task.name,
+                message_id,
+                exc,
+            )
+            time.sleep(_REQUEUE_PAUSE_S)
+            raise Reject(str(exc), requeue=True) from exc
         log.exception("%s %s crashed", task.name, message_id)
         record_failure(str(task.name), account_id, message_id, exc)
 
@@ -109,7 +112,9 @@ def record_failure(task_name: str, account_id: str, job_id: str, exc: BaseExcept
 
     try:
         rt.run(_record())
-    except INFRASTRUCTURE as down:
+    except Exception as down:
+        if not is_infrastructure(down):
+            raise
         raise Reject(str(down), requeue=True) from exc
 
 

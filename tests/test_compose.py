@@ -53,6 +53,9 @@ def test_compose_file_validates_with_the_example_env_and_a_flower_password(
     assert api_env["DISPATCH_SECRET_KEY"] == SECRETS["DISPATCH_SECRET_KEY"]
     redis_command = compose.model["services"]["redis"]["command"]
     assert redis_command[redis_command.index("--requirepass") + 1] == "r3dis-generated-password"
+    # Bounded, and full means refusing writes, never evicting queued messages.
+    assert redis_command[redis_command.index("--maxmemory") + 1] == "512mb"
+    assert redis_command[redis_command.index("--maxmemory-policy") + 1] == "noeviction"
 
 
 @pytest.mark.parametrize("missing", ["DISPATCH_REDIS_PASSWORD", "DISPATCH_SECRET_KEY"])

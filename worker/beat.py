@@ -23,12 +23,11 @@ from collections import defaultdict
 from typing import cast
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from worker import heap, metrics, triggers
 from worker.config import Settings
 from worker.enqueue import add_job, publish
+from worker.errors import is_infrastructure
 from worker.ids import new_id
 from worker.masking import mask_token
 from worker.store import accounts, automations, delayed, joberrors, keys, messages, tokens
@@ -137,10 +136,11 @@ async def _expire_tokens_hourly(redis: Redis, settings: Settings, stopping: asyn
             expired = await expire_tokens(redis, settings, time.time())
             if expired:
                 log.warning("beat: %d device token(s) idle too long, no longer sent to", expired)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            log.warning("beat: token expiry skipped, Redis unavailable (%s)", exc)
-        except Exception:  # a bug here must not stop the beat's other work
-            log.exception("beat: token expiry failed")
+        except Exception as exc:  # a bug here must not stop the beat's other work
+            if is_infrastructure(exc):
+                log.warning("beat: token expiry skipped, Redis unavailable or full (%s)", exc)
+            else:
+                log.exception("beat: token expiry failed")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), TOKEN_EXPIRY_EVERY_S)
 
@@ -166,16 +166,17 @@ async def run(settings: Settings) -> None:
                 moved = await pump_once(redis, time.time())
                 # Contacts created or tagged: the automations their change triggers.
                 moved += await triggers.process_contact_events(redis)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                log.warning("beat: Redis unavailable (%s); retrying", exc)
-                moved = 0
             except Exception as exc:
-                # A bug must not stop delayed retries, schedules and enrolments for every
-                # tenant: logged, kept among the job errors, and the beat goes on.
-                log.exception("beat: a round failed; going on")
-                with contextlib.suppress(Exception):
-                    await joberrors.record(redis, None, "beat", "round", exc)
                 moved = 0
+                if is_infrastructure(exc):
+                    # Redis away or full: what was due is still in Redis, moved next time.
+                    log.warning("beat: Redis unavailable or full (%s); retrying", exc)
+                else:
+                    # A bug must not stop delayed retries, schedules and enrolments for
+                    # every tenant: logged, kept among the job errors, and the beat goes on.
+                    log.exception("beat: a round failed; going on")
+                    with contextlib.suppress(Exception):
+                        await joberrors.record(redis, None, "beat", "round", exc)
             if moved:
                 log.info("beat: %d delayed job(s) back on the queue", moved)
             if moved < BATCH:

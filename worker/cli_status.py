@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 from redis.asyncio import Redis
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 
@@ -70,7 +70,7 @@ def render(snap: status.Snapshot, now: float) -> Group:
         row = [snap.rates.get((channel, o), 0.0) for o in throughput.OUTCOMES]
         rates.add_row(channel, *(f"{v:.2f} ({round(v * 60)})" for v in row))
 
-    parts: list[Table] = [queues, workers, rates]
+    parts: list[RenderableType] = [_memory(snap), queues, workers, rates]
     if snap.busy_limits:
         limits = Table(
             "rate limit",
@@ -139,6 +139,34 @@ def render(snap: status.Snapshot, now: float) -> Group:
     return Group(*parts)
 
 
+def _memory(snap: status.Snapshot) -> str:
+    """Redis's memory against its maxmemory; a warning when it nears the limit, at which
+    Redis refuses writes (sends get 503 store_full)."""
+    used = _size(snap.memory_used_bytes)
+    ratio = snap.memory_ratio
+    if ratio is None:
+        return f"redis memory: {used} [dim](no maxmemory: no limit)[/]"
+    line = f"redis memory: {used} of {_size(snap.memory_max_bytes)} ({ratio:.0%})"
+    if snap.memory_high:
+        return (
+            f"[red]{line}: nearly full[/] - when full, Redis refuses writes and sends get "
+            "503: drain or delete data, or raise the limit (DISPATCH_REDIS_MAXMEMORY)"
+        )
+    return line
+
+
+def _size(n: int) -> str:
+    """Binary units, as Valkey reads "512mb" (512 MiB)."""
+    if n < 1024:
+        return f"{n} B"
+    value = n / 1024
+    for unit in ("KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     if seconds < 120:
@@ -152,6 +180,8 @@ def _as_json(snap: status.Snapshot) -> str:
     out = asdict(snap)
     out["rates"] = {f"{c}:{o}": round(v, 3) for (c, o), v in snap.rates.items()}
     out["workers_by_queue"] = snap.workers_by_queue()
+    out["memory_ratio"] = None if snap.memory_ratio is None else round(snap.memory_ratio, 4)
+    out["memory_warning"] = snap.memory_high
     return json.dumps(out, indent=2, default=str)
 
 

@@ -8,12 +8,15 @@ processes that ``dispatch up`` starts.
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_MEMORY_SIZE = re.compile(r"\d+(?:[kmg]b?)?")
 
 
 class Settings(BaseSettings):
@@ -29,6 +32,11 @@ class Settings(BaseSettings):
     redis_sentinels: str = ""
     redis_sentinel_master: str = "mymaster"
     redis_max_connections: int = 512
+    # The embedded Valkey's memory limit ("512mb", "2gb", bytes; 0 or empty: none), with
+    # noeviction: a full store refuses writes (the API answers 503 store_full, workers
+    # wait) instead of evicting queued messages. The compose file's Redis takes the same
+    # variable; a Redis of your own keeps its own configuration.
+    redis_maxmemory: str = "512mb"
     redis_socket_timeout_s: float = 10.0
 
     api_host: str = "127.0.0.1"
@@ -168,6 +176,17 @@ class Settings(BaseSettings):
     worker_metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     metrics_port_base: int = 9100
+
+    @field_validator("redis_maxmemory")
+    @classmethod
+    def _memory_size(cls, value: str) -> str:
+        """A size as Valkey reads one (bytes, or with k/kb/m/mb/g/gb); "" means none."""
+        value = value.strip().lower() or "0"
+        if not _MEMORY_SIZE.fullmatch(value):
+            raise ValueError(
+                f"DISPATCH_REDIS_MAXMEMORY: {value!r} is not a size such as 512mb, 2gb or 0"
+            )
+        return value
 
     @property
     def effective_redis_url(self) -> str:

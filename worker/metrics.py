@@ -4,7 +4,8 @@ A worker is a group of prefork processes; each writes its counters to memory-map
 files in one directory per group (prometheus_client's multiprocess mode), and the
 group's main process serves them all on one port (``dispatch worker --metrics-port``).
 The API serves ``/metrics`` on its own port the same way, plus what only Redis knows and
-every scrape reads afresh: queue depths, delayed jobs, dead letters, running campaigns.
+every scrape reads afresh: queue depths, delayed jobs, dead letters, running campaigns,
+Redis's memory against its limit.
 
 Counters are incremented once per slice or per message, with the count, not once per
 device: a bulk worker's budget per send is tens of microseconds.
@@ -157,6 +158,16 @@ class StoreCollector(Collector):
         for queue, n in snap.queues.items():
             depth.add_metric([queue], n)
         yield depth
+        yield GaugeMetricFamily(
+            "dispatch_redis_memory_used_bytes",
+            "Memory Redis uses (INFO memory: used_memory).",
+            value=snap.memory_used_bytes,
+        )
+        yield GaugeMetricFamily(
+            "dispatch_redis_memory_max_bytes",
+            "Redis's maxmemory (0: no limit). At it, Redis refuses writes: sends get 503.",
+            value=snap.memory_max_bytes,
+        )
         yield GaugeMetricFamily(
             "dispatch_delayed_jobs",
             "Jobs waiting for a later time (long retries, rate-limit waits, send_at).",

@@ -134,6 +134,8 @@ class EmbeddedValkey:
     extra_args: tuple[str, ...] = ()
     # Clients must authenticate (AUTH) with this, when set.
     password: str | None = None
+    # The memory limit (Valkey's size syntax, "512mb"; "0": none). Full, it refuses writes.
+    maxmemory: str = "0"
 
     @property
     def url(self) -> str:
@@ -176,6 +178,8 @@ class EmbeddedValkey:
             # minute under load) forked a child that took a core from the senders.
             "--save",
             "",
+            "--maxmemory",
+            self.maxmemory,
             "--maxmemory-policy",
             "noeviction",
             "--protected-mode",

@@ -20,6 +20,8 @@ QUEUES = (TRANSACTIONAL, BULK)
 # A rate-limit key's schedule (GCRA) booked up to now, less a little: its sends are paced.
 _AT_CAP_S = -0.05
 _RUNNING = ("sending", "paused", "scheduled")
+# Past this share of its maxmemory, Redis is close to refusing writes: status warns.
+MEMORY_WARN_RATIO = 0.9
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,20 @@ class Snapshot:
     automations: list[AutomationState] = field(default_factory=list)
     rates: dict[tuple[str, str], float] = field(default_factory=dict)
     busy_limits: list[RateKey] = field(default_factory=list)
+    # Redis's INFO memory: bytes in use, and its maxmemory (0: no limit).
+    memory_used_bytes: int = 0
+    memory_max_bytes: int = 0
     error: str = ""
+
+    @property
+    def memory_ratio(self) -> float | None:
+        """How full Redis is (1.0: it refuses writes); None without a limit."""
+        return self.memory_used_bytes / self.memory_max_bytes if self.memory_max_bytes else None
+
+    @property
+    def memory_high(self) -> bool:
+        ratio = self.memory_ratio
+        return ratio is not None and ratio >= MEMORY_WARN_RATIO
 
     def workers_by_queue(self) -> dict[str, int]:
         count = Counter(q for w in self.workers for q in w.queues)
@@ -75,13 +90,17 @@ async def take(redis: Redis, *, campaigns: bool = True, rates: bool = True) -> S
         for queue in QUEUES:
             pipe.llen(queue)
         pipe.zcard(keys.delayed())
+        pipe.info("memory")
         pipe.smembers(keys.accounts())
         depths = await pipe.execute()
     accounts = sorted(depths[-1])
+    memory = depths[-2]
     snap = Snapshot(
         redis_ok=True,
         queues=dict(zip(QUEUES, (int(n) for n in depths[: len(QUEUES)]), strict=True)),
         delayed=int(depths[len(QUEUES)]),
+        memory_used_bytes=int(memory.get("used_memory", 0)),
+        memory_max_bytes=int(memory.get("maxmemory", 0)),
     )
     async with redis.pipeline(transaction=False) as pipe:
         for account in accounts:

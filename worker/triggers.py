@@ -17,7 +17,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from worker.errors import INFRASTRUCTURE
+from worker.errors import is_infrastructure
 from worker.ids import new_id
 from worker.models import ACCOUNT_ID_RE
 from worker.store import automations, joberrors, keys
@@ -87,9 +87,9 @@ async def process_contact_events(redis: Redis, count: int = 200) -> int:
             for entry_id, fields in entries:
                 try:
                     await _one(redis, str(entry_id), fields)
-                except INFRASTRUCTURE:
-                    raise  # read again once the store is back
                 except Exception as exc:
+                    if is_infrastructure(exc):
+                        raise  # read again once the store is back
                     # A bug (or an entry no script of ours wrote): read again, it would
                     # fail again, first, every time, and stop every enrolment behind it.
                     await _quarantine(redis, str(entry_id), fields, exc)

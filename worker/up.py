@@ -96,6 +96,7 @@ def run(settings: Settings, *, with_demo: bool, console: Console) -> int:
             settings.data_dir,
             settings.embedded_redis_port,
             password=_embedded_password(settings),
+            maxmemory=settings.redis_maxmemory,
         )
         where = redacted_url(valkey.url)
         console.print(f"starting embedded Valkey on {where} (data in {settings.data_dir}/)")

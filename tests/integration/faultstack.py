@@ -38,21 +38,31 @@ FAULT_ENV = {
 
 
 class FaultStack:
-    def __init__(self, root: Path, sim_url: str, sim_tls_port: int, data_dir: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        sim_url: str,
+        sim_tls_port: int,
+        data_dir: Path,
+        *,
+        maxmemory: str = "0",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.root = root
         self.sim_url = sim_url
         self.sim_tls_port = sim_tls_port
-        self.valkey = EmbeddedValkey(root / "valkey", free_port())
+        self.valkey = EmbeddedValkey(root / "valkey", free_port(), maxmemory=maxmemory)
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCH_")}
-        self.env.update(FAULT_ENV)
+        overrides = {**FAULT_ENV, **(env or {})}
+        self.env.update(overrides)
         self.env["DISPATCH_REDIS_URL"] = self.valkey.url
         # The simulator's CA lives in the session's data dir.
         self.env["DISPATCH_DATA_DIR"] = str(data_dir)
         self.settings = Settings(
             redis_url=self.valkey.url,
-            **{k.removeprefix("DISPATCH_").lower(): v for k, v in FAULT_ENV.items()},
+            **{k.removeprefix("DISPATCH_").lower(): v for k, v in overrides.items()},
         )
         # Provider credentials written from the test process are encrypted with its key.
         store_secrets.use(self.settings)

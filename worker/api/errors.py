@@ -15,8 +15,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError as RedisResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from worker import errors
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +80,35 @@ def store_unavailable() -> ApiError:
     )
 
 
+def store_full() -> ApiError:
+    """Redis is at its ``maxmemory`` and refuses writes (``noeviction``): nothing of the
+    request was stored. Freeing memory takes an operator or the workers draining the
+    queues, so the client is asked to wait longer than after an outage."""
+    return ApiError(
+        503,
+        "The message store is full; try again later",
+        "store_full",
+        headers={"Retry-After": "30"},
+    )
+
+
 # The failures of the store that mean "try again shortly", not a bug.
 STORE_DOWN: tuple[type[Exception], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     KombuOperationalError,
 )
+
+
+def store_error(exc: Exception) -> ApiError | None:
+    """The answer for a failure of the store (down or full), or None for anything else."""
+    if isinstance(exc, STORE_DOWN):
+        log.error("redis unavailable: %s", exc)
+        return store_unavailable()
+    if errors.store_full(exc):
+        log.error("redis full, write refused: %s", exc)
+        return store_full()
+    return None
 
 
 def error_body(error: str, code: str, **extra: Any) -> dict[str, Any]:
@@ -138,17 +164,21 @@ def install(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return JSONResponse(error_body(str(exc.detail), code), exc.status_code, headers=exc.headers)
 
-    async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
-        log.error("redis unavailable: %s", exc)
-        down = store_unavailable()
-        return JSONResponse(error_body(down.error, down.code), 503, headers=down.headers)
-
-    # Publishing a job goes through kombu, which wraps the same outage in its own error.
-    for kind in STORE_DOWN:
-        app.add_exception_handler(kind, _redis_down)
-
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return JSONResponse(error_body("Internal error", "internal_error"), 500)
+
+    async def _store(request: Request, exc: Exception) -> JSONResponse:
+        answer = store_error(exc)
+        if answer is None:  # a ResponseError that is not "full": a bug
+            return await _unexpected(request, exc)
+        return JSONResponse(
+            error_body(answer.error, answer.code), answer.status_code, headers=answer.headers
+        )
+
+    # Publishing a job goes through kombu, which wraps the same outage in its own error.
+    # A full Redis answers OOM, a ResponseError (inside a script too: see store_full).
+    for kind in (*STORE_DOWN, RedisResponseError):
+        app.add_exception_handler(kind, _store)
 
     app.add_exception_handler(Exception, _unexpected)

@@ -11,7 +11,6 @@ process) gets 429 with ``Retry-After``. The routes check the key's scope themsel
 from __future__ import annotations
 
 import json
-import logging
 import math
 from typing import Any
 
@@ -19,13 +18,12 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from worker.api import deps
-from worker.api.errors import STORE_DOWN, ApiError, BodyTooLarge, error_body, store_unavailable
+from worker.api.errors import ApiError, BodyTooLarge, error_body, store_error
 from worker.api.send_route import replay
 from worker.config import Settings
 from worker.ratelimit import RateLimiter
 
 IMPORT_PATH = "/api/v1/contacts/import"
-log = logging.getLogger(__name__)
 
 
 def _json(status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> list[Message]:
@@ -68,9 +66,14 @@ class Guard:
             if path.startswith("/api/v1/"):
                 try:
                     await self._authenticate(scope)
-                except STORE_DOWN as exc:
-                    log.error("redis unavailable: %s", exc)
-                    raise store_unavailable() from None
+                except ApiError:
+                    raise
+                except Exception as exc:
+                    # Redis down, or full (the rate limit's schedule is a write).
+                    answer = store_error(exc)
+                    if answer is None:
+                        raise
+                    raise answer from None
             length = _header(scope, b"content-length")
             if length is not None and (not length.isdigit() or int(length) > limit):
                 raise BodyTooLarge(limit)

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from worker import metrics, render
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
 from worker.delivery.failures import record_run_crash
-from worker.errors import INFRASTRUCTURE
+from worker.errors import is_infrastructure
 from worker.models import Channel, MessageStatus
 from worker.outbound import OutboundError
 from worker.store import automations, contacts, delayed, keys, locks, messages, push, sends
@@ -105,9 +105,9 @@ async def advance_runs(ctx: DeliveryContext, account: str, run_ids: list[str]) -
         async with gate:
             try:
                 retry_in_s = await _advance_handed_over(ctx, account, run_id, index)
-            except INFRASTRUCTURE:
-                raise  # the job is given back and done again: each step is idempotent
             except Exception as exc:
+                if is_infrastructure(exc):
+                    raise  # the job is given back and done again: each step is idempotent
                 log.exception("automation run %s crashed", run_id)
                 await record_run_crash(ctx, account, run_id, exc)
                 return

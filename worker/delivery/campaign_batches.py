@@ -22,7 +22,7 @@ from worker.delivery.failures import record_crash
 from worker.delivery.fanout import PUSH_TASK, WHATSAPP_TASK, parse_batch_id
 from worker.delivery.push import PushRun
 from worker.delivery.whatsapp import send_whatsapp
-from worker.errors import INFRASTRUCTURE
+from worker.errors import is_infrastructure
 from worker.models import CampaignStatus, MessageStatus
 from worker.store import campaigns, joberrors, keys, locks, messages
 
@@ -105,9 +105,9 @@ async def _send_all(
                 return
             try:
                 outcome = await send_whatsapp(ctx, account_id, message_id)
-            except INFRASTRUCTURE:
-                raise  # the whole batch is given back
             except Exception as exc:
+                if is_infrastructure(exc):
+                    raise  # the whole batch is given back
                 # A bug on one message costs that message, not the batch's others.
                 log.exception("campaign %s: message %s crashed", campaign_id, message_id)
                 await record_crash(ctx, account_id, message_id, exc)

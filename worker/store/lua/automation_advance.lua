@@ -119,6 +119,13 @@ end
 
 for i = FIRST_OWN_ARG + 2, #ARGV do
   local ok, problem = pcall(advance, ARGV[i])
+  -- Redis full (maxmemory, noeviction) is not the run's fault: the whole call fails, as
+  -- any write refused would make it (only a call's first write is refused, so nothing
+  -- is written yet), and the worker gives the job back for later.
+  -- (pcall gives the server's error as a string in Valkey 8; some servers give a table.)
+  local text = type(problem) == 'table' and tostring(problem.err) or tostring(problem)
+  local oom = not ok and string.find(text, 'OOM command not allowed', 1, true)
+  if oom then return redis.error_reply(string.sub(text, oom)) end
   if not ok then
     forget(ARGV[i])
     broken[#broken + 1] = ARGV[i]
