@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from worker.heartbeat import WorkerBeat, alive
 from worker.queues import BULK, TRANSACTIONAL
 from worker.store import keys, throughput
+from worker.store import restarts as child_restarts
 
 QUEUES = (TRANSACTIONAL, BULK)
 # A rate-limit key's schedule (GCRA) booked up to now, less a little: its sends are paced.
@@ -60,6 +61,8 @@ class Snapshot:
     automations: list[AutomationState] = field(default_factory=list)
     rates: dict[tuple[str, str], float] = field(default_factory=dict)
     busy_limits: list[RateKey] = field(default_factory=list)
+    # Children `dispatch up` started again after they exited (none under compose).
+    restarts: list[child_restarts.ChildRestarts] = field(default_factory=list)
     error: str = ""
 
     def workers_by_queue(self) -> dict[str, int]:
@@ -89,6 +92,7 @@ async def take(redis: Redis, *, campaigns: bool = True, rates: bool = True) -> S
         dead = await pipe.execute()
     snap.dead_letters = {a: int(n) for a, n in zip(accounts, dead, strict=True)}
     snap.workers = await alive(redis)
+    snap.restarts = await child_restarts.read(redis)
     if campaigns:
         snap.campaigns = await _running_campaigns(redis, accounts)
         snap.automations = await _automations(redis, accounts)
