@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from worker.config import Settings
 
-# 2**30 backoff steps are far past any cap; the bound keeps the float from overflowing
+# 2**30 times the base is far past any cap; the bound keeps the float from overflowing
 # for a child that crashes now and then for weeks without ever crash-looping.
 _MAX_DOUBLINGS = 30
 
