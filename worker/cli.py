@@ -114,7 +114,9 @@ def up(
 ) -> None:
     """Start everything in the foreground; Ctrl-C stops every process it started.
 
-    Embedded Valkey (unless DISPATCH_REDIS_URL is set), one worker and the API."""
+    Embedded Valkey (unless DISPATCH_REDIS_URL is set), one worker and the API.
+
+    A process that exits is started again; one that keeps exiting stops them all."""
     from worker import up as up_module
 
     settings = get_settings()

@@ -21,6 +21,7 @@ from worker.cli_common import console, when, with_redis
 from worker.config import Settings
 from worker.provisioning import redis_session
 from worker.store import throughput
+from worker.store.restarts import ChildRestarts
 
 # Exit code when a queue has no live worker group: scripts and probes can tell.
 UNSERVED_EXIT = 3
@@ -136,6 +137,8 @@ def render(snap: status.Snapshot, now: float) -> Group:
                 f"[red]{a.steps_failed}[/]" if a.steps_failed else "0",
             )
         parts.append(flows)
+    if snap.restarts:
+        parts.append(_restarts(snap.restarts))
     return Group(*parts)
 
 
@@ -165,6 +168,20 @@ def _size(n: int) -> str:
             return f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"
+
+
+def _restarts(children: list[ChildRestarts]) -> Table:
+    table = Table(
+        "process",
+        "restarts",
+        "last exit",
+        "at",
+        title="restarted by `dispatch up`",
+        title_justify="left",
+    )
+    for c in children:
+        table.add_row(c.name, f"[yellow]{c.restarts}[/]", c.last_exit, when(c.last_exit_at))
+    return table
 
 
 def _duration(seconds: float) -> str:

@@ -148,6 +148,17 @@ class Settings(BaseSettings):
     # A free-form WhatsApp message is only allowed this long after the customer wrote.
     whatsapp_window_s: int = 24 * 3600
 
+    # `dispatch up` starts a child (Valkey too) again when it exits on its own: after
+    # base, 2 x base, 4 x base … up to max seconds; a child that had stayed up reset_s
+    # starts over at base. A child that exits max_restarts times within
+    # restart_window_s is crash-looping: the whole stack stops, since restarting it
+    # again would only hide the fault.
+    supervisor_backoff_base_s: float = Field(default=1.0, gt=0)
+    supervisor_backoff_max_s: float = Field(default=30.0, gt=0)
+    supervisor_backoff_reset_s: float = Field(default=60.0, gt=0)
+    supervisor_max_restarts: int = Field(default=5, ge=1)
+    supervisor_restart_window_s: float = Field(default=60.0, gt=0)
+
     sim_host: str = "127.0.0.1"
     sim_port: int = 8100
     sim_tls_port: int = 8101

@@ -63,7 +63,9 @@ def demo_stack(
     redis_port: int | None = None,
     log_level: str = "INFO",
     timeout_s: float = 120,
+    overrides: dict[str, str] | None = None,
 ) -> Iterator[DemoStack]:
+    """``overrides``: more settings for the stack, by name (``supervisor_backoff_base_s``)."""
     data_dir = workdir / ".data"
     api_port, sim_port, sim_tls_port = free_port(), free_port(), free_port()
     redis_port = redis_port or free_port()
@@ -78,6 +80,7 @@ def demo_stack(
             "flower_port": str(flower_port),
             "metrics_port_base": str(metrics_base),
             "log_level": log_level,
+            **(overrides or {}),
         },
         clean=True,
     )

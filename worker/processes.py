@@ -25,6 +25,8 @@ from pathlib import Path
 import redis
 from rich.console import Console
 
+from worker.restart_policy import RestartPolicy, RestartTracker
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -90,8 +92,13 @@ def terminate(pid: int, *, group: bool, timeout_s: float = 10.0) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGKILL)
     if group:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
+        kill_group(pid)
+
+
+def kill_group(leader: int) -> None:
+    """SIGKILL what is left of the process group ``leader`` started."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(leader, signal.SIGKILL)
 
 
 def stop_stale(pidfile: Path, expect: str, *, group: bool) -> int | None:
@@ -146,6 +153,10 @@ class EmbeddedValkey:
     def pidfile(self) -> Path:
         return self.data_dir / "valkey.pid"
 
+    @property
+    def logfile(self) -> Path:
+        return self.data_dir / "valkey.log"
+
     def start(self, timeout_s: float = 15.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         stop_stale(self.pidfile, "valkey-server", group=False)
@@ -165,7 +176,7 @@ class EmbeddedValkey:
             "--pidfile",
             str(self.pidfile.resolve()),
             "--logfile",
-            str((self.data_dir / "valkey.log").resolve()),
+            str(self.logfile.resolve()),
             "--daemonize",
             "no",
             # Durability: every write is in the append-only file within a second, and a
@@ -203,8 +214,7 @@ class EmbeddedValkey:
             while time.monotonic() < deadline:
                 if self.process is not None and self.process.poll() is not None:
                     raise ProcessError(
-                        f"valkey-server exited with {self.process.returncode}; "
-                        f"see {self.data_dir / 'valkey.log'}"
+                        f"valkey-server exited with {self.process.returncode}; see {self.logfile}"
                     )
                 with contextlib.suppress(redis.ConnectionError, redis.BusyLoadingError):
                     if client.ping():
@@ -225,21 +235,67 @@ class EmbeddedValkey:
 # --- the supervisor ----------------------------------------------------------------
 
 
+def exit_reason(code: int) -> str:
+    """A Popen return code in words: "exit code 1", "killed by SIGKILL"."""
+    if code >= 0:
+        return f"exit code {code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
+
+
+def _short_reason(code: int) -> str:
+    return exit_reason(code).removeprefix("exit code ").removeprefix("killed by ")
+
+
 @dataclass
 class Child:
     name: str
-    process: subprocess.Popen[bytes]
+    # Starts the process again with the same command line and environment.
+    launch: Callable[[], subprocess.Popen[bytes]]
     pidfile: Path
+    tracker: RestartTracker
+    process: subprocess.Popen[bytes]
+    # Leads a process group of its own (a worker and its pool): stopped as a group.
+    group: bool = True
+    # Where its output is and what to try, for the message when it crash-loops.
+    hint: str = ""
+    restarts: int = 0
+    # Monotonic time of its next start while it waits out the backoff.
+    restart_at: float | None = None
+    last_exit_code: int | None = None  # negative: killed by that signal
+    last_exit_at: float | None = None  # Unix time
+
+    def crash_loop_message(self) -> str:
+        codes = ", ".join(_short_reason(c) for c in self.tracker.recent_codes())
+        policy = self.tracker.policy
+        return (
+            f"{self.name} exited {policy.max_exits} times within {policy.window_s:g}s "
+            f"(exit codes: {codes}); stopping everything.\n{self.hint}"
+        ).rstrip()
 
 
 class Supervisor:
-    """Starts the service's processes, prefixes their output, and stops them together."""
+    """Starts the service's processes, prefixes their output, starts again one that exits
+    (with a backoff), and stops them together: on a signal, or when one crash-loops."""
 
-    def __init__(self, run_dir: Path, console: Console | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        policy: RestartPolicy,
+        console: Console | None = None,
+        report: Callable[[list[Child]], bool] | None = None,
+    ) -> None:
         self.run_dir = run_dir
+        self.policy = policy
         self.console = console or Console(stderr=True)
+        # Publishes the children's restarts (for `dispatch status`); False: try again later.
+        self.report = report
         self.children: list[Child] = []
         self._stopping = threading.Event()
+        # True until a report went through: the first one also clears an earlier run's.
+        self._unreported = True
 
     def stop_stale(self, mark: str) -> list[str]:
         """Stop children a killed run left running (their command line holds ``mark``)."""
@@ -250,39 +306,51 @@ class Supervisor:
                     stopped.append(pidfile.stem)
         return stopped
 
-    def spawn(self, name: str, argv: Sequence[str], env: dict[str, str]) -> Child:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        process = subprocess.Popen(
-            list(argv),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
+    def spawn(self, name: str, argv: Sequence[str], env: dict[str, str], hint: str = "") -> Child:
+        """Start a child whose output is shown prefixed with its name."""
         pidfile = self.run_dir / f"{name}.pid"
-        pidfile.write_text(str(process.pid))
-        child = Child(name, process, pidfile)
+
+        def launch() -> subprocess.Popen[bytes]:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            process = subprocess.Popen(
+                list(argv),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+            pidfile.write_text(str(process.pid))
+            threading.Thread(target=self._pump, args=(name, process), daemon=True).start()
+            return process
+
+        return self.adopt(name, launch, pidfile, group=True, hint=hint)
+
+    def adopt(
+        self,
+        name: str,
+        launch: Callable[[], subprocess.Popen[bytes]],
+        pidfile: Path,
+        *,
+        group: bool,
+        hint: str = "",
+    ) -> Child:
+        """Start a child through ``launch`` (which writes ``pidfile``), and supervise it."""
+        child = Child(name, launch, pidfile, RestartTracker(self.policy), launch(), group, hint)
         self.children.append(child)
-        threading.Thread(target=self._pump, args=(child,), daemon=True).start()
         return child
 
-    def _pump(self, child: Child) -> None:
-        assert child.process.stdout is not None
-        for raw in iter(child.process.stdout.readline, b""):
+    def _pump(self, name: str, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        for raw in iter(process.stdout.readline, b""):
             line = raw.decode(errors="replace").rstrip()
-            sys.stderr.write(f"{child.name:>8} | {line}\n")
+            sys.stderr.write(f"{name:>8} | {line}\n")
             sys.stderr.flush()
 
-    def exited(self) -> Child | None:
-        for child in self.children:
-            if child.process.poll() is not None:
-                return child
-        return None
-
-    def wait(self, tick: Callable[[], None] | None = None) -> Child | None:
-        """Block until SIGINT/SIGTERM (returns None) or a child dies (returns it)."""
+    def wait(self) -> Child | None:
+        """Block until SIGINT/SIGTERM (returns None) or a child crash-loops (returns it),
+        starting again each child that exits meanwhile."""
 
         def _stop(signum: int, _frame: object) -> None:
             self._stopping.set()
@@ -290,21 +358,78 @@ class Supervisor:
         previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             while not self._stopping.wait(0.2):
-                dead = self.exited()
-                if dead is not None:
-                    return dead
-                if tick is not None:
-                    tick()
+                looping = self._supervise()
+                if looping is not None:
+                    return looping
             return None
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
 
+    def _supervise(self) -> Child | None:
+        for child in self.children:
+            if self._stopping.is_set():
+                # A child that died with the stop signal is not a crash: stop_all follows.
+                return None
+            if child.restart_at is not None:
+                if time.monotonic() >= child.restart_at and not self._restart(child):
+                    return child
+            elif child.process.poll() is not None:
+                if child.group:
+                    # Celery's pool dies with its worker (pdeathsig), but anything else of
+                    # the group that outlived it would hold its ports and output pipe
+                    # against the next start.
+                    kill_group(child.process.pid)
+                if not self._exited(child):
+                    return child
+        self.report_restarts()
+        return None
+
+    def _exited(self, child: Child) -> bool:
+        """Count the exit and schedule the next start; False when it crash-loops."""
+        code = child.process.returncode
+        uptime = child.tracker.uptime_s()
+        child.last_exit_code, child.last_exit_at = code, time.time()
+        self._unreported = True
+        delay = child.tracker.exited(code)
+        if delay is None:
+            return False
+        child.restart_at = time.monotonic() + delay
+        self.console.print(
+            f"[yellow]{child.name} (pid {child.process.pid}) {exit_reason(code)} after "
+            f"{uptime:.1f}s up[/]; restarting in {delay:g}s (restart {child.restarts + 1})",
+            highlight=False,
+        )
+        return True
+
+    def _restart(self, child: Child) -> bool:
+        """Start the child again; False when it could not be and that makes a crash loop."""
+        child.restart_at = None
+        child.restarts += 1
+        child.tracker.started()
+        self._unreported = True
+        try:
+            child.process = child.launch()
+        except (OSError, ProcessError) as exc:
+            self.console.print(f"[red]{child.name} could not be started again:[/] {exc}")
+            # Counted as another exit (with the last one's code): the backoff goes on.
+            return self._exited(child)
+        self.console.print(
+            f"{child.name} restarted (pid {child.process.pid}, restart {child.restarts})",
+            highlight=False,
+        )
+        return True
+
+    def report_restarts(self) -> None:
+        """Hand the restarts to ``report`` if they changed since it last succeeded."""
+        if self._unreported and self.report is not None:
+            self._unreported = not self.report(self.children)
+
     def stop_all(self) -> None:
         """Stop children in reverse start order: the API before the worker before Redis."""
         for child in reversed(self.children):
             if child.process.poll() is None:
-                terminate(child.process.pid, group=True, timeout_s=15)
+                terminate(child.process.pid, group=child.group, timeout_s=15)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.process.wait(timeout=5)
             child.pidfile.unlink(missing_ok=True)

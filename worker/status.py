@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from worker.heartbeat import WorkerBeat, alive
 from worker.queues import BULK, TRANSACTIONAL
 from worker.store import keys, throughput
+from worker.store import restarts as child_restarts
 
 QUEUES = (TRANSACTIONAL, BULK)
 # A rate-limit key's schedule (GCRA) booked up to now, less a little: its sends are paced.
@@ -65,6 +66,8 @@ class Snapshot:
     # Redis's INFO memory: bytes in use, and its maxmemory (0: no limit).
     memory_used_bytes: int = 0
     memory_max_bytes: int = 0
+    # Children `dispatch up` started again after they exited (none under compose).
+    restarts: list[child_restarts.ChildRestarts] = field(default_factory=list)
     error: str = ""
 
     @property
@@ -108,6 +111,7 @@ async def take(redis: Redis, *, campaigns: bool = True, rates: bool = True) -> S
         dead = await pipe.execute()
     snap.dead_letters = {a: int(n) for a, n in zip(accounts, dead, strict=True)}
     snap.workers = await alive(redis)
+    snap.restarts = await child_restarts.read(redis)
     if campaigns:
         snap.campaigns = await _running_campaigns(redis, accounts)
         snap.automations = await _automations(redis, accounts)

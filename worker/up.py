@@ -1,28 +1,106 @@
-"""``dispatch up``: the whole stack in the foreground, stopped together on Ctrl-C."""
+"""``dispatch up``: the whole stack in the foreground, stopped together on Ctrl-C; a child
+that exits is started again, and a crash-looping one stops the stack."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import secrets
+import shlex
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 
+import redis
 from rich.console import Console
 
 from worker import demo
 from worker.config import Settings, child_environment
 from worker.masking import redacted_url
-from worker.processes import EmbeddedValkey, ProcessError, Supervisor, port_free
+from worker.processes import (
+    Child,
+    EmbeddedValkey,
+    ProcessError,
+    Supervisor,
+    exit_reason,
+    port_free,
+)
 from worker.provisioning import redis_session
+from worker.restart_policy import RestartPolicy
+from worker.store import restarts as child_restarts
 from worker.store import secrets as store_secrets
+from worker.store.client import create_sync_redis
 
 # Children run as `python -m worker.cli …`; stale ones are recognised by this.
 CHILD_MARK = "worker.cli"
 
 
-def _child(*args: str) -> list[str]:
-    return [sys.executable, "-m", CHILD_MARK, *args]
+def _spawn(supervisor: Supervisor, name: str, env: dict[str, str], *args: str) -> None:
+    """Start ``python -m worker.cli <args>`` as the child ``name``."""
+    hint = (
+        f"Its output is above (lines starting '{name} |'); to watch it fail on its own, "
+        f"run: dispatch {shlex.join(args)}"
+    )
+    supervisor.spawn(name, [sys.executable, "-m", CHILD_MARK, *args], env, hint)
+
+
+def _start_valkey(supervisor: Supervisor, valkey: EmbeddedValkey) -> None:
+    def launch() -> subprocess.Popen[bytes]:
+        try:
+            valkey.start()
+        except ProcessError:
+            # One that came up too slowly must not go on running unsupervised.
+            valkey.stop()
+            raise
+        assert valkey.process is not None
+        return valkey.process
+
+    hint = (
+        f"See its log, {valkey.logfile}; check the free disk space and the append-only "
+        f"file in {valkey.data_dir}/appendonlydir."
+    )
+    supervisor.adopt("valkey", launch, valkey.pidfile, group=False, hint=hint)
+
+
+def _restart_reporter(settings: Settings) -> Callable[[list[Child]], bool]:
+    """Writes the children's restarts where `dispatch status` reads them."""
+    client = create_sync_redis(settings)
+
+    def report(children: list[Child]) -> bool:
+        rows = [
+            child_restarts.ChildRestarts(
+                c.name, c.restarts, c.last_exit_code, exit_reason(c.last_exit_code), c.last_exit_at
+            )
+            for c in children
+            if c.last_exit_code is not None and c.last_exit_at is not None
+        ]
+        try:
+            child_restarts.write(client, rows)
+        except redis.RedisError:
+            return False  # Valkey itself restarting, say: the supervisor tries again
+        return True
+
+    return report
+
+
+def _start_store(supervisor: Supervisor, settings: Settings, console: Console) -> Settings:
+    """The embedded Valkey, unless Redis is elsewhere; returns the settings that point at
+    the store, where the restarts of the children are recorded from now on."""
+    if settings.uses_embedded_redis:
+        valkey = EmbeddedValkey(
+            settings.data_dir,
+            settings.embedded_redis_port,
+            password=_embedded_password(settings),
+            maxmemory=settings.redis_maxmemory,
+        )
+        where = redacted_url(valkey.url)
+        console.print(f"starting embedded Valkey on {where} (data in {settings.data_dir}/)")
+        _start_valkey(supervisor, valkey)
+        settings = settings.model_copy(update={"redis_url": valkey.url})
+    supervisor.report = _restart_reporter(settings)
+    supervisor.report_restarts()  # clears what an earlier run recorded
+    return settings
 
 
 def _wait_worker(settings: Settings, timeout_s: float) -> None:
@@ -60,7 +138,8 @@ def run(settings: Settings, *, with_demo: bool, console: Console) -> int:
     started = time.monotonic()
     # Provider credentials are stored encrypted: a local key, made once, owner-only.
     store_secrets.ensure_key_file(settings)
-    supervisor = Supervisor(settings.data_dir / "run", console)
+    policy = RestartPolicy.from_settings(settings)
+    supervisor = Supervisor(settings.data_dir / "run", policy, console)
     stale = supervisor.stop_stale(CHILD_MARK)
     if stale:
         console.print(f"[yellow]stopped processes left by an earlier run:[/] {', '.join(stale)}")
@@ -89,40 +168,28 @@ def run(settings: Settings, *, with_demo: bool, console: Console) -> int:
             )
             return 2
 
-    valkey: EmbeddedValkey | None = None
-    overrides: dict[str, str] = {}
-    if settings.uses_embedded_redis:
-        valkey = EmbeddedValkey(
-            settings.data_dir,
-            settings.embedded_redis_port,
-            password=_embedded_password(settings),
-            maxmemory=settings.redis_maxmemory,
-        )
-        where = redacted_url(valkey.url)
-        console.print(f"starting embedded Valkey on {where} (data in {settings.data_dir}/)")
-        valkey.start()
-        overrides["redis_url"] = valkey.url
-        settings = settings.model_copy(update={"redis_url": valkey.url})
-    if settings.log_json is None and sys.stderr.isatty():
-        overrides["log_json"] = "false"  # readable lines in this terminal; JSON when piped
-    env = child_environment(overrides)
-    flower_env = child_environment(
-        {**overrides, "flower_basic_auth": flower_auth} if flower_auth else overrides
-    )
     code = 0
     try:
+        settings = _start_store(supervisor, settings, console)
+        overrides = {"redis_url": settings.redis_url} if settings.redis_url else {}
+        if settings.log_json is None and sys.stderr.isatty():
+            overrides["log_json"] = "false"  # readable lines in this terminal; JSON when piped
+        env = child_environment(overrides)
+        flower_env = child_environment(
+            {**overrides, "flower_basic_auth": flower_auth} if flower_auth else overrides
+        )
         if with_demo:
-            supervisor.spawn("sim", _child("sim"), env)
+            _spawn(supervisor, "sim", env, "sim")
             demo.wait_http(f"{settings.sim_base_url}/_sim/health", 30, "the simulator")
         metrics = ("--metrics-port", str(metrics_ports["worker"]))
-        supervisor.spawn("worker", _child("worker", *metrics), env)
+        _spawn(supervisor, "worker", env, "worker", *metrics)
         # Campaign jobs have workers of their own, so that an OTP never queues behind them.
         bulk = ("--queues", "bulk", "--nice", "10", "--metrics-port", str(metrics_ports["bulk"]))
-        supervisor.spawn("bulk", _child("worker", *bulk), env)
+        _spawn(supervisor, "bulk", env, "worker", *bulk)
         if flower_auth is not None:
-            supervisor.spawn("flower", _child("flower"), flower_env)
-        supervisor.spawn("beat", _child("beat"), env)
-        supervisor.spawn("api", _child("api"), env)
+            _spawn(supervisor, "flower", flower_env, "flower")
+        _spawn(supervisor, "beat", env, "beat")
+        _spawn(supervisor, "api", env, "api")
         demo.wait_http(f"{settings.api_base_url}/healthz", 30, "the API")
         _wait_worker(settings, 60)
         if with_demo:
@@ -167,11 +234,15 @@ def run(settings: Settings, *, with_demo: bool, console: Console) -> int:
             + (f", simulator on {settings.sim_base_url}" if with_demo else "")
             + " — Ctrl-C stops everything"
         )
-        dead = supervisor.wait()
-        if dead is not None:
+        looping = supervisor.wait()
+        if looping is not None:
+            # Unwrapped: the command in the hint is meant to be copied.
             console.print(
-                f"[red]{dead.name} exited with code {dead.process.returncode}[/]; "
-                "stopping everything"
+                looping.crash_loop_message(),
+                style="red",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
             )
             code = 1
     except (ProcessError, RuntimeError) as exc:
@@ -182,7 +253,5 @@ def run(settings: Settings, *, with_demo: bool, console: Console) -> int:
     finally:
         console.print("stopping…")
         supervisor.stop_all()
-        if valkey is not None:
-            valkey.stop()
         console.print("stopped")
     return code

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 
 from tests.integration.conftest import SPEC_BODY
-from worker.devstack import demo_stack
+from worker.devstack import DemoStack, demo_stack
 from worker.processes import EmbeddedValkey, free_port
+
+T = TypeVar("T")
 
 
 def _alive(pid: int) -> bool:
@@ -97,3 +105,184 @@ def test_up_demo_reaches_ready_answers_the_spec_and_stops_everything_on_ctrl_c(
     assert list((data_dir / "run").glob("*.pid")) == []
     # Data stays: the append-only file is there for the next start.
     assert (data_dir / "appendonlydir").is_dir()
+
+
+# Quick restarts, so that a test waits a fraction of a second per backoff.
+FAST_RESTARTS = {
+    "supervisor_backoff_base_s": "0.2",
+    "supervisor_backoff_max_s": "1",
+}
+
+
+def _pid(pidfile: Path) -> int | None:
+    try:
+        return int(pidfile.read_text())
+    except (OSError, ValueError):  # not there yet, or being written
+        return None
+
+
+def _wait_for(what: str, check: Callable[[], T | None], stack: DemoStack, timeout_s: float) -> T:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found is not None:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"{what} within {timeout_s}s:\n{stack.output[-4000:]}")
+
+
+def _new_pid(stack: DemoStack, pidfile: Path, old: int, timeout_s: float = 20) -> int:
+    def started() -> int | None:
+        pid = _pid(pidfile)
+        return pid if pid is not None and pid != old and _alive(pid) else None
+
+    return _wait_for(f"no new process in {pidfile.name}", started, stack, timeout_s)
+
+
+def _status(stack: DemoStack) -> dict[str, Any]:
+    """`dispatch status --json` against the stack's Redis, as an operator runs it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "status", "--json"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode in (0, 3), result.stderr  # 3: a queue without a worker, for now
+    status: dict[str, Any] = json.loads(result.stdout)
+    return status
+
+
+def _restarts(stack: DemoStack) -> dict[str, dict[str, Any]]:
+    return {child["name"]: child for child in _status(stack)["restarts"]}
+
+
+def _every_pid(data_dir: Path) -> list[int]:
+    leaders = [int(p.read_text()) for p in (data_dir / "run").glob("*.pid")]
+    leaders.append(int((data_dir / "valkey.pid").read_text()))
+    return leaders + _group_members(leaders)
+
+
+def _all_gone(pids: list[int]) -> list[int]:
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return [pid for pid in pids if _alive(pid)]
+
+
+def test_up_restarts_a_killed_worker_counts_it_in_status_and_still_stops_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    with demo_stack(tmp_path, overrides=FAST_RESTARTS) as stack:
+        bulk_pidfile = stack.data_dir / "run" / "bulk.pid"
+        old = int(bulk_pidfile.read_text())
+        pool = _group_members([old])
+        assert len(pool) >= 2  # the worker and its prefork children
+
+        os.kill(old, signal.SIGKILL)
+        new = _new_pid(stack, bulk_pidfile, old)
+
+        assert f"bulk (pid {old}) killed by SIGKILL" in stack.output
+        assert re.search(r"restarting in 0\.2s \(restart 1\)", stack.output), stack.output[-3000:]
+        # Nothing of the killed worker's group is left (its pool went with it).
+        assert not [pid for pid in pool if pid != old and _alive(pid)]
+
+        def restarted_and_beating() -> dict[str, Any] | None:
+            status = _status(stack)
+            beats = [w for w in status["workers"] if "bulk" in w["queues"]]
+            if not status["restarts"] or [w["pid"] for w in beats] != [new]:
+                return None
+            return status
+
+        status = _wait_for("the new bulk worker beat", restarted_and_beating, stack, 30)
+        assert status["workers_by_queue"] == {"transactional": 1, "bulk": 1}
+        [bulk] = status["restarts"]
+        assert bulk["name"] == "bulk"
+        assert bulk["restarts"] == 1
+        assert bulk["last_exit_code"] == -signal.SIGKILL
+        assert bulk["last_exit"] == "killed by SIGKILL"
+        assert abs(bulk["last_exit_at"] - time.time()) < 60
+
+        # Its output is still shown, under its name.
+        def new_output() -> bool | None:
+            after = stack.output.split(f"bulk restarted (pid {new}")[-1]
+            return True if re.search(r"^ +bulk \| ", after, re.MULTILINE) else None
+
+        _wait_for("no output from the new bulk worker", new_output, stack, 10)
+        assert httpx.get(f"{stack.api_url}/healthz", timeout=10).status_code == 200
+        assert httpx.get(f"{stack.api_url}/readyz", timeout=10).status_code == 200
+
+        pids = _every_pid(stack.data_dir)
+        stack.process.send_signal(signal.SIGTERM)
+        code = stack.process.wait(60)
+
+    assert code == 0, stack.output[-3000:]
+    stopping = stack.output.split("stopping…")[-1]
+    assert "restarting in" not in stopping  # children stopped by us are not crashes
+    assert not _all_gone(pids)
+    assert list((stack.data_dir / "run").glob("*.pid")) == []
+
+
+def test_up_restarts_the_embedded_valkey_and_the_stack_serves_again(tmp_path: Path) -> None:
+    with demo_stack(tmp_path, overrides=FAST_RESTARTS) as stack:
+        pidfile = stack.data_dir / "valkey.pid"
+        old = int(pidfile.read_text())
+        os.kill(old, signal.SIGKILL)
+        new = _new_pid(stack, pidfile, old)
+        assert f"valkey (pid {old}) killed by SIGKILL" in stack.output
+
+        # Written once Valkey is back: the record survives the store it is kept in.
+        restarts = _wait_for(
+            "no restart of valkey in status", lambda: _restarts(stack) or None, stack, 20
+        )
+        assert set(restarts) == {"valkey"}  # the others reconnected without exiting
+        assert restarts["valkey"]["restarts"] == 1
+        assert restarts["valkey"]["last_exit"] == "killed by SIGKILL"
+        assert _pid(pidfile) == new
+
+        # The other children reconnect on their own: both queues served, a send goes out.
+        def ready() -> bool | None:
+            return httpx.get(f"{stack.api_url}/readyz", timeout=10).status_code == 200 or None
+
+        _wait_for("/readyz not 200 after Valkey's restart", ready, stack, 30)
+        response = httpx.post(
+            f"{stack.api_url}/api/v1/channels/whatsapp/send",
+            json=SPEC_BODY,
+            headers={"Authorization": f"Bearer {stack.key}"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "sent"
+        code = stack.stop()
+
+    assert code == 0, stack.output[-3000:]
+
+
+def test_up_stops_everything_when_a_child_crash_loops(tmp_path: Path) -> None:
+    with demo_stack(tmp_path, overrides=FAST_RESTARTS) as stack:
+        bulk_pidfile = stack.data_dir / "run" / "bulk.pid"
+        pids = _every_pid(stack.data_dir)
+        pid = int(bulk_pidfile.read_text())
+        for kill in range(5):
+            if kill:
+                pid = _new_pid(stack, bulk_pidfile, pid)
+                pids.append(pid)
+            os.kill(pid, signal.SIGKILL)
+        code = stack.process.wait(60)
+
+    assert code == 1, stack.output[-3000:]
+    output = stack.output
+    assert "restart 4)" in output
+    assert "restart 5)" not in output
+    message = (
+        "bulk exited 5 times within 60s (exit codes: SIGKILL, SIGKILL, SIGKILL, SIGKILL, "
+        "SIGKILL); stopping everything.\nIts output is above (lines starting 'bulk |'); "
+        "to watch it fail on its own, run: dispatch worker --queues bulk --nice 10 "
+        "--metrics-port"
+    )
+    assert message in output, output[-3000:]
+    assert output.rstrip().endswith("stopped")
+    assert not _all_gone(pids + _group_members(pids))
+    assert list((stack.data_dir / "run").glob("*.pid")) == []
+    assert not (stack.data_dir / "valkey.pid").exists()

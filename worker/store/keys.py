@@ -22,6 +22,7 @@ GLOBAL_SEGMENTS = frozenset(
         "job-lost",
         "provider-token",
         "rl",
+        "supervisor",
         "throughput",
         "unstarted",
         "wa_phone",
@@ -283,6 +284,12 @@ def worker_heartbeat(node: str) -> str:
 def worker_heartbeats() -> str:
     """The pattern of every worker group's heartbeat key."""
     return f"{PREFIX}:workers:*"
+
+
+def supervisor_restarts() -> str:
+    """Hash: child name of `dispatch up` -> JSON (restarts, last exit code and time);
+    emptied when `dispatch up` starts."""
+    return f"{PREFIX}:supervisor:restarts"
 
 
 def throughput(channel: str, outcome: str, minute: int) -> str:
