@@ -139,6 +139,8 @@ def render(snap: status.Snapshot, now: float) -> Group:
         parts.append(flows)
     if snap.restarts:
         parts.append(_restarts(snap.restarts))
+    if snap.job_errors:
+        parts.append(_job_errors(snap))
     return Group(*parts)
 
 
@@ -168,6 +170,24 @@ def _size(n: int) -> str:
             return f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"
+
+
+def _job_errors(snap: status.Snapshot) -> Table:
+    """Jobs that failed on a bug: their work was failed (dead letters) or flagged, and the
+    job acknowledged, so that one bad job never stalls the others. Newest first."""
+    counts = ", ".join(f"{a} {n}" for a, n in sorted(snap.job_errors.items()))
+    table = Table(
+        "account",
+        "at",
+        "job",
+        "id",
+        "error",
+        title=f"jobs failed on a bug (ever: {counts}); the newest",
+        title_justify="left",
+    )
+    for e in snap.latest_job_errors:
+        table.add_row(e.account, when(e.at), e.job, e.id, f"[red]{e.error}[/]")
+    return table
 
 
 def _restarts(children: list[ChildRestarts]) -> Table:

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from worker.heartbeat import WorkerBeat, alive
 from worker.queues import BULK, TRANSACTIONAL
-from worker.store import keys, throughput
+from worker.store import joberrors, keys, throughput
 from worker.store import restarts as child_restarts
 
 QUEUES = (TRANSACTIONAL, BULK)
@@ -68,6 +68,9 @@ class Snapshot:
     memory_max_bytes: int = 0
     # Children `dispatch up` started again after they exited (none under compose).
     restarts: list[child_restarts.ChildRestarts] = field(default_factory=list)
+    # Jobs (and stream entries) that failed on a bug, ever, by account; the newest few.
+    job_errors: dict[str, int] = field(default_factory=dict)
+    latest_job_errors: list[joberrors.JobError] = field(default_factory=list)
     error: str = ""
 
     @property
@@ -112,6 +115,9 @@ async def take(redis: Redis, *, campaigns: bool = True, rates: bool = True) -> S
     snap.dead_letters = {a: int(n) for a, n in zip(accounts, dead, strict=True)}
     snap.workers = await alive(redis)
     snap.restarts = await child_restarts.read(redis)
+    snap.job_errors = await joberrors.counts(redis)
+    if snap.job_errors:
+        snap.latest_job_errors = await joberrors.newest(redis, sorted(snap.job_errors))
     if campaigns:
         snap.campaigns = await _running_campaigns(redis, accounts)
         snap.automations = await _automations(redis, accounts)

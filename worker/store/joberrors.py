@@ -24,6 +24,7 @@ _ERROR_MAX = 500
 
 @dataclass(frozen=True)
 class JobError:
+    account: str  # "-" when the job or entry named no valid account
     at: float
     job: str  # the task name, or "contact_events" for a stream entry
     id: str  # the job's message/batch/run id, or the stream entry's id
@@ -34,7 +35,7 @@ async def record(
     redis: Redis, account_id: str | None, job: str, job_id: str, exc: BaseException | str
 ) -> None:
     error = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
-    entry = JobError(time.time(), job, job_id, error[:_ERROR_MAX])
+    entry = JobError(account_id or "-", time.time(), job, job_id, error[:_ERROR_MAX])
     async with redis.pipeline(transaction=True) as pipe:
         pipe.lpush(keys.job_errors(account_id), json.dumps(entry.__dict__))
         pipe.ltrim(keys.job_errors(account_id), 0, KEEP - 1)
@@ -47,6 +48,11 @@ async def counts(redis: Redis) -> dict[str, int]:
     return {account: int(n) for account, n in raw.items()}
 
 
-async def newest(redis: Redis, account_id: str | None, limit: int = 10) -> list[JobError]:
-    raw = cast(list[str], await redis.lrange(keys.job_errors(account_id), 0, limit - 1))
-    return [JobError(**json.loads(item)) for item in raw]
+async def newest(redis: Redis, accounts: list[str], limit: int = 10) -> list[JobError]:
+    """The newest ``limit`` job errors of these accounts (``-``: of none), newest first."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for account in accounts:
+            pipe.lrange(keys.job_errors(None if account == "-" else account), 0, limit - 1)
+        lists = cast(list[list[str]], await pipe.execute())
+    found = [JobError(**json.loads(item)) for items in lists for item in items]
+    return sorted(found, key=lambda e: e.at, reverse=True)[:limit]
