@@ -64,7 +64,14 @@ async def check_content(redis: Redis, account: str, body: CampaignCreate) -> Non
             redis, account, content.template_name, content.language, len(content.parameters)
         )
     elif isinstance(content, PushContent):
-        note = Notification(content.title, content.message, content.url, content.icon, content.data)
+        note = Notification(
+            content.title,
+            content.message,
+            content.url,
+            content.icon,
+            content.data,
+            content.collapse_id,
+        )
         if oversized(note):
             raise ApiError(
                 400,

@@ -136,6 +136,12 @@ Language = Annotated[str, StringConstraints(pattern=LANGUAGE_RE.pattern)]
 Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 # A deep link may use the app's own scheme (myapp://orders/1); an icon is fetched over HTTP(S).
 Url = Annotated[str, StringConstraints(max_length=2048, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")]
+# A push's collapse identity (APNs apns-collapse-id, at most 64 bytes; Android's tag and
+# collapse_key; the web notification's tag): a notification with the same one replaces
+# the one shown. Without one, the message's own id is used.
+CollapseId = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:~-]+$")
+]
 HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://\S+$")]
 
 
@@ -230,6 +236,7 @@ class PushSendRequest(StrictBody):
     url: Url | None = None
     icon: HttpUrl | None = None
     data: PushData = None
+    collapse_id: CollapseId | None = None
 
 
 class ContactBody(StrictBody):
@@ -281,6 +288,7 @@ class PushContent(StrictBody):
     url: Url | None = None
     icon: HttpUrl | None = None
     data: PushData = None
+    collapse_id: CollapseId | None = None
 
 
 Content = Annotated[WhatsAppContent | PushContent, Field(discriminator="channel")]

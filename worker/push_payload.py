@@ -23,10 +23,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Any
 
 MAX_PAYLOAD_BYTES = 4096
+# The longest collapse id a message gets when its sender gave none: its own id (a
+# campaign batch's, ``cmp_<26>_<page>``, is the longest).
+DEFAULT_COLLAPSE_ID_MAX = 40
 PLATFORM_NAMES = {"fcm": "FCM", "apns": "APNs"}
 # A Firebase installation id (FID): 22 characters of URL-safe base64. An FCM registration
 # token (`<FID>:APA91b…`, ~150+ characters) is anything longer of the same alphabet.
@@ -49,6 +53,9 @@ class Notification:
     url: str | None = None
     icon: str | None = None
     data: dict[str, Any] | None = None
+    # What the device replaces a shown notification by (see ``fcm_message``); a job sent
+    # again after a crash carries the same one, so the device shows it once.
+    collapse_id: str | None = None
 
 
 def _compact(value: Any) -> str:
@@ -86,6 +93,16 @@ def fcm_message(note: Notification) -> dict[str, Any]:
     # Web push only opens https links on click (FCM rejects other schemes there).
     if note.url and note.url.startswith("https://"):
         webpush["fcm_options"] = {"link": note.url}
+    if note.collapse_id:
+        # Android: `tag` replaces the notification shown with the same tag, `collapse_key`
+        # the one still waiting at FCM for an offline device. The web: the notification's
+        # `tag` replaces the one shown. Apple devices reached through FCM: the APNs header.
+        message["android"] = {
+            "collapse_key": note.collapse_id,
+            "notification": {"tag": note.collapse_id},
+        }
+        webpush.setdefault("notification", {})["tag"] = note.collapse_id
+        message["apns"] = {"headers": {"apns-collapse-id": note.collapse_id}}
     if webpush:
         message["webpush"] = webpush
     # Android has no icon-by-URL field (its `icon` names a drawable in the app, and
@@ -119,10 +136,16 @@ def apns_wire_bytes(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False).encode()
 
 
-def oversized(note: Notification) -> list[tuple[str, int]]:
-    """Platforms whose payload would exceed the 4,096-byte limit, with the size."""
-    sizes = {
-        "fcm": size_bytes(fcm_message(note)),
-        "apns": len(apns_wire_bytes(apns_payload(note))),
+def oversized(
+    note: Notification, platforms: Iterable[str] = PLATFORM_NAMES
+) -> list[tuple[str, int]]:
+    """Those of ``platforms`` whose payload would exceed the 4,096-byte limit, with the
+    size. Without a collapse id of its own, a note is measured with the longest we give."""
+    if note.collapse_id is None:
+        note = replace(note, collapse_id="x" * DEFAULT_COLLAPSE_ID_MAX)
+    measure = {
+        "fcm": lambda: size_bytes(fcm_message(note)),
+        "apns": lambda: len(apns_wire_bytes(apns_payload(note))),
     }
+    sizes = {name: measure[name]() for name in platforms}
     return [(name, size) for name, size in sizes.items() if size > MAX_PAYLOAD_BYTES]

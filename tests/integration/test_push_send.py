@@ -88,9 +88,13 @@ def test_spec_push_example_reaches_both_devices_in_their_own_shapes(
             "notification": {"title": SPEC_PUSH["title"], "body": SPEC_PUSH["message"]},
             "data": {"url": SPEC_PUSH["url"], "icon": SPEC_PUSH["icon"]},
             "webpush": {
-                "notification": {"icon": SPEC_PUSH["icon"]},
+                # The message's id as its collapse identity: sent again after a crash, it
+                # replaces the notification shown instead of showing a second one.
+                "notification": {"icon": SPEC_PUSH["icon"], "tag": body["id"]},
                 "fcm_options": {"link": SPEC_PUSH["url"]},
             },
+            "android": {"collapse_key": body["id"], "notification": {"tag": body["id"]}},
+            "apns": {"headers": {"apns-collapse-id": body["id"]}},
         }
     }
     [apns] = push_tenant.push_requests("apns")
@@ -98,6 +102,7 @@ def test_spec_push_example_reaches_both_devices_in_their_own_shapes(
     assert apns["token"] == APNS_TOKEN_1
     assert apns["topic"] == push_tenant.topic
     assert apns["push_type"] == "alert"
+    assert apns["collapse_id"] == body["id"]
     assert apns["body"] == {
         "aps": {
             "alert": {"title": SPEC_PUSH["title"], "body": SPEC_PUSH["message"]},
@@ -118,6 +123,28 @@ def test_spec_push_example_reaches_both_devices_in_their_own_shapes(
     assert len(detail["results"]) == 2
 
 
+def test_a_callers_collapse_id_reaches_every_platform_and_a_bad_one_is_400(
+    push_tenant: PushTenant,
+) -> None:
+    _registered(push_tenant, ("fcm", FCM_TOKEN_1), ("apns", APNS_TOKEN_1))
+    response = push_tenant.push({**SPEC_PUSH, "collapse_id": "order-42.status"})
+    assert response.status_code == 200, response.text
+    [fcm] = push_tenant.push_requests("fcm")
+    assert fcm["body"]["message"]["android"] == {
+        "collapse_key": "order-42.status",
+        "notification": {"tag": "order-42.status"},
+    }
+    assert fcm["body"]["message"]["webpush"]["notification"]["tag"] == "order-42.status"
+    [apns] = push_tenant.push_requests("apns")
+    assert apns["collapse_id"] == "order-42.status"
+
+    for bad in ("x" * 65, "has space", ""):
+        refused = push_tenant.push({**SPEC_PUSH, "collapse_id": bad})
+        assert refused.status_code == 400, refused.text
+        assert "collapse_id" in refused.text
+    assert len(push_tenant.push_requests()) == 2  # nothing more was sent
+
+
 def test_data_values_become_the_same_strings_on_fcm_and_apns(push_tenant: PushTenant) -> None:
     _registered(push_tenant, ("fcm", FCM_TOKEN_1), ("apns", APNS_TOKEN_1))
     data = {"order": 98765, "vip": True, "tags": ["a", "b"], "note": "x", "skip": None}
@@ -133,8 +160,8 @@ def test_data_values_become_the_same_strings_on_fcm_and_apns(push_tenant: PushTe
         "note": "x",
         "url": "myapp://orders/98765",
     }
-    # A custom-scheme deep link is not a web push link.
-    assert "webpush" not in fcm["body"]["message"]
+    # A custom-scheme deep link is not a web push link (the web config has the tag only).
+    assert fcm["body"]["message"]["webpush"] == {"notification": {"tag": response.json()["id"]}}
     [apns] = push_tenant.push_requests("apns")
     assert apns["body"]["data"] == {
         "order": "98765",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from worker.push_payload import (
+    DEFAULT_COLLAPSE_ID_MAX,
     MAX_PAYLOAD_BYTES,
     Notification,
     apns_payload,
@@ -72,3 +73,23 @@ def test_oversized_names_each_platform_over_the_limit() -> None:
     over = oversized(Notification("t", "b", data={"k": "x" * MAX_PAYLOAD_BYTES}))
     assert [name for name, _ in over] == ["fcm", "apns"]
     assert all(size > MAX_PAYLOAD_BYTES for _, size in over)
+
+
+def test_a_collapse_id_reaches_android_the_web_and_apple_through_fcm() -> None:
+    message = fcm_message(Notification("t", "b", collapse_id="msg_1"))
+    assert message["android"] == {"collapse_key": "msg_1", "notification": {"tag": "msg_1"}}
+    assert message["webpush"] == {"notification": {"tag": "msg_1"}}
+    assert message["apns"] == {"headers": {"apns-collapse-id": "msg_1"}}
+    assert "android" not in fcm_message(Notification("t", "b"))
+
+
+def test_the_size_check_counts_the_collapse_id_we_would_add_and_only_given_platforms() -> None:
+    """Without a collapse id of its own a note is measured with the longest we give (the
+    message's id), so a send we accept is never refused for the id we add."""
+    base = fcm_message(Notification("t", "b", collapse_id="x" * DEFAULT_COLLAPSE_ID_MAX))
+    room = MAX_PAYLOAD_BYTES - len(json.dumps(base, separators=(",", ":")).encode())
+    just_fits = Notification("t", "b", data={"k": "x" * (room - len('"data":{"k":""},'))})
+    assert oversized(just_fits, ["fcm"]) == []
+    over = Notification("t", "b", data={"k": "x" * (room - len('"data":{"k":""},') + 1)})
+    assert [name for name, _ in oversized(over, ["fcm"])] == ["fcm"]
+    assert oversized(over, ["apns"]) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -58,7 +59,7 @@ def test_a_full_store_is_infrastructure(exc: Exception, infrastructure: bool) ->
 
 
 class _Runtime:
-    context = object()
+    context = SimpleNamespace(redis=None)
 
     def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run(coro)
@@ -82,8 +83,9 @@ def test_a_job_that_finds_the_store_full_is_requeued_and_nothing_is_recorded(
     async def on_crash(_ctx: Any, _account: str, _message: str, error: BaseException) -> None:
         crashes.append(error)
 
+    monkeypatch.setitem(tasks.CRASH_RECORDERS, "whatsapp.send", on_crash)
     with pytest.raises(Reject) as rejected:
-        tasks.run_job(_Task(), deliver, "acme", "msg_1", on_crash)  # type: ignore[arg-type]
+        tasks.run_job(_Task(), deliver, "acme", "msg_1")  # type: ignore[arg-type]
 
     assert rejected.value.requeue is True
     assert crashes == []  # no failure recorded, no attempt used
@@ -100,7 +102,12 @@ def test_a_bug_is_still_recorded_as_a_crash(monkeypatch: pytest.MonkeyPatch) -> 
     async def on_crash(_ctx: Any, _account: str, _message: str, error: BaseException) -> None:
         crashes.append(error)
 
-    tasks.run_job(_Task(), deliver, "acme", "msg_1", on_crash)  # type: ignore[arg-type]
+    async def kept(*_: Any) -> None:
+        pass
+
+    monkeypatch.setitem(tasks.CRASH_RECORDERS, "whatsapp.send", on_crash)
+    monkeypatch.setattr(tasks.joberrors, "record", kept)
+    tasks.run_job(_Task(), deliver, "acme", "msg_1")  # type: ignore[arg-type]
 
     assert crashes == [bug]
 

@@ -249,6 +249,7 @@ async def _make_batch(
                 url=push_content.url,
                 icon=push_content.icon,
                 data=push_content.data,
+                collapse_id=push_content.collapse_id,
                 device_count=len(devices),
             )
             pipe.set(keys.message_roster(account, message_id), encode_roster(devices), ex=ttl)

@@ -157,12 +157,16 @@ class PushRun:
         self, sendable: list[tuple[str, list[Device]]], configs: dict[str, tuple[PushConfig, str]]
     ) -> list[DeviceResult]:
         ctx, message = self.ctx, self.message
+        # The caller's collapse id, else the message's own id: the same on every device
+        # and every retry of this message, different from any other message's.
+        collapse_id = message.collapse_id or message.id
         note = Notification(
             title=message.title or "",
             body=message.text or "",
             url=message.url,
             icon=message.icon,
             data=message.data,
+            collapse_id=collapse_id,
         )
         calls = []
         called: list[tuple[str, list[Device]]] = []
@@ -173,7 +177,10 @@ class PushRun:
             # contact: still one call (one FCM batch) for all of them.
             notes: Notes = note
             if any(d.note for d in group):
-                notes = [Notification(**d.note) if d.note else note for d in group]
+                notes = [
+                    Notification(**{"collapse_id": collapse_id, **d.note}) if d.note else note
+                    for d in group
+                ]
             calls.append(sender.send(notes, [d.token for d in group]))
             called.append((platform, group))
         results: list[DeviceResult] = []

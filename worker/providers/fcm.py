@@ -20,6 +20,7 @@ import ssl
 import time
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import firebase_admin
 import httpx
@@ -125,18 +126,32 @@ class _HttpClient(_http_client.HttpxAsyncClient):  # type: ignore[misc]
 
 
 def _message(note: Notification, token: str) -> messaging.Message:
+    """What ``push_payload.fcm_message`` describes, as firebase-admin builds it."""
+    link = note.url if note.url and note.url.startswith("https://") else None
     webpush = None
-    if note.icon or (note.url and note.url.startswith("https://")):
+    if note.icon or link or note.collapse_id:
         webpush = messaging.WebpushConfig(
-            notification=messaging.WebpushNotification(icon=note.icon) if note.icon else None,
-            fcm_options=messaging.WebpushFCMOptions(link=note.url)
-            if note.url and note.url.startswith("https://")
+            notification=messaging.WebpushNotification(icon=note.icon, tag=note.collapse_id)
+            if note.icon or note.collapse_id
             else None,
+            fcm_options=messaging.WebpushFCMOptions(link=link) if link else None,
         )
-    notification = messaging.Notification(title=note.title, body=note.body)
-    data = fcm_data(note) or None
+    android = apns = None
+    if note.collapse_id:
+        android = messaging.AndroidConfig(
+            collapse_key=note.collapse_id,
+            notification=messaging.AndroidNotification(tag=note.collapse_id),
+        )
+        apns = messaging.APNSConfig(headers={"apns-collapse-id": note.collapse_id})
+    fields: dict[str, Any] = {
+        "notification": messaging.Notification(title=note.title, body=note.body),
+        "data": fcm_data(note) or None,
+        "webpush": webpush,
+        "android": android,
+        "apns": apns,
+    }
     if FID_RE.fullmatch(token):
-        return messaging.Message(fid=token, notification=notification, data=data, webpush=webpush)
+        return messaging.Message(fid=token, **fields)
     # A registration token (what an app's getToken() returns, `<FID>:APA91b…`) goes in
     # `token`. firebase-admin 7 calls that field deprecated in favour of `fid`, but `fid`
     # only takes a Firebase installation id: a registration token sent there is refused.
@@ -144,7 +159,7 @@ def _message(note: Notification, token: str) -> messaging.Message:
         warnings.filterwarnings(
             "ignore", message="Message.token is deprecated", category=DeprecationWarning
         )
-        return messaging.Message(token=token, notification=notification, data=data, webpush=webpush)
+        return messaging.Message(token=token, **fields)
 
 
 class FcmSender:

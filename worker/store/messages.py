@@ -54,6 +54,7 @@ class Message(BaseModel):
     url: str | None = None
     icon: str | None = None
     data: dict[str, Any] | None = None
+    collapse_id: str | None = None
     device_count: int = 0
     delivered: int = 0
     failed: int = 0

@@ -14,7 +14,7 @@ from worker.api.send_route import SendRoute
 from worker.api.views import push_response
 from worker.models import Channel, PushSendRequest
 from worker.push_payload import MAX_PAYLOAD_BYTES, PLATFORM_NAMES, Notification, oversized
-from worker.store import channels, contacts, messages, push
+from worker.store import channels, contacts, messages, push, tokens
 
 router = APIRouter(prefix="/api/v1/channels/push", tags=["push"], route_class=SendRoute)
 
@@ -33,8 +33,10 @@ async def send(
         raise ApiError(
             404, "Contact not found or has no push tokens registered", "contact_not_found"
         )
-    note = Notification(body.title, body.message, body.url, body.icon, body.data)
-    too_big = oversized(note)
+    note = Notification(body.title, body.message, body.url, body.icon, body.data, body.collapse_id)
+    # Only the platforms the contact's devices are on: an iPhone-only contact's push is
+    # not refused for a size only FCM would refuse.
+    too_big = oversized(note, sorted({tokens.split(m)[0] for m in members}))
     if too_big:
         detail = ", ".join(f"{PLATFORM_NAMES[p]} {size} bytes" for p, size in too_big)
         raise ApiError(
@@ -55,6 +57,7 @@ async def send(
             url=body.url,
             icon=body.icon,
             data=body.data,
+            collapse_id=body.collapse_id,
             device_count=len(members),
         )
         await push.create_push(redis, message, members, settings.message_ttl_s, publish=True)
