@@ -52,7 +52,9 @@ def _request(
 
 @pytest.fixture
 def client(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> redis.Redis:
-    client = redis.Redis.from_url(settings.effective_redis_url, decode_responses=True)
+    # A database of its own: no worker serves its queues, so a published job stays.
+    isolated = settings.effective_redis_url.rsplit("/", 1)[0] + "/9"
+    client = redis.Redis.from_url(isolated, decode_responses=True)
     monkeypatch.setattr(base, "_redis", lambda: client)
     monkeypatch.setattr(base, "get_settings", lambda: settings)
     return client
