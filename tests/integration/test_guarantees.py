@@ -243,7 +243,7 @@ def test_a_pool_process_killed_mid_campaign_is_taken_over_within_seconds(
     lease, no longer renewed, lets the job delivered again take over within the lease's
     time to live instead of the longest a job may run."""
     tenant, campaign_id, tokens = _fcm_campaign(
-        fault_stack, http, sim_tls_port, sim_ca_file, 3000, 0.5
+        fault_stack, http, sim_tls_port, sim_ca_file, 2000, 0.5
     )
     wait_until(lambda: len(tenant.push_requests("fcm")) >= 400, 60, "400 device sends")
     [worker] = fault_stack.workers

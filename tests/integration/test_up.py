@@ -172,16 +172,82 @@ def _all_gone(pids: list[int]) -> list[int]:
     return [pid for pid in pids if _alive(pid)]
 
 
-def test_up_restarts_a_killed_worker_counts_it_in_status_and_still_stops_on_sigterm(
+DEVICES = 4000
+
+
+def _start_slow_campaign(stack: DemoStack, auth: dict[str, str]) -> tuple[str, list[str]]:
+    """A push campaign to DEVICES FCM devices against a provider slowed to 0.5 s a request,
+    so that it is mid-way when something dies: (its id, the tokens)."""
+    tokens = [f"upkill{i:05d}:APA91b-up-kill-campaign" for i in range(DEVICES)]
+    items = [
+        {"id": f"k{i:05d}", "tags": ["kill"], "push_tokens": [{"platform": "fcm", "token": t}]}
+        for i, t in enumerate(tokens)
+    ]
+    imported = httpx.post(
+        f"{stack.api_url}/api/v1/contacts/import", json=items, headers=auth, timeout=60
+    )
+    assert imported.json()["created"] == DEVICES, imported.text
+    httpx.post(
+        f"{stack.sim_url}/_sim/faults",
+        json={"channel": "fcm", "kind": "delay", "delay_s": 0.5, "count": None},
+    ).raise_for_status()
+    created = httpx.post(
+        f"{stack.api_url}/api/v1/campaigns",
+        json={
+            "name": "kill under up",
+            "channel": "push",
+            "content": {"title": "Flash", "message": "Sale"},
+            "audience": {"segment": {"tag": "kill"}},
+        },
+        headers=auth,
+    )
+    campaign_id: str = created.json()["campaign"]["id"]
+    sent = httpx.post(f"{stack.api_url}/api/v1/campaigns/{campaign_id}/send", headers=auth)
+    assert sent.status_code == 202, sent.text
+    return campaign_id, tokens
+
+
+def _fcm_delivered(stack: DemoStack) -> list[str]:
+    got = httpx.get(f"{stack.sim_url}/_sim/requests", params={"channel": "fcm"}, timeout=30)
+    return [r["token"] for r in got.json()["requests"] if r.get("status") == 200]
+
+
+def test_up_restarts_a_bulk_worker_killed_mid_campaign_which_resumes_and_loses_nothing(
     tmp_path: Path,
 ) -> None:
+    """SIGKILL of the bulk worker's main process (its pool goes with it) mid-campaign:
+    `dispatch up` starts it again and counts it; the jobs it held come back after the
+    visibility timeout (its heartbeat no longer marks them as seen), and their leases, no
+    longer renewed, are taken over; SIGTERM still stops everything."""
+    from scripts.benchkit.crash import LeaseWatch
+    from worker.config import Settings
+
     with demo_stack(tmp_path, overrides=FAST_RESTARTS) as stack:
+        auth = {"Authorization": f"Bearer {stack.key}"}
+        campaign_id, tokens = _start_slow_campaign(stack, auth)
+        _wait_for("400 device sends", lambda: len(_fcm_delivered(stack)) >= 400 or None, stack, 60)
+        settings = Settings(
+            **{
+                k.removeprefix("DISPATCH_").lower(): v
+                for k, v in stack.env.items()
+                if k.startswith("DISPATCH_")
+            }
+        )
+        client = redis.Redis.from_url(settings.effective_redis_url, decode_responses=True)
+        watch = LeaseWatch(client, "demo", settings.lease_ttl_s)
         bulk_pidfile = stack.data_dir / "run" / "bulk.pid"
         old = int(bulk_pidfile.read_text())
         pool = _group_members([old])
         assert len(pool) >= 2  # the worker and its prefork children
+        held = watch.held()
 
         os.kill(old, signal.SIGKILL)
+        killed_at = time.monotonic()
+        at_kill = len(_fcm_delivered(stack))
+        dead = watch.unrenewed(held)
+        assert dead, "the bulk worker held no lease when it was killed"
+        resumed_s = watch.taken_over(dead, killed_at, 40)
+        client.close()
         new = _new_pid(stack, bulk_pidfile, old)
 
         assert f"bulk (pid {old}) killed by SIGKILL" in stack.output
@@ -214,6 +280,15 @@ def test_up_restarts_a_killed_worker_counts_it_in_status_and_still_stops_on_sigt
         assert httpx.get(f"{stack.api_url}/healthz", timeout=10).status_code == 200
         assert httpx.get(f"{stack.api_url}/readyz", timeout=10).status_code == 200
 
+        def completed() -> dict[str, Any] | None:
+            body = httpx.get(
+                f"{stack.api_url}/api/v1/campaigns/{campaign_id}", headers=auth
+            ).json()["campaign"]
+            return body if body["status"] == "completed" else None
+
+        campaign = _wait_for("the campaign to complete after the kill", completed, stack, 90)
+        received = _fcm_delivered(stack)
+
         pids = _every_pid(stack.data_dir)
         stack.process.send_signal(signal.SIGTERM)
         code = stack.process.wait(60)
@@ -223,6 +298,17 @@ def test_up_restarts_a_killed_worker_counts_it_in_status_and_still_stops_on_sigt
     assert "restarting in" not in stopping  # children stopped by us are not crashes
     assert not _all_gone(pids)
     assert list((stack.data_dir / "run").glob("*.pid")) == []
+
+    lost = set(tokens) - set(received)
+    duplicates = len(received) - len(set(received))
+    print(f"\nup_kill: resumed in {resumed_s:.2f}s, {at_kill} sent before, {duplicates} twice")
+    assert at_kill < DEVICES  # the kill landed mid-campaign
+    assert lost == set()
+    assert (campaign["stats"]["sent"], campaign["stats"]["failed"]) == (DEVICES, 0)
+    assert resumed_s <= 15
+    # Only what the killed pool had in flight can go twice: per pool process, the slices
+    # of its job in flight (2 of at most 500 devices).
+    assert duplicates <= 2 * 2 * 500
 
 
 def test_up_restarts_the_embedded_valkey_and_the_stack_serves_again(tmp_path: Path) -> None:
@@ -287,91 +373,3 @@ def test_up_stops_everything_when_a_child_crash_loops(tmp_path: Path) -> None:
     assert not _all_gone(pids + _group_members(pids))
     assert list((stack.data_dir / "run").glob("*.pid")) == []
     assert not (stack.data_dir / "valkey.pid").exists()
-
-
-def test_up_a_bulk_worker_killed_mid_campaign_resumes_within_seconds_and_loses_nothing(
-    tmp_path: Path,
-) -> None:
-    """SIGKILL of the bulk worker's main process (its pool goes with it): `dispatch up`
-    starts it again, the jobs it held come back after the visibility timeout (its heartbeat
-    no longer marks them as seen), and their leases, no longer renewed, are taken over."""
-    from scripts.benchkit.crash import LeaseWatch
-    from worker.config import Settings
-
-    devices = 4000
-    with demo_stack(tmp_path, overrides=FAST_RESTARTS) as stack:
-        auth = {"Authorization": f"Bearer {stack.key}"}
-        tokens = [f"upkill{i:05d}:APA91b-up-kill-campaign" for i in range(devices)]
-        items = [
-            {"id": f"k{i:05d}", "tags": ["kill"], "push_tokens": [{"platform": "fcm", "token": t}]}
-            for i, t in enumerate(tokens)
-        ]
-        imported = httpx.post(
-            f"{stack.api_url}/api/v1/contacts/import", json=items, headers=auth, timeout=60
-        )
-        assert imported.json()["created"] == devices, imported.text
-        # A slow provider, so that the campaign is mid-way when the worker dies.
-        httpx.post(
-            f"{stack.sim_url}/_sim/faults",
-            json={"channel": "fcm", "kind": "delay", "delay_s": 0.5, "count": None},
-        ).raise_for_status()
-        created = httpx.post(
-            f"{stack.api_url}/api/v1/campaigns",
-            json={
-                "name": "kill under up",
-                "channel": "push",
-                "content": {"title": "Flash", "message": "Sale"},
-                "audience": {"segment": {"tag": "kill"}},
-            },
-            headers=auth,
-        )
-        campaign_id = created.json()["campaign"]["id"]
-        sent = httpx.post(f"{stack.api_url}/api/v1/campaigns/{campaign_id}/send", headers=auth)
-        assert sent.status_code == 202, sent.text
-
-        def fcm_sends() -> list[dict[str, Any]]:
-            got = httpx.get(f"{stack.sim_url}/_sim/requests", params={"channel": "fcm"}, timeout=30)
-            return [r for r in got.json()["requests"] if r.get("status") == 200]
-
-        _wait_for("400 device sends", lambda: len(fcm_sends()) >= 400 or None, stack, 60)
-        settings = Settings(
-            **{
-                k.removeprefix("DISPATCH_").lower(): v
-                for k, v in stack.env.items()
-                if k.startswith("DISPATCH_")
-            }
-        )
-        client = redis.Redis.from_url(settings.effective_redis_url, decode_responses=True)
-        watch = LeaseWatch(client, "demo", settings.lease_ttl_s)
-        bulk_pidfile = stack.data_dir / "run" / "bulk.pid"
-        old = int(bulk_pidfile.read_text())
-        held = watch.held()
-        os.kill(old, signal.SIGKILL)
-        killed_at = time.monotonic()
-        at_kill = len(fcm_sends())
-        dead = watch.unrenewed(held)
-        assert dead, "the bulk worker held no lease when it was killed"
-        resumed_s = watch.taken_over(dead, killed_at, 40)
-        _new_pid(stack, bulk_pidfile, old)
-
-        def completed() -> dict[str, Any] | None:
-            body = httpx.get(
-                f"{stack.api_url}/api/v1/campaigns/{campaign_id}", headers=auth
-            ).json()["campaign"]
-            return body if body["status"] == "completed" else None
-
-        campaign = _wait_for("the campaign to complete after the kill", completed, stack, 90)
-        received = [r["token"] for r in fcm_sends()]
-        client.close()
-
-    lost = set(tokens) - set(received)
-    duplicates = len(received) - len(set(received))
-    print(f"\nup_kill: resumed in {resumed_s:.2f}s, {at_kill} sent before, {duplicates} twice")
-    assert at_kill < devices  # the kill landed mid-campaign
-    assert lost == set()
-    stats = campaign["stats"]
-    assert (stats["sent"], stats["failed"]) == (devices, 0)
-    assert resumed_s <= 15
-    # Only what the killed pool had in flight can go twice: per pool process, the slices
-    # of its job in flight (2 of at most 500 devices).
-    assert duplicates <= 2 * 2 * 500
