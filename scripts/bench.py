@@ -111,7 +111,7 @@ SCALES = {
         fanout=3000,
         automations=1000,
         automation_wait_s=2.0,
-        crash=1_500,
+        crash=600,
     ),
     "default": Scale(
         push=20_000,
