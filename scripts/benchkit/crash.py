@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -80,3 +81,16 @@ class LeaseWatch:
                     del waiting[key]
             time.sleep(0.02)
         return last - killed_at
+
+
+def busy_pool_process(app: Any, node: str, task: str, timeout_s: float = 10.0) -> int:
+    """The pid of a pool process of worker ``node`` running a ``task`` job right now (what
+    Celery's ``inspect active`` says), so that a kill lands on work in progress."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        replies = app.control.inspect(destination=[node], timeout=1.0, limit=1).active() or {}
+        for job in replies.get(node, []):
+            if job.get("name") == task and job.get("worker_pid"):
+                return int(job["worker_pid"])
+        time.sleep(0.02)
+    raise TimeoutError(f"no {task} job running on {node} within {timeout_s:g}s")

@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from collections import Counter
@@ -21,7 +22,7 @@ import httpx
 import pytest
 import redis
 
-from scripts.benchkit.crash import LeaseWatch, children
+from scripts.benchkit.crash import LeaseWatch, busy_pool_process
 from tests.integration.conftest import (
     SPEC_BODY,
     PushTenant,
@@ -249,11 +250,14 @@ def test_a_pool_process_killed_mid_campaign_is_taken_over_within_seconds(
     [worker] = fault_stack.workers
     client = redis.Redis.from_url(fault_stack.settings.effective_redis_url, decode_responses=True)
     watch = LeaseWatch(client, tenant.name, fault_stack.settings.lease_ttl_s)
-    victim = children(worker.process.pid)[0]
+    app = create_celery(fault_stack.settings)
+    victim = busy_pool_process(app, f"{worker.name}@{socket.gethostname()}", "campaign.push")
+    app.close()
+    held = watch.held()
     os.kill(victim, signal.SIGKILL)
     killed_at = time.monotonic()
     at_kill = len(tenant.push_requests("fcm"))
-    dead = watch.unrenewed(watch.held())
+    dead = watch.unrenewed(held)
     assert dead, "the killed pool process held no lease: it was between jobs"
     resumed_s = watch.taken_over(dead, killed_at, 30)
     worker.check_alive()  # the worker lives on, with a new pool process
