@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -46,7 +45,7 @@ from typing import Any
 import httpx
 import redis as sync_redis
 from benchkit import loadgen
-from benchkit.crash import LeaseWatch, busy_pool_process
+from benchkit.crash import LeaseWatch, kill_busy_batch
 from benchkit.naive_tasks import COUNTER
 from benchkit.stack import BULK_NICE, BenchStack, bench_stack, seed_contacts, wait_worker
 from redis.asyncio import Redis
@@ -685,10 +684,7 @@ class Bench:
         def kill_a_quarter_in() -> dict[str, Any]:
             while self._sim_count("fcm") < n // 4:
                 time.sleep(0.02)
-            victim = busy_pool_process(celery, f"bulk@{socket.gethostname()}", "campaign.push")
-            held = watch.held()
-            os.kill(victim, signal.SIGKILL)
-            killed_at = time.monotonic()
+            killed_at, held = kill_busy_batch(celery, client, f"bulk@{socket.gethostname()}")
             dead = watch.unrenewed(held)
             if not dead:
                 raise RuntimeError("crash: the killed pool process held no lease")

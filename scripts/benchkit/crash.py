@@ -7,27 +7,14 @@ holds each of them: that moment, after the kill, is the resumption time.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import redis
 
 from worker.store import keys
-
-
-def children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (a Celery worker's pool)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[-1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if ppid == pid:
-                found.append(int(entry.name))
-    return sorted(found)
 
 
 class LeaseWatch:
@@ -83,14 +70,32 @@ class LeaseWatch:
         return last - killed_at
 
 
-def busy_pool_process(app: Any, node: str, task: str, timeout_s: float = 10.0) -> int:
-    """The pid of a pool process of worker ``node`` running a ``task`` job right now (what
-    Celery's ``inspect active`` says), so that a kill lands on work in progress."""
+def busy_pool_process(
+    app: Any, node: str, task: str, timeout_s: float = 10.0
+) -> tuple[int, list[str]]:
+    """A pool process of worker ``node`` running a ``task`` job right now (what Celery's
+    ``inspect active`` says): its pid and the job's arguments (account, job id)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         replies = app.control.inspect(destination=[node], timeout=1.0, limit=1).active() or {}
         for job in replies.get(node, []):
             if job.get("name") == task and job.get("worker_pid"):
-                return int(job["worker_pid"])
+                return int(job["worker_pid"]), [str(a) for a in job.get("args", [])]
         time.sleep(0.02)
     raise TimeoutError(f"no {task} job running on {node} within {timeout_s:g}s")
+
+
+def kill_busy_batch(
+    app: Any, client: redis.Redis, node: str, attempts: int = 20
+) -> tuple[float, dict[str, str]]:
+    """SIGKILL a pool process of ``node`` in the middle of a campaign push batch: its
+    lease is read first (no scan of the keyspace: the job's arguments name it), so the
+    kill lands on a job known to hold it. Returns when (time.monotonic) and the lease."""
+    for _ in range(attempts):
+        pid, (account, message_id) = busy_pool_process(app, node, "campaign.push")
+        key = keys.message_lock(account, message_id)
+        token = client.get(key)
+        if token is not None:
+            os.kill(pid, signal.SIGKILL)
+            return time.monotonic(), {key: str(token)}
+    raise RuntimeError(f"no batch job of {node} could be caught holding its lease")

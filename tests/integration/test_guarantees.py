@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import signal
 import socket
 import threading
 import time
@@ -22,7 +21,7 @@ import httpx
 import pytest
 import redis
 
-from scripts.benchkit.crash import LeaseWatch, busy_pool_process
+from scripts.benchkit.crash import LeaseWatch, kill_busy_batch
 from tests.integration.conftest import (
     SPEC_BODY,
     PushTenant,
@@ -251,11 +250,8 @@ def test_a_pool_process_killed_mid_campaign_is_taken_over_within_seconds(
     client = redis.Redis.from_url(fault_stack.settings.effective_redis_url, decode_responses=True)
     watch = LeaseWatch(client, tenant.name, fault_stack.settings.lease_ttl_s)
     app = create_celery(fault_stack.settings)
-    victim = busy_pool_process(app, f"{worker.name}@{socket.gethostname()}", "campaign.push")
+    killed_at, held = kill_busy_batch(app, client, f"{worker.name}@{socket.gethostname()}")
     app.close()
-    held = watch.held()
-    os.kill(victim, signal.SIGKILL)
-    killed_at = time.monotonic()
     at_kill = len(tenant.push_requests("fcm"))
     dead = watch.unrenewed(held)
     assert dead, "the killed pool process held no lease: it was between jobs"
