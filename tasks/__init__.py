@@ -33,7 +33,7 @@ from worker.delivery.failures import (
     record_whatsapp_batch_crash,
 )
 from worker.errors import is_infrastructure
-from worker.store import delayed, joberrors
+from worker.store import delayed, joberrors, jobs
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +66,13 @@ Crash = Callable[[DeliveryContext, str, str, BaseException], Coroutine[Any, Any,
 # dead-lettered, its campaign's batch counted failed, its run failed at its step. The same
 # recorder serves a job quarantined after killing its worker process (tasks.quarantine).
 CRASH_RECORDERS: dict[str, Crash] = {
-    "whatsapp.send": record_crash,
-    "push.send": record_crash,
-    "campaign.fanout": record_walk_crash,
-    "campaign.push": record_batch_crash,
-    "campaign.whatsapp": record_whatsapp_batch_crash,
-    "automation.step": record_run_crash,
-    "automation.batch": record_automation_batch_crash,
+    jobs.WHATSAPP_SEND: record_crash,
+    jobs.PUSH_SEND: record_crash,
+    jobs.CAMPAIGN_FANOUT: record_walk_crash,
+    jobs.CAMPAIGN_PUSH: record_batch_crash,
+    jobs.CAMPAIGN_WHATSAPP: record_whatsapp_batch_crash,
+    jobs.AUTOMATION_STEP: record_run_crash,
+    jobs.AUTOMATION_BATCH: record_automation_batch_crash,
 }
 
 

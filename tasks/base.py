@@ -24,13 +24,13 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual import QoS as VirtualQoS
 
 from worker.config import get_settings
-from worker.enqueue import job_payload, queue_for
+from worker.enqueue import job_payload
 from worker.store import keys
 from worker.store.client import create_sync_redis
+from worker.store.jobs import QUARANTINE, queue_for
 
 log = logging.getLogger(__name__)
 
-QUARANTINE_TASK = "job.quarantine"
 # A death counts towards quarantine for this long: deaths hours apart are not a loop.
 _LOSSES_TTL_S = 3600
 
@@ -96,7 +96,7 @@ class DispatchRequest(Request):
             extra={"event": "job.quarantined", "account": account_id},
         )
         payload = job_payload(
-            QUARANTINE_TASK, account_id, f"{self.name} {job_id} {losses}", queue_for(self.name)
+            QUARANTINE, account_id, f"{self.name} {job_id} {losses}", queue_for(self.name)
         )
         _redis().lpush(queue_for(self.name), payload)
 

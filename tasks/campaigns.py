@@ -8,19 +8,20 @@ from tasks import run_job
 from worker.celery_app import app
 from worker.delivery.campaign_batches import send_push_batch, send_whatsapp_batch
 from worker.delivery.fanout import run_fanout
+from worker.store import jobs
 
 
-@app.task(name="campaign.fanout", bind=True, max_retries=None)
+@app.task(name=jobs.CAMPAIGN_FANOUT, bind=True, max_retries=None)
 def fanout(self: Task[[str, str], None], account_id: str, campaign_id: str) -> None:
     # Walks a slice of the audience per job; the next job goes on from the cursor.
     run_job(self, run_fanout, account_id, campaign_id)
 
 
-@app.task(name="campaign.push", bind=True, max_retries=None)
+@app.task(name=jobs.CAMPAIGN_PUSH, bind=True, max_retries=None)
 def push_batch(self: Task[[str, str], None], account_id: str, message_id: str) -> None:
     run_job(self, send_push_batch, account_id, message_id)
 
 
-@app.task(name="campaign.whatsapp", bind=True, max_retries=None)
+@app.task(name=jobs.CAMPAIGN_WHATSAPP, bind=True, max_retries=None)
 def whatsapp_batch(self: Task[[str, str], None], account_id: str, batch_id: str) -> None:
     run_job(self, send_whatsapp_batch, account_id, batch_id)

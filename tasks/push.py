@@ -7,9 +7,10 @@ from celery import Task
 from tasks import run_job
 from worker.celery_app import app
 from worker.delivery.push import send_push
+from worker.store import jobs
 
 
-@app.task(name="push.send", bind=True, max_retries=None)
+@app.task(name=jobs.PUSH_SEND, bind=True, max_retries=None)
 def send(self: Task[[str, str], None], account_id: str, message_id: str) -> None:
     # Only the devices still to do are sent to next time.
     run_job(self, send_push, account_id, message_id)

@@ -9,15 +9,15 @@ from __future__ import annotations
 from celery import Task
 
 from tasks import record_failure
-from tasks.base import QUARANTINE_TASK
 from worker.celery_app import app
+from worker.store import jobs
 
 
 class WorkerLost(RuntimeError):
     """The job's worker process died each time it ran it."""
 
 
-@app.task(name=QUARANTINE_TASK, bind=True, max_retries=None)
+@app.task(name=jobs.QUARANTINE, bind=True, max_retries=None)
 def quarantine(self: Task[[str, str], None], account_id: str, what: str) -> None:
     task_name, job_id, losses = what.split(" ")
     reason = WorkerLost(f"its worker process died {losses} times running it; quarantined")

@@ -30,7 +30,7 @@ from worker.enqueue import add_job, publish
 from worker.errors import is_infrastructure
 from worker.ids import new_id
 from worker.masking import mask_token
-from worker.store import accounts, automations, delayed, joberrors, keys, messages, tokens
+from worker.store import accounts, delayed, joberrors, jobs, keys, messages, tokens
 from worker.store.client import create_redis
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ async def pump_once(redis: Redis, now: float) -> int:
                     await _malformed(redis, "delayed", item)
                     continue  # taken below with the rest: it would never parse
                 task, account_id, job_id = parsed
-                if task == automations.STEP_TASK:
+                if task == jobs.AUTOMATION_STEP:
                     runs[account_id].append(job_id)
                 else:
                     add_job(pipe, task, account_id, job_id)
@@ -66,7 +66,7 @@ async def pump_once(redis: Redis, now: float) -> int:
                     key = keys.automation_batch(account_id, batch_id)
                     pipe.rpush(key, *run_ids[start : start + RUN_BATCH])
                     pipe.expire(key, 86400)
-                    add_job(pipe, automations.BATCH_TASK, account_id, batch_id)
+                    add_job(pipe, jobs.AUTOMATION_BATCH, account_id, batch_id)
             await pipe.execute()
     await delayed.take(redis, now, members)
     return len(members)

@@ -15,12 +15,11 @@ from redis.asyncio import Redis
 from worker.api.errors import ApiError
 from worker.api.routes.whatsapp import check_template
 from worker.api.views import campaign_detail
-from worker.delivery.fanout import FANOUT_TASK
 from worker.enqueue import publish
 from worker.ids import new_id
 from worker.models import CampaignCreate, CampaignStatus, Channel, PushContent, WhatsAppContent
 from worker.push_payload import MAX_PAYLOAD_BYTES, Notification, oversized
-from worker.store import campaigns, channels, delayed
+from worker.store import campaigns, channels, delayed, jobs
 from worker.store.campaigns import Campaign
 
 # If the process dies between marking a campaign as sending and publishing its walk,
@@ -108,13 +107,15 @@ async def send(redis: Redis, account: str, campaign_id: str, send_at: datetime |
         moved = await campaigns.transition(redis, account, campaign_id, "schedule", at)
         if not moved.ok:
             raise conflict(campaign_id, moved.status, "scheduled")
-        await delayed.schedule(redis, FANOUT_TASK, account, campaign_id, at)
+        await delayed.schedule(redis, jobs.CAMPAIGN_FANOUT, account, campaign_id, at)
     else:
         moved = await campaigns.transition(redis, account, campaign_id, "send")
         if not moved.ok:
             raise conflict(campaign_id, moved.status, "sent")
-        await delayed.schedule(redis, FANOUT_TASK, account, campaign_id, now + SAFETY_NET_S)
-        await publish(redis, FANOUT_TASK, account, campaign_id)
+        await delayed.schedule(
+            redis, jobs.CAMPAIGN_FANOUT, account, campaign_id, now + SAFETY_NET_S
+        )
+        await publish(redis, jobs.CAMPAIGN_FANOUT, account, campaign_id)
     return await load(redis, account, campaign_id)
 
 

@@ -13,10 +13,9 @@ from kombu import Queue
 from worker import kombu_fixes, logs
 from worker.config import Settings, get_settings
 from worker.heartbeat import Heartbeat
-from worker.queues import BULK, TRANSACTIONAL
-from worker.store import keys
+from worker.store import jobs, keys
 
-__all__ = ["BULK", "TRANSACTIONAL", "app", "create_celery"]
+__all__ = ["app", "create_celery"]
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
@@ -35,14 +34,9 @@ def create_celery(settings: Settings | None = None) -> Celery:
         task_cls="tasks.base:DispatchTask",
     )
     app.conf.update(
-        task_queues=[Queue(TRANSACTIONAL), Queue(BULK)],
-        task_default_queue=TRANSACTIONAL,
-        task_routes={
-            "whatsapp.*": {"queue": TRANSACTIONAL},
-            "push.*": {"queue": TRANSACTIONAL},
-            "campaign.*": {"queue": BULK},
-            "automation.*": {"queue": BULK},
-        },
+        task_queues=[Queue(q) for q in jobs.QUEUES],
+        task_default_queue=jobs.TRANSACTIONAL,
+        task_routes=jobs.celery_routes(),
         # A job is acknowledged only once it finished; a worker killed mid-send gives
         # it back to the queue (reject_on_worker_lost) instead of losing it.
         task_acks_late=True,

@@ -21,17 +21,10 @@ import socket
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from worker.queues import BULK, TRANSACTIONAL
+from worker.store.jobs import queue_for
 
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 _ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
-
-
-def queue_for(task: str) -> str:
-    """Campaign and automation jobs go to ``bulk``, served by workers of their own, so that
-    a campaign or a flood of enrolments never delays a transactional send. (An automation's
-    send steps are ordinary messages: their jobs go to ``transactional``.)"""
-    return BULK if task.startswith(("campaign.", "automation.")) else TRANSACTIONAL
 
 
 def _uuid4() -> str:

@@ -13,11 +13,10 @@ from functools import partial
 from redis.asyncio import Redis
 
 from worker.heartbeat import WorkerBeat, alive
-from worker.queues import BULK, TRANSACTIONAL
-from worker.store import joberrors, keys, throughput
+from worker.store import joberrors, jobs, keys, throughput
 from worker.store import restarts as child_restarts
 
-QUEUES = (TRANSACTIONAL, BULK)
+QUEUES = jobs.QUEUES
 # A rate-limit key's schedule (GCRA) booked up to now, less a little: its sends are paced.
 _AT_CAP_S = -0.05
 _RUNNING = ("sending", "paused", "scheduled")

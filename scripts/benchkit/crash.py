@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from worker.store import keys
+from worker.store import jobs, keys
 
 
 class LeaseWatch:
@@ -92,7 +92,7 @@ def kill_busy_batch(
     lease is read first (no scan of the keyspace: the job's arguments name it), so the
     kill lands on a job known to hold it. Returns when (time.monotonic) and the lease."""
     for _ in range(attempts):
-        pid, (account, message_id) = busy_pool_process(app, node, "campaign.push")
+        pid, (account, message_id) = busy_pool_process(app, node, jobs.CAMPAIGN_PUSH)
         key = keys.message_lock(account, message_id)
         token = client.get(key)
         if token is not None:

@@ -29,9 +29,9 @@ from tests.integration.conftest import (
 from tests.integration.faultstack import FaultStack
 from tests.support import wait_until
 from worker.models import Scope
-from worker.queues import TRANSACTIONAL
 from worker.store import keys
 from worker.store import secrets as store_secrets
+from worker.store.jobs import TRANSACTIONAL
 
 MAXMEMORY = "16mb"
 FILLER = "test:filler"

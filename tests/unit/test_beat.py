@@ -12,9 +12,9 @@ from redis.asyncio import Redis
 
 from worker.beat import pump_once
 from worker.config import Settings
-from worker.queues import TRANSACTIONAL
 from worker.store import delayed, keys
 from worker.store.client import create_redis
+from worker.store.jobs import TRANSACTIONAL
 
 
 async def published(redis: Redis, account: str) -> list[tuple[str, list[Any]]]:

@@ -8,7 +8,8 @@ from typing import Any
 import redis
 
 from worker.config import Settings
-from worker.enqueue import job_payload, queue_for
+from worker.enqueue import job_payload
+from worker.store.jobs import queue_for
 
 
 def _kombu_envelope(settings: Settings, queue: str) -> dict[str, Any]:

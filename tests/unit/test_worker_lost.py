@@ -13,6 +13,7 @@ from kombu.transport import redis as kombu_redis
 import tasks.base as base
 from worker.config import Settings
 from worker.store import keys
+from worker.store.jobs import QUARANTINE
 
 
 class _Message:
@@ -86,7 +87,7 @@ def test_a_job_that_keeps_killing_its_process_is_quarantined(
     assert calls == [("acknowledge",)]  # not given back again
     assert client.llen(queue) == before + 1
     job = json.loads(client.lindex(queue, 0) or "{}")
-    assert job["headers"]["task"] == base.QUARANTINE_TASK
+    assert job["headers"]["task"] == QUARANTINE
     assert job["headers"]["argsrepr"] == repr(
         ["acme", f"campaign.push cmp_x_0 {settings.job_max_worker_losses}"]
     )

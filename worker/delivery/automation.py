@@ -35,7 +35,7 @@ from worker.delivery.failures import record_run_crash
 from worker.errors import is_infrastructure
 from worker.models import Channel, MessageStatus
 from worker.outbound import OutboundError
-from worker.store import automations, contacts, delayed, keys, locks, messages, push, sends
+from worker.store import automations, contacts, delayed, jobs, keys, locks, messages, push, sends
 from worker.store.automations import Run
 from worker.store.client import hgetall_str
 
@@ -70,7 +70,7 @@ async def run_batch(ctx: DeliveryContext, account: str, batch_id: str) -> Outcom
         await ctx.redis.zadd(
             keys.delayed(),
             {
-                delayed.member(automations.STEP_TASK, account, run_id): now + retry_in_s
+                delayed.member(jobs.AUTOMATION_STEP, account, run_id): now + retry_in_s
                 for run_id, retry_in_s in comeback.items()
             },
         )

@@ -19,12 +19,12 @@ from typing import cast
 
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome, claimed
 from worker.delivery.failures import record_crash
-from worker.delivery.fanout import PUSH_TASK, WHATSAPP_TASK, parse_batch_id
+from worker.delivery.fanout import parse_batch_id
 from worker.delivery.push import PushRun
 from worker.delivery.whatsapp import send_whatsapp
 from worker.errors import is_infrastructure
 from worker.models import CampaignStatus, MessageStatus
-from worker.store import campaigns, joberrors, keys, locks, messages
+from worker.store import campaigns, joberrors, jobs, keys, locks, messages
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ async def send_push_batch(ctx: DeliveryContext, account_id: str, message_id: str
         if isinstance(message, Outcome):
             return message
         campaign_id = message.campaign or parse_batch_id(message_id)[0]
-        job = f"{PUSH_TASK} {account_id} {message_id}"
+        job = f"{jobs.CAMPAIGN_PUSH} {account_id} {message_id}"
         state = await campaigns.park(ctx.redis, account_id, campaign_id, job)
         run = PushRun(ctx, message, _Watch(ctx, account_id, campaign_id).halted)
         if state is CampaignStatus.PAUSED:
@@ -78,7 +78,7 @@ async def send_whatsapp_batch(ctx: DeliveryContext, account_id: str, batch: str)
         ]
         if not todo:
             return Outcome(MessageStatus.SENT)
-        job = f"{WHATSAPP_TASK} {account_id} {batch}"
+        job = f"{jobs.CAMPAIGN_WHATSAPP} {account_id} {batch}"
         state = await campaigns.park(ctx.redis, account_id, campaign_id, job)
         if state is CampaignStatus.PAUSED:
             return Outcome(MessageStatus.QUEUED)
@@ -111,7 +111,9 @@ async def _send_all(
                 # A bug on one message costs that message, not the batch's others.
                 log.exception("campaign %s: message %s crashed", campaign_id, message_id)
                 await record_crash(ctx, account_id, message_id, exc)
-                await joberrors.record(ctx.redis, account_id, WHATSAPP_TASK, message_id, exc)
+                await joberrors.record(
+                    ctx.redis, account_id, jobs.CAMPAIGN_WHATSAPP, message_id, exc
+                )
                 return
             if outcome.retry_in_s is not None:
                 again_in.append(outcome.retry_in_s)

@@ -26,7 +26,7 @@ from redis.asyncio.client import Pipeline
 from worker import enqueue, render
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
 from worker.models import CampaignStatus, Channel, MessageStatus, PushContent, WhatsAppContent
-from worker.store import campaigns, keys, locks, messages, scripts
+from worker.store import campaigns, jobs, keys, locks, messages, scripts
 from worker.store.campaigns import Campaign
 from worker.store.push import Device, encode_roster
 from worker.store.tokens import split
@@ -38,9 +38,6 @@ log = logging.getLogger(__name__)
 Publish = Callable[[Pipeline, str, str, str], None]
 # How often the walk looks whether its campaign was paused or cancelled.
 _STATUS_EVERY_S = 0.5
-FANOUT_TASK = "campaign.fanout"
-PUSH_TASK = "campaign.push"
-WHATSAPP_TASK = "campaign.whatsapp"
 
 
 def batch_id(campaign_id: str, number: int) -> str:
@@ -120,7 +117,11 @@ async def _walk(
         async with redis.pipeline(transaction=True) as pipe:
             if write is not None:
                 write(pipe)
-                task = PUSH_TASK if campaign.channel is Channel.PUSH else WHATSAPP_TASK
+                task = (
+                    jobs.CAMPAIGN_PUSH
+                    if campaign.channel is Channel.PUSH
+                    else jobs.CAMPAIGN_WHATSAPP
+                )
                 publish(pipe, task, account_id, batch_id(campaign_id, number))
             campaigns.count(
                 pipe,
@@ -138,7 +139,7 @@ async def _walk(
 
 
 def _job(account_id: str, campaign_id: str) -> str:
-    return f"{FANOUT_TASK} {account_id} {campaign_id}"
+    return f"{jobs.CAMPAIGN_FANOUT} {account_id} {campaign_id}"
 
 
 def _total_known(campaign: Campaign) -> bool:

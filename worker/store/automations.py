@@ -17,12 +17,11 @@ from typing import Any
 from redis.asyncio import Redis
 
 from worker.automation_models import AutomationCreate, Wait
-from worker.enqueue import job_payload, queue_for
+from worker.enqueue import job_payload
 from worker.store import delayed, keys, scripts
 from worker.store.client import hgetall_str
+from worker.store.jobs import AUTOMATION_STEP, queue_for
 
-STEP_TASK = "automation.step"
-BATCH_TASK = "automation.batch"
 RUN_FINAL = ("done", "failed", "cancelled")
 
 
@@ -225,7 +224,7 @@ _PARKED = json.dumps({"status": "waiting", "until": 0.0}).replace("0.0", "%s")
 def _enroll_call(
     account: str, automation_id: str, contact_id: str, run_id: str, now: str, event_json: str
 ) -> tuple[list[str], list[str]]:
-    queue = queue_for(STEP_TASK)
+    queue = queue_for(AUTOMATION_STEP)
     return (
         [
             keys.automation(account, automation_id),
@@ -241,10 +240,10 @@ def _enroll_call(
             contact_id,
             run_id,
             now,
-            job_payload(STEP_TASK, account, run_id, queue),
+            job_payload(AUTOMATION_STEP, account, run_id, queue),
             event_json,
             automation_id,
-            delayed.member(STEP_TASK, account, run_id),
+            delayed.member(AUTOMATION_STEP, account, run_id),
             _PARKED,
         ],
     )
@@ -395,7 +394,7 @@ def _templates(account: str) -> tuple[str, ...]:
             keys.automation_version(account, hole, hole),
             keys.contact_tags(account, hole),
             keys.tag_members(account, hole),
-            delayed.member(STEP_TASK, account, hole),
+            delayed.member(AUTOMATION_STEP, account, hole),
         )
     )
 
@@ -494,7 +493,7 @@ async def cancel_runs(redis: Redis, automation: Automation) -> int:
                 keys.run(account, run_id),
                 mapping={"status": "cancelled", "updated_at": repr(time.time())},
             )
-            pipe.zrem(keys.delayed(), delayed.member(STEP_TASK, account, run_id))
+            pipe.zrem(keys.delayed(), delayed.member(AUTOMATION_STEP, account, run_id))
             pipe.hincrby(keys.automation_counts(account, automation.id), f"{run.step}:waiting", -1)
             await pipe.execute()
         cancelled += 1

@@ -17,7 +17,7 @@ from redis.asyncio.client import Pipeline
 from worker.enqueue import add_job
 from worker.ids import new_id
 from worker.models import Attempt, Channel, MessageStatus
-from worker.store import campaigns, keys, scripts, throughput
+from worker.store import campaigns, jobs, keys, scripts, throughput
 from worker.store.client import fields, hgetall_str
 
 # The API waits on the outcome list for at most a minute; keep it a little longer.
@@ -113,8 +113,8 @@ def _decode(raw: dict[str, str]) -> Message:
 def task_name(message: Message) -> str:
     """The task that sends this message."""
     if message.channel is Channel.WHATSAPP:
-        return "whatsapp.send"
-    return "campaign.push" if message.campaign else "push.send"
+        return jobs.WHATSAPP_SEND
+    return jobs.CAMPAIGN_PUSH if message.campaign else jobs.PUSH_SEND
 
 
 def task_member(message: Message) -> str:

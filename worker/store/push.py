@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from worker.enqueue import add_job
 from worker.models import Attempt, MessageStatus
-from worker.store import campaigns, keys, scripts, throughput
+from worker.store import campaigns, jobs, keys, scripts, throughput
 from worker.store.client import fields
 from worker.store.messages import (
     Message,
@@ -98,7 +98,7 @@ async def create_push(
         pipe.set(keys.message_roster(message.account, message.id), roster, ex=ttl_s)
         add(pipe, message, ttl_s)
         if publish:
-            add_job(pipe, "push.send", message.account, message.id)
+            add_job(pipe, jobs.PUSH_SEND, message.account, message.id)
         await pipe.execute()
 
 
