@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,9 +13,11 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from tests.support import register_push_credentials, run_async
+from tests.conftest import _http_ok
+from tests.support import Service, register_push_credentials, run_async, wait_until
 from worker.config import Settings
 from worker.models import ContactBody, Scope
+from worker.processes import free_port
 from worker.provisioning import configure_apns, configure_fcm, configure_whatsapp, sync_templates
 from worker.sim import credentials as sim_credentials
 from worker.store import accounts, contacts
@@ -312,3 +315,32 @@ def push_tenant_factory(
 def push_tenant(push_tenant_factory: Callable[..., PushTenant]) -> PushTenant:
     """A tenant with WhatsApp, FCM and APNs configured against the simulator."""
     return push_tenant_factory()
+
+
+ApiFactory = Callable[..., str]
+
+
+@pytest.fixture
+def api_process(
+    stack: dict[str, Any], service_env: dict[str, str], tmp_path: Path
+) -> Iterator[ApiFactory]:
+    """``api_process(DISPATCH_X="…")``: another API process on the same store, with
+    those settings; its URL."""
+    started: list[Service] = []
+
+    def start(wait_path: str = "/healthz", **env: str) -> str:
+        port = free_port()
+        service = Service(
+            f"api-{len(started)}",
+            [sys.executable, "-m", "worker.cli", "api", "--port", str(port)],
+            {**service_env, **env},
+            tmp_path / f"api-{len(started)}.log",
+        )
+        started.append(service)
+        url = f"http://127.0.0.1:{port}"
+        wait_until(_http_ok(f"{url}{wait_path}", service), 30, "the extra API")
+        return url
+
+    yield start
+    for service in started:
+        service.stop()

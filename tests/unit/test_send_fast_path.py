@@ -4,14 +4,19 @@ framework, everything else handed over with its body, errors worded by the app's
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import httpx
+import pytest
+from fastapi import APIRouter, Depends
 
 from worker.api.app import create_app
+from worker.api.deps import RedisDep, SenderDep
 from worker.api.routes import push, whatsapp
-from worker.api.send_route import SendFastPath
+from worker.api.send_route import SendFastPath, SendRoute
 from worker.config import Settings
+from worker.models import WhatsAppSendRequest
 from worker.store.client import create_redis
 
 BODY = {"to": "+14155552671", "template_name": "order_confirmation", "parameters": []}
@@ -68,3 +73,33 @@ def test_valid_sends_skip_the_framework_and_the_rest_reaches_it(settings: Settin
         await app.state.redis.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_send_route_the_fast_path_cannot_call_fails_when_the_app_is_built() -> None:
+    """The fast path calls ``endpoint(body, caller)``: a send route with another shape is
+    refused when the router is built, not answered with a 500 on every request."""
+
+    async def with_a_query(body: WhatsAppSendRequest, caller: SenderDep, dry_run: bool) -> Any:
+        return None
+
+    async def without_the_sender(body: WhatsAppSendRequest, redis: RedisDep) -> Any:
+        return None
+
+    async def body_second(caller: SenderDep, body: WhatsAppSendRequest) -> Any:
+        return None
+
+    async def good(body: WhatsAppSendRequest, caller: SenderDep) -> Any:
+        return None
+
+    for endpoint, why in (
+        (with_a_query, "its only other parameter must be `caller: SenderDep`"),
+        (without_the_sender, "its only other parameter must be `caller: SenderDep`"),
+        (body_second, "its first parameter must be `body: SomeModel`"),
+    ):
+        router = APIRouter(route_class=SendRoute)
+        with pytest.raises(TypeError, match=re.escape(why)):
+            router.post("/x")(endpoint)
+    router = APIRouter(route_class=SendRoute, dependencies=[Depends(lambda: None)])
+    with pytest.raises(TypeError, match="route dependencies"):
+        router.post("/x")(good)
+    APIRouter(route_class=SendRoute).post("/x")(good)  # the shape it can serve

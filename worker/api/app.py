@@ -76,4 +76,6 @@ def serve_app() -> Guard:
     before any body is read), then the send routes' fast path, then FastAPI."""
     settings = get_settings()
     app = create_app(settings)
+    if not settings.api_send_fast_path:
+        return Guard(app, app, settings)
     return Guard(SendFastPath(app, [whatsapp.router, push.router]), app, settings)

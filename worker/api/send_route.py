@@ -23,6 +23,7 @@ routes as for any route. (A middleware meant for every request goes around this 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, cast, get_type_hints
 
@@ -31,7 +32,7 @@ from fastapi.routing import APIRoute, APIRouter
 from pydantic import BaseModel, ValidationError
 from starlette.types import Message, Receive, Scope, Send
 
-from worker.api.deps import Sender, sender
+from worker.api.deps import Sender, SenderDep, sender
 
 Endpoint = Callable[[BaseModel, Sender], Awaitable[Response]]
 Handler = Callable[[Request, Exception], Awaitable[Response]]
@@ -43,11 +44,31 @@ class SendRoute(APIRoute):
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
-        model = get_type_hints(endpoint)["body"]
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            raise TypeError(f"{path}: a SendRoute's endpoint takes `body: SomeModel`")
-        self.body_model: type[BaseModel] = model
+        self.body_model: type[BaseModel] = _checked_model(path, endpoint, kwargs)
         self.send_endpoint = cast(Endpoint, endpoint)
+
+
+def _checked_model(
+    path: str, endpoint: Callable[..., Any], kwargs: dict[str, Any]
+) -> type[BaseModel]:
+    """The body model of a send endpoint, whose signature must be exactly what the fast path
+    calls, ``(body: SomeModel, caller: SenderDep)``: checked when the application is built,
+    so that a send route that grows a dependency fails at start, not as a 500 per request."""
+    hints = get_type_hints(endpoint, include_extras=True)
+    names = list(inspect.signature(endpoint).parameters)
+    model = hints.get("body")
+    problems = []
+    if names[:1] != ["body"] or not (isinstance(model, type) and issubclass(model, BaseModel)):
+        problems.append("its first parameter must be `body: SomeModel`")
+    if len(names) != 2 or hints.get(names[1]) != SenderDep:
+        problems.append("its only other parameter must be `caller: SenderDep`")
+    if kwargs.get("dependencies"):
+        problems.append("it may not declare route dependencies")
+    if problems:
+        raise TypeError(
+            f"{path}: the send fast path cannot serve this route: " + "; ".join(problems)
+        )
+    return cast(type[BaseModel], model)
 
 
 def _json_content(scope: Scope) -> bool:
