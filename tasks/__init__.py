@@ -32,7 +32,7 @@ from worker.delivery.failures import (
     record_walk_crash,
     record_whatsapp_batch_crash,
 )
-from worker.errors import is_infrastructure
+from worker.outages import is_infrastructure
 from worker.store import delayed, joberrors, jobs
 
 log = logging.getLogger(__name__)

@@ -27,9 +27,9 @@ from redis.asyncio import Redis
 from worker import heap, metrics, triggers
 from worker.config import Settings
 from worker.enqueue import add_job, publish
-from worker.errors import is_infrastructure
 from worker.ids import new_id
 from worker.masking import mask_token
+from worker.outages import is_infrastructure
 from worker.store import accounts, delayed, joberrors, jobs, keys, messages, tokens
 from worker.store.client import create_redis
 

@@ -30,7 +30,7 @@ from kombu.connection import Connection
 from kombu.transport import redis as kombu_redis
 from redis.exceptions import ResponseError
 
-from worker.errors import store_full
+from worker.outages import store_full
 
 log = logging.getLogger(__name__)
 _original = Connection.maybe_close_channel

@@ -17,9 +17,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from worker.errors import is_infrastructure
 from worker.ids import new_id
 from worker.models import ACCOUNT_ID_RE
+from worker.outages import is_infrastructure
 from worker.store import automations, joberrors, keys
 
 log = logging.getLogger(__name__)

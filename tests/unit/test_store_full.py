@@ -20,7 +20,7 @@ import tasks
 from worker import cli_status, kombu_fixes, metrics, status
 from worker.api import errors as api_errors
 from worker.config import Settings
-from worker.errors import is_infrastructure, store_full
+from worker.outages import is_infrastructure, store_full
 
 OOM = OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
 # What an older server (Redis 6) makes of a script whose write was refused.

@@ -19,7 +19,7 @@ from redis.exceptions import ResponseError as RedisResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from worker import errors
+from worker import outages
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def store_error(exc: Exception) -> ApiError | None:
     if isinstance(exc, STORE_DOWN):
         log.error("redis unavailable: %s", exc)
         return store_unavailable()
-    if errors.store_full(exc):
+    if outages.store_full(exc):
         log.error("redis full, write refused: %s", exc)
         return store_full()
     return None

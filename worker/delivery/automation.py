@@ -32,8 +32,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from worker import metrics, render
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
 from worker.delivery.failures import record_run_crash
-from worker.errors import is_infrastructure
 from worker.models import Channel, MessageStatus
+from worker.outages import is_infrastructure
 from worker.outbound import OutboundError
 from worker.store import automations, contacts, delayed, jobs, keys, locks, messages, push, sends
 from worker.store.automations import Run

@@ -22,8 +22,8 @@ from worker.delivery.failures import record_crash
 from worker.delivery.fanout import parse_batch_id
 from worker.delivery.push import PushRun
 from worker.delivery.whatsapp import send_whatsapp
-from worker.errors import is_infrastructure
 from worker.models import CampaignStatus, MessageStatus
+from worker.outages import is_infrastructure
 from worker.store import campaigns, joberrors, jobs, keys, locks, messages
 
 log = logging.getLogger(__name__)
