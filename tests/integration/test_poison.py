@@ -18,7 +18,6 @@ from tests.integration.test_campaigns import (
     import_contacts,
     phone,
     shipping,
-    show,
     wait_stat,
     wait_status,
 )
@@ -92,15 +91,14 @@ def test_a_crashing_whatsapp_batch_fails_its_unsent_messages_and_the_campaign_co
         return queued, queued[0]
 
     unsent, poisoned = run_async(corrupt, settings)
-    at_pause = show(tenant, cid)["stats"]["sent"]
     assert call(tenant, "POST", f"/{cid}/resume").status_code == 200
 
     done = wait_status(tenant, cid, "completed", 60)
     stats = done["stats"]
-    # The crashed batch's unsent messages failed; the other batch went out.
+    # The crashed batch's unsent messages failed; everything else went out (the other
+    # batch may have finished before the pause or after the resume).
     assert stats["failed"] == len(unsent)
     assert stats["sent"] == 300 - len(unsent)
-    assert stats["sent"] > at_pause
     assert done["last_error"].startswith("ValidationError")
     assert len(tenant.sim_requests()) == stats["sent"]
 
