@@ -24,16 +24,9 @@ from celery.signals import worker_process_init, worker_process_shutdown
 
 from worker import heap, logs, runtime
 from worker.delivery.context import DeliveryContext, Outcome
-from worker.delivery.failures import (
-    record_automation_batch_crash,
-    record_batch_crash,
-    record_crash,
-    record_run_crash,
-    record_walk_crash,
-    record_whatsapp_batch_crash,
-)
+from worker.delivery.failures import record_failed_job
 from worker.outages import is_infrastructure
-from worker.store import delayed, joberrors, jobs
+from worker.store import delayed
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +53,6 @@ def _stop_runtime(**_: Any) -> None:
 
 
 Deliver = Callable[[DeliveryContext, str, str], Coroutine[Any, Any, Outcome]]
-Crash = Callable[[DeliveryContext, str, str, BaseException], Coroutine[Any, Any, None]]
-
-# What a job that failed on a bug leaves behind, by task: its message failed and
-# dead-lettered, its campaign's batch counted failed, its run failed at its step. The same
-# recorder serves a job quarantined after killing its worker process (tasks.quarantine).
-CRASH_RECORDERS: dict[str, Crash] = {
-    jobs.WHATSAPP_SEND: record_crash,
-    jobs.PUSH_SEND: record_crash,
-    jobs.CAMPAIGN_FANOUT: record_walk_crash,
-    jobs.CAMPAIGN_PUSH: record_batch_crash,
-    jobs.CAMPAIGN_WHATSAPP: record_whatsapp_batch_crash,
-    jobs.AUTOMATION_STEP: record_run_crash,
-    jobs.AUTOMATION_BATCH: record_automation_batch_crash,
-}
 
 
 def run_job(
@@ -104,14 +83,8 @@ def record_failure(task_name: str, account_id: str, job_id: str, exc: BaseExcept
     the job is acknowledged (done again, it would fail the same way). Only if Redis is away
     is it given back, to be recorded when Redis is there."""
     rt = runtime.current()
-    on_crash = CRASH_RECORDERS.get(task_name, record_crash)
-
-    async def _record() -> None:
-        await on_crash(rt.context, account_id, job_id, exc)
-        await joberrors.record(rt.context.redis, account_id, task_name, job_id, exc)
-
     try:
-        rt.run(_record())
+        rt.run(record_failed_job(rt.context, task_name, account_id, job_id, exc))
     except Exception as down:
         if not is_infrastructure(down):
             raise

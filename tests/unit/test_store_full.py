@@ -20,6 +20,7 @@ import tasks
 from worker import cli_status, kombu_fixes, metrics, status
 from worker.api import errors as api_errors
 from worker.config import Settings
+from worker.delivery import failures
 from worker.outages import is_infrastructure, store_full
 
 OOM = OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
@@ -83,7 +84,7 @@ def test_a_job_that_finds_the_store_full_is_requeued_and_nothing_is_recorded(
     async def on_crash(_ctx: Any, _account: str, _message: str, error: BaseException) -> None:
         crashes.append(error)
 
-    monkeypatch.setitem(tasks.CRASH_RECORDERS, "whatsapp.send", on_crash)
+    monkeypatch.setitem(failures.CRASH_RECORDERS, "whatsapp.send", on_crash)
     with pytest.raises(Reject) as rejected:
         tasks.run_job(_Task(), deliver, "acme", "msg_1")  # type: ignore[arg-type]
 
@@ -105,8 +106,8 @@ def test_a_bug_is_still_recorded_as_a_crash(monkeypatch: pytest.MonkeyPatch) -> 
     async def kept(*_: Any) -> None:
         pass
 
-    monkeypatch.setitem(tasks.CRASH_RECORDERS, "whatsapp.send", on_crash)
-    monkeypatch.setattr(tasks.joberrors, "record", kept)
+    monkeypatch.setitem(failures.CRASH_RECORDERS, "whatsapp.send", on_crash)
+    monkeypatch.setattr(failures.joberrors, "record", kept)
     tasks.run_job(_Task(), deliver, "acme", "msg_1")  # type: ignore[arg-type]
 
     assert crashes == [bug]

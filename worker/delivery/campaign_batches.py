@@ -18,13 +18,13 @@ import time
 from typing import cast
 
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome, claimed
-from worker.delivery.failures import record_crash
+from worker.delivery.failures import record_crash, record_failed_job
 from worker.delivery.fanout import parse_batch_id
 from worker.delivery.push import PushRun
 from worker.delivery.whatsapp import send_whatsapp
 from worker.models import CampaignStatus, MessageStatus
 from worker.outages import is_infrastructure
-from worker.store import campaigns, joberrors, jobs, keys, locks, messages
+from worker.store import campaigns, jobs, keys, locks, messages
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +110,8 @@ async def _send_all(
                     raise  # the whole batch is given back
                 # A bug on one message costs that message, not the batch's others.
                 log.exception("campaign %s: message %s crashed", campaign_id, message_id)
-                await record_crash(ctx, account_id, message_id, exc)
-                await joberrors.record(
-                    ctx.redis, account_id, jobs.CAMPAIGN_WHATSAPP, message_id, exc
+                await record_failed_job(
+                    ctx, jobs.CAMPAIGN_WHATSAPP, account_id, message_id, exc, record_crash
                 )
                 return
             if outcome.retry_in_s is not None:

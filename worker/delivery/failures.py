@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import cast
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
 
 from worker.delivery.context import DeliveryContext
 from worker.models import Attempt, MessageStatus
-from worker.store import keys, messages
+from worker.store import joberrors, jobs, keys, messages
 
 log = logging.getLogger(__name__)
 
@@ -114,3 +115,35 @@ async def record_automation_batch_crash(
     """Each run of a batch fails on its own (``run_batch``); a crash of the batch itself
     (reading its list) leaves the runs waiting where they are, visible in their status."""
     log.error("automation batch %s/%s crashed: %s", account_id, batch_id, exc)
+
+
+Crash = Callable[[DeliveryContext, str, str, BaseException], Coroutine[Any, Any, None]]
+
+# What a job that failed on a bug leaves behind, by task: its message failed and
+# dead-lettered, its campaign's batch counted failed, its run failed at its step. The same
+# recorder serves a job quarantined after killing its worker process (tasks.quarantine).
+CRASH_RECORDERS: dict[str, Crash] = {
+    jobs.WHATSAPP_SEND: record_crash,
+    jobs.PUSH_SEND: record_crash,
+    jobs.CAMPAIGN_FANOUT: record_walk_crash,
+    jobs.CAMPAIGN_PUSH: record_batch_crash,
+    jobs.CAMPAIGN_WHATSAPP: record_whatsapp_batch_crash,
+    jobs.AUTOMATION_STEP: record_run_crash,
+    jobs.AUTOMATION_BATCH: record_automation_batch_crash,
+}
+
+
+async def record_failed_job(
+    ctx: DeliveryContext,
+    task_name: str,
+    account_id: str,
+    job_id: str,
+    exc: BaseException,
+    on_crash: Crash | None = None,
+) -> None:
+    """A job (or one message of a batch) that failed on a bug: what it worked on is settled
+    by its crash recorder (the task's, unless ``on_crash`` says), and the error goes to the
+    account's job errors for `dispatch status`."""
+    recorder = on_crash or CRASH_RECORDERS.get(task_name, record_crash)
+    await recorder(ctx, account_id, job_id, exc)
+    await joberrors.record(ctx.redis, account_id, task_name, job_id, exc)
