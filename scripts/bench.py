@@ -52,9 +52,9 @@ from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
-from worker import demo
-from worker.celery_app import app as celery
-from worker.processes import free_port
+from worker.runtime.celery_app import app as celery
+from worker.stack import demo
+from worker.stack.processes import free_port
 from worker.store import channels, keys
 
 console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -409,7 +409,7 @@ class Bench:
         """One Celery task per FCM token, published one by one as a fan-out loop would."""
         n = self.scale.naive
         argv = ["nice", "-n", str(BULK_NICE), sys.executable, "-m", "celery"]
-        argv += ["-A", "worker.celery_app:app"]
+        argv += ["-A", "worker.runtime.celery_app:app"]
         argv += ["worker", "-Q", "naive", "-c", "2", "-I", "benchkit.naive_tasks", "-n", "naive@%h"]
         argv += ["--without-mingle", "--without-gossip", "-l", "WARNING"]
         wait_worker(f"naive@{socket.gethostname()}", self.stack.spawn("naive", argv))

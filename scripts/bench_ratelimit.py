@@ -26,11 +26,11 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from worker import demo
 from worker.config import Settings
-from worker.devstack import DemoStack, demo_stack
-from worker.processes import terminate
-from worker.provisioning import redis_session
+from worker.services.provisioning import redis_session
+from worker.stack import demo
+from worker.stack.devstack import DemoStack, demo_stack
+from worker.stack.processes import terminate
 from worker.store import channels
 from worker.store import secrets as store_secrets
 

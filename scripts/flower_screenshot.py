@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from worker.devstack import demo_stack
+from worker.stack.devstack import demo_stack
 
 
 def _task(url: str, auth: tuple[str, str], name: str) -> dict[str, Any]:

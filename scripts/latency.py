@@ -27,8 +27,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from worker.demo import SPEC_BODY, SPEC_PUSH_BODY
-from worker.devstack import demo_stack
+from worker.stack.demo import SPEC_BODY, SPEC_PUSH_BODY
+from worker.stack.devstack import demo_stack
 
 BULK_CONTACT = "cct_bulk"
 

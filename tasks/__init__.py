@@ -22,10 +22,11 @@ from celery import Task
 from celery.exceptions import Reject, Retry
 from celery.signals import worker_process_init, worker_process_shutdown
 
-from worker import heap, logs, runtime
 from worker.delivery.context import DeliveryContext, Outcome
 from worker.delivery.failures import record_failed_job
+from worker.observe import heap, logs
 from worker.outages import is_infrastructure
+from worker.runtime import process as runtime
 from worker.store import delayed
 
 log = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from celery import Task
 
 from tasks import run_job
-from worker.celery_app import app
 from worker.delivery.automation import run_automation, run_batch
+from worker.runtime.celery_app import app
 from worker.store import jobs
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from celery import Task
 
 from tasks import run_job
-from worker.celery_app import app
 from worker.delivery.campaign_batches import send_push_batch, send_whatsapp_batch
 from worker.delivery.fanout import run_fanout
+from worker.runtime.celery_app import app
 from worker.store import jobs
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from celery import Task
 
 from tasks import record_failure
-from worker.celery_app import app
+from worker.runtime.celery_app import app
 from worker.store import jobs
 
 

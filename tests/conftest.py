@@ -15,7 +15,7 @@ from cryptography.fernet import Fernet
 
 from tests.support import Service, wait_until
 from worker.config import Settings
-from worker.processes import EmbeddedValkey, free_port
+from worker.stack.processes import EmbeddedValkey, free_port
 from worker.store import secrets as store_secrets
 
 RECEIVER_HOST = "127.0.0.2"
@@ -142,7 +142,16 @@ def api_url(api_port: int) -> str:
 def _celery_worker(name: str, queues: str, env: dict[str, str], logs_dir: Path) -> Service:
     service = Service(
         name,
-        [sys.executable, "-m", "worker.cli", "worker", "--queues", queues, "--concurrency", "2"],
+        [
+            sys.executable,
+            "-m",
+            "worker.cli",
+            "worker",
+            "--queues",
+            queues,
+            "--concurrency",
+            "2",
+        ],
         env,
         logs_dir / f"{name}.log",
     )
@@ -188,7 +197,10 @@ def api_service(
 @pytest.fixture(scope="session")
 def beat_service(service_env: dict[str, str], logs_dir: Path) -> Iterator[Service]:
     service = Service(
-        "beat", [sys.executable, "-m", "worker.cli", "beat"], service_env, logs_dir / "beat.log"
+        "beat",
+        [sys.executable, "-m", "worker.cli", "beat"],
+        service_env,
+        logs_dir / "beat.log",
     )
 
     def ready() -> bool:

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from worker.config import Settings
-from worker.processes import terminate
-from worker.provisioning import redis_session
+from worker.services.provisioning import redis_session
+from worker.stack.processes import terminate
 
 T = TypeVar("T")
 

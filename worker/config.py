@@ -127,7 +127,7 @@ class Settings(BaseSettings):
 
     # Celery on Redis: a job not acked within the visibility timeout is given to another
     # worker. Each worker's heartbeat marks the jobs it holds as seen every 2 s
-    # (worker.heartbeat), so this bounds how long the jobs of a worker that died wait,
+    # (worker.runtime.heartbeat), so this bounds how long the jobs of a worker that died wait,
     # not how long a job may run.
     visibility_timeout_s: int = Field(default=10, ge=6)
     task_time_limit_s: int = 120

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
 from worker.config import get_settings
-from worker.heap import freeze_startup
+from worker.observe.heap import freeze_startup
 from worker.store.client import create_redis
 
 LIST = "bench:bare"

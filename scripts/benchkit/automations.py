@@ -13,9 +13,9 @@ import asyncio
 import json
 import time
 
-from worker.automation_models import AutomationCreate
 from worker.config import get_settings
 from worker.ids import new_id
+from worker.models.automations import AutomationCreate
 from worker.store import automations, keys
 from worker.store.client import create_redis
 

@@ -19,11 +19,11 @@ from redis.asyncio.client import Pipeline
 
 from worker.config import get_settings
 from worker.delivery.fanout import run_fanout
-from worker.enqueue import job_payload
 from worker.ids import new_id
 from worker.models import CampaignCreate
-from worker.runtime import Runtime
+from worker.runtime.process import Runtime
 from worker.store import campaigns
+from worker.store.enqueue import job_payload
 
 NULL_QUEUE = "bench-null"
 

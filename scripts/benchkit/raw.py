@@ -49,7 +49,7 @@ from firebase_admin import messaging
 from worker.config import get_settings
 from worker.providers.apns import ApnsSender
 from worker.providers.fcm import FcmSender
-from worker.push_payload import Notification, apns_payload
+from worker.providers.push_payload import Notification, apns_payload
 from worker.store import channels
 from worker.store.client import create_redis
 from worker.store.provider_tokens import RedisProviderTokens

@@ -25,11 +25,11 @@ import psutil
 from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
-from worker import demo
 from worker.config import Settings, child_environment
 from worker.models import Scope
-from worker.processes import EmbeddedValkey, free_port, terminate
-from worker.provisioning import configure_whatsapp, redis_session, sync_templates
+from worker.services.provisioning import configure_whatsapp, redis_session, sync_templates
+from worker.stack import demo
+from worker.stack.processes import EmbeddedValkey, free_port, terminate
 from worker.store import accounts, keys
 from worker.store import secrets as store_secrets
 
@@ -127,7 +127,16 @@ class BenchStack:
         raise RuntimeError(f"{name} did not start:\n{tail}")
 
     def worker(self, name: str, queues: str, *extra: str, nice: int = 0) -> Proc:
-        argv = [sys.executable, "-m", "worker.cli", "worker", "--queues", queues, "--name", name]
+        argv = [
+            sys.executable,
+            "-m",
+            "worker.cli",
+            "worker",
+            "--queues",
+            queues,
+            "--name",
+            name,
+        ]
         argv += ["--nice", str(nice), *extra]
         proc = self.spawn(name, argv)
         wait_worker(f"{name}@{socket.gethostname()}", proc)
@@ -155,7 +164,7 @@ class BenchStack:
 
 def wait_worker(node: str, proc: Proc, timeout_s: float = 60) -> None:
     """Until the Celery worker answers a ping (its pool is up)."""
-    from worker.celery_app import app as celery
+    from worker.runtime.celery_app import app as celery
 
     deadline = time.monotonic() + timeout_s
     while not celery.control.ping(destination=[node], timeout=0.5):
@@ -169,7 +178,7 @@ def bench_stack(workdir: Path, log_level: str = "WARNING") -> Iterator[BenchStac
     data_dir = workdir / ".data"
     valkey = EmbeddedValkey(data_dir, free_port())
     valkey.start()
-    from worker.celery_app import app as celery
+    from worker.runtime.celery_app import app as celery
 
     celery.conf.broker_url = valkey.url  # this process publishes too (naive jobs, control)
     overrides = {

@@ -17,9 +17,14 @@ from tests.conftest import _http_ok
 from tests.support import Service, register_push_credentials, run_async, wait_until
 from worker.config import Settings
 from worker.models import ContactBody, Scope
-from worker.processes import free_port
-from worker.provisioning import configure_apns, configure_fcm, configure_whatsapp, sync_templates
+from worker.services.provisioning import (
+    configure_apns,
+    configure_fcm,
+    configure_whatsapp,
+    sync_templates,
+)
 from worker.sim import credentials as sim_credentials
+from worker.stack.processes import free_port
 from worker.store import accounts, contacts
 
 _numbers = itertools.count(1)

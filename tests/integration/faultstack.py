@@ -15,7 +15,7 @@ import httpx
 from tests.conftest import TEST_SECRET_KEY
 from tests.support import Service, wait_until
 from worker.config import Settings
-from worker.processes import EmbeddedValkey, free_port, terminate
+from worker.stack.processes import EmbeddedValkey, free_port, terminate
 from worker.store import secrets as store_secrets
 
 # Fast redelivery after a crash, and budgets that outlast a 5-second provider storm.
@@ -72,7 +72,10 @@ class FaultStack:
 
     def _service(self, name: str, *args: str) -> Service:
         service = Service(
-            name, [sys.executable, "-m", "worker.cli", *args], self.env, self.root / f"{name}.log"
+            name,
+            [sys.executable, "-m", "worker.cli", *args],
+            self.env,
+            self.root / f"{name}.log",
         )
         self.services.append(service)
         return service

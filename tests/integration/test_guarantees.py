@@ -31,10 +31,10 @@ from tests.integration.conftest import (
 )
 from tests.integration.faultstack import FaultStack
 from tests.support import dispatch, run_async, wait_until
-from worker.celery_app import create_celery
 from worker.masking import mask_token
 from worker.models import Scope
-from worker.provisioning import configure_whatsapp
+from worker.runtime.celery_app import create_celery
+from worker.services.provisioning import configure_whatsapp
 
 FIGURES = Path("bench/guarantees.json")
 # 100 valid US numbers: one recipient per message lets the simulator's log say which

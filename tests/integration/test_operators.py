@@ -26,7 +26,7 @@ from tests.integration.conftest import (
 )
 from tests.integration.faultstack import FaultStack
 from tests.support import Service, wait_until
-from worker.processes import free_port
+from worker.stack.processes import free_port
 
 FLOWER_AUTH = ("ops", "s3cret-for-tests")
 

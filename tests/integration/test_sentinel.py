@@ -19,7 +19,7 @@ from tests.conftest import TEST_SECRET_KEY
 from tests.integration.conftest import SPEC_BODY, make_tenant
 from tests.support import Service, wait_until
 from worker.config import Settings
-from worker.processes import EmbeddedValkey, free_port, terminate, valkey_binary
+from worker.stack.processes import EmbeddedValkey, free_port, terminate, valkey_binary
 from worker.store import keys
 
 MASTER = "dispatchmaster"

@@ -10,7 +10,7 @@ import httpx
 
 from tests.integration.conftest import SPEC_BODY
 from tests.support import Service, wait_until
-from worker.processes import EmbeddedValkey, free_port
+from worker.stack.processes import EmbeddedValkey, free_port
 
 
 def test_api_answers_503_while_redis_is_down_and_recovers(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ import httpx
 import redis
 
 from tests.integration.conftest import SPEC_BODY
-from worker.devstack import DemoStack, demo_stack
-from worker.processes import EmbeddedValkey, free_port
+from worker.stack.devstack import DemoStack, demo_stack
+from worker.stack.processes import EmbeddedValkey, free_port
 
 T = TypeVar("T")
 

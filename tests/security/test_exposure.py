@@ -12,7 +12,7 @@ from tests.integration.conftest import SPEC_BODY, PushTenant, Tenant
 from tests.security.conftest import ApiFactory
 from tests.support import dispatch
 from worker.masking import mask_token
-from worker.processes import free_port
+from worker.stack.processes import free_port
 
 
 def test_an_account_named_like_the_services_own_records_is_refused(

@@ -1,5 +1,5 @@
 """Attacks through a URL a tenant gives (an automation's webhook step), against the
-guarded client itself (``worker.outbound``): each must fail, and fail fast."""
+guarded client itself (``worker.providers.outbound``): each must fail, and fail fast."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import pytest
 
 from tests.conftest import RECEIVER_HOST
-from worker.outbound import OutboundClient, OutboundError, check_url
+from worker.providers.outbound import OutboundClient, OutboundError, check_url
 
 ALLOW = f"{RECEIVER_HOST}/32"  # the tests' own receivers, allowed as an operator would
 

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from tests.conftest import TEST_SECRET_KEY
 from tests.integration.conftest import PushTenant
 from tests.support import dispatch, run_async
-from worker.processes import EmbeddedValkey
+from worker.stack.processes import EmbeddedValkey
 from worker.store import channels, keys
 
 

@@ -15,20 +15,20 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from worker.automation_models import AutomationCreate
 from worker.config import Settings
 from worker.delivery.automation import advance_runs
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext
 from worker.delivery.push_clients import PushClients
+from worker.delivery.ratelimit import RateLimiter
 from worker.delivery.retry import RetryPolicy
 from worker.ids import new_id
 from worker.models import Channel, MessageStatus
-from worker.outbound import OutboundClient
+from worker.models.automations import AutomationCreate
+from worker.providers.outbound import OutboundClient
 from worker.providers.whatsapp import WhatsAppClient
-from worker.ratelimit import RateLimiter
+from worker.services.triggers import process_contact_events
 from worker.store import automations, delayed, keys, messages
 from worker.store.client import create_redis
-from worker.triggers import process_contact_events
 
 WAIT_S = 0.3
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from worker.beat import pump_once
 from worker.config import Settings
+from worker.runtime.beat import pump_once
 from worker.store import delayed, keys
 from worker.store.client import create_redis
 from worker.store.jobs import TRANSACTIONAL

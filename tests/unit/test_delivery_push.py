@@ -13,14 +13,14 @@ from worker.config import Settings
 from worker.delivery.context import DeliveryContext
 from worker.delivery.push import send_push
 from worker.delivery.push_clients import PushClients
+from worker.delivery.ratelimit import RateLimiter
 from worker.delivery.retry import RetryPolicy
 from worker.errors import DeliveryError, InvalidTokenError, RetryableError
 from worker.ids import new_id
 from worker.models import ContactBody, FcmConfig, MessageStatus
 from worker.providers.push import DeviceResult
+from worker.providers.push_payload import Notification
 from worker.providers.whatsapp import WhatsAppClient
-from worker.push_payload import Notification
-from worker.ratelimit import RateLimiter
 from worker.store import accounts, channels, contacts, messages, push, tokens
 from worker.store.client import create_redis
 

@@ -15,13 +15,13 @@ from redis.asyncio import Redis
 from worker.config import Settings
 from worker.delivery.context import DeliveryContext
 from worker.delivery.push_clients import PushClients
+from worker.delivery.ratelimit import RateLimiter
 from worker.delivery.retry import RetryPolicy
 from worker.delivery.whatsapp import send_whatsapp
 from worker.ids import new_id
 from worker.models import Channel, MessageStatus
 from worker.providers.whatsapp import WhatsAppClient
-from worker.provisioning import configure_whatsapp
-from worker.ratelimit import RateLimiter
+from worker.services.provisioning import configure_whatsapp
 from worker.store import accounts, keys, messages
 from worker.store.client import create_redis
 

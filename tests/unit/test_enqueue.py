@@ -8,13 +8,13 @@ from typing import Any
 import redis
 
 from worker.config import Settings
-from worker.enqueue import job_payload
+from worker.store.enqueue import job_payload
 from worker.store.jobs import queue_for
 
 
 def _kombu_envelope(settings: Settings, queue: str) -> dict[str, Any]:
     """What Celery's own publish leaves on the list (in a database nobody serves)."""
-    from worker.celery_app import create_celery
+    from worker.runtime.celery_app import create_celery
 
     url = settings.effective_redis_url.rsplit("/", 1)[0] + "/8"
     app = create_celery(settings.model_copy(update={"redis_url": url}))

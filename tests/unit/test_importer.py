@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.importer import RowError, contact_from_object, contact_from_row
+from worker.services.importer import RowError, contact_from_object, contact_from_row
 
 APNS = "ab" * 32
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 
-from worker.celery_app import app
+from worker.runtime.celery_app import app
 from worker.store import jobs
 
 

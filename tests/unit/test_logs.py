@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import logging
 
-from worker.logs import JsonFormatter, TextFormatter, mask_text
+from worker.observe.logs import JsonFormatter, TextFormatter, mask_text
 
 
 def _record(msg: str, *args: object, **extra: object) -> logging.LogRecord:

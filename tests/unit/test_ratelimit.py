@@ -7,7 +7,7 @@ import itertools
 import secrets
 
 from worker.config import Settings
-from worker.ratelimit import RateLimiter
+from worker.delivery.ratelimit import RateLimiter
 from worker.store.client import create_redis
 
 

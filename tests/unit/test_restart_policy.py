@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.restart_policy import RestartPolicy, RestartTracker
+from worker.stack.restart_policy import RestartPolicy, RestartTracker
 
 POLICY = RestartPolicy(
     backoff_base_s=1.0, backoff_max_s=30.0, backoff_reset_s=60.0, max_exits=5, window_s=60.0

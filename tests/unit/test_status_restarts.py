@@ -6,8 +6,8 @@ import json
 
 from rich.console import Console
 
-from worker.cli_status import _as_json, render
-from worker.status import Snapshot
+from worker.cli.status import _as_json, render
+from worker.observe.status import Snapshot
 from worker.store.restarts import ChildRestarts
 
 BULK = ChildRestarts("bulk", 2, -9, "killed by SIGKILL", 1_790_000_000.0)

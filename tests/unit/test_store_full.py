@@ -17,11 +17,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ResponseError
 
 import tasks
-from worker import cli_status, kombu_fixes, metrics, status
 from worker.api import errors as api_errors
+from worker.cli import status as cli_status
 from worker.config import Settings
 from worker.delivery import failures
+from worker.observe import metrics, status
 from worker.outages import is_infrastructure, store_full
+from worker.runtime import kombu_fixes
 
 OOM = OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
 # What an older server (Redis 6) makes of a script whose write was refused.

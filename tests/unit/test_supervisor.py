@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from worker.processes import Child, Supervisor
-from worker.restart_policy import RestartPolicy
+from worker.stack.processes import Child, Supervisor
+from worker.stack.restart_policy import RestartPolicy
 
 
 def _supervisor(tmp_path: Path, max_exits: int) -> tuple[Supervisor, Console]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
-from worker.automation_models import AutomationCreate
 from worker.config import Settings
 from worker.ids import new_id
 from worker.models import ContactBody
+from worker.models.automations import AutomationCreate
+from worker.services.triggers import _one
 from worker.store import automations, contacts, keys
 from worker.store.client import create_redis
-from worker.triggers import _one
 
 
 def test_a_created_contact_is_recorded_with_its_change_and_enrolled_once(

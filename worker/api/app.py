@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from worker import heap, metrics
 from worker.api import errors
 from worker.api.guard import Guard
 from worker.api.routes import (
@@ -24,6 +23,7 @@ from worker.api.routes import (
 )
 from worker.api.send_route import SendFastPath
 from worker.config import Settings, get_settings
+from worker.observe import heap, metrics
 from worker.store import secrets as store_secrets
 from worker.store.client import create_redis
 

@@ -10,10 +10,10 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 from redis.asyncio import Redis
 
-from worker import metrics
 from worker.api.errors import ApiError
 from worker.config import Settings
 from worker.models import ApiKeyRecord, Scope
+from worker.observe import metrics
 from worker.store import accounts, keys, messages
 from worker.store.client import get_str
 from worker.store.messages import Message

@@ -21,7 +21,7 @@ from worker.api import deps
 from worker.api.errors import ApiError, BodyTooLarge, error_body, store_error
 from worker.api.send_route import replay
 from worker.config import Settings
-from worker.ratelimit import RateLimiter
+from worker.delivery.ratelimit import RateLimiter
 
 IMPORT_PATH = "/api/v1/contacts/import"
 

@@ -1,4 +1,4 @@
-"""What the send algorithm needs, built once per worker process (see ``worker.runtime``)."""
+"""What the send algorithm needs, built once per worker process (see ``worker.runtime.process``)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from redis.asyncio import Redis
 
 from worker.config import Settings
 from worker.delivery.push_clients import PushClients
+from worker.delivery.ratelimit import RateLimiter
 from worker.delivery.retry import RetryPolicy
 from worker.models import MessageStatus
-from worker.outbound import OutboundClient
 from worker.providers.base import WhatsAppProvider
-from worker.ratelimit import RateLimiter
+from worker.providers.outbound import OutboundClient
 from worker.store import keys, locks, messages
 from worker.store.messages import Message
 

@@ -19,13 +19,13 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 
-from worker import metrics
 from worker.delivery.context import DeliveryContext, Outcome, claimed
 from worker.errors import AccountError, DeliveryError, InvalidTokenError, RetryableError
 from worker.masking import mask_token
 from worker.models import Attempt, FcmConfig, MessageStatus
+from worker.observe import metrics
 from worker.providers.push import DeviceResult, Notes
-from worker.push_payload import PLATFORM_NAMES, Notification
+from worker.providers.push_payload import PLATFORM_NAMES, Notification
 from worker.store import channels, push
 from worker.store.channels import PushConfig
 from worker.store.messages import Message
@@ -391,7 +391,7 @@ class PushRun:
         return Outcome(status)
 
     def _event(self, attempt: Attempt | None, **fields: object) -> dict[str, object]:
-        """The structured fields of a run's log line (see worker.logs)."""
+        """The structured fields of a run's log line (see worker.observe.logs)."""
         return {
             "event": "send.dead_letter" if self.dead_letter else "send.attempt",
             "message_id": self.message.id,

@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import time
 
-from worker import metrics
 from worker.delivery.context import DeliveryContext, Outcome, claimed
 from worker.errors import AccountError, DeliveryError, RetryableError
 from worker.masking import mask_phone
 from worker.models import Attempt, MessageStatus, WhatsAppConfig
+from worker.observe import metrics
 from worker.providers.whatsapp import template_payload, text_payload
 from worker.store import channels, messages
 from worker.store.messages import Message
@@ -150,7 +150,7 @@ async def _send(ctx: DeliveryContext, message: Message) -> Outcome:
 
 
 def _event(message: Message, number: int, outcome: str, **fields: object) -> dict[str, object]:
-    """The structured fields of an attempt's log line (see worker.logs)."""
+    """The structured fields of an attempt's log line (see worker.observe.logs)."""
     return {
         "event": "send.attempt",
         "message_id": message.id,

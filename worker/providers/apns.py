@@ -45,7 +45,7 @@ from worker.errors import (
 )
 from worker.models import ApnsConfig
 from worker.providers.push import DeviceResult, Notes, ProviderTokenStore, note_at
-from worker.push_payload import Notification, apns_payload
+from worker.providers.push_payload import Notification, apns_payload
 
 PRODUCTION = ("api.push.apple.com", 443)
 SANDBOX = ("api.development.push.apple.com", 443)

@@ -36,8 +36,8 @@ from worker.errors import (
 )
 from worker.models import FcmConfig
 from worker.providers.push import DeviceResult, Notes, note_at
+from worker.providers.push_payload import FID_RE, Notification, fcm_data
 from worker.providers.retry_after import parse_retry_after
-from worker.push_payload import FID_RE, Notification, fcm_data
 
 MAX_BATCH = 500  # send_each_async's limit per call
 # QUOTA_EXCEEDED without Retry-After: FCM asks for at least a minute.

@@ -16,10 +16,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from worker.automation_models import AutomationCreate, Wait
-from worker.enqueue import job_payload
+from worker.models.automations import AutomationCreate, Wait
 from worker.store import delayed, keys, scripts
 from worker.store.client import hgetall_str
+from worker.store.enqueue import job_payload
 from worker.store.jobs import AUTOMATION_STEP, queue_for
 
 RUN_FINAL = ("done", "failed", "cancelled")

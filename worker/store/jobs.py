@@ -1,6 +1,6 @@
 """Every job's name and queue, here and nowhere else.
 
-A job is published by name (``worker.enqueue`` writes its Celery envelope onto its
+A job is published by name (``worker.store.enqueue`` writes its Celery envelope onto its
 queue's Redis list) and run by the task of that name in ``tasks/``. Transactional sends
 have workers of their own, so that a campaign or a flood of enrolments never delays an
 OTP: campaign and automation jobs go to ``bulk``. (An automation's send steps are

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from worker.enqueue import job_payload
 from worker.models import WHATSAPP_BODY_MAX_CHARS
 from worker.store import channels, keys, scripts
+from worker.store.enqueue import job_payload
 from worker.store.jobs import queue_for
 from worker.store.messages import Message, encode, task_member, task_name
 

@@ -10,17 +10,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from worker import automation_ops, triggers
 from worker.api.deps import AutomationsKey, RedisDep, SettingsDep
 from worker.api.errors import ApiError
-from worker.automation_models import (
+from worker.ids import new_id
+from worker.models.automations import (
     Activate,
     AutomationCreate,
     AutomationPatch,
     Enroll,
     TrackEvent,
 )
-from worker.ids import new_id
+from worker.services import automations as automation_ops
+from worker.services import triggers
 from worker.store import automations, contacts
 from worker.store.automations import Automation, Run
 

@@ -2,7 +2,7 @@
 
 A campaign is created as a draft (editable), then sent now or at ``send_at``; while
 it runs it can be paused, resumed or cancelled. The audience is walked by a job on
-the ``bulk`` queue, never by the API. The checks live in ``worker.campaign_ops``,
+the ``bulk`` queue, never by the API. The checks live in ``worker.services.campaigns``,
 shared with the CLI.
 """
 
@@ -15,11 +15,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from worker import campaign_ops as ops
 from worker.api.deps import CampaignsKey, RedisDep
 from worker.api.errors import ApiError
 from worker.api.views import campaign_detail
 from worker.models import CampaignCreate, CampaignPatch, CampaignSend, CampaignStatus
+from worker.services import campaigns as ops
 from worker.store import campaigns
 
 router = APIRouter(prefix="/api/v1/campaigns", tags=["campaigns"])

@@ -11,12 +11,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from worker import importer
 from worker.api.deps import ContactsKey, RedisDep
 from worker.api.errors import ApiError
 from worker.api.views import contact_detail
 from worker.ids import new_id
 from worker.models import CONTACT_ID_RE, ContactBody, ContactCreate
+from worker.services import importer
 from worker.store import contacts, tokens
 from worker.store.contacts import Contact
 

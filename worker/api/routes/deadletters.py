@@ -10,9 +10,9 @@ from fastapi.responses import JSONResponse
 from worker.api.deps import AdminKey, RedisDep
 from worker.api.errors import ApiError
 from worker.api.views import iso
-from worker.enqueue import publish
 from worker.ids import MESSAGE_ID_RE
 from worker.store import deadletters
+from worker.store.enqueue import publish
 from worker.store.messages import Message, task_name
 
 router = APIRouter(prefix="/api/v1/dead-letters", tags=["dead letters"])

@@ -11,9 +11,9 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis
 
-from worker import metrics, status
 from worker.api.deps import SettingsDep
 from worker.api.errors import ApiError
+from worker.observe import metrics, status
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)

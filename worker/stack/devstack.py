@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from worker.config import child_environment
-from worker.processes import free_port, port_free
+from worker.stack.processes import free_port, port_free
 
 READY_MARK = "Ctrl-C stops everything"
 

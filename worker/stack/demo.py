@@ -16,7 +16,7 @@ from rich.console import Console
 
 from worker.config import Settings
 from worker.models import ContactBody, Scope
-from worker.provisioning import (
+from worker.services.provisioning import (
     configure_apns,
     configure_fcm,
     configure_whatsapp,

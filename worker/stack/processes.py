@@ -25,7 +25,7 @@ from pathlib import Path
 import redis
 from rich.console import Console
 
-from worker.restart_policy import RestartPolicy, RestartTracker
+from worker.stack.restart_policy import RestartPolicy, RestartTracker
 
 _PR_SET_PDEATHSIG = 1
 

@@ -12,7 +12,7 @@ from functools import partial
 
 from redis.asyncio import Redis
 
-from worker.heartbeat import WorkerBeat, alive
+from worker.runtime.heartbeat import WorkerBeat, alive
 from worker.store import joberrors, jobs, keys, throughput
 from worker.store import restarts as child_restarts
 

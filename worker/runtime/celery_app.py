@@ -10,9 +10,10 @@ from celery import Celery
 from celery.signals import setup_logging
 from kombu import Queue
 
-from worker import kombu_fixes, logs
 from worker.config import Settings, get_settings
-from worker.heartbeat import Heartbeat
+from worker.observe import logs
+from worker.runtime import kombu_fixes
+from worker.runtime.heartbeat import Heartbeat
 from worker.store import jobs, keys
 
 __all__ = ["app", "create_celery"]
@@ -78,7 +79,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
         worker_send_task_events=True,
         task_send_sent_event=True,
     )
-    # Which worker groups are alive, for /readyz and `dispatch status` (worker.heartbeat).
+    # Which worker groups are alive, for /readyz and `dispatch status` (worker.runtime.heartbeat).
     app.steps["consumer"].add(Heartbeat)
     return app
 

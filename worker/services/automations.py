@@ -6,9 +6,9 @@ from redis.asyncio import Redis
 
 from worker.api.errors import ApiError
 from worker.api.routes.whatsapp import check_template
-from worker.automation_models import AutomationCreate, SendWhatsApp, Webhook
 from worker.config import Settings
-from worker.outbound import OutboundError, check_url, networks
+from worker.models.automations import AutomationCreate, SendWhatsApp, Webhook
+from worker.providers.outbound import OutboundError, check_url, networks
 
 
 async def check_steps(

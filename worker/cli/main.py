@@ -16,18 +16,17 @@ import typer
 from redis.asyncio import Redis
 from rich.table import Table
 
-from worker import logs, metrics_setup
-from worker.cli_automations import app as automations_app
-from worker.cli_campaigns import app as campaigns_app
-from worker.cli_common import AccountOpt, console, err, when, with_redis
-from worker.cli_status import status_command
+from worker.cli.automations import app as automations_app
+from worker.cli.campaigns import app as campaigns_app
+from worker.cli.common import AccountOpt, console, err, when, with_redis
+from worker.cli.status import status_command
 from worker.config import Settings, get_settings
-from worker.enqueue import publish
 from worker.errors import DeliveryError
-from worker.importer import ImportReport
 from worker.masking import mask_phone, mask_token
 from worker.models import Scope
-from worker.provisioning import (
+from worker.observe import logs, metrics_setup
+from worker.services.importer import ImportReport
+from worker.services.provisioning import (
     ChannelNotConfiguredError,
     configure_apns,
     configure_fcm,
@@ -36,6 +35,7 @@ from worker.provisioning import (
 )
 from worker.store import accounts, channels, deadletters, keys, messages, templates, tokens
 from worker.store import secrets as store_secrets
+from worker.store.enqueue import publish
 
 app = typer.Typer(
     help="multichannel-dispatch: WhatsApp and push notifications through Celery workers on Redis.",
@@ -117,7 +117,7 @@ def up(
     Embedded Valkey (unless DISPATCH_REDIS_URL is set), one worker and the API.
 
     A process that exits is started again; one that keeps exiting stops them all."""
-    from worker import up as up_module
+    from worker.stack import up as up_module
 
     settings = get_settings()
     _logging(settings)
@@ -185,8 +185,8 @@ def worker(
     node = name or queues.split(",")[0]
     # Before anything imports prometheus_client: the pool's processes count into files here.
     metrics_setup.prepare(settings, f"worker-{node}")
-    from worker import metrics
-    from worker.celery_app import app as celery
+    from worker.observe import metrics
+    from worker.runtime.celery_app import app as celery
 
     port = settings.worker_metrics_port if metrics_port is None else metrics_port
     if port:
@@ -259,7 +259,7 @@ def flower(
             f"characters, and not an example's; make one with {generate}"
         )
         raise typer.Exit(2)
-    from worker.celery_app import app as celery
+    from worker.runtime.celery_app import app as celery
 
     # Flower reads FLOWER_* variables; on its command line the password would show in `ps`.
     os.environ["FLOWER_BASIC_AUTH"] = auth
@@ -284,7 +284,7 @@ _WEAK_PASSWORDS = {"change-me", "changeme", "change-me-please", "password123456"
 @app.command()
 def beat() -> None:
     """Move delayed jobs (long retries, rate-limit waits) back onto the queue when due."""
-    from worker import beat as beat_module
+    from worker.runtime import beat as beat_module
 
     settings = get_settings()
     _logging(settings)
@@ -943,7 +943,7 @@ def contacts_import(
     Exit code: 0 when every row was imported, 1 when some were skipped, 2 on a bad file."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-    from worker.importer import COLUMNS, Importer, contact_from_row
+    from worker.services.importer import COLUMNS, Importer, contact_from_row
 
     size = file.stat().st_size
     consumed = 0

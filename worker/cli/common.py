@@ -16,7 +16,7 @@ from rich.console import Console
 from worker.api.errors import ApiError
 from worker.config import Settings, get_settings
 from worker.masking import redacted_text, redacted_url
-from worker.provisioning import redis_session
+from worker.services.provisioning import redis_session
 from worker.store import accounts
 from worker.store import secrets as store_secrets
 

@@ -7,7 +7,7 @@ again, and the job's lease makes the second copy a no-op. Running two beats is
 safe for the same reason, only wasteful.
 
 It also enrols contacts in the automations their creation or new tags trigger (from the
-stream their own script wrote, ``worker.triggers``), and sweeps for messages that were
+stream their own script wrote, ``worker.services.triggers``), and sweeps for messages that were
 stored but whose job never ran (the API died, or its publish failed, between the two) and
 publishes them again.
 """
@@ -24,14 +24,15 @@ from typing import cast
 
 from redis.asyncio import Redis
 
-from worker import heap, metrics, triggers
 from worker.config import Settings
-from worker.enqueue import add_job, publish
 from worker.ids import new_id
 from worker.masking import mask_token
+from worker.observe import heap, metrics
 from worker.outages import is_infrastructure
+from worker.services import triggers
 from worker.store import accounts, delayed, joberrors, jobs, keys, messages, tokens
 from worker.store.client import create_redis
+from worker.store.enqueue import add_job, publish
 
 log = logging.getLogger(__name__)
 BATCH = 500

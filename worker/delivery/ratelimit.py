@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from worker import metrics
+from worker.observe import metrics
 from worker.store import keys, scripts
 
 _PENALTY_CAP = 8

@@ -8,7 +8,7 @@ import typer
 from redis.asyncio import Redis
 from rich.table import Table
 
-from worker.cli_common import AccountOpt, console, err, when, with_redis
+from worker.cli.common import AccountOpt, console, err, when, with_redis
 from worker.config import Settings
 from worker.store import accounts, automations
 from worker.store.automations import Automation, Run

@@ -30,7 +30,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from worker.status import Snapshot
+    from worker.observe.status import Snapshot
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -119,7 +119,7 @@ class _ThisProcess(Collector):
 
 def registry(*extra: Collector) -> CollectorRegistry:
     """This process group's metrics (every process's files in prometheus_client's
-    multiprocess directory, see ``worker.metrics_setup``), or this process's own when it
+    multiprocess directory, see ``worker.observe.metrics_setup``), or this process's own when it
     runs alone (tests, a process started without the directory), plus ``extra``."""
     out = CollectorRegistry()
     try:
@@ -142,7 +142,7 @@ def exposition(*extra: Collector) -> bytes:
 
 
 class StoreCollector(Collector):
-    """Gauges from a snapshot of Redis taken for this scrape (``worker.status``)."""
+    """Gauges from a snapshot of Redis taken for this scrape (``worker.observe.status``)."""
 
     def __init__(self, snap: Snapshot, *, tenant_labels: bool = False) -> None:
         self._snap = snap

@@ -24,10 +24,10 @@ import httpx
 from worker.config import Settings, get_settings
 from worker.delivery.context import DeliveryContext
 from worker.delivery.push_clients import PushClients
+from worker.delivery.ratelimit import RateLimiter
 from worker.delivery.retry import RetryPolicy
-from worker.outbound import OutboundClient
+from worker.providers.outbound import OutboundClient
 from worker.providers.whatsapp import WhatsAppClient
-from worker.ratelimit import RateLimiter
 from worker.store import secrets as store_secrets
 from worker.store.client import create_redis
 from worker.store.provider_tokens import RedisProviderTokens

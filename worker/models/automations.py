@@ -2,7 +2,7 @@
 
 Validation that needs no Redis happens here (pydantic; every error's location names the
 step, ``steps[2].seconds``); what needs the account's data (templates) happens in
-``worker.automation_ops``. Placeholders in texts: ``{{contact.name}}``,
+``worker.services.automations``. Placeholders in texts: ``{{contact.name}}``,
 ``{{event.order_id}}``, with ``|default`` as in campaigns.
 """
 

@@ -16,10 +16,10 @@ from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 
-from worker import status
-from worker.cli_common import console, when, with_redis
+from worker.cli.common import console, when, with_redis
 from worker.config import Settings
-from worker.provisioning import redis_session
+from worker.observe import status
+from worker.services.provisioning import redis_session
 from worker.store import throughput
 from worker.store.restarts import ChildRestarts
 

@@ -15,12 +15,12 @@ from redis.asyncio import Redis
 from worker.api.errors import ApiError
 from worker.api.routes.whatsapp import check_template
 from worker.api.views import campaign_detail
-from worker.enqueue import publish
 from worker.ids import new_id
 from worker.models import CampaignCreate, CampaignStatus, Channel, PushContent, WhatsAppContent
-from worker.push_payload import MAX_PAYLOAD_BYTES, Notification, oversized
+from worker.providers.push_payload import MAX_PAYLOAD_BYTES, Notification, oversized
 from worker.store import campaigns, channels, delayed, jobs
 from worker.store.campaigns import Campaign
+from worker.store.enqueue import publish
 
 # If the process dies between marking a campaign as sending and publishing its walk,
 # this delayed copy of the job (a no-op otherwise) starts it.

@@ -1,6 +1,6 @@
 """``dispatch campaigns …``: create, send and follow campaigns from a terminal.
 
-The same checks as the API (``worker.campaign_ops``), straight against Redis; an
+The same checks as the API (``worker.services.campaigns``), straight against Redis; an
 operator needs no API key.
 """
 
@@ -19,10 +19,10 @@ from redis.asyncio import Redis
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from worker import campaign_ops as ops
-from worker.cli_common import AccountOpt, console, err, when, with_redis
+from worker.cli.common import AccountOpt, console, err, when, with_redis
 from worker.config import Settings
 from worker.models import CampaignCreate, CampaignStatus
+from worker.services import campaigns as ops
 from worker.store import accounts, campaigns
 from worker.store.campaigns import Campaign
 from worker.store.campaigns import Progress as Counts

@@ -15,10 +15,11 @@ from collections.abc import Callable
 import redis
 from rich.console import Console
 
-from worker import demo
 from worker.config import Settings, child_environment
 from worker.masking import redacted_url
-from worker.processes import (
+from worker.services.provisioning import redis_session
+from worker.stack import demo
+from worker.stack.processes import (
     Child,
     EmbeddedValkey,
     ProcessError,
@@ -26,8 +27,7 @@ from worker.processes import (
     exit_reason,
     port_free,
 )
-from worker.provisioning import redis_session
-from worker.restart_policy import RestartPolicy
+from worker.stack.restart_policy import RestartPolicy
 from worker.store import restarts as child_restarts
 from worker.store import secrets as store_secrets
 from worker.store.client import create_sync_redis
@@ -104,7 +104,7 @@ def _start_store(supervisor: Supervisor, settings: Settings, console: Console) -
 
 
 def _wait_worker(settings: Settings, timeout_s: float) -> None:
-    from worker.celery_app import create_celery
+    from worker.runtime.celery_app import create_celery
 
     celery = create_celery(settings)
     deadline = time.monotonic() + timeout_s

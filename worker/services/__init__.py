@@ -1,0 +1,1 @@
+"""What the API and the CLI both do to accounts, campaigns and automations: no HTTP, no Celery."""

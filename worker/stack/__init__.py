@@ -1,0 +1,1 @@
+"""The local stack: `dispatch up` starts every process and keeps them up."""
