@@ -6,8 +6,6 @@ lease no longer its own. Everything else a job raises is a bug (``tasks.run_job`
 
 from __future__ import annotations
 
-from celery.exceptions import SoftTimeLimitExceeded
-from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -15,16 +13,24 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from worker.store.locks import LeaseLost
 
 # Failures of the infrastructure, not of a send: the job is given back and done again.
+# The job runner's own (Celery's time limit, the broker's errors) are added by
+# ``worker.runtime`` when it loads (``count_as_infrastructure``): this module, and the
+# delivery code that asks it, do not import Celery.
 INFRASTRUCTURE: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
-    KombuOperationalError,
     OSError,
-    SoftTimeLimitExceeded,
     # The job stopped because its lease was no longer its own: given back, the job finds
     # the work done or its new holder busy with it.
     LeaseLost,
 )
+
+
+def count_as_infrastructure(*types: type[BaseException]) -> None:
+    """Treat ``types`` as failures of the infrastructure too (the job runner declares its own)."""
+    global INFRASTRUCTURE
+    INFRASTRUCTURE = (*INFRASTRUCTURE, *(t for t in types if t not in INFRASTRUCTURE))
+
 
 # What Redis says when a write would take it past `maxmemory` (with `noeviction`, which
 # the service runs with: a full store refuses writes rather than evict queued messages).

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from tasks import run_job  # noqa: F401  (the runtime's process hooks come with the package)
-from worker.providers.push_payload import Notification
+from worker.models.push_payload import Notification
 from worker.runtime import process as runtime
 from worker.runtime.celery_app import app
 from worker.store import channels

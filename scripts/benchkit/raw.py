@@ -47,9 +47,9 @@ from aioapns.common import NotificationRequest, PushType
 from firebase_admin import messaging
 
 from worker.config import get_settings
+from worker.models.push_payload import Notification, apns_payload
 from worker.providers.apns import ApnsSender
 from worker.providers.fcm import FcmSender
-from worker.providers.push_payload import Notification, apns_payload
 from worker.store import channels
 from worker.store.client import create_redis
 from worker.store.provider_tokens import RedisProviderTokens

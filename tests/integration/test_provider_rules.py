@@ -10,7 +10,7 @@ from typing import Any
 from tests.integration.conftest import FCM_TOKEN_1, PushTenant, Tenant
 from tests.support import dispatch, run_async, wait_until
 from worker.masking import mask_token
-from worker.providers.push_payload import Notification, apns_payload, apns_wire_bytes
+from worker.models.push_payload import Notification, apns_payload, apns_wire_bytes
 from worker.sim.credentials import apns_key
 from worker.store import keys, tokens
 

@@ -18,8 +18,8 @@ from worker.delivery.retry import RetryPolicy
 from worker.errors import DeliveryError, InvalidTokenError, RetryableError
 from worker.ids import new_id
 from worker.models import ContactBody, FcmConfig, MessageStatus
+from worker.models.push_payload import Notification
 from worker.providers.push import DeviceResult
-from worker.providers.push_payload import Notification
 from worker.providers.whatsapp import WhatsAppClient
 from worker.store import accounts, channels, contacts, messages, push, tokens
 from worker.store.client import create_redis

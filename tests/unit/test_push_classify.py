@@ -229,7 +229,7 @@ async def _processes_share_one_token() -> None:
 
 
 def test_fcm_targets_a_registration_token_by_token_and_an_installation_id_by_fid() -> None:
-    from worker.providers.push_payload import Notification
+    from worker.models.push_payload import Notification
 
     note = Notification("Hi", "There")
     registration = "fXDtJ9kS:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx7dPqnZ01"

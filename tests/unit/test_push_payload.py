@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from worker.providers.push_payload import (
+from worker.models.push_payload import (
     DEFAULT_COLLAPSE_ID_MAX,
     MAX_PAYLOAD_BYTES,
     Notification,

@@ -29,13 +29,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from worker.delivery import render
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
 from worker.delivery.failures import record_run_crash
 from worker.models import Channel, MessageStatus
 from worker.observe import metrics
 from worker.outages import is_infrastructure
 from worker.providers.outbound import OutboundError
-from worker.services import render
 from worker.store import automations, contacts, delayed, jobs, keys, locks, messages, push, sends
 from worker.store.automations import Run
 from worker.store.client import hgetall_str

@@ -23,9 +23,9 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from worker.delivery import render
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
 from worker.models import CampaignStatus, Channel, MessageStatus, PushContent, WhatsAppContent
-from worker.services import render
 from worker.store import campaigns, enqueue, jobs, keys, locks, messages, scripts
 from worker.store.campaigns import Campaign
 from worker.store.push import Device, encode_roster

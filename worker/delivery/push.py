@@ -23,9 +23,9 @@ from worker.delivery.context import DeliveryContext, Outcome, claimed
 from worker.errors import AccountError, DeliveryError, InvalidTokenError, RetryableError
 from worker.masking import mask_token
 from worker.models import Attempt, FcmConfig, MessageStatus
+from worker.models.push_payload import PLATFORM_NAMES, Notification
 from worker.observe import metrics
 from worker.providers.push import DeviceResult, Notes
-from worker.providers.push_payload import PLATFORM_NAMES, Notification
 from worker.store import channels, push
 from worker.store.channels import PushConfig
 from worker.store.messages import Message

@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from worker.providers.push_payload import FCM_TOKEN_RE, reserved_data_key
+from worker.models.push_payload import FCM_TOKEN_RE, reserved_data_key
 
 ACCOUNT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 CONTACT_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")

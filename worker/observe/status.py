@@ -12,9 +12,9 @@ from functools import partial
 
 from redis.asyncio import Redis
 
-from worker.runtime.heartbeat import WorkerBeat, alive
 from worker.store import joberrors, jobs, keys, throughput
 from worker.store import restarts as child_restarts
+from worker.store.heartbeats import WorkerBeat, alive
 
 QUEUES = jobs.QUEUES
 # A rate-limit key's schedule (GCRA) booked up to now, less a little: its sends are paced.

@@ -44,8 +44,8 @@ from worker.errors import (
     RetryableError,
 )
 from worker.models import ApnsConfig
+from worker.models.push_payload import Notification, apns_payload
 from worker.providers.push import DeviceResult, Notes, ProviderTokenStore, note_at
-from worker.providers.push_payload import Notification, apns_payload
 
 PRODUCTION = ("api.push.apple.com", 443)
 SANDBOX = ("api.development.push.apple.com", 443)

@@ -35,8 +35,8 @@ from worker.errors import (
     RetryableError,
 )
 from worker.models import FcmConfig
+from worker.models.push_payload import FID_RE, Notification, fcm_data
 from worker.providers.push import DeviceResult, Notes, note_at
-from worker.providers.push_payload import FID_RE, Notification, fcm_data
 from worker.providers.retry_after import parse_retry_after
 
 MAX_BATCH = 500  # send_each_async's limit per call

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from worker.errors import DeliveryError
-from worker.providers.push_payload import Notification
+from worker.models.push_payload import Notification
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,12 @@ The API imports this module only to publish by task name; the task bodies live i
 from __future__ import annotations
 
 from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import setup_logging
 from kombu import Queue
+from kombu.exceptions import OperationalError as KombuOperationalError
 
+from worker import outages
 from worker.config import Settings, get_settings
 from worker.observe import logs
 from worker.runtime import kombu_fixes
@@ -17,6 +20,9 @@ from worker.runtime.heartbeat import Heartbeat
 from worker.store import jobs, keys
 
 __all__ = ["app", "create_celery"]
+
+# A job out of time, or the broker away, is nobody's send: given back and done again.
+outages.count_as_infrastructure(SoftTimeLimitExceeded, KombuOperationalError)
 
 
 def create_celery(settings: Settings | None = None) -> Celery:

@@ -14,13 +14,11 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import redis as sync_redis
 from celery import bootsteps
 from celery.worker import state as worker_state
-from redis.asyncio import Redis
 
 from worker.config import get_settings
 from worker.store import keys
@@ -30,28 +28,6 @@ log = logging.getLogger(__name__)
 
 INTERVAL_S = 2.0
 TTL_S = 10
-
-
-@dataclass(frozen=True)
-class WorkerBeat:
-    node: str
-    queues: list[str]
-    pid: int
-    concurrency: int
-    started_at: float
-    at: float
-    metrics_port: int | None
-    active: int = 0
-
-
-async def alive(redis: Redis) -> list[WorkerBeat]:
-    """The worker groups whose heartbeat has not expired, by node name."""
-    found = [k async for k in redis.scan_iter(match=keys.worker_heartbeats(), count=200)]
-    if not found:
-        return []
-    raws = await redis.mget(found)
-    beats = [WorkerBeat(**json.loads(raw)) for raw in raws if raw]
-    return sorted(beats, key=lambda b: b.node)
 
 
 def _delivery_tags() -> list[str]:

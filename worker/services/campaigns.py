@@ -17,7 +17,7 @@ from worker.api.routes.whatsapp import check_template
 from worker.api.views import campaign_detail
 from worker.ids import new_id
 from worker.models import CampaignCreate, CampaignStatus, Channel, PushContent, WhatsAppContent
-from worker.providers.push_payload import MAX_PAYLOAD_BYTES, Notification, oversized
+from worker.models.push_payload import MAX_PAYLOAD_BYTES, Notification, oversized
 from worker.store import campaigns, channels, delayed, jobs
 from worker.store.campaigns import Campaign
 from worker.store.enqueue import publish

@@ -13,7 +13,7 @@ from worker.api.idempotency import respond_once
 from worker.api.send_route import SendRoute
 from worker.api.views import push_response
 from worker.models import Channel, PushSendRequest
-from worker.providers.push_payload import MAX_PAYLOAD_BYTES, PLATFORM_NAMES, Notification, oversized
+from worker.models.push_payload import MAX_PAYLOAD_BYTES, PLATFORM_NAMES, Notification, oversized
 from worker.store import channels, contacts, messages, push, tokens
 
 router = APIRouter(prefix="/api/v1/channels/push", tags=["push"], route_class=SendRoute)
