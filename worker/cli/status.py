@@ -28,13 +28,41 @@ UNSERVED_EXIT = 3
 
 
 def render(snap: status.Snapshot, now: float) -> Group:
+    """The status screen: always memory, queues, workers, rates and dead letters; the
+    other tables only when they have rows, so that a quiet stack fits one screen."""
+    parts: list[RenderableType] = [
+        _memory(snap),
+        _queues(snap),
+        _workers(snap, now),
+        _rates(snap),
+    ]
+    if snap.busy_limits:
+        parts.append(_busy_limits(snap))
+    parts.append(_dead_letters(snap))
+    if snap.campaigns:
+        parts.append(_campaigns(snap))
+    if snap.automations:
+        parts.append(_automations(snap))
+    if snap.restarts:
+        parts.append(_restarts(snap.restarts))
+    if snap.job_errors:
+        parts.append(_job_errors(snap))
+    return Group(*parts)
+
+
+def _queues(snap: status.Snapshot) -> Table:
+    """Depth per queue and how many worker groups consume it; "none" in red is the queue
+    that nothing drains (the reason for exit code 3)."""
     queues = Table("queue", "waiting jobs", "worker groups", title="queues", title_justify="left")
     served = snap.workers_by_queue()
     for queue, depth in snap.queues.items():
         groups = served.get(queue, 0)
         queues.add_row(queue, str(depth), str(groups) if groups else "[red]none[/]")
     queues.add_row("[dim](delayed: retries, waits, send_at)[/]", str(snap.delayed), "")
+    return queues
 
+
+def _workers(snap: status.Snapshot, now: float) -> Table:
     workers = Table(
         "worker",
         "queues",
@@ -58,7 +86,11 @@ def render(snap: status.Snapshot, now: float) -> Group:
         )
     if not snap.workers:
         workers.add_row("[red]no worker alive[/]", "", "", "", "", "", "")
+    return workers
 
+
+def _rates(snap: status.Snapshot) -> Table:
+    """Per second, with the minute's count beside it: a rate of 0.02 reads better as 1."""
     rates = Table(
         "channel",
         "sent/s",
@@ -70,78 +102,84 @@ def render(snap: status.Snapshot, now: float) -> Group:
     for channel in throughput.CHANNELS:
         row = [snap.rates.get((channel, o), 0.0) for o in throughput.OUTCOMES]
         rates.add_row(channel, *(f"{v:.2f} ({round(v * 60)})" for v in row))
+    return rates
 
-    parts: list[RenderableType] = [_memory(snap), queues, workers, rates]
-    if snap.busy_limits:
-        limits = Table(
-            "rate limit",
-            "booked ahead",
-            "slowed (429)",
-            title="rate limits at their cap",
-            title_justify="left",
-        )
-        for key in snap.busy_limits:
-            slowed = f"rate / {key.penalty:g}" if key.penalty > 1 else "-"
-            limits.add_row(key.name, f"{max(0.0, key.ahead_s) * 1000:.0f} ms", slowed)
-        parts.append(limits)
+
+def _busy_limits(snap: status.Snapshot) -> Table:
+    limits = Table(
+        "rate limit",
+        "booked ahead",
+        "slowed (429)",
+        title="rate limits at their cap",
+        title_justify="left",
+    )
+    for key in snap.busy_limits:
+        slowed = f"rate / {key.penalty:g}" if key.penalty > 1 else "-"
+        limits.add_row(key.name, f"{max(0.0, key.ahead_s) * 1000:.0f} ms", slowed)
+    return limits
+
+
+def _dead_letters(snap: status.Snapshot) -> Table:
+    """Only the accounts that have some; an explicit "none" so that an empty table is not
+    mistaken for one that failed to load."""
     dead = Table("account", "dead letters", title="dead letters", title_justify="left")
     for account, n in snap.dead_letters.items():
         if n:
             dead.add_row(account, f"[red]{n}[/]")
     if not any(snap.dead_letters.values()):
         dead.add_row("[green]none[/]", "0")
-    parts.append(dead)
-    if snap.campaigns:
-        campaigns = Table(
-            "campaign",
-            "account",
-            "status",
-            "recipients",
-            "sent",
-            "failed",
-            "pending",
-            title="running campaigns",
-            title_justify="left",
+    return dead
+
+
+def _campaigns(snap: status.Snapshot) -> Table:
+    campaigns = Table(
+        "campaign",
+        "account",
+        "status",
+        "recipients",
+        "sent",
+        "failed",
+        "pending",
+        title="running campaigns",
+        title_justify="left",
+    )
+    for c in snap.campaigns:
+        # Pending counts cancelled recipients as done: they will never be sent.
+        done = sum(c.counts.get(k, 0) for k in ("sent", "failed", "cancelled"))
+        recipients = c.counts.get("recipients", 0)
+        campaigns.add_row(
+            f"{c.id} {c.name}",
+            c.account,
+            c.status,
+            str(recipients),
+            str(c.counts.get("sent", 0)),
+            str(c.counts.get("failed", 0)),
+            str(max(0, recipients - done)),
         )
-        for c in snap.campaigns:
-            done = sum(c.counts.get(k, 0) for k in ("sent", "failed", "cancelled"))
-            recipients = c.counts.get("recipients", 0)
-            campaigns.add_row(
-                f"{c.id} {c.name}",
-                c.account,
-                c.status,
-                str(recipients),
-                str(c.counts.get("sent", 0)),
-                str(c.counts.get("failed", 0)),
-                str(max(0, recipients - done)),
-            )
-        parts.append(campaigns)
-    if snap.automations:
-        flows = Table(
-            "automation",
-            "account",
-            "active",
-            "runs in progress",
-            "steps done",
-            "steps failed",
-            title="automations",
-            title_justify="left",
+    return campaigns
+
+
+def _automations(snap: status.Snapshot) -> Table:
+    flows = Table(
+        "automation",
+        "account",
+        "active",
+        "runs in progress",
+        "steps done",
+        "steps failed",
+        title="automations",
+        title_justify="left",
+    )
+    for a in snap.automations:
+        flows.add_row(
+            f"{a.id} {a.name}",
+            a.account,
+            "yes" if a.active else "[dim]no[/]",
+            str(a.in_progress),
+            str(a.steps_done),
+            f"[red]{a.steps_failed}[/]" if a.steps_failed else "0",
         )
-        for a in snap.automations:
-            flows.add_row(
-                f"{a.id} {a.name}",
-                a.account,
-                "yes" if a.active else "[dim]no[/]",
-                str(a.in_progress),
-                str(a.steps_done),
-                f"[red]{a.steps_failed}[/]" if a.steps_failed else "0",
-            )
-        parts.append(flows)
-    if snap.restarts:
-        parts.append(_restarts(snap.restarts))
-    if snap.job_errors:
-        parts.append(_job_errors(snap))
-    return Group(*parts)
+    return flows
 
 
 def _memory(snap: status.Snapshot) -> str:
