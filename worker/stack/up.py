@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import redis
 from rich.console import Console
@@ -134,7 +135,143 @@ def _embedded_password(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What this run starts beyond the fixed children, decided before anything starts."""
+
+    with_demo: bool
+    flower_auth: str | None  # None: Flower is not started
+    metrics_ports: dict[str, int]  # worker group -> its /metrics port
+
+
+def _plan(settings: Settings, *, with_demo: bool) -> _Plan:
+    flower_auth = (
+        settings.flower_basic_auth.get_secret_value() if settings.flower_basic_auth else None
+    )
+    if flower_auth is None and with_demo:
+        # Flower shows every task: never without a login, but a demo should not need setup.
+        flower_auth = f"demo:{secrets.token_urlsafe(12)}"
+    metrics_ports = {
+        "worker": settings.metrics_port_base + 1,
+        "bulk": settings.metrics_port_base + 2,
+    }
+    return _Plan(with_demo, flower_auth, metrics_ports)
+
+
+def _ports_free(settings: Settings, plan: _Plan, console: Console) -> bool:
+    """Every port the stack will listen on, checked up front: a clash found after Valkey
+    and the workers are up would leave a half-started stack to explain."""
+    ports = [(settings.api_host, settings.api_port, "DISPATCH_API_PORT")]
+    if plan.flower_auth is not None:
+        ports.append((settings.flower_host, settings.flower_port, "DISPATCH_FLOWER_PORT"))
+    for port in plan.metrics_ports.values():
+        ports.append((settings.metrics_host, port, "DISPATCH_METRICS_PORT_BASE"))
+    if plan.with_demo:
+        ports.append((settings.sim_host, settings.sim_port, "DISPATCH_SIM_PORT"))
+        ports.append((settings.sim_host, settings.sim_tls_port, "DISPATCH_SIM_TLS_PORT"))
+    for host, port, env_name in ports:
+        if not port_free(host, port):
+            console.print(
+                f"[red]port {port} on {host} is in use[/]: stop what holds it or set {env_name}"
+            )
+            return False
+    return True
+
+
+def _start_children(supervisor: Supervisor, settings: Settings, plan: _Plan) -> None:
+    """The simulator (demo), the workers, Flower, beat and the API, in the order each needs
+    the one before; returns once the API answers and a worker replies to a ping."""
+    overrides = {"redis_url": settings.redis_url} if settings.redis_url else {}
+    if settings.log_json is None and sys.stderr.isatty():
+        overrides["log_json"] = "false"  # readable lines in this terminal; JSON when piped
+    env = child_environment(overrides)
+    flower_env = child_environment(
+        {**overrides, "flower_basic_auth": plan.flower_auth} if plan.flower_auth else overrides
+    )
+    if plan.with_demo:
+        _spawn(supervisor, "sim", env, "sim")
+        demo.wait_http(f"{settings.sim_base_url}/_sim/health", 30, "the simulator")
+    metrics = ("--metrics-port", str(plan.metrics_ports["worker"]))
+    _spawn(supervisor, "worker", env, "worker", *metrics)
+    # Campaign jobs have workers of their own, so that an OTP never queues behind them.
+    bulk = ("--queues", "bulk", "--nice", "10", "--metrics-port", str(plan.metrics_ports["bulk"]))
+    _spawn(supervisor, "bulk", env, "worker", *bulk)
+    if plan.flower_auth is not None:
+        _spawn(supervisor, "flower", flower_env, "flower")
+    _spawn(supervisor, "beat", env, "beat")
+    _spawn(supervisor, "api", env, "api")
+    demo.wait_http(f"{settings.api_base_url}/healthz", 30, "the API")
+    _wait_worker(settings, 60)
+
+
+def _run_demo_examples(settings: Settings, console: Console) -> None:
+    """Provision the demo account and send the spec's examples, showing each as curl."""
+    key = asyncio.run(_provision(settings))
+    for name, path, body in demo.EXAMPLES:
+        # Plain text, no box: the command is meant to be copied and pasted.
+        console.rule(f"the spec's {name} example, against this stack")
+        console.print(
+            demo.curl_example(settings, key, path, body),
+            soft_wrap=True,
+            highlight=False,
+            markup=False,
+        )
+        demo.send_example(settings, key, path, body, console)
+    console.rule(f"key saved in {demo.demo_env_path(settings)}")
+
+
+def _announce(settings: Settings, plan: _Plan, console: Console, started: float) -> None:
+    """Where everything listens, and how to log in to Flower: the last lines before the
+    children's own output takes over the terminal."""
+    if plan.flower_auth is not None:
+        user, _, password = plan.flower_auth.partition(":")
+        shown = password if settings.flower_basic_auth is None else "(DISPATCH_FLOWER_BASIC_AUTH)"
+        console.print(
+            f"Flower on http://{settings.flower_host}:{settings.flower_port} "
+            f"(user [bold]{user}[/], password [bold]{shown}[/])",
+            highlight=False,
+        )
+    else:
+        console.print("[yellow]Flower not started:[/] set DISPATCH_FLOWER_BASIC_AUTH=user:password")
+    console.print(
+        "metrics: "
+        + ", ".join(
+            f"http://{settings.metrics_host}:{p}/metrics ({name})"
+            for name, p in plan.metrics_ports.items()
+        )
+        + f", {settings.api_base_url}/metrics (api)",
+        highlight=False,
+    )
+    console.print(
+        f"[bold green]ready[/] in {time.monotonic() - started:.1f}s: API on "
+        f"{settings.api_base_url}"
+        + (f", simulator on {settings.sim_base_url}" if plan.with_demo else "")
+        + " — Ctrl-C stops everything"
+    )
+
+
+def _supervise(supervisor: Supervisor, console: Console) -> int:
+    """Restart children that exit until Ctrl-C (0) or a crash loop (1)."""
+    looping = supervisor.wait()
+    if looping is None:
+        return 0
+    # Unwrapped: the command in the hint is meant to be copied.
+    console.print(
+        looping.crash_loop_message(),
+        style="red",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    return 1
+
+
 def run(settings: Settings, *, with_demo: bool, console: Console) -> int:
+    """Start the stack, supervise it until Ctrl-C or a crash loop, then stop every child.
+
+    Returns the exit code: 0 after Ctrl-C, 1 when it could not start or a child crash-looped,
+    2 when a port it needs is taken (nothing has been started then).
+    """
     started = time.monotonic()
     # Provider credentials are stored encrypted: a local key, made once, owner-only.
     store_secrets.ensure_key_file(settings)
@@ -143,108 +280,18 @@ def run(settings: Settings, *, with_demo: bool, console: Console) -> int:
     stale = supervisor.stop_stale(CHILD_MARK)
     if stale:
         console.print(f"[yellow]stopped processes left by an earlier run:[/] {', '.join(stale)}")
-    ports = [(settings.api_host, settings.api_port, "DISPATCH_API_PORT")]
-    flower_auth = (
-        settings.flower_basic_auth.get_secret_value() if settings.flower_basic_auth else None
-    )
-    if flower_auth is None and with_demo:
-        # Flower shows every task: never without a login, but a demo should not need setup.
-        flower_auth = f"demo:{secrets.token_urlsafe(12)}"
-    if flower_auth is not None:
-        ports.append((settings.flower_host, settings.flower_port, "DISPATCH_FLOWER_PORT"))
-    metrics_ports = {
-        "worker": settings.metrics_port_base + 1,
-        "bulk": settings.metrics_port_base + 2,
-    }
-    for port in metrics_ports.values():
-        ports.append((settings.metrics_host, port, "DISPATCH_METRICS_PORT_BASE"))
-    if with_demo:
-        ports.append((settings.sim_host, settings.sim_port, "DISPATCH_SIM_PORT"))
-        ports.append((settings.sim_host, settings.sim_tls_port, "DISPATCH_SIM_TLS_PORT"))
-    for host, port, env_name in ports:
-        if not port_free(host, port):
-            console.print(
-                f"[red]port {port} on {host} is in use[/]: stop what holds it or set {env_name}"
-            )
-            return 2
+    plan = _plan(settings, with_demo=with_demo)
+    if not _ports_free(settings, plan, console):
+        return 2
 
     code = 0
     try:
         settings = _start_store(supervisor, settings, console)
-        overrides = {"redis_url": settings.redis_url} if settings.redis_url else {}
-        if settings.log_json is None and sys.stderr.isatty():
-            overrides["log_json"] = "false"  # readable lines in this terminal; JSON when piped
-        env = child_environment(overrides)
-        flower_env = child_environment(
-            {**overrides, "flower_basic_auth": flower_auth} if flower_auth else overrides
-        )
+        _start_children(supervisor, settings, plan)
         if with_demo:
-            _spawn(supervisor, "sim", env, "sim")
-            demo.wait_http(f"{settings.sim_base_url}/_sim/health", 30, "the simulator")
-        metrics = ("--metrics-port", str(metrics_ports["worker"]))
-        _spawn(supervisor, "worker", env, "worker", *metrics)
-        # Campaign jobs have workers of their own, so that an OTP never queues behind them.
-        bulk = ("--queues", "bulk", "--nice", "10", "--metrics-port", str(metrics_ports["bulk"]))
-        _spawn(supervisor, "bulk", env, "worker", *bulk)
-        if flower_auth is not None:
-            _spawn(supervisor, "flower", flower_env, "flower")
-        _spawn(supervisor, "beat", env, "beat")
-        _spawn(supervisor, "api", env, "api")
-        demo.wait_http(f"{settings.api_base_url}/healthz", 30, "the API")
-        _wait_worker(settings, 60)
-        if with_demo:
-            key = asyncio.run(_provision(settings))
-            for name, path, body in demo.EXAMPLES:
-                # Plain text, no box: the command is meant to be copied and pasted.
-                console.rule(f"the spec's {name} example, against this stack")
-                console.print(
-                    demo.curl_example(settings, key, path, body),
-                    soft_wrap=True,
-                    highlight=False,
-                    markup=False,
-                )
-                demo.send_example(settings, key, path, body, console)
-            console.rule(f"key saved in {demo.demo_env_path(settings)}")
-        if flower_auth is not None:
-            user, _, password = flower_auth.partition(":")
-            shown = (
-                password if settings.flower_basic_auth is None else "(DISPATCH_FLOWER_BASIC_AUTH)"
-            )
-            console.print(
-                f"Flower on http://{settings.flower_host}:{settings.flower_port} "
-                f"(user [bold]{user}[/], password [bold]{shown}[/])",
-                highlight=False,
-            )
-        else:
-            console.print(
-                "[yellow]Flower not started:[/] set DISPATCH_FLOWER_BASIC_AUTH=user:password"
-            )
-        console.print(
-            "metrics: "
-            + ", ".join(
-                f"http://{settings.metrics_host}:{p}/metrics ({name})"
-                for name, p in metrics_ports.items()
-            )
-            + f", {settings.api_base_url}/metrics (api)",
-            highlight=False,
-        )
-        console.print(
-            f"[bold green]ready[/] in {time.monotonic() - started:.1f}s: API on "
-            f"{settings.api_base_url}"
-            + (f", simulator on {settings.sim_base_url}" if with_demo else "")
-            + " — Ctrl-C stops everything"
-        )
-        looping = supervisor.wait()
-        if looping is not None:
-            # Unwrapped: the command in the hint is meant to be copied.
-            console.print(
-                looping.crash_loop_message(),
-                style="red",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
-            code = 1
+            _run_demo_examples(settings, console)
+        _announce(settings, plan, console, started)
+        code = _supervise(supervisor, console)
     except (ProcessError, RuntimeError) as exc:
         console.print(f"[red]could not start:[/] {exc}")
         code = 1
