@@ -175,61 +175,57 @@ def _matches(raw: dict[str, str], wanted: dict[str, Any]) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class _Reading:
+    """What a campaign's pages need read of each contact, the same for every page."""
+
+    wanted: dict[str, Any]  # the segment's attributes a contact must match
+    push: PushContent | None  # None: a WhatsApp campaign
+    templated: bool  # the content has placeholders to fill per contact
+    # Whether to read each contact's hash at all: a plain push to all contacts needs only
+    # their tokens, but an attribute filter, a placeholder or an explicit list of ids
+    # (which may name contacts that do not exist) needs the hash.
+    need_hash: bool
+
+
+def _reading(campaign: Campaign) -> _Reading:
+    content = campaign.content
+    segment = campaign.audience.segment
+    wanted = segment.attributes if segment is not None else {}
+    push = content if isinstance(content, PushContent) else None
+    templated = push is None or render.has_placeholders(*_texts(content))
+    need_hash = bool(wanted) or templated or campaign.audience.contact_ids is not None
+    return _Reading(wanted, push, templated, need_hash)
+
+
 async def _make_batch(
     ctx: DeliveryContext, campaign: Campaign, ids: list[str], number: int
 ) -> tuple[Page, Callable[[Pipeline], None] | None]:
     """Read the page's contacts: what they come to, and how to write their batch into the
     caller's transaction (None when nobody on the page gets a send)."""
     redis, account = ctx.redis, campaign.account
-    content = campaign.content
-    segment = campaign.audience.segment
-    wanted = segment.attributes if segment is not None else {}
-    push_content = content if isinstance(content, PushContent) else None
-    templated = push_content is None or render.has_placeholders(*_texts(content))
-    need_hash = bool(wanted) or templated or campaign.audience.contact_ids is not None
+    how = _reading(campaign)
     message_id = batch_id(campaign.id, number)
-    fields = _fields_needed(campaign, wanted) if need_hash else []
-    hashes, tokens = await _read_page(redis, account, ids, fields, tokens=push_content is not None)
+    fields = _fields_needed(campaign, how.wanted) if how.need_hash else []
+    hashes, tokens = await _read_page(redis, account, ids, fields, tokens=how.push is not None)
     page = Page()
     devices: list[Device] = []
     recipients: list[messages.Message] = []
     for i, contact_id in enumerate(ids):
-        raw: dict[str, str] = hashes[i] if need_hash else {"id": contact_id}
-        if need_hash and not raw:
-            if campaign.audience.contact_ids is not None:
-                page.contacts += 1
-                page.skipped["contact_not_found"] += 1
-            continue  # deleted while the campaign runs: no longer in the audience
-        if wanted and not _matches(raw, wanted):
+        raw: dict[str, str] = hashes[i] if how.need_hash else {"id": contact_id}
+        if not _in_audience(campaign, how, raw, page):
             continue
         page.contacts += 1
-        values = render.fields_of(raw) if templated else {}
+        values = render.fields_of(raw) if how.templated else {}
         try:
-            if push_content is not None:
-                members = sorted(tokens[i])
-                if not members:
-                    page.skipped["no_push_token"] += 1
-                    continue
-                note = _render_push(push_content, values) if templated else None
-                devices.extend(Device(*split(m), contact=contact_id, note=note) for m in members)
+            if how.push is not None:
+                devices.extend(_push_devices(how, contact_id, tokens[i], values, page))
             else:
-                assert isinstance(content, WhatsAppContent)
-                if not raw.get("phone"):
-                    page.skipped["no_phone"] += 1
-                    continue
-                recipients.append(
-                    messages.new(
-                        account,
-                        Channel.WHATSAPP,
-                        f"{message_id}_{i}",
-                        to=raw["phone"],
-                        contact_id=contact_id,
-                        template_name=content.template_name,
-                        language=content.language,
-                        parameters=[render.render(p, values) for p in content.parameters],
-                        campaign=campaign.id,
-                    )
+                recipient = _whatsapp_recipient(
+                    campaign, f"{message_id}_{i}", contact_id, raw, values, page
                 )
+                if recipient is not None:
+                    recipients.append(recipient)
         except render.MissingField as missing:
             page.skipped["missing_field"] += 1
             log.debug("campaign %s: %s lacks %s", campaign.id, contact_id, missing.name)
@@ -237,32 +233,105 @@ async def _make_batch(
     if not page.recipients:
         return page, None
     ttl = ctx.message_ttl_s
+    if how.push is not None:
+        return page, _push_batch_writer(campaign, message_id, how.push, devices, ttl)
+    return page, _whatsapp_batch_writer(campaign, number, recipients, ttl)
+
+
+def _in_audience(campaign: Campaign, how: _Reading, raw: dict[str, str], page: Page) -> bool:
+    """Whether the contact read as ``raw`` is in the audience. A contact that no longer
+    exists is left out, but counted as skipped when the campaign named it by id: the
+    sender asked for it, so the report says why it got nothing."""
+    if how.need_hash and not raw:
+        if campaign.audience.contact_ids is not None:
+            page.contacts += 1
+            page.skipped["contact_not_found"] += 1
+        return False  # deleted while the campaign runs: no longer in the audience
+    return not (how.wanted and not _matches(raw, how.wanted))
+
+
+def _push_devices(
+    how: _Reading, contact_id: str, members: list[str], values: dict[str, str], page: Page
+) -> list[Device]:
+    """The contact's devices, each with the push rendered for it (None: the same push for
+    all, from the batch message); none, counted as skipped, when it has no token."""
+    assert how.push is not None
+    if not members:
+        page.skipped["no_push_token"] += 1
+        return []
+    note = _render_push(how.push, values) if how.templated else None
+    return [Device(*split(m), contact=contact_id, note=note) for m in sorted(members)]
+
+
+def _whatsapp_recipient(
+    campaign: Campaign,
+    message_id: str,
+    contact_id: str,
+    raw: dict[str, str],
+    values: dict[str, str],
+    page: Page,
+) -> messages.Message | None:
+    """The contact's own message; None, counted as skipped, when it has no phone."""
+    content = campaign.content
+    assert isinstance(content, WhatsAppContent)
+    if not raw.get("phone"):
+        page.skipped["no_phone"] += 1
+        return None
+    return messages.new(
+        campaign.account,
+        Channel.WHATSAPP,
+        message_id,
+        to=raw["phone"],
+        contact_id=contact_id,
+        template_name=content.template_name,
+        language=content.language,
+        parameters=[render.render(p, values) for p in content.parameters],
+        campaign=campaign.id,
+    )
+
+
+def _push_batch_writer(
+    campaign: Campaign, message_id: str, content: PushContent, devices: list[Device], ttl: int
+) -> Callable[[Pipeline], None]:
+    """A push batch is one message for all its devices, their roster beside it: a million
+    devices are not a million message records."""
+    account = campaign.account
 
     def write(pipe: Pipeline) -> None:
-        if push_content is not None:
-            batch = messages.new(
-                account,
-                Channel.PUSH,
-                message_id,
-                campaign=campaign.id,
-                title=push_content.title,
-                text=push_content.message,
-                url=push_content.url,
-                icon=push_content.icon,
-                data=push_content.data,
-                collapse_id=push_content.collapse_id,
-                device_count=len(devices),
-            )
-            pipe.set(keys.message_roster(account, message_id), encode_roster(devices), ex=ttl)
-            messages.add(pipe, batch, ttl)
-        else:
-            for message in recipients:
-                messages.add(pipe, message, ttl)
-            batch_key = keys.campaign_batch(account, campaign.id, number)
-            pipe.rpush(batch_key, *(m.id for m in recipients))
-            pipe.expire(batch_key, ttl)
+        batch = messages.new(
+            account,
+            Channel.PUSH,
+            message_id,
+            campaign=campaign.id,
+            title=content.title,
+            text=content.message,
+            url=content.url,
+            icon=content.icon,
+            data=content.data,
+            collapse_id=content.collapse_id,
+            device_count=len(devices),
+        )
+        pipe.set(keys.message_roster(account, message_id), encode_roster(devices), ex=ttl)
+        messages.add(pipe, batch, ttl)
 
-    return page, write
+    return write
+
+
+def _whatsapp_batch_writer(
+    campaign: Campaign, number: int, recipients: list[messages.Message], ttl: int
+) -> Callable[[Pipeline], None]:
+    """A WhatsApp batch is a message per recipient (each has its own status from Meta),
+    listed under the batch's key for the batch job to walk."""
+    account = campaign.account
+
+    def write(pipe: Pipeline) -> None:
+        for message in recipients:
+            messages.add(pipe, message, ttl)
+        batch_key = keys.campaign_batch(account, campaign.id, number)
+        pipe.rpush(batch_key, *(m.id for m in recipients))
+        pipe.expire(batch_key, ttl)
+
+    return write
 
 
 def _texts(content: PushContent | WhatsAppContent) -> list[str | None]:
