@@ -181,6 +181,43 @@ async def finish_attempt(
     in, in one transaction."""
     key = keys.message(message.account, message.id)
     attempts_key = keys.message_attempts(message.account, message.id)
+    values, cleared = _attempt_fields(attempt, status)
+    # The provider may report a WhatsApp message's delivery before this transaction names
+    # its wamid: those reports wait under the wamid, and are applied once it is recorded.
+    wamid = attempt.provider_message_id if message.channel is Channel.WHATSAPP else None
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(key, mapping=fields(values))
+        if cleared:
+            pipe.hdel(key, *cleared)
+        pipe.rpush(attempts_key, attempt.model_dump_json(exclude_none=True))
+        pipe.expire(attempts_key, ttl_s)
+        if wamid:
+            pipe.set(keys.wamid_index(wamid), f"{message.account} {message.id}", ex=ttl_s)
+        mark_started(pipe, message)
+        if message.channel is Channel.WHATSAPP:
+            throughput.count(pipe, "whatsapp", attempt.outcome, 1, attempt.at)
+        if not_before is not None:
+            pipe.hset(key, "not_before", not_before)
+        if dead_letter:
+            add_dead_letter(pipe, message, attempt.at)
+        if status.is_final:
+            finished(pipe, message, status, _campaign_counts(message, status))
+        if wamid:
+            # Last, so that its reply is the results' last but one.
+            early = keys.early_statuses(wamid)
+            pipe.lrange(early, 0, -1)
+            pipe.delete(early)
+        results = await pipe.execute()
+    if wamid:
+        await _apply_early_statuses(redis, message, cast(list[bytes | str], results[-2]))
+
+
+def _attempt_fields(
+    attempt: Attempt, status: MessageStatus
+) -> tuple[dict[str, str | float], list[str]]:
+    """The message's fields the attempt sets, and those it clears: a send clears the last
+    failure's error; a failure without a provider code clears an earlier one, so that
+    error, code and provider code always describe the same attempt."""
     values: dict[str, str | float] = {
         "status": status.value,
         "updated_at": attempt.at,
@@ -198,54 +235,30 @@ async def finish_attempt(
             values["provider_code"] = attempt.provider_code
         else:
             cleared = ["provider_code"]
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(key, mapping=fields(values))
-        if cleared:
-            pipe.hdel(key, *cleared)
-        pipe.rpush(attempts_key, attempt.model_dump_json(exclude_none=True))
-        pipe.expire(attempts_key, ttl_s)
-        if attempt.provider_message_id and message.channel is Channel.WHATSAPP:
-            pipe.set(
-                keys.wamid_index(attempt.provider_message_id),
-                f"{message.account} {message.id}",
-                ex=ttl_s,
+    return values, cleared
+
+
+def _campaign_counts(message: Message, status: MessageStatus) -> dict[str, int]:
+    """What a final state adds to the message's campaign: a WhatsApp message is one send
+    of it; a push message's devices are counted one by one as they are recorded."""
+    if message.channel is not Channel.WHATSAPP:
+        return {}
+    return {"failed" if status is MessageStatus.FAILED else "sent": 1}
+
+
+async def _apply_early_statuses(redis: Redis, message: Message, raws: list[bytes | str]) -> None:
+    """Reports the provider posted before this record existed (keys.early_statuses)."""
+    for raw in raws:
+        report = json.loads(raw)
+        if report["account"] == message.account:
+            await apply_delivery_status(
+                redis,
+                message.account,
+                message.id,
+                report["status"],
+                report["at"],
+                report["error"],
             )
-        mark_started(pipe, message)
-        if message.channel is Channel.WHATSAPP:
-            throughput.count(pipe, "whatsapp", attempt.outcome, 1, attempt.at)
-        if not_before is not None:
-            pipe.hset(key, "not_before", not_before)
-        if dead_letter:
-            add_dead_letter(pipe, message, attempt.at)
-        if status.is_final:
-            # A WhatsApp message is one send of its campaign; a push message's devices are
-            # counted one by one as they are recorded.
-            counts = (
-                {"failed" if status is MessageStatus.FAILED else "sent": 1}
-                if message.channel is Channel.WHATSAPP
-                else {}
-            )
-            finished(pipe, message, status, counts)
-        early = None
-        if attempt.provider_message_id and message.channel is Channel.WHATSAPP:
-            # Last, so that its reply is the results' last but one.
-            early = keys.early_statuses(attempt.provider_message_id)
-            pipe.lrange(early, 0, -1)
-            pipe.delete(early)
-        results = await pipe.execute()
-    if early is not None:
-        # Reports the provider posted before this record existed (keys.early_statuses).
-        for raw in cast(list[bytes | str], results[-2]):
-            report = json.loads(raw)
-            if report["account"] == message.account:
-                await apply_delivery_status(
-                    redis,
-                    message.account,
-                    message.id,
-                    report["status"],
-                    report["at"],
-                    report["error"],
-                )
 
 
 async def find_or_hold_status(
