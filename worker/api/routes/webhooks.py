@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from redis.asyncio import Redis
 
 from worker.api.deps import RedisDep, SettingsDep
 from worker.api.errors import ApiError
@@ -75,13 +76,9 @@ async def verify(
 
 @router.post("/whatsapp")
 async def receive(request: Request, redis: RedisDep, settings: SettingsDep) -> JSONResponse:
-    # The signature's form first: nothing is read, parsed or looked up for a request that
-    # could not be Meta's (the body itself is capped by the API's guard).
-    presented = request.headers.get("x-hub-signature-256")
-    if not presented:
-        raise ApiError(401, "Missing X-Hub-Signature-256 header", "invalid_signature")
-    if not _SIGNATURE_RE.fullmatch(presented):
-        raise ApiError(401, "Malformed X-Hub-Signature-256 header", "invalid_signature")
+    """Verify the callback against every account it names, then record its inbound
+    messages (they open the 24-hour window) and its status reports."""
+    presented = _presented_signature(request)
     raw = await request.body()
     try:
         payload = json.loads(raw)
@@ -89,6 +86,33 @@ async def receive(request: Request, redis: RedisDep, settings: SettingsDep) -> J
         raise ApiError(400, "Request body is not valid JSON", "invalid_json") from None
 
     values = list(_changes(payload))
+    owners = await _owners(redis, values)
+    await _verify_signatures(redis, owners, raw, presented)
+
+    inbound = statuses = 0
+    for value in values:
+        account = owners.get(_phone_number_id(value) or "")
+        if account is None:
+            continue  # a number no account here owns: nothing of it is stored
+        inbound += await _record_inbound(redis, account, value, settings.whatsapp_window_s)
+        statuses += await _record_statuses(redis, account, value)
+    return JSONResponse({"success": True, "messages": inbound, "statuses": statuses})
+
+
+def _presented_signature(request: Request) -> str:
+    """The signature header, checked for form first: nothing is read, parsed or looked up
+    for a request that could not be Meta's (the body itself is capped by the API's guard)."""
+    presented = request.headers.get("x-hub-signature-256")
+    if not presented:
+        raise ApiError(401, "Missing X-Hub-Signature-256 header", "invalid_signature")
+    if not _SIGNATURE_RE.fullmatch(presented):
+        raise ApiError(401, "Malformed X-Hub-Signature-256 header", "invalid_signature")
+    return presented
+
+
+async def _owners(redis: Redis, values: list[dict[str, Any]]) -> dict[str, str]:
+    """The account owning each phone number the callback names (numbers nobody here owns
+    are left out); refused before any lookup when it names too many."""
     numbers = {n for n in (_phone_number_id(v) for v in values) if n}
     if len(numbers) > MAX_NUMBERS_PER_CALLBACK:
         raise ApiError(400, "Too many phone numbers in one callback", "invalid_request")
@@ -97,7 +121,14 @@ async def receive(request: Request, redis: RedisDep, settings: SettingsDep) -> J
         account = await channels.account_for_phone_number(redis, phone_number_id)
         if account:
             owners[phone_number_id] = account
+    return owners
 
+
+async def _verify_signatures(
+    redis: Redis, owners: dict[str, str], raw: bytes, presented: str
+) -> None:
+    """The signature must verify with the app secret of every account the callback names:
+    one account's secret must not let it write into another's messages."""
     for account in set(owners.values()):
         config = await channels.load_whatsapp(redis, account)
         if config is None or config.app_secret is None:
@@ -111,49 +142,52 @@ async def receive(request: Request, redis: RedisDep, settings: SettingsDep) -> J
             log.warning("whatsapp webhook with a bad signature rejected (account %s)", account)
             raise ApiError(401, "Invalid webhook signature", "invalid_signature")
 
-    inbound = statuses = 0
-    for value in values:
-        account_or_none = owners.get(_phone_number_id(value) or "")
-        if account_or_none is None:
+
+async def _record_inbound(redis: Redis, account: str, value: dict[str, Any], window_s: int) -> int:
+    """Open the free-form window for each customer who wrote; how many opened one."""
+    inbound = 0
+    for msg in value.get("messages") or []:
+        sender = str(msg.get("from") or "")
+        if not sender.isdigit():
             continue
-        account = account_or_none
-        for msg in value.get("messages") or []:
-            sender = str(msg.get("from") or "")
-            if not sender.isdigit():
-                continue
-            received_at = float(msg.get("timestamp") or 0)
-            if await conversations.open_window(
-                redis, account, "+" + sender, received_at, settings.whatsapp_window_s
-            ):
-                inbound += 1
-                log.info("whatsapp inbound from %s opens the window", mask_phone("+" + sender))
-        for status in value.get("statuses") or []:
-            wamid = str(status.get("id") or "")
-            errors = status.get("errors") or []
-            error = ""
-            if errors and isinstance(errors[0], dict):
-                error = f"{errors[0].get('code', '')} {errors[0].get('title', '')}".strip()
-            if not wamid:
-                continue
-            # The provider can report "delivered" before the worker has written down the
-            # wamid it answered: such a report is held until it does.
-            found = await messages.find_or_hold_status(
-                redis,
-                wamid,
-                account,
-                str(status.get("status") or ""),
-                float(status.get("timestamp") or 0),
-                error,
-            )
-            if found is None or found[0] != account:
-                continue
-            if await messages.apply_delivery_status(
-                redis,
-                account,
-                found[1],
-                str(status.get("status") or ""),
-                float(status.get("timestamp") or 0),
-                error,
-            ):
-                statuses += 1
-    return JSONResponse({"success": True, "messages": inbound, "statuses": statuses})
+        received_at = float(msg.get("timestamp") or 0)
+        if await conversations.open_window(redis, account, "+" + sender, received_at, window_s):
+            inbound += 1
+            log.info("whatsapp inbound from %s opens the window", mask_phone("+" + sender))
+    return inbound
+
+
+async def _record_statuses(redis: Redis, account: str, value: dict[str, Any]) -> int:
+    """Apply each status report to the account's message it is about; how many changed
+    a message."""
+    statuses = 0
+    for status in value.get("statuses") or []:
+        wamid = str(status.get("id") or "")
+        errors = status.get("errors") or []
+        error = ""
+        if errors and isinstance(errors[0], dict):
+            error = f"{errors[0].get('code', '')} {errors[0].get('title', '')}".strip()
+        if not wamid:
+            continue
+        # The provider can report "delivered" before the worker has written down the
+        # wamid it answered: such a report is held until it does.
+        found = await messages.find_or_hold_status(
+            redis,
+            wamid,
+            account,
+            str(status.get("status") or ""),
+            float(status.get("timestamp") or 0),
+            error,
+        )
+        if found is None or found[0] != account:
+            continue
+        if await messages.apply_delivery_status(
+            redis,
+            account,
+            found[1],
+            str(status.get("status") or ""),
+            float(status.get("timestamp") or 0),
+            error,
+        ):
+            statuses += 1
+    return statuses
