@@ -151,6 +151,14 @@ class StoreCollector(Collector):
         self._tenants = tenant_labels
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._store()
+        yield self._dead_letters()
+        yield self._workers()
+        yield self._campaigns()
+        yield self._automation_runs()
+
+    def _store(self) -> Iterator[Metric]:
+        """The queues and Redis itself: how much waits, and how close Redis is to full."""
         snap = self._snap
         depth = GaugeMetricFamily(
             "dispatch_queue_depth", "Jobs waiting in each Celery queue.", labels=["queue"]
@@ -173,25 +181,32 @@ class StoreCollector(Collector):
             "Jobs waiting for a later time (long retries, rate-limit waits, send_at).",
             value=snap.delayed,
         )
-        if self._tenants:
-            dead = GaugeMetricFamily(
-                "dispatch_dead_letters", "Messages in the dead-letter lists.", labels=["account"]
-            )
-            for account, n in snap.dead_letters.items():
-                dead.add_metric([account], n)
-            yield dead
-        else:
-            yield GaugeMetricFamily(
+
+    def _dead_letters(self) -> Metric:
+        snap = self._snap
+        if not self._tenants:
+            return GaugeMetricFamily(
                 "dispatch_dead_letters",
                 "Messages in the dead-letter lists.",
                 value=sum(snap.dead_letters.values()),
             )
+        dead = GaugeMetricFamily(
+            "dispatch_dead_letters", "Messages in the dead-letter lists.", labels=["account"]
+        )
+        for account, n in snap.dead_letters.items():
+            dead.add_metric([account], n)
+        return dead
+
+    def _workers(self) -> Metric:
         workers = GaugeMetricFamily(
             "dispatch_workers", "Worker groups alive (heartbeat), by queue.", labels=["queue"]
         )
-        for queue, n in snap.workers_by_queue().items():
+        for queue, n in self._snap.workers_by_queue().items():
             workers.add_metric([queue], n)
-        yield workers
+        return workers
+
+    def _campaigns(self) -> Metric:
+        """Each running campaign's counters, or without tenant labels their sums."""
         tenant = ["account", "campaign"] if self._tenants else []
         progress = GaugeMetricFamily(
             "dispatch_campaign_recipients",
@@ -199,7 +214,7 @@ class StoreCollector(Collector):
             labels=[*tenant, "counter"],
         )
         totals: dict[str, float] = {}
-        for c in snap.campaigns:
+        for c in self._snap.campaigns:
             for counter, n in sorted(c.counts.items()):
                 if self._tenants:
                     progress.add_metric([c.account, c.id, counter], n)
@@ -207,15 +222,17 @@ class StoreCollector(Collector):
         if not self._tenants:
             for counter, total in sorted(totals.items()):
                 progress.add_metric([counter], total)
-        yield progress
+        return progress
+
+    def _automation_runs(self) -> Metric:
         runs = GaugeMetricFamily(
             "dispatch_automation_runs_in_progress",
             "Automation runs not finished (at a step or waiting), by automation.",
             labels=["account", "automation"] if self._tenants else [],
         )
         if self._tenants:
-            for a in snap.automations:
+            for a in self._snap.automations:
                 runs.add_metric([a.account, a.id], a.in_progress)
         else:
-            runs.add_metric([], sum(a.in_progress for a in snap.automations))
-        yield runs
+            runs.add_metric([], sum(a.in_progress for a in self._snap.automations))
+        return runs
