@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Annotated
 
 import typer
@@ -47,54 +48,78 @@ def tokens_stats(
         names = [account] if account else await accounts.list_accounts(redis)
         idle_days = days if days is not None else settings.push_token_stale_days
         stale_before = time.time() - idle_days * 86400
-        table = Table(
-            "account",
-            "contact",
-            "platform",
-            "token",
-            "delivered",
-            "failed",
-            "last success",
-            "last active",
-            "last error",
-            "state",
-        )
-        totals = [0, 0, 0, 0, 0]
+        table = Table(*_COLUMNS)
+        totals = _Totals()
         for acc in names:
             await accounts.require_account(redis, acc)
             for t in await tokens.load_many(redis, acc, await tokens.all_members(redis, acc)):
                 active_at = tokens.last_activity(t)
                 is_stale = t.active and (active_at or 0) < stale_before
-                totals[0] += 1
-                totals[1] += t.delivered
-                totals[2] += t.failed
-                totals[3] += 0 if t.active else 1
-                totals[4] += 1 if is_stale else 0
+                totals.add(t, is_stale)
                 if problems and t.active and not t.failed:
                     continue
                 if stale and not is_stale:
                     continue
-                state = "active" if t.active else f"pruned: {t.prune_reason or '?'}"
-                table.add_row(
-                    acc,
-                    t.contact or "-",
-                    t.platform,
-                    mask_token(t.token),
-                    str(t.delivered),
-                    str(t.failed),
-                    when(t.last_success_at),
-                    when(active_at),
-                    t.last_error or "-",
-                    "stale" if is_stale else state,
-                )
+                table.add_row(*_row(acc, t, active_at, is_stale))
         table.caption = (
-            f"{totals[0]} token(s): {totals[1]} delivered, {totals[2]} failed, "
-            f"{totals[3]} pruned, {totals[4]} stale (idle {idle_days:g}+ days); tokens idle "
-            f"{settings.push_token_max_idle_days:g}+ days are no longer sent to"
+            f"{totals.count} token(s): {totals.delivered} delivered, {totals.failed} failed, "
+            f"{totals.pruned} pruned, {totals.stale} stale (idle {idle_days:g}+ days); tokens "
+            f"idle {settings.push_token_max_idle_days:g}+ days are no longer sent to"
         )
         return table
 
     console.print(with_redis(action))
+
+
+_COLUMNS = (
+    "account",
+    "contact",
+    "platform",
+    "token",
+    "delivered",
+    "failed",
+    "last success",
+    "last active",
+    "last error",
+    "state",
+)
+
+
+@dataclass
+class _Totals:
+    """Counted over every token, whichever rows --problems or --stale show: the caption
+    gives the whole picture the filtered rows are part of."""
+
+    count: int = 0
+    delivered: int = 0
+    failed: int = 0
+    pruned: int = 0
+    stale: int = 0
+
+    def add(self, token: tokens.TokenStats, is_stale: bool) -> None:
+        self.count += 1
+        self.delivered += token.delivered
+        self.failed += token.failed
+        self.pruned += 0 if token.active else 1
+        self.stale += 1 if is_stale else 0
+
+
+def _row(
+    account: str, token: tokens.TokenStats, active_at: float | None, is_stale: bool
+) -> list[str]:
+    state = "active" if token.active else f"pruned: {token.prune_reason or '?'}"
+    return [
+        account,
+        token.contact or "-",
+        token.platform,
+        mask_token(token.token),
+        str(token.delivered),
+        str(token.failed),
+        when(token.last_success_at),
+        when(active_at),
+        token.last_error or "-",
+        "stale" if is_stale else state,
+    ]
 
 
 @app.command("expire")
