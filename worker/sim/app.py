@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -45,6 +45,25 @@ def create_sim_app(
     state = SimState()
     whatsapp = WhatsAppSim(state)
     push = PushSim(state)
+    app = FastAPI(
+        title="dispatch provider simulator",
+        docs_url="/_sim/docs",
+        openapi_url=None,
+        lifespan=_lifespan(push, tls_host, tls_port, ca_dir),
+    )
+    app.state.sim = state
+    _add_control_routes(app, state, push)
+    # Provider routes last: their path patterns are broad ("/{version}/{id}/messages").
+    app.include_router(push.router)
+    app.include_router(whatsapp.router)
+    return app
+
+
+def _lifespan(
+    push: PushSim, tls_host: str, tls_port: int | None, ca_dir: Path | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """APNs and FCM speak HTTP/2 over TLS: a server of its own beside uvicorn's, for as
+    long as the app runs; and the heap freezer (see _freeze_survivors)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -61,13 +80,12 @@ def create_sim_app(
             if server is not None:
                 server.close()
 
-    app = FastAPI(
-        title="dispatch provider simulator",
-        docs_url="/_sim/docs",
-        openapi_url=None,
-        lifespan=lifespan,
-    )
-    app.state.sim = state
+    return lifespan
+
+
+def _add_control_routes(app: FastAPI, state: SimState, push: PushSim) -> None:
+    """``/_sim/…``: what tests and benches ask the simulator (the requests it received,
+    its counters) and tell it (faults to inject)."""
 
     @app.get("/_sim/health")
     async def health() -> dict[str, bool]:
@@ -109,8 +127,3 @@ def create_sim_app(
     async def clear_faults() -> dict[str, bool]:
         state.faults.clear()
         return {"ok": True}
-
-    # Provider routes last: their path patterns are broad ("/{version}/{id}/messages").
-    app.include_router(push.router)
-    app.include_router(whatsapp.router)
-    return app
