@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from worker.masking import mask_phone, mask_token
-from worker.models import Attempt, Channel, MessageStatus
-from worker.store.campaigns import Campaign, Progress
+from worker.models import Attempt, Channel, MessageStatus, iso
 from worker.store.contacts import Contact
 from worker.store.messages import Message
 from worker.store.push import Device
@@ -31,12 +29,6 @@ _FAILURE_STATUS = {
 }
 # Anything else that failed for good is the provider's doing (retries exhausted, 5xx).
 _DEFAULT_FAILURE_STATUS = 502
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def send_response(message: Message) -> tuple[int, dict[str, Any]]:
@@ -188,38 +180,4 @@ def contact_detail(contact: Contact, token_stats: dict[str, TokenStats]) -> dict
         "push_tokens": [token_detail(token_stats[m]) for m in contact.push_tokens],
         "created_at": iso(contact.created_at),
         "updated_at": iso(contact.updated_at),
-    }
-
-
-def campaign_detail(
-    campaign: Campaign, progress: Progress, skipped: dict[str, int] | None = None
-) -> dict[str, Any]:
-    """A campaign with its progress: counters of contacts (total, enqueued, skipped) and of
-    sends (recipients planned: WhatsApp numbers or push devices; sent, delivered,
-    failed, cancelled, pending), the recent rate and an estimate of the time left."""
-    eta = progress.eta_s()
-    stats: dict[str, Any] = {
-        **progress.counts,
-        "pending": progress.pending,
-        "rate_per_s": round(progress.rate_per_s, 1),
-        "eta_s": None if eta is None else round(eta, 1),
-    }
-    if skipped is not None:
-        stats["skipped_by_reason"] = skipped
-    return {
-        "id": campaign.id,
-        "name": campaign.name,
-        "channel": campaign.channel.value,
-        "status": campaign.status.value,
-        "content": campaign.content.model_dump(exclude={"channel"}, exclude_none=True),
-        "audience": campaign.audience.model_dump(exclude_none=True, exclude_defaults=True)
-        or {"all": True},
-        "stats": stats,
-        "send_at": iso(campaign.send_at),
-        "created_at": iso(campaign.created_at),
-        "updated_at": iso(campaign.updated_at),
-        "started_at": iso(campaign.started_at),
-        "finished_at": iso(campaign.finished_at),
-        "last_error": campaign.last_error,
-        "last_error_at": iso(campaign.last_error_at),
     }
