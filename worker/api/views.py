@@ -4,31 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from worker.codes import Code, failed_send_status
+from worker.codes import message as fixed_message
 from worker.masking import mask_phone, mask_token
 from worker.models import Attempt, Channel, MessageStatus, iso
 from worker.store.contacts import Contact
 from worker.store.messages import Message
 from worker.store.push import Device
 from worker.store.tokens import TokenStats
-
-# The HTTP status of a send that failed for good, by the failure's code.
-_FAILURE_STATUS = {
-    "template_not_found": 422,
-    "template_parameter_mismatch": 422,
-    "template_paused": 422,
-    "template_disabled": 422,
-    "template_parameter_invalid": 422,
-    "template_body_too_long": 422,
-    "reengagement_window_closed": 422,
-    "recipient_undeliverable": 422,
-    "recipient_opted_out": 422,
-    "ecosystem_limited": 422,
-    "channel_not_configured": 403,
-    "channel_auth_failed": 403,
-    "account_restricted": 403,
-}
-# Anything else that failed for good is the provider's doing (retries exhausted, 5xx).
-_DEFAULT_FAILURE_STATUS = 502
 
 
 def send_response(message: Message) -> tuple[int, dict[str, Any]]:
@@ -42,10 +25,10 @@ def send_response(message: Message) -> tuple[int, dict[str, Any]]:
             "id": message.id,
         }
     if message.status is MessageStatus.FAILED:
-        code = message.code or "send_failed"
+        code = message.code or Code.SEND_FAILED
         body: dict[str, Any] = {
             "success": False,
-            "error": message.error or "The message could not be sent",
+            "error": message.error or fixed_message(Code.SEND_FAILED),
             "code": code,
             "status": "failed",
             "channel": message.channel.value,
@@ -53,7 +36,9 @@ def send_response(message: Message) -> tuple[int, dict[str, Any]]:
         }
         if message.provider_code:
             body["provider_code"] = message.provider_code
-        return _FAILURE_STATUS.get(code, _DEFAULT_FAILURE_STATUS), body
+        # The template, the window, the recipient: 422; the channel: 403; the rest, the
+        # provider's doing (retries exhausted, a 5xx): 502 (worker.codes).
+        return failed_send_status(code), body
     return 202, {
         "success": True,
         "message_id": None,
