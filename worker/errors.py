@@ -46,7 +46,7 @@ class RetryableError(DeliveryError):
         self,
         reason: str,
         *,
-        code: str = "provider_unavailable",
+        code: str = Code.PROVIDER_UNAVAILABLE,
         provider_code: str | None = None,
         retry_after_s: float | None = None,
     ) -> None:
