@@ -1,4 +1,4 @@
-"""The errors a provider adapter raises, and nothing else does.
+"""The domain's errors: what a provider adapter raises, and a service's refusal.
 
 ::
 
@@ -13,12 +13,24 @@ Each error carries ``code``, a stable machine-readable slug that ends up in the
 API's ``code`` field and in the message record, ``provider_code`` (what the
 provider said, e.g. WhatsApp's ``131026``) and a human ``reason``.
 
+``Rejected`` is a service's refusal of what it was asked (a campaign that cannot be
+paused, a template that is not approved): a ``Code`` and a human message. The API
+answers it with the code's status from ``worker.codes`` and the usual error body; the
+CLI prints it. The services never know about HTTP.
+
 The failures that are nobody's send (Redis or the broker away or full, the time limit,
-a lost lease) are told apart in ``worker.outages``: this module imports nothing, so a
-provider adapter does not pull in Celery, kombu or redis-py.
+a lost lease) are told apart in ``worker.outages``: this module imports nothing but
+``worker.codes`` (the standard library only), so a provider adapter does not pull in
+Celery, kombu or redis-py.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from worker.codes import Code
+from worker.codes import message as fixed_message
+from worker.codes import status as code_status
 
 
 class DeliveryError(Exception):
@@ -34,7 +46,7 @@ class RetryableError(DeliveryError):
         self,
         reason: str,
         *,
-        code: str = "provider_unavailable",
+        code: str = Code.PROVIDER_UNAVAILABLE,
         provider_code: str | None = None,
         retry_after_s: float | None = None,
     ) -> None:
@@ -52,3 +64,31 @@ class InvalidTokenError(PermanentError):
 
 class AccountError(PermanentError):
     pass
+
+
+class Rejected(Exception):
+    """A service's refusal: ``code`` (its status and meaning are in ``worker.codes``), a
+    human ``message`` (the code's fixed one when not given), the request ``field`` at
+    fault if one is, and any ``extra`` fields of the error body."""
+
+    def __init__(
+        self,
+        code: Code,
+        message: str | None = None,
+        field: str | None = None,
+        **extra: Any,
+    ) -> None:
+        text = message if message is not None else fixed_message(code)
+        super().__init__(text)
+        self.code = code
+        self.message = text
+        self.field = field
+        self.extra = extra
+
+    @property
+    def status(self) -> int:
+        return code_status(self.code)
+
+    def body_fields(self) -> dict[str, Any]:
+        """What the error body carries besides ``error`` and ``code``."""
+        return {**({"field": self.field} if self.field is not None else {}), **self.extra}

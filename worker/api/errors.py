@@ -2,6 +2,9 @@
 
 FastAPI's default 422 for a malformed body is replaced by a 400 that names the
 field: in this API 422 means a template problem.
+
+The codes and their statuses are ``worker.codes``' table; a service's ``Rejected`` is
+answered with its code's status by the one handler below.
 """
 
 from __future__ import annotations
@@ -20,24 +23,29 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from worker import outages
+from worker.codes import Code
+from worker.codes import message as fixed_message
+from worker.codes import status as code_status
+from worker.errors import Rejected
 
 log = logging.getLogger(__name__)
 
 # Validation error types raised by our own validators, used as the API code as is; a
 # template parameter WhatsApp would refuse is a 422 like every template problem.
 _OWN_CODES = {
-    "invalid_phone_number",
-    "invalid_request",
-    "invalid_push_token",
-    "reserved_data_key",
-    "template_parameter_invalid",
+    Code.INVALID_PHONE_NUMBER,
+    Code.INVALID_REQUEST,
+    Code.INVALID_PUSH_TOKEN,
+    Code.RESERVED_DATA_KEY,
+    Code.TEMPLATE_PARAMETER_INVALID,
 }
-_STATUS = {"template_parameter_invalid": 422}
+# The framework's own refusals, by their status (which they keep: a body past the
+# route's limit is HTTP's 413, whatever the table says of a notification too big).
 _HTTP_CODES = {
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
+    404: Code.NOT_FOUND,
+    405: Code.METHOD_NOT_ALLOWED,
+    413: Code.PAYLOAD_TOO_LARGE,
+    415: Code.UNSUPPORTED_MEDIA_TYPE,
 }
 
 
@@ -66,16 +74,16 @@ class BodyTooLarge(ApiError):
         super().__init__(
             413,
             f"Request body larger than {limit_bytes:,} bytes",
-            "payload_too_large",
+            Code.PAYLOAD_TOO_LARGE,
         )
 
 
 def store_unavailable() -> ApiError:
     """Redis is down or unreachable: the client should come back in a moment."""
     return ApiError(
-        503,
-        "The message store is unavailable; try again shortly",
-        "store_unavailable",
+        code_status(Code.STORE_UNAVAILABLE),
+        fixed_message(Code.STORE_UNAVAILABLE),
+        Code.STORE_UNAVAILABLE,
         headers={"Retry-After": "1"},
     )
 
@@ -85,9 +93,9 @@ def store_full() -> ApiError:
     request was stored. Freeing memory takes an operator or the workers draining the
     queues, so the client is asked to wait longer than after an outage."""
     return ApiError(
-        503,
-        "The message store is full; try again later",
-        "store_full",
+        code_status(Code.STORE_FULL),
+        fixed_message(Code.STORE_FULL),
+        Code.STORE_FULL,
         headers={"Retry-After": "30"},
     )
 
@@ -127,7 +135,9 @@ def _field(loc: Sequence[int | str]) -> str:
 
 
 def validation_status(code: str) -> int:
-    return _STATUS.get(code, 400)
+    """A body that does not validate is a 400, unless its code says otherwise (a template
+    parameter WhatsApp would refuse is a 422, like every template problem)."""
+    return code_status(code) if code in _OWN_CODES else 400
 
 
 def _validation_error(exc: RequestValidationError) -> tuple[str, str, str]:
@@ -136,14 +146,14 @@ def _validation_error(exc: RequestValidationError) -> tuple[str, str, str]:
     field = _field(first.get("loc", ()))
     message = str(first.get("msg", "invalid value"))
     if kind == "json_invalid":
-        return "Request body is not valid JSON", "invalid_json", field
+        return fixed_message(Code.INVALID_JSON), Code.INVALID_JSON, field
     if kind == "missing" and field == "":
-        return "Request body is required", "invalid_request", field
+        return "Request body is required", Code.INVALID_REQUEST, field
     if kind in _OWN_CODES:
         if kind == "invalid_phone_number":
             return message, kind, field
         return (f"{field}: {message}" if field else message), kind, field
-    return (f"{field}: {message}" if field else message), "invalid_request", field
+    return (f"{field}: {message}" if field else message), Code.INVALID_REQUEST, field
 
 
 def install(app: FastAPI) -> None:
@@ -153,6 +163,11 @@ def install(app: FastAPI) -> None:
             error_body(exc.error, exc.code, **exc.extra), exc.status_code, headers=exc.headers
         )
 
+    @app.exception_handler(Rejected)
+    async def _rejected(_: Request, exc: Rejected) -> JSONResponse:
+        # A service's refusal: the status is its code's, from the table.
+        return JSONResponse(error_body(exc.message, exc.code, **exc.body_fields()), exc.status)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         error, code, field = _validation_error(exc)
@@ -161,12 +176,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        code = _HTTP_CODES.get(exc.status_code, Code.HTTP_ERROR)
         return JSONResponse(error_body(str(exc.detail), code), exc.status_code, headers=exc.headers)
 
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return JSONResponse(error_body("Internal error", "internal_error"), 500)
+        return JSONResponse(
+            error_body(fixed_message(Code.INTERNAL_ERROR), Code.INTERNAL_ERROR),
+            code_status(Code.INTERNAL_ERROR),
+        )
 
     async def _store(request: Request, exc: Exception) -> JSONResponse:
         answer = store_error(exc)

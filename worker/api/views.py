@@ -2,41 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
+from worker.codes import Code, failed_send_status
+from worker.codes import message as fixed_message
 from worker.masking import mask_phone, mask_token
-from worker.models import Attempt, Channel, MessageStatus
-from worker.store.campaigns import Campaign, Progress
+from worker.models import Attempt, Channel, MessageStatus, iso
 from worker.store.contacts import Contact
 from worker.store.messages import Message
 from worker.store.push import Device
 from worker.store.tokens import TokenStats
-
-# The HTTP status of a send that failed for good, by the failure's code.
-_FAILURE_STATUS = {
-    "template_not_found": 422,
-    "template_parameter_mismatch": 422,
-    "template_paused": 422,
-    "template_disabled": 422,
-    "template_parameter_invalid": 422,
-    "template_body_too_long": 422,
-    "reengagement_window_closed": 422,
-    "recipient_undeliverable": 422,
-    "recipient_opted_out": 422,
-    "ecosystem_limited": 422,
-    "channel_not_configured": 403,
-    "channel_auth_failed": 403,
-    "account_restricted": 403,
-}
-# Anything else that failed for good is the provider's doing (retries exhausted, 5xx).
-_DEFAULT_FAILURE_STATUS = 502
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def send_response(message: Message) -> tuple[int, dict[str, Any]]:
@@ -50,10 +25,10 @@ def send_response(message: Message) -> tuple[int, dict[str, Any]]:
             "id": message.id,
         }
     if message.status is MessageStatus.FAILED:
-        code = message.code or "send_failed"
+        code = message.code or Code.SEND_FAILED
         body: dict[str, Any] = {
             "success": False,
-            "error": message.error or "The message could not be sent",
+            "error": message.error or fixed_message(Code.SEND_FAILED),
             "code": code,
             "status": "failed",
             "channel": message.channel.value,
@@ -61,7 +36,9 @@ def send_response(message: Message) -> tuple[int, dict[str, Any]]:
         }
         if message.provider_code:
             body["provider_code"] = message.provider_code
-        return _FAILURE_STATUS.get(code, _DEFAULT_FAILURE_STATUS), body
+        # The template, the window, the recipient: 422; the channel: 403; the rest, the
+        # provider's doing (retries exhausted, a 5xx): 502 (worker.codes).
+        return failed_send_status(code), body
     return 202, {
         "success": True,
         "message_id": None,
@@ -188,38 +165,4 @@ def contact_detail(contact: Contact, token_stats: dict[str, TokenStats]) -> dict
         "push_tokens": [token_detail(token_stats[m]) for m in contact.push_tokens],
         "created_at": iso(contact.created_at),
         "updated_at": iso(contact.updated_at),
-    }
-
-
-def campaign_detail(
-    campaign: Campaign, progress: Progress, skipped: dict[str, int] | None = None
-) -> dict[str, Any]:
-    """A campaign with its progress: counters of contacts (total, enqueued, skipped) and of
-    sends (recipients planned: WhatsApp numbers or push devices; sent, delivered,
-    failed, cancelled, pending), the recent rate and an estimate of the time left."""
-    eta = progress.eta_s()
-    stats: dict[str, Any] = {
-        **progress.counts,
-        "pending": progress.pending,
-        "rate_per_s": round(progress.rate_per_s, 1),
-        "eta_s": None if eta is None else round(eta, 1),
-    }
-    if skipped is not None:
-        stats["skipped_by_reason"] = skipped
-    return {
-        "id": campaign.id,
-        "name": campaign.name,
-        "channel": campaign.channel.value,
-        "status": campaign.status.value,
-        "content": campaign.content.model_dump(exclude={"channel"}, exclude_none=True),
-        "audience": campaign.audience.model_dump(exclude_none=True, exclude_defaults=True)
-        or {"all": True},
-        "stats": stats,
-        "send_at": iso(campaign.send_at),
-        "created_at": iso(campaign.created_at),
-        "updated_at": iso(campaign.updated_at),
-        "started_at": iso(campaign.started_at),
-        "finished_at": iso(campaign.finished_at),
-        "last_error": campaign.last_error,
-        "last_error_at": iso(campaign.last_error_at),
     }

@@ -12,9 +12,10 @@ import typer
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rich.console import Console
+from rich.markup import escape
 
-from worker.api.errors import ApiError
 from worker.config import Settings, get_settings
+from worker.errors import Rejected
 from worker.masking import redacted_text, redacted_url
 from worker.services.provisioning import redis_session
 from worker.store import accounts
@@ -58,9 +59,10 @@ def with_redis(action: Callable[[Redis, Settings], Awaitable[T]]) -> T:
     except accounts.UnknownAccountError as exc:
         err.print(f"[red]no account named {exc}[/]; create it with `dispatch accounts create`")
         raise typer.Exit(1) from None
-    except ApiError as exc:
-        # The same refusal the API would give (a campaign that cannot be paused, say).
-        err.print(f"[red]{exc.error}[/]")
+    except Rejected as exc:
+        # The same refusal the API would give (a campaign that cannot be paused, say),
+        # with its code for a script to tell refusals apart.
+        err.print(f"[red]{escape(exc.message)}[/] ({exc.code})")
         raise typer.Exit(1) from None
     except ValueError as exc:
         err.print(f"[red]{exc}[/]")

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from worker.codes import Code
 from worker.delivery import render
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
 from worker.delivery.failures import record_run_crash
@@ -266,7 +267,11 @@ async def _send_whatsapp(
     values, raw = await _values(ctx, run)
     phone = raw.get("phone")
     if not phone:
-        return {"status": "failed", "error": "the contact has no phone number", "code": "no_phone"}
+        return {
+            "status": "failed",
+            "error": "the contact has no phone number",
+            "code": Code.NO_PHONE,
+        }
     attempts: list[tuple[str | None, list[str], str | None]] = []
     if step.get("template_name"):
         attempts.append((step["template_name"], step.get("parameters", []), None))
@@ -308,7 +313,7 @@ async def _send_push(
         return {"status": "done", "message_id": message_id}
     members = await contacts.active_tokens(ctx.redis, run.account, run.contact)
     if not members:
-        return {"status": "failed", "error": "the contact has no push token", "code": "no_token"}
+        return {"status": "failed", "error": "the contact has no push token", "code": Code.NO_TOKEN}
     values, _ = await _values(ctx, run)
     message = messages.new(
         run.account,

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
+from worker.codes import Code
 from worker.delivery.context import DeliveryContext
 from worker.models import Attempt, MessageStatus
 from worker.store import joberrors, jobs, keys, messages
@@ -31,7 +32,7 @@ async def record_crash(
         at=time.time(),
         outcome="failed",
         error=_internal_error(exc),
-        code="internal_error",
+        code=Code.INTERNAL_ERROR,
     )
     await messages.finish_attempt(
         ctx.redis, message, attempt, MessageStatus.FAILED, ctx.message_ttl_s, dead_letter=True

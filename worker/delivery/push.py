@@ -19,8 +19,10 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 
+from worker.codes import Code
+from worker.delivery import policy
 from worker.delivery.context import DeliveryContext, Outcome, claimed
-from worker.errors import AccountError, DeliveryError, InvalidTokenError, RetryableError
+from worker.errors import AccountError, DeliveryError, RetryableError
 from worker.masking import mask_token
 from worker.models import Attempt, FcmConfig, MessageStatus
 from worker.models.push_payload import PLATFORM_NAMES, Notification
@@ -124,7 +126,7 @@ class PushRun:
         for platform in [p for p in groups if p not in configs]:
             results.extend(_not_configured(d) for d in groups.pop(platform))
         for platform in [p for p in groups if p in self.suspended]:
-            stopped = AccountError(self.suspended[platform], code="channel_suspended")
+            stopped = AccountError(self.suspended[platform], code=Code.CHANNEL_SUSPENDED)
             results.extend(
                 DeviceResult(d.platform, d.token, None, stopped, 0.0) for d in groups.pop(platform)
             )
@@ -190,7 +192,9 @@ class PushRun:
                 # A client library failing outright (not a per-device answer): nothing is
                 # known to have reached the provider, so those devices are tried again.
                 log.error("push %s: %s sender failed: %r", message.id, platform, batch)
-                failure = RetryableError(f"{type(batch).__name__}: {batch}", code="provider_error")
+                failure = RetryableError(
+                    f"{type(batch).__name__}: {batch}", code=Code.PROVIDER_ERROR
+                )
                 results.extend(DeviceResult(d.platform, d.token, None, failure, 0.0) for d in group)
             else:
                 results.extend(batch)
@@ -234,26 +238,27 @@ class PushRun:
                 outcomes.append(DeviceOutcome(device))
                 continue
             # Missing or refused credentials say nothing about the token itself.
-            token_fault = not isinstance(error, AccountError) and (
-                error.code != "platform_not_configured"
-            )
-            if isinstance(error, AccountError) and device.platform not in self.suspended:
+            token_fault = policy.blames_recipient(error)
+            if token_fault:
+                device.attempts += 1
+            # The same decision as a WhatsApp send's. Push does not slow its project's or
+            # topic's limit on a quota answer (``penalize``): each device waits out its own
+            # Retry-After instead; a push has no recipient pacing (``exhaust_pair``).
+            decision = policy.after_error(error, device.attempts, self.ctx.push_retry)
+            if decision.suspend and device.platform not in self.suspended:
                 self.suspended[device.platform] = (
                     f"{PLATFORM_NAMES.get(device.platform, device.platform)} refused this "
                     f"account's credentials: {error.reason}"
                 )
                 self.to_suspend.append(device.platform)
-            if token_fault:
-                device.attempts += 1
             device.error, device.code, device.provider_code = (
                 error.reason,
                 error.code,
                 error.provider_code,
             )
-            retryable = error if isinstance(error, RetryableError) else None
-            if retryable is not None and not self.ctx.push_retry.exhausted(device.attempts):
+            if decision.retry_in_s is not None:
                 device.status = "retrying"
-                delay_s = self.ctx.push_retry.delay_s(device.attempts, retryable.retry_after_s)
+                delay_s = decision.retry_in_s
                 device.not_before = now + delay_s
                 self.next_in_s.append(delay_s)
                 self.retrying += 1
@@ -261,8 +266,8 @@ class PushRun:
                 outcomes.append(DeviceOutcome(device))
                 continue
             device.status = "failed"
-            device.pruned = isinstance(error, InvalidTokenError)
-            device.exhausted = retryable is not None
+            device.pruned = decision.prune
+            device.exhausted = decision.dead_letter
             self.dead_letter |= device.exhausted
             self.failed += 1
             tally["failed", device.platform, ""] += 1
@@ -299,7 +304,7 @@ class PushRun:
             device.status, device.at = "failed", self.now
             device.error, device.code = (
                 "Campaign cancelled before this device was sent to",
-                ("cancelled"),
+                Code.CANCELLED,
             )
             outcomes.append(DeviceOutcome(device, token_fault=False))
         await push.record_devices(
@@ -318,7 +323,7 @@ class PushRun:
             device.error = f"Not sent within {limit:.0f}s" + (
                 f"; last error: {device.error}" if device.error else ""
             )
-            device.code = "expired"
+            device.code = Code.EXPIRED
             outcomes.append(DeviceOutcome(device, token_fault=False))
         self.failed += len(outcomes)
         self.dead_letter |= bool(outcomes)
@@ -418,6 +423,6 @@ def _limit(ctx: DeliveryContext, config: PushConfig) -> tuple[str, float]:
 def _not_configured(device: Device) -> DeviceResult:
     name = PLATFORM_NAMES.get(device.platform, device.platform)
     error = DeliveryError(
-        f"{name} is not configured for this account", code="platform_not_configured"
+        f"{name} is not configured for this account", code=Code.PLATFORM_NOT_CONFIGURED
     )
     return DeviceResult(device.platform, device.token, None, error, 0.0)

@@ -11,8 +11,11 @@ from __future__ import annotations
 import logging
 import time
 
+from worker.codes import Code
+from worker.codes import message as fixed_message
+from worker.delivery import policy
 from worker.delivery.context import DeliveryContext, Outcome, claimed
-from worker.errors import AccountError, DeliveryError, RetryableError
+from worker.errors import DeliveryError
 from worker.masking import mask_phone
 from worker.models import Attempt, MessageStatus, WhatsAppConfig
 from worker.observe import metrics
@@ -21,11 +24,6 @@ from worker.store import channels, messages
 from worker.store.messages import Message
 
 log = logging.getLogger(__name__)
-
-# Codes after which the number's limit is slowed down for a while.
-_THROTTLED = {"rate_limited", "spam_rate_limited"}
-# The recipient's pair rate: only that recipient waits.
-_PAIR_THROTTLED = "recipient_rate_limited"
 
 
 async def send_whatsapp(ctx: DeliveryContext, account_id: str, message_id: str) -> Outcome:
@@ -88,7 +86,7 @@ async def _send(ctx: DeliveryContext, message: Message) -> Outcome:
             message,
             f"Not sent within {ctx.settings.whatsapp_max_age_s:.0f}s"
             + (f"; last error: {message.error}" if message.error else ""),
-            "expired",
+            Code.EXPIRED,
             dead_letter=True,
         )
     config = await channels.load_whatsapp(ctx.redis, message.account)
@@ -96,14 +94,14 @@ async def _send(ctx: DeliveryContext, message: Message) -> Outcome:
         return await _fail(
             ctx,
             message,
-            "WhatsApp channel not configured for this account",
-            "channel_not_configured",
+            fixed_message(Code.CHANNEL_NOT_CONFIGURED),
+            Code.CHANNEL_NOT_CONFIGURED,
             dead_letter=False,
         )
     to = message.to or ""
     suspended = await channels.suspension(ctx.redis, message.account, channels.WHATSAPP)
     if suspended is not None:
-        return await _fail(ctx, message, suspended, "channel_auth_failed", dead_letter=True)
+        return await _fail(ctx, message, suspended, Code.CHANNEL_AUTH_FAILED, dead_letter=True)
 
     if message.template_name is not None:
         payload = template_payload(
@@ -195,7 +193,9 @@ async def _after_error(
     started: float,
 ) -> Outcome:
     latency_ms = (time.perf_counter() - started) * 1000
-    if isinstance(exc, AccountError):
+    # Attempts are counted from the message's last manual retry (a dead letter sent again).
+    decision = policy.after_error(exc, number - message.attempt_base, ctx.whatsapp_retry)
+    if decision.suspend:
         await channels.suspend(
             ctx.redis,
             message.account,
@@ -204,7 +204,7 @@ async def _after_error(
             ctx.settings.account_stop_s,
         )
         log.error("whatsapp for account %s suspended: %s", message.account, exc.reason)
-    if exc.code == _PAIR_THROTTLED and ctx.settings.whatsapp_pair_rate_per_s:
+    if decision.exhaust_pair and ctx.settings.whatsapp_pair_rate_per_s:
         # Meta counts this recipient as full (sends from elsewhere, a burst we did not
         # see): its own pacing starts from empty; the number and other recipients go on.
         await ctx.limiter.exhaust(
@@ -212,16 +212,14 @@ async def _after_error(
             ctx.settings.whatsapp_pair_rate_per_s,
             ctx.settings.whatsapp_pair_burst,
         )
-    if exc.code in _THROTTLED:
+    if decision.penalize:
         factor = await ctx.limiter.penalize(f"wa:{config.phone_number_id}")
         log.warning(
             "whatsapp number %s throttled by the provider: rate / %g for a while",
             config.phone_number_id,
             factor,
         )
-    retryable = exc if isinstance(exc, RetryableError) else None
-    exhausted = ctx.whatsapp_retry.exhausted(number - message.attempt_base)
-    retry = retryable is not None and not exhausted
+    retry = decision.retry
     attempt = Attempt(
         attempt=number,
         at=time.time(),
@@ -232,14 +230,13 @@ async def _after_error(
         provider_code=exc.provider_code,
     )
     not_before = None
-    if retry and retryable is not None:
-        delay_s = ctx.whatsapp_retry.delay_s(number - message.attempt_base, retryable.retry_after_s)
-        attempt.retry_in_s = round(delay_s, 3)
-        if retryable.retry_after_s:
+    if decision.retry_in_s is not None:
+        attempt.retry_in_s = round(decision.retry_in_s, 3)
+        if decision.not_before_s:
             # The provider's Retry-After is a floor for any job, including a duplicate one.
-            not_before = attempt.at + retryable.retry_after_s
+            not_before = attempt.at + decision.not_before_s
     status = MessageStatus.RETRYING if retry else MessageStatus.FAILED
-    dead_letter = retryable is not None and exhausted
+    dead_letter = decision.dead_letter
     await messages.finish_attempt(
         ctx.redis,
         message,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -41,6 +41,13 @@ WHATSAPP_BODY_MAX_CHARS = 1024
 
 
 @functools.lru_cache(maxsize=65_536)
+def iso(ts: float | None) -> str | None:
+    """A stored timestamp as the API and the views show it: ISO 8601, UTC, milliseconds."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _valid_number(value: str) -> bool:
     # libphonenumber's parse and validity check cost ~100 µs, more than the rest of a
     # request's validation; the answer for a number never changes, and OTPs and

@@ -36,6 +36,7 @@ from aioapns.connection import (
 from aioapns.exceptions import ConnectionError as ApnsConnectionError
 from aioapns.exceptions import MaxAttemptsExceeded
 
+from worker.codes import Code
 from worker.errors import (
     AccountError,
     DeliveryError,
@@ -66,25 +67,25 @@ def classify(status: str, reason: str | None) -> DeliveryError:
     if reason in _INVALID_TOKEN:
         return InvalidTokenError(
             text,
-            code="token_unregistered" if status == "410" else "token_invalid",
+            code=Code.TOKEN_UNREGISTERED if status == "410" else Code.TOKEN_INVALID,
             provider_code=reason,
         )
     if status == "403" and reason == EXPIRED_PROVIDER_TOKEN:
         # A new token fixes it (SharedJwt.rejected): the device is tried again with it.
         return RetryableError(
-            text, code="provider_token_rejected", provider_code=reason, retry_after_s=0.0
+            text, code=Code.PROVIDER_TOKEN_REJECTED, provider_code=reason, retry_after_s=0.0
         )
     if status == "403":
         # InvalidProviderToken, MissingProviderToken, …: the key, key id or team id is
         # wrong; every send of the account would fail alike.
-        return AccountError(text, code="channel_auth_failed", provider_code=reason or status)
+        return AccountError(text, code=Code.CHANNEL_AUTH_FAILED, provider_code=reason or status)
     if status == "429":
-        return RetryableError(text, code="rate_limited", provider_code=reason or status)
+        return RetryableError(text, code=Code.RATE_LIMITED, provider_code=reason or status)
     if status.startswith("5"):
-        return RetryableError(text, code="provider_unavailable", provider_code=reason or status)
+        return RetryableError(text, code=Code.PROVIDER_UNAVAILABLE, provider_code=reason or status)
     if status in ("400", "413"):
-        return PermanentError(text, code="invalid_payload", provider_code=reason or status)
-    return PermanentError(text, code="provider_error", provider_code=reason or status)
+        return PermanentError(text, code=Code.INVALID_PAYLOAD, provider_code=reason or status)
+    return PermanentError(text, code=Code.PROVIDER_ERROR, provider_code=reason or status)
 
 
 # The provider token the current task's request was sent with (aioapns reads the header
@@ -292,12 +293,12 @@ class ApnsSender:
                     result = await self._pool.send_notification(request)
             except TimeoutError:
                 error: DeliveryError = RetryableError(
-                    "APNs did not answer in time", code="provider_timeout"
+                    "APNs did not answer in time", code=Code.PROVIDER_TIMEOUT
                 )
                 return DeviceResult("apns", token, None, error, self._elapsed_ms(started))
             except (ApnsConnectionError, MaxAttemptsExceeded, OSError) as exc:
                 error = RetryableError(
-                    f"Could not reach APNs ({type(exc).__name__})", code="provider_unreachable"
+                    f"Could not reach APNs ({type(exc).__name__})", code=Code.PROVIDER_UNREACHABLE
                 )
                 return DeviceResult("apns", token, None, error, self._elapsed_ms(started))
         latency_ms = self._elapsed_ms(started)

@@ -27,6 +27,7 @@ import httpx
 from firebase_admin import _http_client, credentials, exceptions, messaging
 from firebase_admin._retry import HttpxRetry, HttpxRetryTransport
 
+from worker.codes import Code
 from worker.errors import (
     AccountError,
     DeliveryError,
@@ -52,22 +53,22 @@ def classify(error: exceptions.FirebaseError) -> DeliveryError:
     response = getattr(error, "http_response", None)
     status = str(response.status_code) if response is not None else None
     if isinstance(error, messaging.UnregisteredError):
-        return InvalidTokenError(reason, code="token_unregistered", provider_code="UNREGISTERED")
+        return InvalidTokenError(reason, code=Code.TOKEN_UNREGISTERED, provider_code="UNREGISTERED")
     if isinstance(error, messaging.SenderIdMismatchError):
         return InvalidTokenError(
-            reason, code="token_sender_mismatch", provider_code="SENDER_ID_MISMATCH"
+            reason, code=Code.TOKEN_SENDER_MISMATCH, provider_code="SENDER_ID_MISMATCH"
         )
     if isinstance(error, messaging.QuotaExceededError):
         header = response.headers.get("retry-after") if response is not None else None
         return RetryableError(
             reason,
-            code="rate_limited",
+            code=Code.RATE_LIMITED,
             provider_code="QUOTA_EXCEEDED",
             retry_after_s=parse_retry_after(header) or QUOTA_DEFAULT_RETRY_S,
         )
     if isinstance(error, messaging.ThirdPartyAuthError):
         return AccountError(
-            reason, code="channel_auth_failed", provider_code="THIRD_PARTY_AUTH_ERROR"
+            reason, code=Code.CHANNEL_AUTH_FAILED, provider_code="THIRD_PARTY_AUTH_ERROR"
         )
     if isinstance(error, exceptions.InvalidArgumentError):
         text = reason.lower()
@@ -75,14 +76,16 @@ def classify(error: exceptions.FirebaseError) -> DeliveryError:
         # (an installation id in `fid`, a token where an FID belongs) is our request's
         # fault, and the device may be fine: never prune for that.
         if "registration token" in text and "fid" not in text and "installation" not in text:
-            return InvalidTokenError(reason, code="token_invalid", provider_code="INVALID_ARGUMENT")
+            return InvalidTokenError(
+                reason, code=Code.TOKEN_INVALID, provider_code="INVALID_ARGUMENT"
+            )
         # The payload is at fault, not the device: never prune for this.
-        return PermanentError(reason, code="invalid_payload", provider_code="INVALID_ARGUMENT")
+        return PermanentError(reason, code=Code.INVALID_PAYLOAD, provider_code="INVALID_ARGUMENT")
     if isinstance(error, exceptions.UnauthenticatedError | exceptions.PermissionDeniedError):
-        return AccountError(reason, code="channel_auth_failed", provider_code=status)
+        return AccountError(reason, code=Code.CHANNEL_AUTH_FAILED, provider_code=status)
     if isinstance(error, exceptions.NotFoundError):
         # 404 without an FCM error code: the project (not the token) is unknown.
-        return AccountError(reason, code="channel_auth_failed", provider_code=status)
+        return AccountError(reason, code=Code.CHANNEL_AUTH_FAILED, provider_code=status)
     if isinstance(
         error,
         exceptions.UnavailableError
@@ -93,14 +96,14 @@ def classify(error: exceptions.FirebaseError) -> DeliveryError:
     ):
         header = response.headers.get("retry-after") if response is not None else None
         code = (
-            "provider_timeout"
+            Code.PROVIDER_TIMEOUT
             if isinstance(error, exceptions.DeadlineExceededError)
-            else ("provider_unavailable")
+            else Code.PROVIDER_UNAVAILABLE
         )
         return RetryableError(
             reason, code=code, provider_code=status, retry_after_s=parse_retry_after(header)
         )
-    return PermanentError(reason, code="provider_error", provider_code=status)
+    return PermanentError(reason, code=Code.PROVIDER_ERROR, provider_code=status)
 
 
 class _HttpClient(_http_client.HttpxAsyncClient):  # type: ignore[misc]

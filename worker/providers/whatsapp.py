@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import httpx
 
+from worker.codes import Code
 from worker.errors import (
     AccountError,
     DeliveryError,
@@ -30,42 +31,42 @@ Kind = Literal["retry", "permanent", "account"]
 @dataclass(frozen=True)
 class ErrorClass:
     kind: Kind
-    code: str
+    code: Code
     # A floor for the next attempt when the provider gives no Retry-After.
     min_retry_s: float | None = None
 
 
 ERROR_CODES: dict[int, ErrorClass] = {
     # Throughput of the phone number: retry, and the rate limiter slows the number down.
-    130429: ErrorClass("retry", "rate_limited", 1.0),
+    130429: ErrorClass("retry", Code.RATE_LIMITED, 1.0),
     # Pair rate (same recipient too often): about one message per 6 s is allowed.
-    131056: ErrorClass("retry", "recipient_rate_limited", 6.0),
-    4: ErrorClass("retry", "rate_limited", 1.0),
-    80007: ErrorClass("retry", "rate_limited", 1.0),
-    131000: ErrorClass("retry", "provider_unavailable"),
-    131016: ErrorClass("retry", "provider_unavailable"),
-    1: ErrorClass("retry", "provider_unavailable"),
-    2: ErrorClass("retry", "provider_unavailable"),
+    131056: ErrorClass("retry", Code.RECIPIENT_RATE_LIMITED, 6.0),
+    4: ErrorClass("retry", Code.RATE_LIMITED, 1.0),
+    80007: ErrorClass("retry", Code.RATE_LIMITED, 1.0),
+    131000: ErrorClass("retry", Code.PROVIDER_UNAVAILABLE),
+    131016: ErrorClass("retry", Code.PROVIDER_UNAVAILABLE),
+    1: ErrorClass("retry", Code.PROVIDER_UNAVAILABLE),
+    2: ErrorClass("retry", Code.PROVIDER_UNAVAILABLE),
     # Spam rate limit: the number must rest for a while.
-    131048: ErrorClass("retry", "spam_rate_limited", 60.0),
-    131047: ErrorClass("permanent", "reengagement_window_closed"),
-    132000: ErrorClass("permanent", "template_parameter_mismatch"),
-    132001: ErrorClass("permanent", "template_not_found"),
-    132015: ErrorClass("permanent", "template_paused"),
-    132016: ErrorClass("permanent", "template_disabled"),
-    131026: ErrorClass("permanent", "recipient_undeliverable"),
-    131050: ErrorClass("permanent", "recipient_opted_out"),
-    131049: ErrorClass("permanent", "ecosystem_limited"),
-    190: ErrorClass("account", "channel_auth_failed"),
+    131048: ErrorClass("retry", Code.SPAM_RATE_LIMITED, 60.0),
+    131047: ErrorClass("permanent", Code.REENGAGEMENT_WINDOW_CLOSED),
+    132000: ErrorClass("permanent", Code.TEMPLATE_PARAMETER_MISMATCH),
+    132001: ErrorClass("permanent", Code.TEMPLATE_NOT_FOUND),
+    132015: ErrorClass("permanent", Code.TEMPLATE_PAUSED),
+    132016: ErrorClass("permanent", Code.TEMPLATE_DISABLED),
+    131026: ErrorClass("permanent", Code.RECIPIENT_UNDELIVERABLE),
+    131050: ErrorClass("permanent", Code.RECIPIENT_OPTED_OUT),
+    131049: ErrorClass("permanent", Code.ECOSYSTEM_LIMITED),
+    190: ErrorClass("account", Code.CHANNEL_AUTH_FAILED),
     # The caller's input, refused by Meta (the API refuses what it can see first).
-    132018: ErrorClass("permanent", "template_parameter_invalid"),
-    132005: ErrorClass("permanent", "template_body_too_long"),
-    131008: ErrorClass("permanent", "template_parameter_invalid"),
-    131009: ErrorClass("permanent", "template_parameter_invalid"),
+    132018: ErrorClass("permanent", Code.TEMPLATE_PARAMETER_INVALID),
+    132005: ErrorClass("permanent", Code.TEMPLATE_BODY_TOO_LONG),
+    131008: ErrorClass("permanent", Code.TEMPLATE_PARAMETER_INVALID),
+    131009: ErrorClass("permanent", Code.TEMPLATE_PARAMETER_INVALID),
     # A request our adapter built wrong (a bug here, not the caller's input).
-    100: ErrorClass("permanent", "invalid_provider_request"),
-    368: ErrorClass("account", "account_restricted"),
-    131031: ErrorClass("account", "account_restricted"),
+    100: ErrorClass("permanent", Code.INVALID_PROVIDER_REQUEST),
+    368: ErrorClass("account", Code.ACCOUNT_RESTRICTED),
+    131031: ErrorClass("account", Code.ACCOUNT_RESTRICTED),
 }
 
 # Codes 1 and 2 are only worth retrying when Meta says the failure is transient.
@@ -127,7 +128,7 @@ def classify(status_code: int, body: Any, retry_after_header: str | None) -> Del
         reason = f"WhatsApp answered HTTP {status_code} without an error body"
         if status_code >= 500 or status_code in (408, 429):
             return RetryableError(reason, retry_after_s=retry_after_s)
-        return PermanentError(reason, code="provider_error", provider_code=str(status_code))
+        return PermanentError(reason, code=Code.PROVIDER_ERROR, provider_code=str(status_code))
 
     code: int = error["code"]
     message = str(error.get("message") or "")
@@ -144,7 +145,7 @@ def classify(status_code: int, body: Any, retry_after_header: str | None) -> Del
     if known is None:
         if status_code >= 500 or status_code == 429 or error.get("is_transient") is True:
             return RetryableError(reason, provider_code=provider_code, retry_after_s=retry_after_s)
-        return PermanentError(reason, code="provider_error", provider_code=provider_code)
+        return PermanentError(reason, code=Code.PROVIDER_ERROR, provider_code=provider_code)
     if known.kind == "retry":
         floor = max(retry_after_s or 0.0, known.min_retry_s or 0.0)
         return RetryableError(
@@ -179,11 +180,12 @@ class WhatsAppClient:
             )
         except httpx.TimeoutException as exc:
             raise RetryableError(
-                f"WhatsApp did not answer in time ({type(exc).__name__})", code="provider_timeout"
+                f"WhatsApp did not answer in time ({type(exc).__name__})",
+                code=Code.PROVIDER_TIMEOUT,
             ) from exc
         except httpx.TransportError as exc:
             raise RetryableError(
-                f"Could not reach WhatsApp ({type(exc).__name__})", code="provider_unreachable"
+                f"Could not reach WhatsApp ({type(exc).__name__})", code=Code.PROVIDER_UNREACHABLE
             ) from exc
         latency_ms = (time.perf_counter() - started) * 1000
         body = _json_or_none(response)
@@ -195,7 +197,7 @@ class WhatsAppClient:
             # Accepted but unreadable: retrying could send twice, so it is not retried.
             raise PermanentError(
                 "WhatsApp accepted the request but returned no message id",
-                code="provider_error",
+                code=Code.PROVIDER_ERROR,
             ) from None
         return SendResult(provider_message_id=wamid, latency_ms=latency_ms)
 
@@ -210,14 +212,15 @@ class WhatsAppClient:
                 response = await self._http.get(url, params=params, headers=self._auth(config))
             except httpx.TransportError as exc:
                 raise RetryableError(
-                    f"Could not reach WhatsApp ({type(exc).__name__})", code="provider_unreachable"
+                    f"Could not reach WhatsApp ({type(exc).__name__})",
+                    code=Code.PROVIDER_UNREACHABLE,
                 ) from exc
             body = _json_or_none(response)
             if response.status_code >= 300:
                 raise classify(response.status_code, body, response.headers.get("retry-after"))
             if not isinstance(body, dict):
                 raise PermanentError(
-                    "Unexpected template list from WhatsApp", code="provider_error"
+                    "Unexpected template list from WhatsApp", code=Code.PROVIDER_ERROR
                 )
             for item in body.get("data") or []:
                 yield Template(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from worker.api.errors import ApiError
-from worker.api.routes.whatsapp import check_template
+from worker.codes import Code
 from worker.config import Settings
+from worker.errors import Rejected
 from worker.models.automations import AutomationCreate, SendWhatsApp, Webhook
 from worker.providers.outbound import OutboundError, check_url, networks
+from worker.services.templates import check_template
 
 
 async def check_steps(
@@ -22,11 +23,8 @@ async def check_steps(
             try:
                 check_url(step.url, networks(settings.outbound_allow))
             except OutboundError as exc:
-                raise ApiError(
-                    400,
-                    f"steps[{i}].url: {exc.reason}",
-                    "url_not_allowed",
-                    field=f"steps[{i}].url",
+                raise Rejected(
+                    Code.URL_NOT_ALLOWED, f"steps[{i}].url: {exc.reason}", f"steps[{i}].url"
                 ) from None
         if not isinstance(step, SendWhatsApp):
             continue
@@ -38,11 +36,7 @@ async def check_steps(
                 continue
             try:
                 await check_template(redis, account, name, step.language, len(parameters))
-            except ApiError as exc:
-                raise ApiError(
-                    exc.status_code,
-                    f"steps[{i}]: {exc.error}",
-                    exc.code,
-                    step=i,
-                    **exc.extra,
+            except Rejected as exc:
+                raise Rejected(
+                    exc.code, f"steps[{i}]: {exc.message}", exc.field, step=i, **exc.extra
                 ) from None

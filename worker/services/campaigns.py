@@ -1,7 +1,7 @@
 """What can be done to a campaign, with its checks: shared by the API and the CLI.
 
-Refusals are ``ApiError`` (status, message, code): the API returns them as they
-are, the CLI prints the message.
+Refusals are ``Rejected`` (a code and a message; the code's status is in
+``worker.codes``): the API answers them with that status, the CLI prints them.
 """
 
 from __future__ import annotations
@@ -12,14 +12,21 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from worker.api.errors import ApiError
-from worker.api.routes.whatsapp import check_template
-from worker.api.views import campaign_detail
+from worker.codes import Code
+from worker.errors import Rejected
 from worker.ids import new_id
-from worker.models import CampaignCreate, CampaignStatus, Channel, PushContent, WhatsAppContent
+from worker.models import (
+    CampaignCreate,
+    CampaignStatus,
+    Channel,
+    PushContent,
+    WhatsAppContent,
+    iso,
+)
 from worker.models.push_payload import MAX_PAYLOAD_BYTES, Notification, oversized
+from worker.services.templates import check_template
 from worker.store import campaigns, channels, delayed, jobs
-from worker.store.campaigns import Campaign
+from worker.store.campaigns import Campaign, Progress
 from worker.store.enqueue import publish
 
 # If the process dies between marking a campaign as sending and publishing its walk,
@@ -27,17 +34,16 @@ from worker.store.enqueue import publish
 SAFETY_NET_S = 60.0
 
 
-def not_found(campaign_id: str) -> ApiError:
-    return ApiError(404, f"Campaign '{campaign_id}' not found", "campaign_not_found")
+def not_found(campaign_id: str) -> Rejected:
+    return Rejected(Code.CAMPAIGN_NOT_FOUND, f"Campaign '{campaign_id}' not found")
 
 
-def conflict(campaign_id: str, status: CampaignStatus | None, action: str) -> ApiError:
+def conflict(campaign_id: str, status: CampaignStatus | None, action: str) -> Rejected:
     if status is None:
         return not_found(campaign_id)
-    return ApiError(
-        409,
+    return Rejected(
+        Code.CAMPAIGN_STATE_CONFLICT,
         f"Campaign '{campaign_id}' is {status.value}: it cannot be {action}",
-        "campaign_state_conflict",
         status=status.value,
     )
 
@@ -72,11 +78,10 @@ async def check_content(redis: Redis, account: str, body: CampaignCreate) -> Non
             content.collapse_id,
         )
         if oversized(note):
-            raise ApiError(
-                400,
+            raise Rejected(
+                Code.PAYLOAD_TOO_LARGE,
                 f"Notification payload exceeds {MAX_PAYLOAD_BYTES} bytes before any "
                 "placeholder is filled in; shorten the title, message or data",
-                "payload_too_large",
             )
 
 
@@ -88,11 +93,9 @@ async def create(redis: Redis, account: str, body: CampaignCreate) -> Campaign:
 async def _check_channel(redis: Redis, campaign: Campaign) -> None:
     if campaign.channel is Channel.WHATSAPP:
         if not await channels.whatsapp_configured(redis, campaign.account):
-            raise ApiError(
-                403, "WhatsApp channel not configured for this account", "channel_not_configured"
-            )
+            raise Rejected(Code.CHANNEL_NOT_CONFIGURED)
     elif not await channels.push_platforms(redis, campaign.account):
-        raise ApiError(403, "Push notifications not enabled for this account", "push_not_enabled")
+        raise Rejected(Code.PUSH_NOT_ENABLED)
 
 
 async def send(redis: Redis, account: str, campaign_id: str, send_at: datetime | None) -> Campaign:
@@ -140,3 +143,37 @@ async def delete(redis: Redis, account: str, campaign_id: str) -> None:
     if campaign.status is CampaignStatus.CANCELLED and campaign.finished_at is None:
         raise conflict(campaign_id, campaign.status, "deleted until its jobs have stopped")
     await campaigns.delete(redis, account, campaign_id)
+
+
+def campaign_detail(
+    campaign: Campaign, progress: Progress, skipped: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """A campaign with its progress: counters of contacts (total, enqueued, skipped) and of
+    sends (recipients planned: WhatsApp numbers or push devices; sent, delivered,
+    failed, cancelled, pending), the recent rate and an estimate of the time left."""
+    eta = progress.eta_s()
+    stats: dict[str, Any] = {
+        **progress.counts,
+        "pending": progress.pending,
+        "rate_per_s": round(progress.rate_per_s, 1),
+        "eta_s": None if eta is None else round(eta, 1),
+    }
+    if skipped is not None:
+        stats["skipped_by_reason"] = skipped
+    return {
+        "id": campaign.id,
+        "name": campaign.name,
+        "channel": campaign.channel.value,
+        "status": campaign.status.value,
+        "content": campaign.content.model_dump(exclude={"channel"}, exclude_none=True),
+        "audience": campaign.audience.model_dump(exclude_none=True, exclude_defaults=True)
+        or {"all": True},
+        "stats": stats,
+        "send_at": iso(campaign.send_at),
+        "created_at": iso(campaign.created_at),
+        "updated_at": iso(campaign.updated_at),
+        "started_at": iso(campaign.started_at),
+        "finished_at": iso(campaign.finished_at),
+        "last_error": campaign.last_error,
+        "last_error_at": iso(campaign.last_error_at),
+    }

@@ -17,7 +17,6 @@ from pydantic import ValidationError
 
 from worker.api.deps import CampaignsKey, RedisDep
 from worker.api.errors import ApiError
-from worker.api.views import campaign_detail
 from worker.models import CampaignCreate, CampaignPatch, CampaignSend, CampaignStatus
 from worker.services import campaigns as ops
 from worker.store import campaigns
@@ -48,7 +47,7 @@ async def list_campaigns(
     progress = await campaigns.progress_many(redis, key.account, [c.id for c in items])
     return {
         "success": True,
-        "campaigns": [campaign_detail(c, p) for c, p in zip(items, progress, strict=True)],
+        "campaigns": [ops.campaign_detail(c, p) for c, p in zip(items, progress, strict=True)],
         "page": page,
         "limit": limit,
         "total": total,

@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse
 
 from worker.api.deps import AdminKey, RedisDep
 from worker.api.errors import ApiError
-from worker.api.views import iso
 from worker.ids import MESSAGE_ID_RE
+from worker.models import iso
 from worker.store import deadletters
 from worker.store.enqueue import publish
 from worker.store.messages import Message, task_name

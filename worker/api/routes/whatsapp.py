@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, NoReturn
+from typing import Any, NoReturn
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -13,55 +13,11 @@ from worker.api.errors import ApiError
 from worker.api.idempotency import respond_once
 from worker.api.send_route import SendRoute
 from worker.api.views import send_response
-from worker.models import WHATSAPP_BODY_MAX_CHARS, Channel, Template, WhatsAppSendRequest
-from worker.store import messages, sends, templates
+from worker.models import WHATSAPP_BODY_MAX_CHARS, Channel, WhatsAppSendRequest
+from worker.services.templates import check_template
+from worker.store import messages, sends
 
 router = APIRouter(prefix="/api/v1/channels/whatsapp", tags=["whatsapp"], route_class=SendRoute)
-
-
-async def check_template(
-    redis: Redis,
-    account: str,
-    name: str,
-    language: str,
-    parameter_count: int,
-    stored: bytes | str | Literal[False] | None = False,
-) -> None:
-    """422 unless the template exists in this language, is approved, and takes as many
-    parameters as given (a campaign's are checked the same way before it is stored).
-    ``stored``: the template's raw record when the caller already read it."""
-    if stored is False:
-        template = await templates.get_template(redis, account, name, language)
-    else:
-        template = Template.model_validate_json(stored) if stored else None
-    if template is None:
-        languages = sorted(
-            t.language for t in await templates.list_templates(redis, account) if t.name == name
-        )
-        hint = (
-            f"; it exists in: {', '.join(languages)}"
-            if languages
-            else "; run `dispatch templates sync` after creating it in WhatsApp Manager"
-        )
-        raise ApiError(
-            422,
-            f"Template '{name}' (language '{language}') not found{hint}",
-            "template_not_found",
-        )
-    if template.status.upper() != "APPROVED":
-        raise ApiError(
-            422,
-            f"Template '{template.name}' ({template.language}) is {template.status}, not APPROVED",
-            "template_not_approved",
-        )
-    if parameter_count != template.body_parameters:
-        raise ApiError(
-            422,
-            f"Template '{template.name}' ({template.language}) expects "
-            f"{template.body_parameters} parameter(s), got {parameter_count}",
-            "template_parameter_mismatch",
-            expected_parameters=template.body_parameters,
-        )
 
 
 async def _refuse(
