@@ -41,36 +41,35 @@ async def accept_whatsapp(
         if message.template_name
         else ""
     )
-    fifth = (
+    template_or_window = (
         keys.whatsapp_window(account, window_phone)
         if window_phone is not None
         else keys.templates(account)
     )
-    problem, *detail = await scripts.run(
+    problem, *detail = await scripts.WHATSAPP_SEND.run(
         redis,
-        "whatsapp_send",
-        [
-            keys.api_key(key_hash or ""),
-            keys.channel(account, channels.WHATSAPP),
-            keys.channel_suspended(account, channels.WHATSAPP),
-            keys.contact(account, message.contact_id or ""),
-            fifth,
-            keys.message(account, message.id),
-            keys.unstarted(),
-            queue,
-        ],
-        [
-            "1" if key_hash else "0",
-            "1" if message.contact_id else "0",
-            template_field,
-            len(message.parameters),
-            ttl_s,
-            task_member(message),
-            repr(message.created_at),
-            job_payload(task, account, message.id, queue),
-            json.dumps(encode(message)),
-            WHATSAPP_BODY_MAX_CHARS,
-        ],
+        keys={
+            "api_key": keys.api_key(key_hash or ""),
+            "channel": keys.channel(account, channels.WHATSAPP),
+            "suspension": keys.channel_suspended(account, channels.WHATSAPP),
+            "contact": keys.contact(account, message.contact_id or ""),
+            "template_or_window": template_or_window,
+            "message": keys.message(account, message.id),
+            "unstarted": keys.unstarted(),
+            "queue": queue,
+        },
+        args={
+            "check_key": "1" if key_hash else "0",
+            "check_contact": "1" if message.contact_id else "0",
+            "template_field": template_field,
+            "parameter_count": len(message.parameters),
+            "ttl_s": ttl_s,
+            "unstarted_member": task_member(message),
+            "created_at": repr(message.created_at),
+            "job": job_payload(task, account, message.id, queue),
+            "fields": json.dumps(encode(message)),
+            "body_max_chars": WHATSAPP_BODY_MAX_CHARS,
+        },
     )
     problem = problem.decode() if isinstance(problem, bytes) else str(problem)
     if problem == "ok":
