@@ -245,6 +245,30 @@ PENALIZE = Script("penalize", keys=("penalty",), args=("cap", "ttl_ms"))
 PROVIDER_TOKEN_SWAP = Script(
     "provider_token_swap", keys=("record",), args=("seen_fingerprint", "new_record", "ttl_s")
 )
+PUSH_SEND = Script(
+    "push_send",
+    keys=(
+        "api_key",
+        "fcm_channel",
+        "apns_channel",
+        "contact_tokens",
+        "message",
+        "roster",
+        "unstarted",
+        "queue",
+    ),
+    args=(
+        "check_key",
+        "fcm_bytes",
+        "apns_bytes",
+        "max_bytes",
+        "ttl_s",
+        "unstarted_member",
+        "created_at",
+        "job",
+        "fields",
+    ),
+)
 RELEASE = Script("release", keys=("lock",), args=("token",))
 RENEW = Script("renew", keys=("lock",), args=("token", "ttl_ms"))
 TOKEN_REMOVE = Script(
