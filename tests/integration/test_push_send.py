@@ -19,7 +19,7 @@ from tests.support import run_async
 from worker.config import Settings
 from worker.masking import mask_token
 from worker.models import Scope
-from worker.store import tokens
+from worker.store import accounts, tokens
 
 SPEC_PUSH: dict[str, Any] = {
     "contact_id": "cct_abc123",
@@ -194,6 +194,28 @@ def test_account_without_push_is_403(push_tenant_factory: Callable[..., PushTena
         "error": "Push notifications not enabled for this account",
         "code": "push_not_enabled",
     }
+
+
+def test_a_key_revoked_after_a_push_is_401(push_tenant: PushTenant) -> None:
+    # The API remembers a key it has seen; the push send script checks it is still valid.
+    _registered(push_tenant, ("fcm", FCM_TOKEN_1))
+    key = push_tenant.new_key(Scope.SEND)
+    assert push_tenant.push(SPEC_PUSH, key=key).status_code == 200
+
+    async def revoke(redis: Any) -> None:
+        record = await accounts.resolve_key(redis, key)
+        assert record is not None
+        await accounts.revoke_key(redis, record.id)
+
+    run_async(revoke, push_tenant.settings)
+    response = push_tenant.push(SPEC_PUSH, key=key)
+    assert response.status_code == 401
+    assert response.json() == {
+        "success": False,
+        "error": "This API key has been revoked",
+        "code": "unauthorized",
+    }
+    assert len(push_tenant.push_requests()) == 1
 
 
 def test_push_needs_the_send_scope(push_tenant: PushTenant) -> None:

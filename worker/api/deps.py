@@ -98,8 +98,8 @@ class Sender:
     key_hash: str
     redis: Redis
     settings: Settings
-    # False: the key came from memory; the route checks it is still valid (``ensure_valid``,
-    # or inside the WhatsApp send script).
+    # False: the key came from memory; the send script checks it is still valid, in the
+    # send's one round trip (whatsapp_send.lua, push_send.lua).
     confirmed: bool
     prefer: str | None
     idempotency_key: str | None
@@ -107,12 +107,6 @@ class Sender:
     @property
     def account(self) -> str:
         return self.key.account
-
-    async def ensure_valid(self) -> None:
-        """401 if the key (remembered from an earlier request) was revoked since."""
-        if not self.confirmed:
-            raw = await get_str(self.redis, keys.api_key(self.key_hash))
-            _usable(ApiKeyRecord.model_validate_json(raw) if raw else None)
 
 
 def hash_secret(authorization: str | None) -> str:

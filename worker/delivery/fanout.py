@@ -357,8 +357,14 @@ async def _read_page(
     if not ids or not (fields or tokens):
         return [], []
     suffix = keys.contact_push_tokens_parts(account)[1] if tokens else ""
-    rows = await scripts.run(
-        redis, "page_read", [], [keys.contact(account, ""), suffix, len(fields), *fields, *ids]
+    rows = await scripts.PAGE_READ.run(
+        redis,
+        args={
+            "contact_prefix": keys.contact(account, ""),
+            "tokens_suffix": suffix,
+            "field_count": len(fields),
+            "fields_then_ids": [*fields, *ids],
+        },
     )
     hashes = [
         {name: value for name, value in zip(fields, row, strict=False) if value is not None}

@@ -59,11 +59,15 @@ class RateLimiter:
         """Reserve ``cost`` units of ``name``'s rate. ``burst`` units may go at once."""
         interval_ms = 1000.0 / (rate_per_s * self._headroom)
         max_wait_ms = self._max_wait_ms if max_wait_s is None else max_wait_s * 1000
-        granted, wait_ms, at_ms = await scripts.run(
+        granted, wait_ms, at_ms = await scripts.GCRA.run(
             self._redis,
-            "gcra",
-            [keys.rate_limit(name), keys.rate_limit_penalty(name)],
-            [repr(interval_ms), repr(interval_ms * (burst - 1)), cost, repr(max_wait_ms)],
+            keys={"tat": keys.rate_limit(name), "penalty": keys.rate_limit_penalty(name)},
+            args={
+                "interval_ms": repr(interval_ms),
+                "tolerance_ms": repr(interval_ms * (burst - 1)),
+                "cost": cost,
+                "max_wait_ms": repr(max_wait_ms),
+            },
         )
         return Slot(bool(int(granted)), float(wait_ms) / 1000, float(at_ms) / 1000)
 
@@ -109,10 +113,9 @@ class RateLimiter:
 
     async def penalize(self, name: str) -> float:
         """The provider said 429: halve the key's rate for a while (down to 1/8)."""
-        factor = await scripts.run(
+        factor = await scripts.PENALIZE.run(
             self._redis,
-            "penalize",
-            [keys.rate_limit_penalty(name)],
-            [_PENALTY_CAP, self._penalty_ms],
+            keys={"penalty": keys.rate_limit_penalty(name)},
+            args={"cap": _PENALTY_CAP, "ttl_ms": self._penalty_ms},
         )
         return float(factor)

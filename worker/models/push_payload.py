@@ -136,13 +136,29 @@ def apns_wire_bytes(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False).encode()
 
 
+def _measured(note: Notification) -> Notification:
+    """Without a collapse id of its own, a note is measured with the longest we give."""
+    if note.collapse_id is None:
+        return replace(note, collapse_id="x" * DEFAULT_COLLAPSE_ID_MAX)
+    return note
+
+
+def payload_sizes(note: Notification) -> dict[str, int]:
+    """The payload's size on every platform, for a check made where the platforms are
+    known (the push send script, which reads the contact's devices)."""
+    note = _measured(note)
+    return {
+        "fcm": size_bytes(fcm_message(note)),
+        "apns": len(apns_wire_bytes(apns_payload(note))),
+    }
+
+
 def oversized(
     note: Notification, platforms: Iterable[str] = PLATFORM_NAMES
 ) -> list[tuple[str, int]]:
     """Those of ``platforms`` whose payload would exceed the 4,096-byte limit, with the
-    size. Without a collapse id of its own, a note is measured with the longest we give."""
-    if note.collapse_id is None:
-        note = replace(note, collapse_id="x" * DEFAULT_COLLAPSE_ID_MAX)
+    size (only those platforms measured)."""
+    note = _measured(note)
     measure = {
         "fcm": lambda: size_bytes(fcm_message(note)),
         "apns": lambda: len(apns_wire_bytes(apns_payload(note))),

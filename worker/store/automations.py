@@ -223,29 +223,29 @@ _PARKED = json.dumps({"status": "waiting", "until": 0.0}).replace("0.0", "%s")
 
 def _enroll_call(
     account: str, automation_id: str, contact_id: str, run_id: str, now: str, event_json: str
-) -> tuple[list[str], list[str]]:
+) -> tuple[dict[str, str], dict[str, str]]:
     queue = queue_for(AUTOMATION_STEP)
     return (
-        [
-            keys.automation(account, automation_id),
-            keys.automation_enrolled(account, automation_id),
-            keys.run(account, run_id),
-            keys.automation_runs(account, automation_id),
-            keys.automation_counts(account, automation_id),
-            queue,
-            keys.run_steps(account, run_id),
-            keys.delayed(),
-        ],
-        [
-            contact_id,
-            run_id,
-            now,
-            job_payload(AUTOMATION_STEP, account, run_id, queue),
-            event_json,
-            automation_id,
-            delayed.member(AUTOMATION_STEP, account, run_id),
-            _PARKED,
-        ],
+        {
+            "automation": keys.automation(account, automation_id),
+            "enrolled": keys.automation_enrolled(account, automation_id),
+            "run": keys.run(account, run_id),
+            "runs": keys.automation_runs(account, automation_id),
+            "counts": keys.automation_counts(account, automation_id),
+            "queue": queue,
+            "run_steps": keys.run_steps(account, run_id),
+            "delayed": keys.delayed(),
+        },
+        {
+            "contact_id": contact_id,
+            "run_id": run_id,
+            "now": now,
+            "job": job_payload(AUTOMATION_STEP, account, run_id, queue),
+            "event": event_json,
+            "automation_id": automation_id,
+            "delayed_member": delayed.member(AUTOMATION_STEP, account, run_id),
+            "parked_record": _PARKED,
+        },
     )
 
 
@@ -262,7 +262,7 @@ async def enroll(
     script_keys, args = _enroll_call(
         account, automation_id, contact_id, run_id, repr(time.time()), json.dumps(event or {})
     )
-    reply = await scripts.run(redis, "automation_enroll", script_keys, args)
+    reply = await scripts.AUTOMATION_ENROLL.run(redis, keys=script_keys, args=args)
     return str(reply[0])
 
 
@@ -275,14 +275,14 @@ async def enroll_many(
 ) -> list[str]:
     """``enroll`` for many (contact id, run id) pairs in one round trip (each atomic on its
     own): a segment enrolled at once, a bench."""
-    sha = await scripts.load(redis, "automation_enroll")
+    sha = await scripts.AUTOMATION_ENROLL.load(redis)
     now, event_json = repr(time.time()), json.dumps(event or {})
     async with redis.pipeline(transaction=False) as pipe:
         for contact_id, run_id in enrolments:
             script_keys, args = _enroll_call(
                 account, automation_id, contact_id, run_id, now, event_json
             )
-            pipe.evalsha(sha, len(script_keys), *script_keys, *args)
+            scripts.AUTOMATION_ENROLL.queue(pipe, keys=script_keys, args=args, sha=sha)
         replies = await pipe.execute()
     return [str(r[0]) for r in replies]
 
@@ -399,15 +399,23 @@ def _templates(account: str) -> tuple[str, ...]:
     )
 
 
-def _script_args(account: str, now: float, *own: str | int) -> list[str | int]:
-    return [
-        repr(now),
-        *_templates(account),
-        keys.contact_events(),
-        keys.automation_triggers(account, "contact.tag_added"),
-        account,
-        *own,
-    ]
+def _lib_args(account: str, now: float) -> dict[str, str]:
+    """The arguments of automation_lib.lua, which the advance and record scripts share."""
+    run, steps, lock, counts, definition, tags, tag_members, member = _templates(account)
+    return {
+        "now": repr(now),
+        "run_key": run,
+        "steps_key": steps,
+        "lock_key": lock,
+        "counts_key": counts,
+        "definition_key": definition,
+        "tags_key": tags,
+        "tag_members_key": tag_members,
+        "delayed_member": member,
+        "contact_events": keys.contact_events(),
+        "tag_triggers": keys.automation_triggers(account, "contact.tag_added"),
+        "account": account,
+    }
 
 
 async def record_step(
@@ -425,20 +433,22 @@ async def record_step(
     to ``next_step`` (None: it ends with ``status``) — atomically, by the same script code
     that records the steps Redis runs itself (``advance``)."""
     now = time.time()
-    args = _script_args(
-        run.account,
-        now,
-        run.id,
-        run.automation,
-        index,
-        result["status"],
-        json.dumps({**result, "at": now}),
-        "" if next_step is None else next_step,
-        status,
-        "" if due_at is None else repr(due_at),
-        error or "",
+    await scripts.AUTOMATION_RECORD.run(
+        redis,
+        keys={"delayed": keys.delayed()},
+        args={
+            **_lib_args(run.account, now),
+            "run_id": run.id,
+            "automation_id": run.automation,
+            "step_index": index,
+            "record_status": result["status"],
+            "record": json.dumps({**result, "at": now}),
+            "next_step": "" if next_step is None else next_step,
+            "run_status": status,
+            "due_at": "" if due_at is None else repr(due_at),
+            "error": error or "",
+        },
     )
-    await scripts.run(redis, "automation_record", [keys.delayed()], args)
     run.step = next_step if next_step is not None else index
     run.status = status
     if due_at is not None:
@@ -463,9 +473,15 @@ async def advance(
     ``token``: the caller holds these runs' lease (else a leased run is left alone)."""
     if not run_ids:
         return Advanced([], {}, [], {})
-    args = _script_args(account, time.time(), token or "", max_steps, *run_ids)
-    done, handed, later, broken = await scripts.run(
-        redis, "automation_advance", [keys.delayed()], args
+    done, handed, later, broken = await scripts.AUTOMATION_ADVANCE.run(
+        redis,
+        keys={"delayed": keys.delayed()},
+        args={
+            **_lib_args(account, time.time()),
+            "token": token or "",
+            "max_steps": max_steps,
+            "run_ids": run_ids,
+        },
     )
     return Advanced(
         steps=[

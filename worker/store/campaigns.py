@@ -145,7 +145,10 @@ async def replace_definition(redis: Redis, campaign: Campaign, body: CampaignCre
         "audience": body.audience.model_dump_json(),
         "updated_at": repr(time.time()),
     }
-    return bool(await scripts.run(redis, "campaign_edit", [key], [json.dumps(values)]))
+    edited = await scripts.CAMPAIGN_EDIT.run(
+        redis, keys={"campaign": key}, args={"values": json.dumps(values)}
+    )
+    return bool(edited)
 
 
 async def load(redis: Redis, account_id: str, campaign_id: str) -> Campaign | None:
@@ -223,19 +226,21 @@ class Transition:
     parked: list[str]
 
 
-def _with_parked(account_id: str, campaign_id: str) -> list[str]:
+def _with_parked(account_id: str, campaign_id: str) -> dict[str, str]:
     """The keys of the scripts that move a campaign or park its jobs."""
-    return [keys.campaign(account_id, campaign_id), keys.campaign_parked(account_id, campaign_id)]
+    return {
+        "campaign": keys.campaign(account_id, campaign_id),
+        "parked": keys.campaign_parked(account_id, campaign_id),
+    }
 
 
 async def transition(
     redis: Redis, account_id: str, campaign_id: str, action: str, send_at: float | None = None
 ) -> Transition:
-    raw = await scripts.run(
+    raw = await scripts.CAMPAIGN_TRANSITION.run(
         redis,
-        "campaign_transition",
-        _with_parked(account_id, campaign_id),
-        [action, repr(time.time()), repr(send_at or 0)],
+        keys=_with_parked(account_id, campaign_id),
+        args={"action": action, "now": repr(time.time()), "send_at": repr(send_at or 0)},
     )
     ok, status, *parked = (v.decode() if isinstance(v, bytes) else v for v in raw)
     return Transition(bool(int(ok)), CampaignStatus(status) if status else None, list(parked))
@@ -243,7 +248,9 @@ async def transition(
 
 async def park(redis: Redis, account_id: str, campaign_id: str, job: str) -> CampaignStatus | None:
     """Leave ``job`` for resume if the campaign is paused; returns the campaign's status."""
-    raw = await scripts.run(redis, "campaign_park", _with_parked(account_id, campaign_id), [job])
+    raw = await scripts.CAMPAIGN_PARK.run(
+        redis, keys=_with_parked(account_id, campaign_id), args={"job": job}
+    )
     return CampaignStatus(raw.decode() if isinstance(raw, bytes) else raw) if raw else None
 
 
@@ -256,14 +263,17 @@ def count(
 ) -> None:
     """Add to the counters (part of the caller's transaction); finishes the campaign when
     everything planned is done."""
-    pipe.eval(
-        scripts.source("campaign_count"),
-        3,
-        keys.campaign(account_id, campaign_id),
-        keys.campaign_counts(account_id, campaign_id),
-        keys.campaign_seconds(account_id, campaign_id),
-        repr(time.time()),
-        json.dumps({"incr": incr, "set": set_fields or {}}),
+    scripts.CAMPAIGN_COUNT.queue(
+        pipe,
+        keys={
+            "campaign": keys.campaign(account_id, campaign_id),
+            "counts": keys.campaign_counts(account_id, campaign_id),
+            "seconds": keys.campaign_seconds(account_id, campaign_id),
+        },
+        args={
+            "now": repr(time.time()),
+            "change": json.dumps({"incr": incr, "set": set_fields or {}}),
+        },
     )
 
 

@@ -48,35 +48,35 @@ def _hash_fields(body: ContactBody) -> dict[str, str | None]:
 
 def _upsert_call(
     account_id: str, contact_id: str, body: ContactBody, create_only: bool
-) -> tuple[list[str], list[Any]]:
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Keys and arguments of the contact_upsert script for one contact."""
     sent = body.push_tokens or []
     members = list(dict.fromkeys(tokens.member(t.platform, t.token) for t in sent))
     prefix, suffix = keys.contact_push_tokens_parts(account_id)
     return (
-        [
-            keys.contact(account_id, contact_id),
-            keys.contacts(account_id),
-            keys.contact_push_tokens(account_id, contact_id),
-            keys.push_tokens(account_id),
-            keys.contact_tags(account_id, contact_id),
-            *(keys.push_token(account_id, m) for m in members),
-        ],
-        [
-            contact_id,
-            repr(time.time()),
-            "create" if create_only else "upsert",
-            json.dumps(_hash_fields(body)),
-            prefix,
-            suffix,
-            json.dumps(list(dict.fromkeys(body.tags or []))),
-            keys.tag_members(account_id, ""),
-            keys.contact_events(),
-            keys.automation_triggers(account_id, "contact.created"),
-            keys.automation_triggers(account_id, "contact.tag_added"),
-            account_id,
-            *members,
-        ],
+        {
+            "contact": keys.contact(account_id, contact_id),
+            "contacts": keys.contacts(account_id),
+            "contact_tokens": keys.contact_push_tokens(account_id, contact_id),
+            "account_tokens": keys.push_tokens(account_id),
+            "contact_tags": keys.contact_tags(account_id, contact_id),
+            "token_keys": [keys.push_token(account_id, m) for m in members],
+        },
+        {
+            "contact_id": contact_id,
+            "now": repr(time.time()),
+            "mode": "create" if create_only else "upsert",
+            "fields": json.dumps(_hash_fields(body)),
+            "contact_tokens_prefix": prefix,
+            "contact_tokens_suffix": suffix,
+            "tags": json.dumps(list(dict.fromkeys(body.tags or []))),
+            "tag_members_prefix": keys.tag_members(account_id, ""),
+            "contact_events": keys.contact_events(),
+            "created_triggers": keys.automation_triggers(account_id, "contact.created"),
+            "tag_added_triggers": keys.automation_triggers(account_id, "contact.tag_added"),
+            "account": account_id,
+            "token_members": members,
+        },
     )
 
 
@@ -84,7 +84,7 @@ async def upsert(
     redis: Redis, account_id: str, contact_id: str, body: ContactBody, *, create_only: bool = False
 ) -> Upsert:
     script_keys, args = _upsert_call(account_id, contact_id, body, create_only)
-    result, _moved = await scripts.run(redis, "contact_upsert", script_keys, args)
+    result, _moved = await scripts.CONTACT_UPSERT.run(redis, keys=script_keys, args=args)
     return Upsert(int(result))
 
 
@@ -92,11 +92,11 @@ async def upsert_many(
     redis: Redis, account_id: str, contacts: list[tuple[str, ContactBody]]
 ) -> list[Upsert]:
     """Create or update many contacts in one round trip (each one atomic on its own)."""
-    sha = await scripts.load(redis, "contact_upsert")
+    sha = await scripts.CONTACT_UPSERT.load(redis)
     async with redis.pipeline(transaction=False) as pipe:
         for contact_id, body in contacts:
             script_keys, args = _upsert_call(account_id, contact_id, body, create_only=False)
-            pipe.evalsha(sha, len(script_keys), *script_keys, *args)
+            scripts.CONTACT_UPSERT.queue(pipe, keys=script_keys, args=args, sha=sha)
         results = await pipe.execute()
     return [Upsert(int(created)) for created, _moved in results]
 
@@ -154,17 +154,20 @@ async def page(redis: Redis, account_id: str, page: int, limit: int) -> tuple[li
 
 async def delete(redis: Redis, account_id: str, contact_id: str) -> bool:
     """Delete the contact and the device tokens it owns."""
-    deleted = await scripts.run(
+    deleted = await scripts.CONTACT_DELETE.run(
         redis,
-        "contact_delete",
-        [
-            keys.contact(account_id, contact_id),
-            keys.contacts(account_id),
-            keys.contact_push_tokens(account_id, contact_id),
-            keys.push_tokens(account_id),
-            keys.contact_tags(account_id, contact_id),
-        ],
-        [contact_id, keys.push_token(account_id, ""), keys.tag_members(account_id, "")],
+        keys={
+            "contact": keys.contact(account_id, contact_id),
+            "contacts": keys.contacts(account_id),
+            "contact_tokens": keys.contact_push_tokens(account_id, contact_id),
+            "account_tokens": keys.push_tokens(account_id),
+            "contact_tags": keys.contact_tags(account_id, contact_id),
+        },
+        args={
+            "contact_id": contact_id,
+            "token_prefix": keys.push_token(account_id, ""),
+            "tag_members_prefix": keys.tag_members(account_id, ""),
+        },
     )
     return bool(deleted)
 
@@ -173,15 +176,14 @@ async def remove_token(redis: Redis, account_id: str, contact_id: str, token: st
     """Unregister ``token`` (either platform) from the contact; returns its member if it had it."""
     for platform in ("fcm", "apns"):
         m = tokens.member(platform, token)
-        removed = await scripts.run(
+        removed = await scripts.TOKEN_REMOVE.run(
             redis,
-            "token_remove",
-            [
-                keys.contact_push_tokens(account_id, contact_id),
-                keys.push_token(account_id, m),
-                keys.push_tokens(account_id),
-            ],
-            [m],
+            keys={
+                "contact_tokens": keys.contact_push_tokens(account_id, contact_id),
+                "token": keys.push_token(account_id, m),
+                "account_tokens": keys.push_tokens(account_id),
+            },
+            args={"member": m},
         )
         if removed:
             return m

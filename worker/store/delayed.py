@@ -47,7 +47,10 @@ async def due(redis: Redis, now: float, limit: int) -> list[str]:
 async def take(redis: Redis, now: float, members: list[str]) -> int:
     if not members:
         return 0
-    return int(await scripts.run(redis, "delayed_take", [keys.delayed()], [repr(now), *members]))
+    taken = await scripts.DELAYED_TAKE.run(
+        redis, keys={"delayed": keys.delayed()}, args={"now": repr(now), "members": members}
+    )
+    return int(taken)
 
 
 async def size(redis: Redis) -> int:

@@ -49,11 +49,15 @@ async def claim(
 ) -> Record | None:
     """None if this request is the first with the key (it does the work); otherwise the
     first request's record. Racing requests: exactly one gets None."""
-    flat = await scripts.run(
+    flat = await scripts.IDEM_CLAIM.run(
         redis,
-        "idem_claim",
-        [_key(account_id, idempotency_key)],
-        [body_hash_, message_id, repr(time.time()), TTL_S],
+        keys={"record": _key(account_id, idempotency_key)},
+        args={
+            "body_hash": body_hash_,
+            "message_id": message_id,
+            "now": repr(time.time()),
+            "ttl_s": TTL_S,
+        },
     )
     if not flat:
         return None

@@ -44,12 +44,15 @@ async def acquire(redis: Redis, key: str, ttl_s: float) -> str | None:
 
 
 async def release(redis: Redis, key: str, token: str) -> None:
-    await scripts.run(redis, "release", [key], [token])
+    await scripts.RELEASE.run(redis, keys={"lock": key}, args={"token": token})
 
 
 async def renew(redis: Redis, key: str, token: str, ttl_s: float) -> bool:
     """True if the lease is still ours and lives ``ttl_s`` from now."""
-    return bool(await scripts.run(redis, "renew", [key], [token, int(ttl_s * 1000)]))
+    renewed = await scripts.RENEW.run(
+        redis, keys={"lock": key}, args={"token": token, "ttl_ms": int(ttl_s * 1000)}
+    )
+    return bool(renewed)
 
 
 @contextlib.asynccontextmanager

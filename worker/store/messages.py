@@ -267,11 +267,10 @@ async def find_or_hold_status(
     """(account, message id) the provider's report is about; or None, the report then held
     for an hour in case the worker has not yet written down the wamid it was answered."""
     report = {"account": account_id, "status": status, "at": at, "error": error}
-    found = await scripts.run(
+    found = await scripts.HOLD_STATUS.run(
         redis,
-        "hold_status",
-        [keys.wamid_index(wamid), keys.early_statuses(wamid)],
-        [json.dumps(report), 3600],
+        keys={"wamid_index": keys.wamid_index(wamid), "held": keys.early_statuses(wamid)},
+        args={"report": json.dumps(report), "hold_s": 3600},
     )
     if not found:
         return None
@@ -363,11 +362,10 @@ async def wait_final(redis: Redis, account_id: str, message_id: str, timeout_s: 
 async def apply_delivery_status(
     redis: Redis, account_id: str, message_id: str, status: str, at: float, error: str = ""
 ) -> bool:
-    applied, *rest = await scripts.run(
+    applied, *rest = await scripts.DELIVERY_STATUS.run(
         redis,
-        "delivery_status",
-        [keys.message(account_id, message_id)],
-        [status, repr(at), error],
+        keys={"message": keys.message(account_id, message_id)},
+        args={"status": status, "at": repr(at), "error": error},
     )
     if applied and rest[1] and status in ("delivered", "read") and int(rest[0]) < _DELIVERED:
         # The first report that the message reached the phone counts for its campaign.

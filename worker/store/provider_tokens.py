@@ -39,14 +39,13 @@ class RedisProviderTokens:
         self, key: str, old: str | None, new: str, issued_at: float
     ) -> tuple[str, float]:
         sealed = secrets.box().seal(new)
-        record = await scripts.run(
+        record = await scripts.PROVIDER_TOKEN_SWAP.run(
             self._redis,
-            "provider_token_swap",
-            [keys.provider_token(key)],
-            [
-                _fingerprint(old) if old else "",
-                f"{issued_at!r} {_fingerprint(new)} {sealed}",
-                TTL_S,
-            ],
+            keys={"record": keys.provider_token(key)},
+            args={
+                "seen_fingerprint": _fingerprint(old) if old else "",
+                "new_record": f"{issued_at!r} {_fingerprint(new)} {sealed}",
+                "ttl_s": TTL_S,
+            },
         )
         return _parse(str(record))

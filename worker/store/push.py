@@ -165,13 +165,17 @@ async def record_devices(
         counters = _token_counters(message, outcomes, at)
         if counters:
             prefix, suffix = keys.contact_push_tokens_parts(account)
-            pipe.eval(
-                scripts.source("token_results"),
-                0,
-                keys.push_token(account, ""),
-                prefix,
-                suffix,
-                *counters,
+            delivered_at, delivered_members, *other_results = counters
+            scripts.TOKEN_RESULTS.queue(
+                pipe,
+                args={
+                    "token_prefix": keys.push_token(account, ""),
+                    "contact_tokens_prefix": prefix,
+                    "contact_tokens_suffix": suffix,
+                    "delivered_at": delivered_at,
+                    "delivered": delivered_members,
+                    "other_results": other_results,
+                },
             )
         if slice_id is not None:
             pipe.hdel(keys.message_inflight(account, message.id), slice_id)

@@ -1,17 +1,34 @@
-"""Lua scripts shipped with the package, run by SHA (sent in full only once per server)."""
+"""Lua scripts shipped with the package, each declared once here, run by SHA (sent in full
+only once per server).
+
+A script is a ``Script`` constant: its file's name, the names of its KEYS and of its ARGV
+in order, a ``*name`` last for a variadic tail (given as a list). Callers name what they
+pass, ``await GCRA.run(redis, keys={...}, args={...})``, or ``GCRA.queue(pipe, ...)`` in a
+pipeline or MULTI; both pack the same way, and a missing or unexpected name raises
+``TypeError`` before anything reaches Redis (a list in the wrong order would reach the
+script and misbehave quietly). Each file starts with the same names (``-- KEYS: a, b``,
+``-- ARGV: c, *d``); tests/unit/test_lua_scripts.py holds the two together.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 _INCLUDE = re.compile(r"^-- include: (\w+)$", re.MULTILINE)
+_NAME = re.compile(r"^\*?[a-z][a-z0-9_]*$")
+
+# Every declaration by file name: one per file (a second raises at import).
+DECLARED: dict[str, Script] = {}
 
 
 @cache
@@ -27,13 +44,269 @@ def _sha(name: str) -> str:
     return hashlib.sha1(source(name).encode(), usedforsecurity=False).hexdigest()
 
 
-async def load(redis: Redis, name: str) -> str:
-    """Make sure the server has the script (for EVALSHA in a pipeline); returns its SHA."""
-    return str(await redis.script_load(source(name)))
+def _pack(script: str, kind: str, names: tuple[str, ...], given: Mapping[str, Any]) -> list[Any]:
+    plain = [n.lstrip("*") for n in names]
+    missing = [n for n in plain if n not in given]
+    extra = sorted(set(given) - set(plain))
+    if missing or extra:
+        problems = []
+        if missing:
+            problems.append(f"missing {', '.join(missing)}")
+        if extra:
+            problems.append(f"unexpected {', '.join(extra)}")
+        raise TypeError(f"{script}.lua {kind}: {'; '.join(problems)}")
+    packed: list[Any] = []
+    for declared, name in zip(names, plain, strict=True):
+        value = given[name]
+        if declared.startswith("*"):
+            # A string is a sequence too: refused, it would become one argument per letter.
+            if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+                raise TypeError(f"{script}.lua {kind}: {name} is a variadic tail, give a list")
+            packed.extend(value)
+        else:
+            packed.append(value)
+    return packed
 
 
-async def run(redis: Redis, name: str, keys: list[str], args: list[Any]) -> Any:
-    try:
-        return await redis.evalsha(_sha(name), len(keys), *keys, *args)
-    except NoScriptError:
-        return await redis.eval(source(name), len(keys), *keys, *args)
+@dataclass(frozen=True)
+class Script:
+    """``worker/store/lua/<name>.lua`` and the names of its KEYS and ARGV, in order.
+    ``fragment``: a file other scripts include (``-- include: name``), never run itself."""
+
+    name: str
+    keys: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    fragment: bool = False
+
+    def __post_init__(self) -> None:
+        for kind, names in (("KEYS", self.keys), ("ARGV", self.args)):
+            bad = [n for n in names if not _NAME.fullmatch(n)]
+            tails = [i for i, n in enumerate(names) if n.startswith("*")]
+            plain = [n.lstrip("*") for n in names]
+            if bad or len(set(plain)) != len(plain) or tails not in ([], [len(names) - 1]):
+                raise ValueError(f"{self.name}.lua {kind}: bad names {names}")
+        if self.name in DECLARED:
+            raise ValueError(f"{self.name}.lua is declared twice")
+        DECLARED[self.name] = self
+
+    def pack(
+        self, keys: Mapping[str, Any] | None = None, args: Mapping[str, Any] | None = None
+    ) -> tuple[list[Any], list[Any]]:
+        """KEYS and ARGV as lists, in the declared order; TypeError naming the script when
+        a name is missing or unexpected."""
+        if self.fragment:
+            raise TypeError(f"{self.name}.lua is included by other scripts, not run")
+        return (
+            _pack(self.name, "KEYS", self.keys, keys or {}),
+            _pack(self.name, "ARGV", self.args, args or {}),
+        )
+
+    async def run(
+        self,
+        redis: Redis,
+        *,
+        keys: Mapping[str, Any] | None = None,
+        args: Mapping[str, Any] | None = None,
+    ) -> Any:
+        packed_keys, packed_args = self.pack(keys, args)
+        try:
+            return await redis.evalsha(
+                _sha(self.name), len(packed_keys), *packed_keys, *packed_args
+            )
+        except NoScriptError:
+            return await redis.eval(source(self.name), len(packed_keys), *packed_keys, *packed_args)
+
+    async def load(self, redis: Redis) -> str:
+        """Make sure the server has the script (for ``queue(..., sha=)`` in a pipeline of
+        many calls); returns its SHA."""
+        return str(await redis.script_load(source(self.name)))
+
+    def queue(
+        self,
+        pipe: Pipeline,
+        *,
+        keys: Mapping[str, Any] | None = None,
+        args: Mapping[str, Any] | None = None,
+        sha: str | None = None,
+    ) -> None:
+        """Add the call to the caller's pipeline or MULTI. With ``sha`` (from ``load``),
+        EVALSHA; without, EVAL with the whole text: inside a MULTI a NOSCRIPT would fail
+        that one command while the others still apply."""
+        packed_keys, packed_args = self.pack(keys, args)
+        if sha is None:
+            pipe.eval(source(self.name), len(packed_keys), *packed_keys, *packed_args)
+        else:
+            pipe.evalsha(sha, len(packed_keys), *packed_keys, *packed_args)
+
+
+# --- the scripts -------------------------------------------------------------------------
+
+AUTOMATION_LIB = Script(
+    "automation_lib",
+    keys=("delayed",),
+    args=(
+        "now",
+        "run_key",
+        "steps_key",
+        "lock_key",
+        "counts_key",
+        "definition_key",
+        "tags_key",
+        "tag_members_key",
+        "delayed_member",
+        "contact_events",
+        "tag_triggers",
+        "account",
+    ),
+    fragment=True,
+)
+AUTOMATION_ADVANCE = Script(
+    "automation_advance",
+    keys=AUTOMATION_LIB.keys,
+    args=(*AUTOMATION_LIB.args, "token", "max_steps", "*run_ids"),
+)
+AUTOMATION_RECORD = Script(
+    "automation_record",
+    keys=AUTOMATION_LIB.keys,
+    args=(
+        *AUTOMATION_LIB.args,
+        "run_id",
+        "automation_id",
+        "step_index",
+        "record_status",
+        "record",
+        "next_step",
+        "run_status",
+        "due_at",
+        "error",
+    ),
+)
+AUTOMATION_ENROLL = Script(
+    "automation_enroll",
+    keys=("automation", "enrolled", "run", "runs", "counts", "queue", "run_steps", "delayed"),
+    args=(
+        "contact_id",
+        "run_id",
+        "now",
+        "job",
+        "event",
+        "automation_id",
+        "delayed_member",
+        "parked_record",
+    ),
+)
+CAMPAIGN_COUNT = Script(
+    "campaign_count", keys=("campaign", "counts", "seconds"), args=("now", "change")
+)
+CAMPAIGN_EDIT = Script("campaign_edit", keys=("campaign",), args=("values",))
+CAMPAIGN_PARK = Script("campaign_park", keys=("campaign", "parked"), args=("job",))
+CAMPAIGN_TRANSITION = Script(
+    "campaign_transition", keys=("campaign", "parked"), args=("action", "now", "send_at")
+)
+CONTACT_DELETE = Script(
+    "contact_delete",
+    keys=("contact", "contacts", "contact_tokens", "account_tokens", "contact_tags"),
+    args=("contact_id", "token_prefix", "tag_members_prefix"),
+)
+CONTACT_UPSERT = Script(
+    "contact_upsert",
+    keys=("contact", "contacts", "contact_tokens", "account_tokens", "contact_tags", "*token_keys"),
+    args=(
+        "contact_id",
+        "now",
+        "mode",
+        "fields",
+        "contact_tokens_prefix",
+        "contact_tokens_suffix",
+        "tags",
+        "tag_members_prefix",
+        "contact_events",
+        "created_triggers",
+        "tag_added_triggers",
+        "account",
+        "*token_members",
+    ),
+)
+DELAYED_TAKE = Script("delayed_take", keys=("delayed",), args=("now", "*members"))
+DELIVERY_STATUS = Script("delivery_status", keys=("message",), args=("status", "at", "error"))
+GCRA = Script(
+    "gcra",
+    keys=("tat", "penalty"),
+    args=("interval_ms", "tolerance_ms", "cost", "max_wait_ms"),
+)
+HOLD_STATUS = Script("hold_status", keys=("wamid_index", "held"), args=("report", "hold_s"))
+IDEM_CLAIM = Script(
+    "idem_claim", keys=("record",), args=("body_hash", "message_id", "now", "ttl_s")
+)
+PAGE_READ = Script(
+    "page_read", args=("contact_prefix", "tokens_suffix", "field_count", "*fields_then_ids")
+)
+PENALIZE = Script("penalize", keys=("penalty",), args=("cap", "ttl_ms"))
+PROVIDER_TOKEN_SWAP = Script(
+    "provider_token_swap", keys=("record",), args=("seen_fingerprint", "new_record", "ttl_s")
+)
+PUSH_SEND = Script(
+    "push_send",
+    keys=(
+        "api_key",
+        "fcm_channel",
+        "apns_channel",
+        "contact_tokens",
+        "message",
+        "roster",
+        "unstarted",
+        "queue",
+    ),
+    args=(
+        "check_key",
+        "fcm_bytes",
+        "apns_bytes",
+        "max_bytes",
+        "ttl_s",
+        "unstarted_member",
+        "created_at",
+        "job",
+        "fields",
+    ),
+)
+RELEASE = Script("release", keys=("lock",), args=("token",))
+RENEW = Script("renew", keys=("lock",), args=("token", "ttl_ms"))
+TOKEN_REMOVE = Script(
+    "token_remove", keys=("contact_tokens", "token", "account_tokens"), args=("member",)
+)
+TOKEN_RESULTS = Script(
+    "token_results",
+    args=(
+        "token_prefix",
+        "contact_tokens_prefix",
+        "contact_tokens_suffix",
+        "delivered_at",
+        "delivered",
+        "*other_results",
+    ),
+)
+WHATSAPP_SEND = Script(
+    "whatsapp_send",
+    keys=(
+        "api_key",
+        "channel",
+        "suspension",
+        "contact",
+        "template_or_window",
+        "message",
+        "unstarted",
+        "queue",
+    ),
+    args=(
+        "check_key",
+        "check_contact",
+        "template_field",
+        "parameter_count",
+        "ttl_s",
+        "unstarted_member",
+        "created_at",
+        "job",
+        "fields",
+        "body_max_chars",
+    ),
+)

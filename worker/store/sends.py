@@ -1,15 +1,19 @@
-"""Accepting a WhatsApp send in one round trip: the API's checks, the message record and
-its job, in one Lua script (atomic: a suspension or a revocation cannot slip in between
-the checks and the write). The API makes the full error out of the problem returned."""
+"""Accepting a send in one round trip, WhatsApp or push alike: the API's checks, the
+message record and its job, in one Lua script each (whatsapp_send.lua, push_send.lua;
+atomic: a suspension or a revocation cannot slip in between the checks and the write).
+The API makes the full error out of the problem returned (worker.api.refusals)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
 from worker.models import WHATSAPP_BODY_MAX_CHARS
+from worker.models.push_payload import MAX_PAYLOAD_BYTES
 from worker.store import channels, keys, scripts
 from worker.store.enqueue import job_payload
 from worker.store.jobs import queue_for
@@ -41,37 +45,87 @@ async def accept_whatsapp(
         if message.template_name
         else ""
     )
-    fifth = (
+    template_or_window = (
         keys.whatsapp_window(account, window_phone)
         if window_phone is not None
         else keys.templates(account)
     )
-    problem, *detail = await scripts.run(
+    problem, *detail = await scripts.WHATSAPP_SEND.run(
         redis,
-        "whatsapp_send",
-        [
-            keys.api_key(key_hash or ""),
-            keys.channel(account, channels.WHATSAPP),
-            keys.channel_suspended(account, channels.WHATSAPP),
-            keys.contact(account, message.contact_id or ""),
-            fifth,
-            keys.message(account, message.id),
-            keys.unstarted(),
-            queue,
-        ],
-        [
-            "1" if key_hash else "0",
-            "1" if message.contact_id else "0",
-            template_field,
-            len(message.parameters),
-            ttl_s,
-            task_member(message),
-            repr(message.created_at),
-            job_payload(task, account, message.id, queue),
-            json.dumps(encode(message)),
-            WHATSAPP_BODY_MAX_CHARS,
-        ],
+        keys={
+            "api_key": keys.api_key(key_hash or ""),
+            "channel": keys.channel(account, channels.WHATSAPP),
+            "suspension": keys.channel_suspended(account, channels.WHATSAPP),
+            "contact": keys.contact(account, message.contact_id or ""),
+            "template_or_window": template_or_window,
+            "message": keys.message(account, message.id),
+            "unstarted": keys.unstarted(),
+            "queue": queue,
+        },
+        args={
+            "check_key": "1" if key_hash else "0",
+            "check_contact": "1" if message.contact_id else "0",
+            "template_field": template_field,
+            "parameter_count": len(message.parameters),
+            "ttl_s": ttl_s,
+            "unstarted_member": task_member(message),
+            "created_at": repr(message.created_at),
+            "job": job_payload(task, account, message.id, queue),
+            "fields": json.dumps(encode(message)),
+            "body_max_chars": WHATSAPP_BODY_MAX_CHARS,
+        },
     )
+    return _refused(problem, detail)
+
+
+async def accept_push(
+    redis: Redis,
+    message: Message,
+    ttl_s: int,
+    *,
+    key_hash: str | None,
+    payload_bytes: Mapping[str, int],
+) -> Refused | None:
+    """Store the push message, its roster and its job if every check passes (the key,
+    push enabled, the contact's active tokens, the payload's size on the platforms those
+    devices are on); else what failed (``payload_too_large``'s detail: the platforms,
+    space-separated). ``message.device_count`` becomes the number of devices.
+    ``key_hash``: check that API key too. ``payload_bytes``: platform → size."""
+    account = message.account
+    task = task_name(message)
+    queue = queue_for(task)
+    problem, *detail = await scripts.PUSH_SEND.run(
+        redis,
+        keys={
+            "api_key": keys.api_key(key_hash or ""),
+            "fcm_channel": keys.channel(account, channels.FCM),
+            "apns_channel": keys.channel(account, channels.APNS),
+            "contact_tokens": keys.contact_push_tokens(account, message.contact_id or ""),
+            "message": keys.message(account, message.id),
+            "roster": keys.message_roster(account, message.id),
+            "unstarted": keys.unstarted(),
+            "queue": queue,
+        },
+        args={
+            "check_key": "1" if key_hash else "0",
+            "fcm_bytes": payload_bytes["fcm"],
+            "apns_bytes": payload_bytes["apns"],
+            "max_bytes": MAX_PAYLOAD_BYTES,
+            "ttl_s": ttl_s,
+            "unstarted_member": task_member(message),
+            "created_at": repr(message.created_at),
+            "job": job_payload(task, account, message.id, queue),
+            "fields": json.dumps(encode(message)),
+        },
+    )
+    refused = _refused(problem, detail)
+    if refused is None:
+        message.device_count = int(detail[0])
+    return refused
+
+
+def _refused(problem: bytes | str, detail: list[Any]) -> Refused | None:
+    """A send script's reply: None for ``ok``, else the refusal."""
     problem = problem.decode() if isinstance(problem, bytes) else str(problem)
     if problem == "ok":
         return None

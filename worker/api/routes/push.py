@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -10,13 +10,46 @@ from fastapi.responses import JSONResponse
 from worker.api.deps import SEND_HEADERS, SenderDep, note_accepted, wait_for_outcome
 from worker.api.errors import ApiError
 from worker.api.idempotency import respond_once
+from worker.api.refusals import raise_refusal
 from worker.api.send_route import SendRoute
 from worker.api.views import push_response
 from worker.models import Channel, PushSendRequest
-from worker.models.push_payload import MAX_PAYLOAD_BYTES, PLATFORM_NAMES, Notification, oversized
-from worker.store import channels, contacts, messages, push, tokens
+from worker.models.push_payload import (
+    MAX_PAYLOAD_BYTES,
+    PLATFORM_NAMES,
+    Notification,
+    payload_sizes,
+)
+from worker.store import messages, push, sends
 
 router = APIRouter(prefix="/api/v1/channels/push", tags=["push"], route_class=SendRoute)
+
+
+def _refuse(refused: sends.Refused, sizes: dict[str, int]) -> NoReturn:
+    """The full error for what the send script refused."""
+
+    def too_large(platforms: str) -> ApiError:
+        detail = ", ".join(f"{PLATFORM_NAMES[p]} {sizes[p]} bytes" for p in platforms.split())
+        return ApiError(
+            400,
+            f"Notification payload exceeds {MAX_PAYLOAD_BYTES} bytes ({detail}); "
+            "shorten the title, message or data",
+            "payload_too_large",
+        )
+
+    raise_refusal(
+        refused,
+        {
+            "push_not_enabled": lambda _: ApiError(
+                403, "Push notifications not enabled for this account", "push_not_enabled"
+            ),
+            "contact_not_found": lambda _: ApiError(
+                404, "Contact not found or has no push tokens registered", "contact_not_found"
+            ),
+            "payload_too_large": too_large,
+        },
+    )
+    raise AssertionError(f"unexpected refusal {refused}")  # pragma: no cover
 
 
 @router.post("/send", openapi_extra=SEND_HEADERS)
@@ -25,26 +58,10 @@ async def send(
     caller: SenderDep,
 ) -> JSONResponse:
     account, redis, settings = caller.account, caller.redis, caller.settings
-    await caller.ensure_valid()
-    if not await channels.push_platforms(redis, account):
-        raise ApiError(403, "Push notifications not enabled for this account", "push_not_enabled")
-    members = await contacts.active_tokens(redis, account, body.contact_id)
-    if not members:
-        raise ApiError(
-            404, "Contact not found or has no push tokens registered", "contact_not_found"
-        )
     note = Notification(body.title, body.message, body.url, body.icon, body.data, body.collapse_id)
-    # Only the platforms the contact's devices are on: an iPhone-only contact's push is
-    # not refused for a size only FCM would refuse.
-    too_big = oversized(note, sorted({tokens.split(m)[0] for m in members}))
-    if too_big:
-        detail = ", ".join(f"{PLATFORM_NAMES[p]} {size} bytes" for p, size in too_big)
-        raise ApiError(
-            400,
-            f"Notification payload exceeds {MAX_PAYLOAD_BYTES} bytes ({detail}); "
-            "shorten the title, message or data",
-            "payload_too_large",
-        )
+    # Both platforms measured here; the script compares only those the contact's devices
+    # are on (an iPhone-only contact's push is not refused for a size only FCM refuses).
+    sizes = payload_sizes(note)
 
     async def send_it(message_id: str) -> tuple[int, dict[str, Any]]:
         message = messages.new(
@@ -58,9 +75,18 @@ async def send(
             icon=body.icon,
             data=body.data,
             collapse_id=body.collapse_id,
-            device_count=len(members),
         )
-        await push.create_push(redis, message, members, settings.message_ttl_s, publish=True)
+        # The checks, the roster, the record and its job in one round trip (one Lua
+        # script), as a WhatsApp send is accepted.
+        refused = await sends.accept_push(
+            redis,
+            message,
+            settings.message_ttl_s,
+            key_hash=None if caller.confirmed else caller.key_hash,
+            payload_bytes=sizes,
+        )
+        if refused is not None:
+            _refuse(refused, sizes)
         note_accepted(message)
         message = await wait_for_outcome(redis, settings, message, caller.prefer)
         return push_response(message, await push.load_devices(redis, account, message.id))

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from worker.api.deps import SEND_HEADERS, SenderDep, note_accepted, wait_for_outcome
 from worker.api.errors import ApiError
 from worker.api.idempotency import respond_once
+from worker.api.refusals import raise_refusal
 from worker.api.send_route import SendRoute
 from worker.api.views import send_response
 from worker.models import WHATSAPP_BODY_MAX_CHARS, Channel, WhatsAppSendRequest
@@ -24,41 +25,38 @@ async def _refuse(
     redis: Redis, account: str, body: WhatsAppSendRequest, refused: sends.Refused
 ) -> NoReturn:
     """The full error for what the send script refused."""
-    problem = refused.problem
-    if problem in ("key_invalid", "key_revoked"):
-        raise ApiError(
-            401,
-            "This API key has been revoked" if problem == "key_revoked" else "Invalid API key",
-            "unauthorized",
-        )
-    if problem == "channel_not_configured":
-        raise ApiError(
-            403, "WhatsApp channel not configured for this account", "channel_not_configured"
-        )
-    if problem == "channel_suspended":
-        raise ApiError(
-            403,
-            f"{refused.detail}. Sends are stopped until the channel is configured again "
-            "(dispatch channels whatsapp configure)",
-            "channel_suspended",
-        )
-    if problem == "contact_not_found":
-        raise ApiError(404, f"Contact '{body.contact_id}' not found", "contact_not_found")
-    if problem == "template_body_too_long":
-        raise ApiError(
-            422,
-            f"The filled-in template body is {refused.detail} characters; WhatsApp allows "
-            f"{WHATSAPP_BODY_MAX_CHARS}: shorten the parameters",
-            "template_body_too_long",
-            field="parameters",
-        )
-    if problem == "template_required":
-        raise ApiError(
-            422,
-            "Free-form messages are only allowed within 24 hours of the customer's last "
-            "message; send an approved template instead",
-            "template_required",
-        )
+    raise_refusal(
+        refused,
+        {
+            "channel_not_configured": lambda _: ApiError(
+                403, "WhatsApp channel not configured for this account", "channel_not_configured"
+            ),
+            "channel_suspended": lambda reason: ApiError(
+                403,
+                f"{reason}. Sends are stopped until the channel is configured again "
+                "(dispatch channels whatsapp configure)",
+                "channel_suspended",
+            ),
+            "contact_not_found": lambda _: ApiError(
+                404, f"Contact '{body.contact_id}' not found", "contact_not_found"
+            ),
+            "template_body_too_long": lambda length: ApiError(
+                422,
+                f"The filled-in template body is {length} characters; WhatsApp allows "
+                f"{WHATSAPP_BODY_MAX_CHARS}: shorten the parameters",
+                "template_body_too_long",
+                field="parameters",
+            ),
+            "template_required": lambda _: ApiError(
+                422,
+                "Free-form messages are only allowed within 24 hours of the customer's last "
+                "message; send an approved template instead",
+                "template_required",
+            ),
+        },
+    )
+    # template_not_found, template_problem: worded as a campaign's template is checked,
+    # from the stored template the script returned.
     assert body.template_name is not None
     await check_template(
         redis,

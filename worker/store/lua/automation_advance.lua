@@ -1,3 +1,7 @@
+-- KEYS: delayed
+-- ARGV: now, run_key, steps_key, lock_key, counts_key, definition_key, tags_key,
+--   tag_members_key, delayed_member, contact_events, tag_triggers, account, token,
+--   max_steps, *run_ids
 -- Advance automation runs through the steps Redis does by itself: a wait that has ended,
 -- a wait in seconds (the run parks in the delayed set), a tag added or removed, the end.
 -- Each run stops at the first step that needs the worker (a send, a condition, a

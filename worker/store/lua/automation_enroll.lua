@@ -1,3 +1,6 @@
+-- KEYS: automation, enrolled, run, runs, counts, queue, run_steps, delayed
+-- ARGV: contact_id, run_id, now, job, event, automation_id, delayed_member,
+--   parked_record
 -- Enrol a contact in an automation: checks, the run and its first job, atomically (a
 -- crash leaves either nothing or a run whose job is queued).
 -- KEYS[1] automation hash   KEYS[2] enrolled set   KEYS[3] run hash   KEYS[4] runs zset

@@ -1,3 +1,6 @@
+-- KEYS: delayed
+-- ARGV: now, run_key, steps_key, lock_key, counts_key, definition_key, tags_key,
+--   tag_members_key, delayed_member, contact_events, tag_triggers, account
 -- Shared by the automation scripts: `-- include: automation_lib` stands for this file.
 -- KEYS[1] the delayed set
 -- ARGV[1] now (seconds, as text)

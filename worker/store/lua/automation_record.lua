@@ -1,3 +1,8 @@
+-- KEYS: delayed
+-- ARGV: now, run_key, steps_key, lock_key, counts_key, definition_key, tags_key,
+--   tag_members_key, delayed_member, contact_events, tag_triggers, account, run_id,
+--   automation_id, step_index, record_status, record, next_step, run_status,
+--   due_at, error
 -- Record a step the worker executed (a send, a condition, a webhook…), atomically.
 -- include: automation_lib
 -- ARGV[13] run id   ARGV[14] automation id   ARGV[15] step index   ARGV[16] record status

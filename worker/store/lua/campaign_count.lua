@@ -1,3 +1,5 @@
+-- KEYS: campaign, counts, seconds
+-- ARGV: now, change
 -- Add to a campaign's progress counters, and finish the campaign when nothing is left.
 -- KEYS[1] campaign hash   KEYS[2] counters hash   KEYS[3] per-second hash
 -- ARGV[1] now (unix seconds, float)

@@ -1,3 +1,5 @@
+-- KEYS: campaign
+-- ARGV: values
 -- Replace a draft campaign's definition; a campaign that has left draft keeps its own.
 -- KEYS[1] campaign hash   ARGV[1] JSON object of fields to set
 -- Returns 1 when changed, 0 when the campaign is not (or no longer) a draft.

@@ -1,3 +1,5 @@
+-- KEYS: campaign, parked
+-- ARGV: action, now, send_at
 -- Move a campaign from one status to another, if the move is allowed from where it is.
 -- KEYS[1] campaign hash   KEYS[2] parked jobs set
 -- ARGV[1] action: send | schedule | start | pause | resume | cancel

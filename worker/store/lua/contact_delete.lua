@@ -1,3 +1,5 @@
+-- KEYS: contact, contacts, contact_tokens, account_tokens, contact_tags
+-- ARGV: contact_id, token_prefix, tag_members_prefix
 -- Delete a contact, the device tokens it owns, and its place in its tags' member sets.
 -- KEYS[1] contact hash   KEYS[2] contacts sorted set   KEYS[3] contact's push-token set
 -- KEYS[4] the account's set of all tokens   KEYS[5] contact's tag set

@@ -1,7 +1,11 @@
+-- KEYS: contact, contacts, contact_tokens, account_tokens, contact_tags, *token_keys
+-- ARGV: contact_id, now, mode, fields, contact_tokens_prefix, contact_tokens_suffix,
+--   tags, tag_members_prefix, contact_events, created_triggers, tag_added_triggers,
+--   account, *token_members
 -- Create or update one contact atomically, registering its tags and push tokens.
 -- KEYS[1] contact hash   KEYS[2] contacts sorted set   KEYS[3] contact's push-token set
 -- KEYS[4] the account's set of all tokens   KEYS[5] contact's tag set
--- KEYS[6..] one token hash per token in ARGV[9..]
+-- KEYS[6..] one token hash per token in ARGV[13..]
 -- ARGV[1] contact id     ARGV[2] now (unix seconds)
 -- ARGV[3] mode: "create" (fail if it exists) or "upsert"
 -- ARGV[4] JSON object of hash fields to set, every value a string; null deletes the field

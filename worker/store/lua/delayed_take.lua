@@ -1,3 +1,5 @@
+-- KEYS: delayed
+-- ARGV: now, *members
 -- Remove the given members from the delayed set if they are still due, so a job that
 -- was rescheduled meanwhile (a new score) stays.
 -- KEYS[1] delayed set   ARGV[1] now   ARGV[2..] members

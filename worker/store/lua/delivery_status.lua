@@ -1,3 +1,5 @@
+-- KEYS: message
+-- ARGV: status, at, error
 -- Apply a provider status report (sent < delivered < read; failed is terminal).
 -- Reports arrive out of order and repeated, so a report never moves a message back.
 -- KEYS[1] message hash

@@ -1,3 +1,5 @@
+-- KEYS: tat, penalty
+-- ARGV: interval_ms, tolerance_ms, cost, max_wait_ms
 -- GCRA (generic cell rate algorithm) with reservation, on the server's clock, so every
 -- worker on every machine shares one schedule per key.
 -- KEYS[1] theoretical arrival time (ms)   KEYS[2] penalty factor (set after a provider 429)

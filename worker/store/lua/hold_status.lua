@@ -1,3 +1,5 @@
+-- KEYS: wamid_index, held
+-- ARGV: report, hold_s
 -- Find the message a status report is about, or hold the report until the worker records
 -- the wamid (atomic with the worker's MULTI that records it and takes held reports).
 -- KEYS[1] the wamid index   KEYS[2] the wamid's held reports

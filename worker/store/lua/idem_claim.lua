@@ -1,3 +1,5 @@
+-- KEYS: record
+-- ARGV: body_hash, message_id, now, ttl_s
 -- Claim an idempotency key: the first caller creates the record and gets an empty answer;
 -- every later caller gets the record as it stands (racing callers: exactly one wins).
 -- KEYS[1] record   ARGV[1] body hash   ARGV[2] message id   ARGV[3] now   ARGV[4] ttl s

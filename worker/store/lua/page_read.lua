@@ -1,3 +1,5 @@
+-- KEYS: (none)
+-- ARGV: contact_prefix, tokens_suffix, field_count, *fields_then_ids
 -- What an audience walk needs of a page of contacts, in one call and one reply: for each
 -- contact (in order) the values of the fields asked for (nil where it has none), then,
 -- when asked, its push-token members joined by tabs ("" for none; tokens never hold

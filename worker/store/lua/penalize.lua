@@ -1,3 +1,5 @@
+-- KEYS: penalty
+-- ARGV: cap, ttl_ms
 -- Slow a rate-limit key down after the provider said 429: the factor doubles (up to a cap)
 -- and decays by expiring.
 -- KEYS[1] penalty factor   ARGV[1] cap   ARGV[2] how long it lasts (ms)

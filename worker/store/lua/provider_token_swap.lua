@@ -1,3 +1,5 @@
+-- KEYS: record
+-- ARGV: seen_fingerprint, new_record, ttl_s
 -- Replace a signing key's shared provider token, unless another process already did.
 -- KEYS[1] the key's token record ("<issued_at> <fingerprint> <sealed token>")
 -- ARGV[1] the fingerprint of the token the caller saw ("" if none)

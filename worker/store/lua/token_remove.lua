@@ -1,3 +1,5 @@
+-- KEYS: contact_tokens, token, account_tokens
+-- ARGV: member
 -- Remove one device token from a contact (the app unregistered it).
 -- KEYS[1] contact's push-token set   KEYS[2] token hash   KEYS[3] the account's token set
 -- ARGV[1] member ("platform:token")

@@ -1,3 +1,6 @@
+-- KEYS: (none)
+-- ARGV: token_prefix, contact_tokens_prefix, contact_tokens_suffix, delivered_at,
+--   delivered, *other_results
 -- What one slice of sends did to its device tokens' counters, in one call (a command per
 -- token and field would cost the client more than the send itself).
 -- ARGV[1] prefix of a token hash key (+ "platform:token")

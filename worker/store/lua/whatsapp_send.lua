@@ -1,3 +1,7 @@
+-- KEYS: api_key, channel, suspension, contact, template_or_window, message, unstarted,
+--   queue
+-- ARGV: check_key, check_contact, template_field, parameter_count, ttl_s,
+--   unstarted_member, created_at, job, fields, body_max_chars
 -- Accept a WhatsApp send in one step: the checks the API makes, then the message record
 -- and its job, atomically (no suspension or revocation can slip in between).
 -- KEYS[1] the API key's record (checked only if ARGV[1] == "1")

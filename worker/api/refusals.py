@@ -1,0 +1,29 @@
+"""What a send script refused (``sends.Refused``), as the API's error: the refusals both
+send routes share, and the route's own, in one place per route. The scripts only name the
+problem; the words, status and code are the API's, the same as when the checks were made
+one by one in Python."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from worker.api.errors import ApiError
+from worker.store.sends import Refused
+
+# A problem's error, given the refusal's detail.
+Refusals = Mapping[str, Callable[[str], ApiError]]
+
+# The key is checked inside the send script when it came from memory (``Sender.confirmed``
+# False): the same answers as ``deps._usable`` gives when it reads the key itself.
+SHARED: Refusals = {
+    "key_invalid": lambda _: ApiError(401, "Invalid API key", "unauthorized"),
+    "key_revoked": lambda _: ApiError(401, "This API key has been revoked", "unauthorized"),
+}
+
+
+def raise_refusal(refused: Refused, own: Refusals) -> None:
+    """Raise the error for ``refused``: the route's own (``own``) or a shared one. Returns
+    only for a problem neither knows (the route words it otherwise)."""
+    make = own.get(refused.problem) or SHARED.get(refused.problem)
+    if make is not None:
+        raise make(refused.detail)

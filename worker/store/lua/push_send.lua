@@ -1,0 +1,67 @@
+-- KEYS: api_key, fcm_channel, apns_channel, contact_tokens, message, roster, unstarted,
+--   queue
+-- ARGV: check_key, fcm_bytes, apns_bytes, max_bytes, ttl_s, unstarted_member, created_at,
+--   job, fields
+-- Accept a push send in one step, as whatsapp_send.lua accepts a WhatsApp one: the checks
+-- the API makes, then what store/push.py `create_push` writes (the roster, the message
+-- record with its device count, its place among the unstarted, its job), atomically.
+-- api_key: the API key's record, checked only if check_key == "1".
+-- fcm_bytes, apns_bytes: the notification's payload size on each platform (computed by
+-- the API, worker.models.push_payload); only the platforms the contact's devices are on
+-- count against max_bytes (an iPhone-only contact is not refused for FCM's size).
+-- fields: the message's fields, a JSON object of strings (device_count is set here).
+-- Returns {"ok", device count}, or {problem, detail}: key_invalid, key_revoked,
+-- push_not_enabled, contact_not_found (no active token), payload_too_large (detail: the
+-- platforms too large, sorted, joined by spaces).
+if ARGV[1] == '1' then
+  local raw = redis.call('GET', KEYS[1])
+  if not raw then return {'key_invalid', ''} end
+  local revoked = cjson.decode(raw)['revoked_at']
+  if revoked and revoked ~= cjson.null then return {'key_revoked', ''} end
+end
+if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[3]) == 0 then
+  return {'push_not_enabled', ''}
+end
+local members = redis.call('SMEMBERS', KEYS[4])
+if #members == 0 then return {'contact_not_found', ''} end
+-- Byte order, as Python's sorted() on these ASCII members: Lua's `<` on strings follows
+-- the server's collation locale, which need not be bytewise.
+table.sort(members, function(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end)
+local on = {}
+for _, member in ipairs(members) do
+  local sep = string.find(member, ':', 1, true)
+  on[sep and string.sub(member, 1, sep - 1) or member] = true
+end
+local sizes = {apns = tonumber(ARGV[3]), fcm = tonumber(ARGV[2])}
+local too_big = {}
+for _, platform in ipairs({'apns', 'fcm'}) do
+  if on[platform] and sizes[platform] > tonumber(ARGV[4]) then
+    too_big[#too_big + 1] = platform
+  end
+end
+if #too_big > 0 then return {'payload_too_large', table.concat(too_big, ' ')} end
+-- The roster as push.encode_roster writes it (json.dumps of [member, null, null] each):
+-- cjson would differ only on a "/" (escaped), which no token the API accepts holds.
+local roster = {}
+for i, member in ipairs(members) do
+  roster[i] = '[' .. cjson.encode(member) .. ', null, null]'
+end
+redis.call('SET', KEYS[6], '[' .. table.concat(roster, ', ') .. ']', 'EX', ARGV[5])
+local fields = cjson.decode(ARGV[9])
+fields['device_count'] = tostring(#members)
+local flat = {}
+for name, value in pairs(fields) do
+  flat[#flat + 1] = name
+  flat[#flat + 1] = value
+end
+redis.call('HSET', KEYS[5], unpack(flat))
+redis.call('EXPIRE', KEYS[5], ARGV[5])
+redis.call('ZADD', KEYS[7], ARGV[7], ARGV[6])
+redis.call('LPUSH', KEYS[8], ARGV[8])
+return {'ok', #members}
