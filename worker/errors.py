@@ -67,15 +67,19 @@ class AccountError(PermanentError):
 
 
 class Rejected(Exception):
-    """A service's refusal: ``code`` (its status and meaning are in ``worker.codes``), a
-    human ``message`` (the code's fixed one when not given), the request ``field`` at
-    fault if one is, and any ``extra`` fields of the error body."""
+    """A refusal, by a service or the API: ``code`` (its status and meaning are in
+    ``worker.codes``), a human ``message`` (the code's fixed one when not given), the
+    request ``field`` at fault if one is, when to come back (``retry_after_s``, for a
+    refusal that passes: the API's ``Retry-After``), and any ``extra`` fields of the
+    error body."""
 
     def __init__(
         self,
         code: Code,
         message: str | None = None,
         field: str | None = None,
+        *,
+        retry_after_s: int | None = None,
         **extra: Any,
     ) -> None:
         text = message if message is not None else fixed_message(code)
@@ -83,6 +87,7 @@ class Rejected(Exception):
         self.code = code
         self.message = text
         self.field = field
+        self.retry_after_s = retry_after_s
         self.extra = extra
 
     @property

@@ -10,8 +10,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 from redis.asyncio import Redis
 
-from worker.api.errors import ApiError
+from worker.codes import Code
 from worker.config import Settings
+from worker.errors import Rejected
 from worker.models import ApiKeyRecord, Scope
 from worker.observe import metrics
 from worker.store import accounts, keys, messages
@@ -45,34 +46,26 @@ async def authenticate(
 
 def _secret(authorization: str | None) -> str:
     if not authorization:
-        raise ApiError(
-            401,
-            "Missing API key: send 'Authorization: Bearer msk_…'",
-            "unauthorized",
-        )
+        raise Rejected(Code.UNAUTHORIZED, "Missing API key: send 'Authorization: Bearer msk_…'")
     scheme, _, secret = authorization.partition(" ")
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret.startswith("msk_"):
-        raise ApiError(
-            401, "Malformed Authorization header: expected 'Bearer msk_…'", "unauthorized"
-        )
+        raise Rejected(Code.UNAUTHORIZED, "Malformed Authorization header: expected 'Bearer msk_…'")
     return secret
 
 
 def _usable(record: ApiKeyRecord | None) -> ApiKeyRecord:
     if record is None:
-        raise ApiError(401, "Invalid API key", "unauthorized")
+        raise Rejected(Code.UNAUTHORIZED, "Invalid API key")
     if record.revoked_at is not None:
-        raise ApiError(401, "This API key has been revoked", "unauthorized")
+        raise Rejected(Code.UNAUTHORIZED, "This API key has been revoked")
     return record
 
 
 def require(scope: Scope) -> Callable[[ApiKeyRecord], Awaitable[ApiKeyRecord]]:
     async def check(key: Annotated[ApiKeyRecord, Depends(authenticate)]) -> ApiKeyRecord:
         if not key.allows(scope):
-            raise ApiError(
-                403, f"This API key lacks the '{scope.value}' scope", "insufficient_scope"
-            )
+            raise Rejected(Code.INSUFFICIENT_SCOPE, f"This API key lacks the '{scope.value}' scope")
         return key
 
     return check
@@ -153,8 +146,8 @@ async def sender(request: Request) -> Sender:
         key_hash = hash_secret(authorization)
         key, confirmed = await known_key(redis, key_hash)
     if not key.allows(Scope.SEND):
-        raise ApiError(
-            403, f"This API key lacks the '{Scope.SEND.value}' scope", "insufficient_scope"
+        raise Rejected(
+            Code.INSUFFICIENT_SCOPE, f"This API key lacks the '{Scope.SEND.value}' scope"
         )
     return Sender(
         key,

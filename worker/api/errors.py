@@ -49,55 +49,34 @@ _HTTP_CODES = {
 }
 
 
-class ApiError(Exception):
-    def __init__(
-        self,
-        status_code: int,
-        error: str,
-        code: str,
-        *,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(error)
-        self.status_code = status_code
-        self.error = error
-        self.code = code
-        self.headers = headers or {}
-        self.extra = extra
-
-
-class BodyTooLarge(ApiError):
-    """A request body past its route's limit (raised while it is being read)."""
+class BodyTooLarge(Rejected):
+    """A request body past its route's limit (raised while it is being read): HTTP's 413,
+    whatever the table says of a notification too big for its platform (a 400)."""
 
     def __init__(self, limit_bytes: int) -> None:
-        super().__init__(
-            413,
-            f"Request body larger than {limit_bytes:,} bytes",
-            Code.PAYLOAD_TOO_LARGE,
-        )
+        super().__init__(Code.PAYLOAD_TOO_LARGE, f"Request body larger than {limit_bytes:,} bytes")
+
+    @property
+    def status(self) -> int:
+        return 413
 
 
-def store_unavailable() -> ApiError:
+def store_unavailable() -> Rejected:
     """Redis is down or unreachable: the client should come back in a moment."""
-    return ApiError(
-        code_status(Code.STORE_UNAVAILABLE),
-        fixed_message(Code.STORE_UNAVAILABLE),
-        Code.STORE_UNAVAILABLE,
-        headers={"Retry-After": "1"},
-    )
+    return Rejected(Code.STORE_UNAVAILABLE, retry_after_s=1)
 
 
-def store_full() -> ApiError:
+def store_full() -> Rejected:
     """Redis is at its ``maxmemory`` and refuses writes (``noeviction``): nothing of the
     request was stored. Freeing memory takes an operator or the workers draining the
     queues, so the client is asked to wait longer than after an outage."""
-    return ApiError(
-        code_status(Code.STORE_FULL),
-        fixed_message(Code.STORE_FULL),
-        Code.STORE_FULL,
-        headers={"Retry-After": "30"},
-    )
+    return Rejected(Code.STORE_FULL, retry_after_s=30)
+
+
+def refusal_response(exc: Rejected) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """A refusal as the API answers it: status, the one error body, headers."""
+    headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else {}
+    return exc.status, error_body(exc.message, exc.code, **exc.body_fields()), headers
 
 
 # The failures of the store that mean "try again shortly", not a bug.
@@ -108,7 +87,7 @@ STORE_DOWN: tuple[type[Exception], ...] = (
 )
 
 
-def store_error(exc: Exception) -> ApiError | None:
+def store_error(exc: Exception) -> Rejected | None:
     """The answer for a failure of the store (down or full), or None for anything else."""
     if isinstance(exc, STORE_DOWN):
         log.error("redis unavailable: %s", exc)
@@ -157,16 +136,11 @@ def _validation_error(exc: RequestValidationError) -> tuple[str, str, str]:
 
 
 def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(
-            error_body(exc.error, exc.code, **exc.extra), exc.status_code, headers=exc.headers
-        )
-
     @app.exception_handler(Rejected)
     async def _rejected(_: Request, exc: Rejected) -> JSONResponse:
-        # A service's refusal: the status is its code's, from the table.
-        return JSONResponse(error_body(exc.message, exc.code, **exc.body_fields()), exc.status)
+        # A refusal, the API's or a service's: the status is its code's, from the table.
+        status, body, headers = refusal_response(exc)
+        return JSONResponse(body, status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -187,12 +161,11 @@ def install(app: FastAPI) -> None:
         )
 
     async def _store(request: Request, exc: Exception) -> JSONResponse:
-        answer = store_error(exc)
-        if answer is None:  # a ResponseError that is not "full": a bug
+        refusal = store_error(exc)
+        if refusal is None:  # a ResponseError that is not "full": a bug
             return await _unexpected(request, exc)
-        return JSONResponse(
-            error_body(answer.error, answer.code), answer.status_code, headers=answer.headers
-        )
+        status, body, headers = refusal_response(refusal)
+        return JSONResponse(body, status, headers=headers)
 
     # Publishing a job goes through kombu, which wraps the same outage in its own error.
     # A full Redis answers OOM, a ResponseError (inside a script too: see store_full).

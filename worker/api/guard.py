@@ -18,10 +18,12 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from worker.api import deps
-from worker.api.errors import ApiError, BodyTooLarge, error_body, store_error
+from worker.api.errors import BodyTooLarge, refusal_response, store_error
 from worker.api.send_route import replay
+from worker.codes import Code
 from worker.config import Settings
 from worker.delivery.ratelimit import RateLimiter
+from worker.errors import Rejected
 
 IMPORT_PATH = "/api/v1/contacts/import"
 
@@ -66,7 +68,7 @@ class Guard:
             if path.startswith("/api/v1/"):
                 try:
                     await self._authenticate(scope)
-                except ApiError:
+                except Rejected:
                     raise
                 except Exception as exc:
                     # Redis down, or full (the rate limit's schedule is a write).
@@ -81,11 +83,10 @@ class Guard:
                 # A streamed body is read here, up to the limit: the framework would turn
                 # an error raised while it reads into a 400 of its own.
                 receive = await _buffered(receive, limit)
-        except ApiError as exc:
+        except Rejected as exc:
+            status, body, headers = refusal_response(exc)
             for message in _json(
-                exc.status_code,
-                error_body(exc.error, exc.code, **exc.extra),
-                [(k.encode(), v.encode()) for k, v in exc.headers.items()],
+                status, body, [(k.encode(), v.encode()) for k, v in headers.items()]
             ):
                 await send(message)
             return
@@ -114,7 +115,8 @@ class Guard:
         except BodyTooLarge as exc:
             if started:
                 raise
-            for message in _json(413, error_body(exc.error, exc.code), []):
+            status, body, _ = refusal_response(exc)
+            for message in _json(status, body, []):
                 await send(message)
 
     async def _authenticate(self, scope: Scope) -> None:
@@ -149,11 +151,10 @@ class Guard:
             max_wait_s=0,
         )
         if not slot.granted:
-            raise ApiError(
-                429,
+            raise Rejected(
+                Code.RATE_LIMITED,
                 f"Too many requests with this API key (at most {rate:g}/s); retry later",
-                "rate_limited",
-                headers={"Retry-After": str(max(1, math.ceil(slot.wait_s)))},
+                retry_after_s=max(1, math.ceil(slot.wait_s)),
             )
         if len(self._leased) >= 10_000:
             self._leased.clear()

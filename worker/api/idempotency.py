@@ -18,8 +18,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from worker.api.errors import ApiError
+from worker.codes import Code
 from worker.config import Settings
+from worker.errors import Rejected
 from worker.ids import new_id
 from worker.store import idempotency, messages
 
@@ -44,8 +45,8 @@ async def respond_once(
         status_code, payload = await send(message_id)
         return JSONResponse(payload, status_code)
     if not _KEY_RE.fullmatch(key):
-        raise ApiError(
-            400, "Idempotency-Key must be 1 to 255 printable characters", "invalid_idempotency_key"
+        raise Rejected(
+            Code.INVALID_IDEMPOTENCY_KEY, "Idempotency-Key must be 1 to 255 printable characters"
         )
     digest = idempotency.body_hash(route, body.model_dump(mode="json"))
     first = await idempotency.claim(redis, account, key, digest, message_id)
@@ -60,10 +61,9 @@ async def respond_once(
         await idempotency.answer(redis, account, key, status_code, payload)
         return JSONResponse(payload, status_code)
     if first.body_hash != digest:
-        raise ApiError(
-            422,
+        raise Rejected(
+            Code.IDEMPOTENCY_KEY_REUSED,
             "This Idempotency-Key was already used with a different request body",
-            "idempotency_key_reused",
         )
     answered = (
         first
@@ -71,10 +71,9 @@ async def respond_once(
         else await idempotency.wait_answer(redis, account, key, settings.send_wait_s + 5)
     )
     if answered is None or answered.response is None or answered.status_code is None:
-        raise ApiError(
-            409,
+        raise Rejected(
+            Code.IDEMPOTENCY_IN_PROGRESS,
             "A request with this Idempotency-Key is still in progress; retry shortly",
-            "idempotency_in_progress",
             id=first.message_id,
         )
     return JSONResponse(

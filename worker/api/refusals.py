@@ -7,17 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from worker.api.errors import ApiError
+from worker.codes import Code
+from worker.errors import Rejected
 from worker.store.sends import Refused
 
 # A problem's error, given the refusal's detail.
-Refusals = Mapping[str, Callable[[str], ApiError]]
+Refusals = Mapping[str, Callable[[str], Rejected]]
 
 # The key is checked inside the send script when it came from memory (``Sender.confirmed``
 # False): the same answers as ``deps._usable`` gives when it reads the key itself.
 SHARED: Refusals = {
-    "key_invalid": lambda _: ApiError(401, "Invalid API key", "unauthorized"),
-    "key_revoked": lambda _: ApiError(401, "This API key has been revoked", "unauthorized"),
+    "key_invalid": lambda _: Rejected(Code.UNAUTHORIZED, "Invalid API key"),
+    "key_revoked": lambda _: Rejected(Code.UNAUTHORIZED, "This API key has been revoked"),
 }
 
 

@@ -11,7 +11,7 @@ A send route has one body model and one dependency (``Sender``), and its common 
 is a JSON body that validates. ``SendFastPath`` is an ASGI application in front of
 FastAPI that serves exactly that case for the routes declared with ``SendRoute``: the
 body's bytes go straight to pydantic's Rust JSON parser, then the endpoint runs, and its
-errors (``ApiError``, Redis down, a bug) become responses through the application's own
+errors (a ``Rejected``, Redis down, a bug) become responses through the application's own
 exception handlers. Anything else (a body that does not validate, another content type,
 any other path or method) is passed, body included, to the FastAPI application, which
 gives exactly the errors it always gave (in the same order: a body that is not JSON

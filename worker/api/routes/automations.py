@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from worker.api.deps import AutomationsKey, RedisDep, SettingsDep
-from worker.api.errors import ApiError
+from worker.codes import Code
+from worker.errors import Rejected
 from worker.ids import new_id
 from worker.models.automations import (
     Activate,
@@ -76,7 +77,7 @@ def _run(run: Run) -> dict[str, Any]:
 async def _load(redis: RedisDep, account: str, automation_id: str) -> Automation:
     automation = await automations.load(redis, account, automation_id)
     if automation is None:
-        raise ApiError(404, f"Automation '{automation_id}' not found", "automation_not_found")
+        raise Rejected(Code.AUTOMATION_NOT_FOUND, f"Automation '{automation_id}' not found")
     return automation
 
 
@@ -180,21 +181,18 @@ async def enroll_contact(
     """Manual enrolment of one contact (the automation must be active)."""
     automation = await _load(redis, key.account, automation_id)
     if not await contacts.exists(redis, key.account, body.contact_id):
-        raise ApiError(404, f"Contact '{body.contact_id}' not found", "contact_not_found")
+        raise Rejected(Code.CONTACT_NOT_FOUND, f"Contact '{body.contact_id}' not found")
     run_id = new_id("run")
     outcome = await automations.enroll(redis, key.account, automation.id, body.contact_id, run_id)
     if outcome == "inactive":
-        raise ApiError(
-            409, "The automation is not active: activate it first", "automation_inactive"
-        )
+        raise Rejected(Code.AUTOMATION_INACTIVE, "The automation is not active: activate it first")
     if outcome == "already_enrolled":
-        raise ApiError(
-            409,
+        raise Rejected(
+            Code.ALREADY_ENROLLED,
             f"Contact '{body.contact_id}' was already enrolled (allow_reentry is false)",
-            "already_enrolled",
         )
     if outcome != "ok":
-        raise ApiError(404, f"Automation '{automation_id}' not found", "automation_not_found")
+        raise Rejected(Code.AUTOMATION_NOT_FOUND, f"Automation '{automation_id}' not found")
     return _ok({"run_id": run_id, "automation_id": automation_id}, 202)
 
 
@@ -221,7 +219,7 @@ async def get_run(run_id: RunIdPath, key: AutomationsKey, redis: RedisDep) -> JS
     """A run's timeline: what each step did, and when."""
     run = await automations.load_run(redis, key.account, run_id)
     if run is None:
-        raise ApiError(404, f"Run '{run_id}' not found", "run_not_found")
+        raise Rejected(Code.RUN_NOT_FOUND, f"Run '{run_id}' not found")
     return _ok({"run": _run(run)})
 
 
@@ -230,7 +228,7 @@ async def track_event(body: TrackEvent, key: AutomationsKey, redis: RedisDep) ->
     """A custom event for a contact: enrols it in the active ``event.tracked`` automations
     whose ``event`` filter matches; their steps can use ``{{event.<property>}}``."""
     if not await contacts.exists(redis, key.account, body.contact_id):
-        raise ApiError(404, f"Contact '{body.contact_id}' not found", "contact_not_found")
+        raise Rejected(Code.CONTACT_NOT_FOUND, f"Contact '{body.contact_id}' not found")
     runs = await triggers.fire(
         redis,
         key.account,

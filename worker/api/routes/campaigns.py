@@ -16,7 +16,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from worker.api.deps import CampaignsKey, RedisDep
-from worker.api.errors import ApiError
+from worker.codes import Code
+from worker.errors import Rejected
 from worker.models import CampaignCreate, CampaignPatch, CampaignSend, CampaignStatus
 from worker.services import campaigns as ops
 from worker.store import campaigns
@@ -70,10 +71,9 @@ async def update_campaign(
     if campaign.status is not CampaignStatus.DRAFT:
         raise ops.conflict(campaign_id, campaign.status, "edited (only a draft can)")
     if body.channel is not None and body.channel != campaign.channel and body.content is None:
-        raise ApiError(
-            400,
+        raise Rejected(
+            Code.INVALID_REQUEST,
             "content: changing the channel needs new content for it",
-            "invalid_request",
             field="content",
         )
     merged = campaign.definition.model_dump(mode="json")

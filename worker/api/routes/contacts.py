@@ -12,8 +12,9 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from worker.api.deps import ContactsKey, RedisDep
-from worker.api.errors import ApiError
 from worker.api.views import contact_detail
+from worker.codes import Code
+from worker.errors import Rejected
 from worker.ids import new_id
 from worker.models import CONTACT_ID_RE, ContactBody, ContactCreate
 from worker.services import importer
@@ -26,8 +27,8 @@ MAX_JSON_ITEMS = 10_000
 ContactIdPath = Annotated[str, Path(pattern=CONTACT_ID_RE.pattern)]
 
 
-def _not_found(contact_id: str) -> ApiError:
-    return ApiError(404, f"Contact '{contact_id}' not found", "contact_not_found")
+def _not_found(contact_id: str) -> Rejected:
+    return Rejected(Code.CONTACT_NOT_FOUND, f"Contact '{contact_id}' not found")
 
 
 async def _details(redis: RedisDep, account: str, items: list[Contact]) -> list[dict[str, Any]]:
@@ -50,7 +51,7 @@ async def create_contact(body: ContactCreate, key: ContactsKey, redis: RedisDep)
     contact_id = body.id or new_id("cct")
     result = await contacts.upsert(redis, key.account, contact_id, body, create_only=True)
     if result is contacts.Upsert.EXISTS:
-        raise ApiError(409, f"Contact '{contact_id}' already exists", "contact_exists")
+        raise Rejected(Code.CONTACT_EXISTS, f"Contact '{contact_id}' already exists")
     detail = await _detail(redis, key.account, contact_id)
     return JSONResponse({"success": True, "contact": detail}, 201)
 
@@ -74,36 +75,32 @@ async def import_contacts(request: Request, key: ContactsKey, redis: RedisDep) -
                 for _ in checker:
                     pass
             except csv.Error as exc:
-                raise ApiError(
-                    400,
-                    f"The CSV body is malformed at line {checker.line_num}: {exc}",
-                    "invalid_csv",
+                raise Rejected(
+                    Code.INVALID_CSV, f"The CSV body is malformed at line {checker.line_num}: {exc}"
                 ) from None
             text.seek(0)
             reader = csv.DictReader(text)
             if not reader.fieldnames:
-                raise ApiError(400, "The CSV body is empty or has no header row", "invalid_csv")
+                raise Rejected(Code.INVALID_CSV, "The CSV body is empty or has no header row")
             report = await importer.import_rows(redis, key.account, reader)
             text.detach()
     elif content_type == "application/json":
         try:
             items = json.loads(await request.body())
         except ValueError:
-            raise ApiError(400, "Request body is not valid JSON", "invalid_json") from None
+            raise Rejected(Code.INVALID_JSON, "Request body is not valid JSON") from None
         if not isinstance(items, list) or len(items) > MAX_JSON_ITEMS:
-            raise ApiError(
-                400,
+            raise Rejected(
+                Code.INVALID_REQUEST,
                 f"Expected a JSON list of at most {MAX_JSON_ITEMS} contacts (use CSV for more)",
-                "invalid_request",
             )
         report = await importer.import_rows(
             redis, key.account, items, parse=importer.contact_from_object
         )
     else:
-        raise ApiError(
-            415,
+        raise Rejected(
+            Code.UNSUPPORTED_MEDIA_TYPE,
             "Send the contacts as text/csv or as a JSON list (application/json)",
-            "unsupported_media_type",
         )
     return {"success": True, **report.as_dict()}
 
@@ -163,8 +160,6 @@ async def delete_push_token(
         raise _not_found(contact_id)
     removed = await contacts.remove_token(redis, key.account, contact_id, token)
     if removed is None:
-        raise ApiError(
-            404, f"Contact '{contact_id}' has no such push token", "push_token_not_found"
-        )
+        raise Rejected(Code.PUSH_TOKEN_NOT_FOUND, f"Contact '{contact_id}' has no such push token")
     platform, _, _ = removed.partition(":")
     return {"success": True, "id": contact_id, "platform": platform, "deleted": True}

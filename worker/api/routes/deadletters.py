@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from worker.api.deps import AdminKey, RedisDep
-from worker.api.errors import ApiError
+from worker.codes import Code
+from worker.errors import Rejected
 from worker.ids import MESSAGE_ID_RE
 from worker.models import iso
 from worker.store import deadletters
@@ -59,7 +60,7 @@ async def redrive(message_id: str, key: AdminKey, redis: RedisDep) -> JSONRespon
         else None
     )
     if message is None:
-        raise ApiError(404, f"No dead letter '{message_id}'", "dead_letter_not_found")
+        raise Rejected(Code.DEAD_LETTER_NOT_FOUND, f"No dead letter '{message_id}'")
     await publish(redis, task_name(message), key.account, message.id)
     return JSONResponse(
         {"success": True, "id": message.id, "status": "queued", "channel": message.channel.value},

@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from worker.api.deps import RedisDep, SendKey
-from worker.api.errors import ApiError
 from worker.api.views import message_detail
+from worker.codes import Code
+from worker.errors import Rejected
 from worker.ids import MESSAGE_ID_RE
 from worker.models import Scope
 from worker.store import messages, push
@@ -24,7 +25,7 @@ async def get_message(message_id: str, key: SendKey, redis: RedisDep) -> dict[st
         else None
     )
     if message is None:
-        raise ApiError(404, f"Message '{message_id}' not found", "message_not_found")
+        raise Rejected(Code.MESSAGE_NOT_FOUND, f"Message '{message_id}' not found")
     attempts = await messages.load_attempts(redis, key.account, message_id)
     devices = await push.load_devices(redis, key.account, message_id)
     # A send key (a web app's) sees where a send stands, not what it said nor to whom.

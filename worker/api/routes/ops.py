@@ -12,7 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis
 
 from worker.api.deps import SettingsDep
-from worker.api.errors import ApiError
+from worker.codes import Code
+from worker.errors import Rejected
 from worker.observe import metrics, status
 
 router = APIRouter(tags=["health"])
@@ -58,7 +59,7 @@ async def prometheus(request: Request, settings: SettingsDep) -> Response:
         expected = f"Bearer {settings.metrics_token.get_secret_value()}"
         presented = request.headers.get("authorization", "")
         if not hmac.compare_digest(presented.encode(), expected.encode()):
-            raise ApiError(401, "Metrics need the operator's bearer token", "unauthorized")
+            raise Rejected(Code.UNAUTHORIZED, "Metrics need the operator's bearer token")
     redis: Redis = request.app.state.redis
     snap = await status.take(redis, rates=False)
     collector = metrics.StoreCollector(snap, tenant_labels=settings.metrics_tenant_labels)

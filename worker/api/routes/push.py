@@ -8,11 +8,12 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from worker.api.deps import SEND_HEADERS, SenderDep, note_accepted, wait_for_outcome
-from worker.api.errors import ApiError
 from worker.api.idempotency import respond_once
 from worker.api.refusals import raise_refusal
 from worker.api.send_route import SendRoute
 from worker.api.views import push_response
+from worker.codes import Code
+from worker.errors import Rejected
 from worker.models import Channel, PushSendRequest
 from worker.models.push_payload import (
     MAX_PAYLOAD_BYTES,
@@ -28,23 +29,22 @@ router = APIRouter(prefix="/api/v1/channels/push", tags=["push"], route_class=Se
 def _refuse(refused: sends.Refused, sizes: dict[str, int]) -> NoReturn:
     """The full error for what the send script refused."""
 
-    def too_large(platforms: str) -> ApiError:
+    def too_large(platforms: str) -> Rejected:
         detail = ", ".join(f"{PLATFORM_NAMES[p]} {sizes[p]} bytes" for p in platforms.split())
-        return ApiError(
-            400,
+        return Rejected(
+            Code.PAYLOAD_TOO_LARGE,
             f"Notification payload exceeds {MAX_PAYLOAD_BYTES} bytes ({detail}); "
             "shorten the title, message or data",
-            "payload_too_large",
         )
 
     raise_refusal(
         refused,
         {
-            "push_not_enabled": lambda _: ApiError(
-                403, "Push notifications not enabled for this account", "push_not_enabled"
+            "push_not_enabled": lambda _: Rejected(
+                Code.PUSH_NOT_ENABLED, "Push notifications not enabled for this account"
             ),
-            "contact_not_found": lambda _: ApiError(
-                404, "Contact not found or has no push tokens registered", "contact_not_found"
+            "contact_not_found": lambda _: Rejected(
+                Code.CONTACT_NOT_FOUND, "Contact not found or has no push tokens registered"
             ),
             "payload_too_large": too_large,
         },

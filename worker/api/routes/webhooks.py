@@ -21,7 +21,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from redis.asyncio import Redis
 
 from worker.api.deps import RedisDep, SettingsDep
-from worker.api.errors import ApiError
+from worker.codes import Code
+from worker.errors import Rejected
 from worker.masking import mask_phone
 from worker.store import channels, conversations, messages
 
@@ -64,13 +65,11 @@ async def verify(
     challenge: Annotated[str | None, Query(alias="hub.challenge")] = None,
 ) -> PlainTextResponse:
     if mode != "subscribe" or not token or challenge is None:
-        raise ApiError(
-            400,
-            "Expected hub.mode=subscribe, hub.verify_token and hub.challenge",
-            "invalid_request",
+        raise Rejected(
+            Code.INVALID_REQUEST, "Expected hub.mode=subscribe, hub.verify_token and hub.challenge"
         )
     if await channels.account_for_verify_token(redis, token) is None:
-        raise ApiError(403, "Unknown verify token", "forbidden")
+        raise Rejected(Code.FORBIDDEN, "Unknown verify token")
     return PlainTextResponse(challenge)
 
 
@@ -83,7 +82,7 @@ async def receive(request: Request, redis: RedisDep, settings: SettingsDep) -> J
     try:
         payload = json.loads(raw)
     except ValueError:
-        raise ApiError(400, "Request body is not valid JSON", "invalid_json") from None
+        raise Rejected(Code.INVALID_JSON, "Request body is not valid JSON") from None
 
     values = list(_changes(payload))
     owners = await _owners(redis, values)
@@ -104,9 +103,9 @@ def _presented_signature(request: Request) -> str:
     for a request that could not be Meta's (the body itself is capped by the API's guard)."""
     presented = request.headers.get("x-hub-signature-256")
     if not presented:
-        raise ApiError(401, "Missing X-Hub-Signature-256 header", "invalid_signature")
+        raise Rejected(Code.INVALID_SIGNATURE, "Missing X-Hub-Signature-256 header")
     if not _SIGNATURE_RE.fullmatch(presented):
-        raise ApiError(401, "Malformed X-Hub-Signature-256 header", "invalid_signature")
+        raise Rejected(Code.INVALID_SIGNATURE, "Malformed X-Hub-Signature-256 header")
     return presented
 
 
@@ -115,7 +114,7 @@ async def _owners(redis: Redis, values: list[dict[str, Any]]) -> dict[str, str]:
     are left out); refused before any lookup when it names too many."""
     numbers = {n for n in (_phone_number_id(v) for v in values) if n}
     if len(numbers) > MAX_NUMBERS_PER_CALLBACK:
-        raise ApiError(400, "Too many phone numbers in one callback", "invalid_request")
+        raise Rejected(Code.INVALID_REQUEST, "Too many phone numbers in one callback")
     owners: dict[str, str] = {}
     for phone_number_id in numbers:  # one lookup per distinct number
         account = await channels.account_for_phone_number(redis, phone_number_id)
@@ -132,15 +131,14 @@ async def _verify_signatures(
     for account in set(owners.values()):
         config = await channels.load_whatsapp(redis, account)
         if config is None or config.app_secret is None:
-            raise ApiError(
-                401,
+            raise Rejected(
+                Code.INVALID_SIGNATURE,
                 "Cannot verify the signature: no app secret configured for this number",
-                "invalid_signature",
             )
         expected = signature(config.app_secret.get_secret_value(), raw)
         if not hmac.compare_digest(expected, presented):
             log.warning("whatsapp webhook with a bad signature rejected (account %s)", account)
-            raise ApiError(401, "Invalid webhook signature", "invalid_signature")
+            raise Rejected(Code.INVALID_SIGNATURE, "Invalid webhook signature")
 
 
 async def _record_inbound(redis: Redis, account: str, value: dict[str, Any], window_s: int) -> int:

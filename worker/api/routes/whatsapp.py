@@ -9,11 +9,12 @@ from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
 from worker.api.deps import SEND_HEADERS, SenderDep, note_accepted, wait_for_outcome
-from worker.api.errors import ApiError
 from worker.api.idempotency import respond_once
 from worker.api.refusals import raise_refusal
 from worker.api.send_route import SendRoute
 from worker.api.views import send_response
+from worker.codes import Code
+from worker.errors import Rejected
 from worker.models import WHATSAPP_BODY_MAX_CHARS, Channel, WhatsAppSendRequest
 from worker.services.templates import check_template
 from worker.store import messages, sends
@@ -28,30 +29,27 @@ async def _refuse(
     raise_refusal(
         refused,
         {
-            "channel_not_configured": lambda _: ApiError(
-                403, "WhatsApp channel not configured for this account", "channel_not_configured"
+            "channel_not_configured": lambda _: Rejected(
+                Code.CHANNEL_NOT_CONFIGURED, "WhatsApp channel not configured for this account"
             ),
-            "channel_suspended": lambda reason: ApiError(
-                403,
+            "channel_suspended": lambda reason: Rejected(
+                Code.CHANNEL_SUSPENDED,
                 f"{reason}. Sends are stopped until the channel is configured again "
                 "(dispatch channels whatsapp configure)",
-                "channel_suspended",
             ),
-            "contact_not_found": lambda _: ApiError(
-                404, f"Contact '{body.contact_id}' not found", "contact_not_found"
+            "contact_not_found": lambda _: Rejected(
+                Code.CONTACT_NOT_FOUND, f"Contact '{body.contact_id}' not found"
             ),
-            "template_body_too_long": lambda length: ApiError(
-                422,
+            "template_body_too_long": lambda length: Rejected(
+                Code.TEMPLATE_BODY_TOO_LONG,
                 f"The filled-in template body is {length} characters; WhatsApp allows "
                 f"{WHATSAPP_BODY_MAX_CHARS}: shorten the parameters",
-                "template_body_too_long",
                 field="parameters",
             ),
-            "template_required": lambda _: ApiError(
-                422,
+            "template_required": lambda _: Rejected(
+                Code.TEMPLATE_REQUIRED,
                 "Free-form messages are only allowed within 24 hours of the customer's last "
                 "message; send an approved template instead",
-                "template_required",
             ),
         },
     )
