@@ -26,8 +26,7 @@ from kombu.transport.virtual import QoS as VirtualQoS
 from worker.config import get_settings
 from worker.store import keys
 from worker.store.client import create_sync_redis
-from worker.store.enqueue import job_payload
-from worker.store.jobs import QUARANTINE, queue_for
+from worker.store.jobs import QUARANTINE, job_payload, queue_for
 
 log = logging.getLogger(__name__)
 

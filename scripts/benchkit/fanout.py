@@ -23,7 +23,7 @@ from worker.ids import new_id
 from worker.models import CampaignCreate
 from worker.runtime.process import Runtime
 from worker.store import campaigns
-from worker.store.enqueue import job_payload
+from worker.store.jobs import job_payload
 
 NULL_QUEUE = "bench-null"
 

@@ -8,8 +8,7 @@ from typing import Any
 import redis
 
 from worker.config import Settings
-from worker.store.enqueue import job_payload
-from worker.store.jobs import queue_for
+from worker.store.jobs import job_payload, queue_for
 
 
 def _kombu_envelope(settings: Settings, queue: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from worker.cli.messages import messages_show
 from worker.config import Settings
 from worker.masking import mask_phone
 from worker.store import accounts, deadletters, messages
-from worker.store.enqueue import publish
+from worker.store.jobs import publish
 
 app = typer.Typer(help="Dead letters: sends that ran out of attempts or age.", no_args_is_help=True)
 

@@ -26,7 +26,7 @@ from redis.asyncio.client import Pipeline
 from worker.delivery import render
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
 from worker.models import CampaignStatus, Channel, MessageStatus, PushContent, WhatsAppContent
-from worker.store import campaigns, enqueue, jobs, keys, locks, messages, scripts
+from worker.store import campaigns, jobs, keys, locks, messages, scripts
 from worker.store.campaigns import Campaign
 from worker.store.push import Device, encode_roster
 from worker.store.tokens import split
@@ -59,7 +59,7 @@ class Page:
 
 
 async def run_fanout(
-    ctx: DeliveryContext, account_id: str, campaign_id: str, publish: Publish = enqueue.add_job
+    ctx: DeliveryContext, account_id: str, campaign_id: str, publish: Publish = jobs.add_job
 ) -> Outcome:
     lock_key = keys.campaign_lock(account_id, f"{campaign_id}:fanout")
     async with locks.held(ctx.redis, lock_key, ctx.settings.lease_ttl_s) as token:

@@ -32,7 +32,7 @@ from worker.outages import is_infrastructure
 from worker.services import triggers
 from worker.store import accounts, delayed, joberrors, jobs, keys, messages, tokens
 from worker.store.client import create_redis
-from worker.store.enqueue import add_job, publish
+from worker.store.jobs import add_job, publish
 
 log = logging.getLogger(__name__)
 BATCH = 500

@@ -27,7 +27,7 @@ from worker.models.push_payload import MAX_PAYLOAD_BYTES, Notification, oversize
 from worker.services.templates import check_template
 from worker.store import campaigns, channels, delayed, jobs
 from worker.store.campaigns import Campaign, Progress
-from worker.store.enqueue import publish
+from worker.store.jobs import publish
 
 # If the process dies between marking a campaign as sending and publishing its walk,
 # this delayed copy of the job (a no-op otherwise) starts it.

@@ -19,8 +19,7 @@ from redis.asyncio import Redis
 from worker.models.automations import AutomationCreate, Wait
 from worker.store import delayed, keys, scripts
 from worker.store.client import hgetall_str
-from worker.store.enqueue import job_payload
-from worker.store.jobs import AUTOMATION_STEP, queue_for
+from worker.store.jobs import AUTOMATION_STEP, job_payload, queue_for
 
 RUN_FINAL = ("done", "failed", "cancelled")
 

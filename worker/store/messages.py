@@ -18,7 +18,7 @@ from worker.ids import new_id
 from worker.models import Attempt, Channel, MessageStatus
 from worker.store import campaigns, jobs, keys, scripts, throughput
 from worker.store.client import fields, hgetall_str
-from worker.store.enqueue import add_job
+from worker.store.jobs import add_job
 
 # The API waits on the outcome list for at most a minute; keep it a little longer.
 _OUTCOME_TTL_S = 300

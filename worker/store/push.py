@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from worker.models import Attempt, MessageStatus
 from worker.store import campaigns, jobs, keys, scripts, throughput
 from worker.store.client import fields
-from worker.store.enqueue import add_job
+from worker.store.jobs import add_job
 from worker.store.messages import (
     Message,
     add,

@@ -15,8 +15,7 @@ from redis.asyncio import Redis
 from worker.models import WHATSAPP_BODY_MAX_CHARS
 from worker.models.push_payload import MAX_PAYLOAD_BYTES
 from worker.store import channels, keys, scripts
-from worker.store.enqueue import job_payload
-from worker.store.jobs import queue_for
+from worker.store.jobs import job_payload, queue_for
 from worker.store.messages import Message, encode, task_member, task_name
 
 

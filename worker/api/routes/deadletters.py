@@ -13,7 +13,7 @@ from worker.errors import Rejected
 from worker.ids import MESSAGE_ID_RE
 from worker.models import iso
 from worker.store import deadletters
-from worker.store.enqueue import publish
+from worker.store.jobs import publish
 from worker.store.messages import Message, task_name
 
 router = APIRouter(prefix="/api/v1/dead-letters", tags=["dead letters"])
