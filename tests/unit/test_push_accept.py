@@ -9,6 +9,7 @@ import json
 import time
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from worker.config import Settings
@@ -21,6 +22,15 @@ from worker.store.client import create_redis
 FCM_TOKEN = "fcm-token-" + "a" * 30
 APNS_TOKEN = "ab" * 32
 SMALL = {"fcm": 100, "apns": 120}
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The session's Valkey, in a database of its own: the test stack's workers consume
+    the queues of database 0, and would take the job before the test reads it."""
+    url = str(settings.redis_url).rstrip("/").rsplit("/", 1)
+    base = url[0] if url[-1].isdigit() else "/".join(url)
+    return settings.model_copy(update={"redis_url": f"{base}/9"})
 
 
 async def _account(redis: Redis, *, push_enabled: bool = True) -> str:
