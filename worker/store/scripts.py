@@ -141,6 +141,8 @@ class Script:
 
 # --- the scripts -------------------------------------------------------------------------
 
+SEND_LIB = Script("send_lib", fragment=True)
+
 AUTOMATION_LIB = Script(
     "automation_lib",
     keys=("delayed",),

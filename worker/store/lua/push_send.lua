@@ -13,12 +13,9 @@
 -- Returns {"ok", device count}, or {problem, detail}: key_invalid, key_revoked,
 -- push_not_enabled, contact_not_found (no active token), payload_too_large (detail: the
 -- platforms too large, sorted, joined by spaces).
-if ARGV[1] == '1' then
-  local raw = redis.call('GET', KEYS[1])
-  if not raw then return {'key_invalid', ''} end
-  local revoked = cjson.decode(raw)['revoked_at']
-  if revoked and revoked ~= cjson.null then return {'key_revoked', ''} end
-end
+-- include: send_lib
+local refused = key_refusal(KEYS[1], ARGV[1])
+if refused then return {refused, ''} end
 if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[3]) == 0 then
   return {'push_not_enabled', ''}
 end
@@ -55,13 +52,5 @@ end
 redis.call('SET', KEYS[6], '[' .. table.concat(roster, ', ') .. ']', 'EX', ARGV[5])
 local fields = cjson.decode(ARGV[9])
 fields['device_count'] = tostring(#members)
-local flat = {}
-for name, value in pairs(fields) do
-  flat[#flat + 1] = name
-  flat[#flat + 1] = value
-end
-redis.call('HSET', KEYS[5], unpack(flat))
-redis.call('EXPIRE', KEYS[5], ARGV[5])
-redis.call('ZADD', KEYS[7], ARGV[7], ARGV[6])
-redis.call('LPUSH', KEYS[8], ARGV[8])
+store_and_enqueue(KEYS[5], fields, ARGV[5], KEYS[7], ARGV[7], ARGV[6], KEYS[8], ARGV[8])
 return {'ok', #members}

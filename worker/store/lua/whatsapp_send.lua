@@ -15,12 +15,9 @@
 -- ARGV[10] the most characters a filled-in template body may have
 -- Returns {"ok"}, or {problem, detail}: the API turns a problem into its full error
 -- (with the detail: the stored template, the suspension reason, the filled body's length).
-if ARGV[1] == '1' then
-  local raw = redis.call('GET', KEYS[1])
-  if not raw then return {'key_invalid', ''} end
-  local revoked = cjson.decode(raw)['revoked_at']
-  if revoked and revoked ~= cjson.null then return {'key_revoked', ''} end
-end
+-- include: send_lib
+local refused = key_refusal(KEYS[1], ARGV[1])
+if refused then return {refused, ''} end
 if redis.call('EXISTS', KEYS[2]) == 0 then return {'channel_not_configured', ''} end
 local suspended = redis.call('GET', KEYS[3])
 if suspended then return {'channel_suspended', suspended} end
@@ -49,13 +46,5 @@ if ARGV[3] ~= '' then
 elseif redis.call('EXISTS', KEYS[5]) == 0 then
   return {'template_required', ''}
 end
-local flat = {}
-for name, value in pairs(fields) do
-  flat[#flat + 1] = name
-  flat[#flat + 1] = value
-end
-redis.call('HSET', KEYS[6], unpack(flat))
-redis.call('EXPIRE', KEYS[6], ARGV[5])
-redis.call('ZADD', KEYS[7], ARGV[7], ARGV[6])
-redis.call('LPUSH', KEYS[8], ARGV[8])
+store_and_enqueue(KEYS[6], fields, ARGV[5], KEYS[7], ARGV[7], ARGV[6], KEYS[8], ARGV[8])
 return {'ok'}

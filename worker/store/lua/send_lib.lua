@@ -1,0 +1,30 @@
+-- KEYS: (none)
+-- ARGV: (none)
+-- Shared by the two send scripts (whatsapp_send, push_send): `-- include: send_lib`
+-- stands for this file. Functions only: each script passes its own KEYS and ARGV.
+
+-- The API key's refusal, when the key came from the API's memory and must be read
+-- again (check == "1"): key_invalid (gone), key_revoked, or nil when it is usable.
+local function key_refusal(key, check)
+  if check ~= '1' then return nil end
+  local raw = redis.call('GET', key)
+  if not raw then return 'key_invalid' end
+  local revoked = cjson.decode(raw)['revoked_at']
+  if revoked and revoked ~= cjson.null then return 'key_revoked' end
+  return nil
+end
+
+-- The accepted message: its record (a table of strings) for ttl seconds, its place among
+-- the unstarted (scored by its creation time), and its job on its queue.
+local function store_and_enqueue(message_key, fields, ttl, unstarted_key, created_at,
+                                 member, queue_key, job)
+  local flat = {}
+  for name, value in pairs(fields) do
+    flat[#flat + 1] = name
+    flat[#flat + 1] = value
+  end
+  redis.call('HSET', message_key, unpack(flat))
+  redis.call('EXPIRE', message_key, ttl)
+  redis.call('ZADD', unstarted_key, created_at, member)
+  redis.call('LPUSH', queue_key, job)
+end
