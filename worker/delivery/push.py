@@ -227,69 +227,85 @@ class PushRun:
             device = by_member[f"{result.platform}:{result.token}"]
             self.latency_ms = max(self.latency_ms, result.latency_ms)
             device.at = now
-            error = result.error
-            if error is None:
-                device.attempts += 1
-                device.status, device.provider_id = "delivered", result.provider_id
-                device.error = device.code = device.provider_code = None
-                device.not_before = None
-                self.delivered += 1
-                tally["sent", device.platform, ""] += 1
-                outcomes.append(DeviceOutcome(device))
-                continue
-            # Missing or refused credentials say nothing about the token itself.
-            token_fault = policy.blames_recipient(error)
-            if token_fault:
-                device.attempts += 1
-            # The same decision as a WhatsApp send's. Push does not slow its project's or
-            # topic's limit on a quota answer (``penalize``): each device waits out its own
-            # Retry-After instead; a push has no recipient pacing (``exhaust_pair``).
-            decision = policy.after_error(error, device.attempts, self.ctx.push_retry)
-            if decision.suspend and device.platform not in self.suspended:
-                self.suspended[device.platform] = (
-                    f"{PLATFORM_NAMES.get(device.platform, device.platform)} refused this "
-                    f"account's credentials: {error.reason}"
-                )
-                self.to_suspend.append(device.platform)
-            device.error, device.code, device.provider_code = (
-                error.reason,
-                error.code,
-                error.provider_code,
+            if result.error is None:
+                outcomes.append(self._delivered(device, result.provider_id, tally))
+            else:
+                outcomes.append(self._not_delivered(device, result.error, now, tally))
+
+    def _delivered(
+        self, device: Device, provider_id: str | None, tally: Counter[tuple[str, str, str]]
+    ) -> DeviceOutcome:
+        device.attempts += 1
+        device.status, device.provider_id = "delivered", provider_id
+        device.error = device.code = device.provider_code = None
+        device.not_before = None
+        self.delivered += 1
+        tally["sent", device.platform, ""] += 1
+        return DeviceOutcome(device)
+
+    def _not_delivered(
+        self,
+        device: Device,
+        error: DeliveryError,
+        now: float,
+        tally: Counter[tuple[str, str, str]],
+    ) -> DeviceOutcome:
+        """The device retries later or has failed, by the same decision as a WhatsApp
+        send's."""
+        # Missing or refused credentials say nothing about the token itself.
+        token_fault = policy.blames_recipient(error)
+        if token_fault:
+            device.attempts += 1
+        # Push does not slow its project's or topic's limit on a quota answer
+        # (``penalize``): each device waits out its own Retry-After instead; a push has no
+        # recipient pacing (``exhaust_pair``).
+        decision = policy.after_error(error, device.attempts, self.ctx.push_retry)
+        if decision.suspend and device.platform not in self.suspended:
+            self.suspended[device.platform] = (
+                f"{PLATFORM_NAMES.get(device.platform, device.platform)} refused this "
+                f"account's credentials: {error.reason}"
             )
-            if decision.retry_in_s is not None:
-                device.status = "retrying"
-                delay_s = decision.retry_in_s
-                device.not_before = now + delay_s
-                self.next_in_s.append(delay_s)
-                self.retrying += 1
-                tally["retry", device.platform, error.code] += 1
-                outcomes.append(DeviceOutcome(device))
-                continue
-            device.status = "failed"
-            device.pruned = decision.prune
-            device.exhausted = decision.dead_letter
-            self.dead_letter |= device.exhausted
-            self.failed += 1
-            tally["failed", device.platform, ""] += 1
-            outcomes.append(DeviceOutcome(device, token_fault=token_fault, prune=device.pruned))
-            if device.pruned:
-                tally["pruned", device.platform, ""] += 1
-                log.info(
-                    "push %s: pruned %s token %s (%s)",
-                    self.message.id,
-                    device.platform,
-                    mask_token(device.token),
-                    device.provider_code,
-                    extra={
-                        "event": "token.pruned",
-                        "message_id": self.message.id,
-                        "account": self.message.account,
-                        "channel": "push",
-                        "platform": device.platform,
-                        "token": mask_token(device.token),
-                        "code": device.provider_code,
-                    },
-                )
+            self.to_suspend.append(device.platform)
+        device.error, device.code, device.provider_code = (
+            error.reason,
+            error.code,
+            error.provider_code,
+        )
+        if decision.retry_in_s is not None:
+            device.status = "retrying"
+            device.not_before = now + decision.retry_in_s
+            self.next_in_s.append(decision.retry_in_s)
+            self.retrying += 1
+            tally["retry", device.platform, error.code] += 1
+            return DeviceOutcome(device)
+        device.status = "failed"
+        device.pruned = decision.prune
+        device.exhausted = decision.dead_letter
+        self.dead_letter |= device.exhausted
+        self.failed += 1
+        tally["failed", device.platform, ""] += 1
+        if device.pruned:
+            tally["pruned", device.platform, ""] += 1
+            self._log_pruned(device)
+        return DeviceOutcome(device, token_fault=token_fault, prune=device.pruned)
+
+    def _log_pruned(self, device: Device) -> None:
+        log.info(
+            "push %s: pruned %s token %s (%s)",
+            self.message.id,
+            device.platform,
+            mask_token(device.token),
+            device.provider_code,
+            extra={
+                "event": "token.pruned",
+                "message_id": self.message.id,
+                "account": self.message.account,
+                "channel": "push",
+                "platform": device.platform,
+                "token": mask_token(device.token),
+                "code": device.provider_code,
+            },
+        )
 
     async def cancel(self) -> Outcome:
         """The campaign was cancelled: the devices not sent to yet end as cancelled."""

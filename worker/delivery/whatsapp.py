@@ -195,30 +195,7 @@ async def _after_error(
     latency_ms = (time.perf_counter() - started) * 1000
     # Attempts are counted from the message's last manual retry (a dead letter sent again).
     decision = policy.after_error(exc, number - message.attempt_base, ctx.whatsapp_retry)
-    if decision.suspend:
-        await channels.suspend(
-            ctx.redis,
-            message.account,
-            channels.WHATSAPP,
-            f"WhatsApp refused this account's credentials: {exc.reason}",
-            ctx.settings.account_stop_s,
-        )
-        log.error("whatsapp for account %s suspended: %s", message.account, exc.reason)
-    if decision.exhaust_pair and ctx.settings.whatsapp_pair_rate_per_s:
-        # Meta counts this recipient as full (sends from elsewhere, a burst we did not
-        # see): its own pacing starts from empty; the number and other recipients go on.
-        await ctx.limiter.exhaust(
-            _pair_key(config, to),
-            ctx.settings.whatsapp_pair_rate_per_s,
-            ctx.settings.whatsapp_pair_burst,
-        )
-    if decision.penalize:
-        factor = await ctx.limiter.penalize(f"wa:{config.phone_number_id}")
-        log.warning(
-            "whatsapp number %s throttled by the provider: rate / %g for a while",
-            config.phone_number_id,
-            factor,
-        )
+    await _slow_or_stop(ctx, message.account, config, to, exc, decision)
     retry = decision.retry
     attempt = Attempt(
         attempt=number,
@@ -246,27 +223,77 @@ async def _after_error(
         not_before=not_before,
         dead_letter=dead_letter,
     )
+    _report_failed(message, to, number, attempt, exc.code, latency_ms, dead_letter=dead_letter)
+    return Outcome(status, attempt.retry_in_s)
+
+
+async def _slow_or_stop(
+    ctx: DeliveryContext,
+    account: str,
+    config: WhatsAppConfig,
+    to: str,
+    exc: DeliveryError,
+    decision: policy.Decision,
+) -> None:
+    """What the error does beyond this message: the account's channel stopped, the
+    recipient's pacing emptied, or the number's rate slowed for a while."""
+    if decision.suspend:
+        await channels.suspend(
+            ctx.redis,
+            account,
+            channels.WHATSAPP,
+            f"WhatsApp refused this account's credentials: {exc.reason}",
+            ctx.settings.account_stop_s,
+        )
+        log.error("whatsapp for account %s suspended: %s", account, exc.reason)
+    if decision.exhaust_pair and ctx.settings.whatsapp_pair_rate_per_s:
+        # Meta counts this recipient as full (sends from elsewhere, a burst we did not
+        # see): its own pacing starts from empty; the number and other recipients go on.
+        await ctx.limiter.exhaust(
+            _pair_key(config, to),
+            ctx.settings.whatsapp_pair_rate_per_s,
+            ctx.settings.whatsapp_pair_burst,
+        )
+    if decision.penalize:
+        factor = await ctx.limiter.penalize(f"wa:{config.phone_number_id}")
+        log.warning(
+            "whatsapp number %s throttled by the provider: rate / %g for a while",
+            config.phone_number_id,
+            factor,
+        )
+
+
+def _report_failed(
+    message: Message,
+    to: str,
+    number: int,
+    attempt: Attempt,
+    code: str,
+    latency_ms: float,
+    *,
+    dead_letter: bool,
+) -> None:
+    """Metrics and the log line of a failed attempt (the record is written already)."""
     metrics.SENDS.labels("whatsapp", attempt.outcome).inc()
     metrics.PROVIDER_LATENCY.labels("whatsapp").observe(latency_ms / 1000)
-    if retry:
-        metrics.RETRIES.labels("whatsapp", exc.code).inc()
+    if attempt.outcome == "retry":
+        metrics.RETRIES.labels("whatsapp", code).inc()
     log.info(
         "whatsapp %s to %s attempt %d: %s (%s)",
         message.id,
         mask_phone(to),
         number,
         attempt.outcome,
-        exc.code,
+        code,
         extra=_event(
             message,
             number,
             attempt.outcome,
-            code=exc.code,
+            code=code,
             latency_ms=attempt.latency_ms,
             retry_in_s=attempt.retry_in_s,
         ),
     )
     if dead_letter:
         metrics.DEAD_LETTERED.labels("whatsapp").inc()
-        _dead_letter(message, exc.code)
-    return Outcome(status, attempt.retry_in_s)
+        _dead_letter(message, code)
