@@ -66,6 +66,8 @@ class Code(StrEnum):
     AUTOMATION_INACTIVE = "automation_inactive"
     ALREADY_ENROLLED = "already_enrolled"
     RUN_NOT_FOUND = "run_not_found"
+    WEBHOOK_NOT_FOUND = "webhook_not_found"
+    WEBHOOK_LIMIT_REACHED = "webhook_limit_reached"
     # --- The account's channels -----------------------------------------------------------
     CHANNEL_NOT_CONFIGURED = "channel_not_configured"
     PUSH_NOT_ENABLED = "push_not_enabled"
@@ -177,6 +179,8 @@ MEANINGS: dict[Code, Meaning] = {
     Code.AUTOMATION_INACTIVE: Meaning(409, "The automation is not active: activate it first"),
     Code.ALREADY_ENROLLED: Meaning(409),
     Code.RUN_NOT_FOUND: Meaning(404),
+    Code.WEBHOOK_NOT_FOUND: Meaning(404),
+    Code.WEBHOOK_LIMIT_REACHED: Meaning(409),
     Code.CHANNEL_NOT_CONFIGURED: Meaning(
         403, "WhatsApp channel not configured for this account", channel=True
     ),

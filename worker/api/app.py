@@ -20,10 +20,12 @@ from worker.api.routes import (
     push,
     webhooks,
     whatsapp,
+    whatsapp_callbacks,
 )
 from worker.api.send_route import SendFastPath
 from worker.config import Settings, get_settings
 from worker.observe import heap, metrics
+from worker.providers.outbound import OutboundClient
 from worker.store import secrets as store_secrets
 from worker.store.client import create_redis
 
@@ -37,10 +39,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store_secrets.use(settings)
         metrics.initialize()
         app.state.redis = create_redis(settings)
+        # For a webhook endpoint's test event, posted while the caller waits.
+        app.state.outbound = OutboundClient(
+            allow=settings.outbound_allow,
+            deadline_s=settings.outbound_deadline_s,
+            max_response_bytes=settings.outbound_max_response_bytes,
+            max_connections=10,
+        )
         heap.freeze_startup()
         try:
             yield
         finally:
+            await app.state.outbound.aclose()
             await app.state.redis.aclose()
 
     app = FastAPI(
@@ -64,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         messages,
         deadletters,
         webhooks,
+        whatsapp_callbacks,
         ops,
     ):
         app.include_router(module.router)

@@ -155,12 +155,14 @@ HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://
 class Scope(StrEnum):
     """What a key may do. ``send``: single sends, and the status of the account's sends
     (without their content or the recipient's number); ``campaigns``: campaigns, content
-    included; ``contacts``: contact data; ``automations``; ``admin``: everything."""
+    included; ``contacts``: contact data; ``automations``; ``webhooks``: event webhook
+    endpoints (an endpoint gets the events its creating key could read); ``admin``: all."""
 
     SEND = "send"
     CAMPAIGNS = "campaigns"
     CONTACTS = "contacts"
     AUTOMATIONS = "automations"
+    WEBHOOKS = "webhooks"
     ADMIN = "admin"
 
 

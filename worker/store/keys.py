@@ -243,6 +243,16 @@ def tag_members(account_id: str, tag: str) -> str:
     return f"{PREFIX}:{account_id}:tag:{tag}"
 
 
+def webhooks(account_id: str) -> str:
+    """Sorted set of the account's event webhook endpoint ids by creation time."""
+    return f"{PREFIX}:{account_id}:webhooks"
+
+
+def webhook(account_id: str, endpoint_id: str) -> str:
+    """An endpoint: its record (JSON) and its sealed signing secret, a hash."""
+    return f"{PREFIX}:{account_id}:webhook:{endpoint_id}"
+
+
 def campaigns(account_id: str) -> str:
     """Sorted set of the account's campaign ids by creation time."""
     return f"{PREFIX}:{account_id}:campaigns"

@@ -1,0 +1,191 @@
+"""``/webhooks/whatsapp``: Meta's verification handshake and signed event callbacks.
+
+Inbound customer messages open the 24-hour window for free-form sends; status
+events record what happened to a message after the Graph API accepted it. A
+payload whose ``X-Hub-Signature-256`` does not verify with the app secret of
+every account it mentions is rejected whole, and nothing of it is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from redis.asyncio import Redis
+
+from worker.api.deps import RedisDep, SettingsDep
+from worker.codes import Code
+from worker.errors import Rejected
+from worker.masking import mask_phone
+from worker.store import channels, conversations, messages
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+log = logging.getLogger(__name__)
+_SIGNATURE_RE = re.compile(r"^sha256=[0-9a-f]{64}$")
+# Numbers one callback may name: Meta sends a WABA's changes together (a few numbers); a
+# payload naming more is refused before any of them is looked up.
+MAX_NUMBERS_PER_CALLBACK = 20
+
+
+def signature(app_secret: str, raw_body: bytes) -> str:
+    return "sha256=" + hmac.new(app_secret.encode(), raw_body, hashlib.sha256).hexdigest()
+
+
+def _changes(payload: Any) -> Iterator[dict[str, Any]]:
+    if not isinstance(payload, dict):
+        return
+    for entry in payload.get("entry") or []:
+        if not isinstance(entry, dict):
+            continue
+        for change in entry.get("changes") or []:
+            value = change.get("value") if isinstance(change, dict) else None
+            if isinstance(value, dict):
+                yield value
+
+
+def _phone_number_id(value: dict[str, Any]) -> str | None:
+    metadata = value.get("metadata")
+    if isinstance(metadata, dict) and metadata.get("phone_number_id"):
+        return str(metadata["phone_number_id"])
+    return None
+
+
+@router.get("/whatsapp", response_model=None)
+async def verify(
+    redis: RedisDep,
+    mode: Annotated[str | None, Query(alias="hub.mode")] = None,
+    token: Annotated[str | None, Query(alias="hub.verify_token")] = None,
+    challenge: Annotated[str | None, Query(alias="hub.challenge")] = None,
+) -> PlainTextResponse:
+    if mode != "subscribe" or not token or challenge is None:
+        raise Rejected(
+            Code.INVALID_REQUEST, "Expected hub.mode=subscribe, hub.verify_token and hub.challenge"
+        )
+    if await channels.account_for_verify_token(redis, token) is None:
+        raise Rejected(Code.FORBIDDEN, "Unknown verify token")
+    return PlainTextResponse(challenge)
+
+
+@router.post("/whatsapp")
+async def receive(request: Request, redis: RedisDep, settings: SettingsDep) -> JSONResponse:
+    """Verify the callback against every account it names, then record its inbound
+    messages (they open the 24-hour window) and its status reports."""
+    presented = _presented_signature(request)
+    raw = await request.body()
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        raise Rejected(Code.INVALID_JSON, "Request body is not valid JSON") from None
+
+    values = list(_changes(payload))
+    owners = await _owners(redis, values)
+    await _verify_signatures(redis, owners, raw, presented)
+
+    inbound = statuses = 0
+    for value in values:
+        account = owners.get(_phone_number_id(value) or "")
+        if account is None:
+            continue  # a number no account here owns: nothing of it is stored
+        inbound += await _record_inbound(redis, account, value, settings.whatsapp_window_s)
+        statuses += await _record_statuses(redis, account, value)
+    return JSONResponse({"success": True, "messages": inbound, "statuses": statuses})
+
+
+def _presented_signature(request: Request) -> str:
+    """The signature header, checked for form first: nothing is read, parsed or looked up
+    for a request that could not be Meta's (the body itself is capped by the API's guard)."""
+    presented = request.headers.get("x-hub-signature-256")
+    if not presented:
+        raise Rejected(Code.INVALID_SIGNATURE, "Missing X-Hub-Signature-256 header")
+    if not _SIGNATURE_RE.fullmatch(presented):
+        raise Rejected(Code.INVALID_SIGNATURE, "Malformed X-Hub-Signature-256 header")
+    return presented
+
+
+async def _owners(redis: Redis, values: list[dict[str, Any]]) -> dict[str, str]:
+    """The account owning each phone number the callback names (numbers nobody here owns
+    are left out); refused before any lookup when it names too many."""
+    numbers = {n for n in (_phone_number_id(v) for v in values) if n}
+    if len(numbers) > MAX_NUMBERS_PER_CALLBACK:
+        raise Rejected(Code.INVALID_REQUEST, "Too many phone numbers in one callback")
+    owners: dict[str, str] = {}
+    for phone_number_id in numbers:  # one lookup per distinct number
+        account = await channels.account_for_phone_number(redis, phone_number_id)
+        if account:
+            owners[phone_number_id] = account
+    return owners
+
+
+async def _verify_signatures(
+    redis: Redis, owners: dict[str, str], raw: bytes, presented: str
+) -> None:
+    """The signature must verify with the app secret of every account the callback names:
+    one account's secret must not let it write into another's messages."""
+    for account in set(owners.values()):
+        config = await channels.load_whatsapp(redis, account)
+        if config is None or config.app_secret is None:
+            raise Rejected(
+                Code.INVALID_SIGNATURE,
+                "Cannot verify the signature: no app secret configured for this number",
+            )
+        expected = signature(config.app_secret.get_secret_value(), raw)
+        if not hmac.compare_digest(expected, presented):
+            log.warning("whatsapp webhook with a bad signature rejected (account %s)", account)
+            raise Rejected(Code.INVALID_SIGNATURE, "Invalid webhook signature")
+
+
+async def _record_inbound(redis: Redis, account: str, value: dict[str, Any], window_s: int) -> int:
+    """Open the free-form window for each customer who wrote; how many opened one."""
+    inbound = 0
+    for msg in value.get("messages") or []:
+        sender = str(msg.get("from") or "")
+        if not sender.isdigit():
+            continue
+        received_at = float(msg.get("timestamp") or 0)
+        if await conversations.open_window(redis, account, "+" + sender, received_at, window_s):
+            inbound += 1
+            log.info("whatsapp inbound from %s opens the window", mask_phone("+" + sender))
+    return inbound
+
+
+async def _record_statuses(redis: Redis, account: str, value: dict[str, Any]) -> int:
+    """Apply each status report to the account's message it is about; how many changed
+    a message."""
+    statuses = 0
+    for status in value.get("statuses") or []:
+        wamid = str(status.get("id") or "")
+        errors = status.get("errors") or []
+        error = ""
+        if errors and isinstance(errors[0], dict):
+            error = f"{errors[0].get('code', '')} {errors[0].get('title', '')}".strip()
+        if not wamid:
+            continue
+        # The provider can report "delivered" before the worker has written down the
+        # wamid it answered: such a report is held until it does.
+        found = await messages.find_or_hold_status(
+            redis,
+            wamid,
+            account,
+            str(status.get("status") or ""),
+            float(status.get("timestamp") or 0),
+            error,
+        )
+        if found is None or found[0] != account:
+            continue
+        if await messages.apply_delivery_status(
+            redis,
+            account,
+            found[1],
+            str(status.get("status") or ""),
+            float(status.get("timestamp") or 0),
+            error,
+        ):
+            statuses += 1
+    return statuses
