@@ -36,6 +36,8 @@ TEST_ENV = {
     # 127.0.0.1 (the services themselves) stays refused.
     "DISPATCH_OUTBOUND_ALLOW": RECEIVER_HOST + "/32",
     "DISPATCH_OUTBOUND_DEADLINE_S": "2",
+    # Event webhooks retried within seconds (the default waits span a day).
+    "DISPATCH_WEBHOOK_RETRY_SCHEDULE_S": "0.3,0.3,0.5,0.5,1,1,1",
     # One key sends for many tests at once: its limit is checked (every request pays for
     # the check) at a rate no test reaches; tests/security tests the limit itself.
     "DISPATCH_API_KEY_RATE_PER_S": "1000000",

@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     outbound_deadline_s: float = Field(default=10.0, gt=0)
     outbound_max_response_bytes: int = Field(default=64 * 1024, gt=0)
 
+    # Event webhooks: the waits between a delivery's attempts (seconds, comma-separated; the
+    # default makes 8 attempts over about 28 hours), how many requests to one endpoint at
+    # once, and how long an endpoint may fail without a success before it is disabled.
+    webhook_retry_schedule_s: str = "5,300,1800,7200,18000,36000,36000"
+    webhook_concurrency: int = Field(default=16, ge=1, le=256)
+    webhook_disable_after_s: float = Field(default=5 * 86_400, gt=0)
+
     # Devices sent per slice of a push job, and slices in flight at once; results are
     # recorded after each slice, so a worker killed mid-send re-sends at most
     # size x in-flight devices of each job it was running.
@@ -191,6 +198,20 @@ class Settings(BaseSettings):
     worker_metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     metrics_port_base: int = 9100
+
+    @field_validator("webhook_retry_schedule_s")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        waits = [float(part) for part in value.split(",") if part.strip()]
+        if not waits or any(w < 0 for w in waits) or len(waits) > 20:
+            raise ValueError("1 to 20 non-negative numbers of seconds, comma-separated")
+        return value
+
+    @property
+    def webhook_retry_waits_s(self) -> tuple[float, ...]:
+        return tuple(
+            float(part) for part in self.webhook_retry_schedule_s.split(",") if part.strip()
+        )
 
     @field_validator("redis_maxmemory")
     @classmethod

@@ -123,6 +123,22 @@ Crash = Callable[[DeliveryContext, str, str, BaseException], Coroutine[Any, Any,
 # What a job that failed on a bug leaves behind, by task: its message failed and
 # dead-lettered, its campaign's batch counted failed, its run failed at its step. The same
 # recorder serves a job quarantined after killing its worker process (tasks.quarantine).
+# A sender crashed mid-round (a bug): its deliveries stay where they were and are made by a
+# later job; the endpoint is given a minute before it is tried again, not the next beat.
+_WEBHOOK_CRASH_PAUSE_S = 60.0
+
+
+async def record_webhook_crash(
+    ctx: DeliveryContext, account_id: str, endpoint_id: str, exc: BaseException
+) -> None:
+    from worker.store import webhook_deliveries
+
+    log.error("webhook sender for %s/%s crashed: %r", account_id, endpoint_id, exc)
+    await webhook_deliveries.set_work(
+        ctx.redis, account_id, endpoint_id, time.time() + _WEBHOOK_CRASH_PAUSE_S
+    )
+
+
 CRASH_RECORDERS: dict[str, Crash] = {
     jobs.WHATSAPP_SEND: record_crash,
     jobs.PUSH_SEND: record_crash,
@@ -131,6 +147,7 @@ CRASH_RECORDERS: dict[str, Crash] = {
     jobs.CAMPAIGN_WHATSAPP: record_whatsapp_batch_crash,
     jobs.AUTOMATION_STEP: record_run_crash,
     jobs.AUTOMATION_BATCH: record_automation_batch_crash,
+    jobs.WEBHOOK_DELIVER: record_webhook_crash,
 }
 
 

@@ -10,14 +10,28 @@ private address, no redirect, one deadline, a bounded read of the answer.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 from standardwebhooks.webhooks import Webhook
 
+from worker.delivery.context import DeliveryContext, Outcome
+from worker.models import MessageStatus, iso
+from worker.models.webhooks import Delivery, DeliveryStatus, Endpoint, EventType
+from worker.observe import metrics
 from worker.providers.outbound import OutboundClient, OutboundError
+from worker.store import keys, locks, webhooks
+from worker.store import webhook_deliveries as deliveries
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = "multichannel-dispatch-webhooks/1"
 
@@ -66,3 +80,173 @@ async def post_event(
     ok = 200 <= reply.status < 300
     error = None if ok else f"the endpoint answered {reply.status}"
     return DeliveryAttempt(ok, reply.status, round(reply.elapsed_ms, 1), error)
+
+
+# --- the outbox to each endpoint's queue (the beat) -----------------------------------------
+
+_CONSUMER = "beat"
+
+
+def event_id_for(entry_id: str) -> str:
+    """The event's id, the same for every endpoint and every time it is read again: from
+    its outbox entry's id (``1700000000000-0`` → ``evt_1700000000000_0``)."""
+    return "evt_" + entry_id.replace("-", "_")
+
+
+async def dispatch_outbox(redis: Redis, count: int = 500) -> int:
+    """Move events from the outbox to the queue of every endpoint that wants them: first
+    what an earlier beat read and did not finish (it died), then new events. Each entry's
+    deliveries and its acknowledgement are one transaction: none is lost or made twice.
+    Returns how many events were moved."""
+    stream = keys.webhook_events()
+    moved = 0
+    endpoints: dict[str, list[Endpoint]] = {}
+    for start in ("0", ">"):
+        try:
+            replies: Any = await redis.xreadgroup(
+                keys.WEBHOOK_EVENTS_GROUP, _CONSUMER, {stream: start}, count=count
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            with contextlib.suppress(ResponseError):  # BUSYGROUP: another beat made it
+                await redis.xgroup_create(stream, keys.WEBHOOK_EVENTS_GROUP, id="0", mkstream=True)
+            return moved
+        pairs = replies.items() if isinstance(replies, dict) else (replies or [])
+        for _stream, entries in pairs:
+            for entry_id, values in entries:
+                await _fan_out(redis, str(entry_id), values, endpoints)
+                metrics.WEBHOOK_EVENTS.labels(values.get("t", "")).inc()
+                moved += 1
+    return moved
+
+
+async def _fan_out(
+    redis: Redis, entry_id: str, values: dict[str, str], cache: dict[str, list[Endpoint]]
+) -> None:
+    account = values.get("a", "")
+    event_type = values.get("t", "")
+    try:
+        kind = EventType(event_type)
+        at = float(values["at"])
+        data = json.loads(values["d"])
+    except (KeyError, ValueError):
+        log.error("webhook outbox entry %s unreadable; dropped", entry_id)
+        kind = None
+    targets: list[Endpoint] = []
+    if kind is not None and account:
+        if account not in cache:
+            cache[account] = await webhooks.list_all(redis, account)
+        targets = [e for e in cache[account] if e.active and e.wants(kind)]
+    event_id = event_id_for(entry_id)
+    async with redis.pipeline(transaction=True) as pipe:
+        for endpoint in targets:
+            body = event_body(event_id, event_type, at, data)
+            delivery = Delivery(
+                id=f"{endpoint.id}.{entry_id}",
+                endpoint_id=endpoint.id,
+                event_id=event_id,
+                type=event_type,
+                created_at=at,
+                body=body.decode(),
+            )
+            deliveries.enqueue(pipe, account, endpoint.id, delivery)
+        pipe.xack(keys.webhook_events(), keys.WEBHOOK_EVENTS_GROUP, entry_id)
+        pipe.xdel(keys.webhook_events(), entry_id)  # the stream holds only what is to do
+        replies = await pipe.execute()
+    dropped = sum(int(r) for r in replies[: len(targets)])
+    if dropped:
+        metrics.WEBHOOK_DROPPED.inc(dropped)
+        log.warning("webhooks of %s: %d delivery(ies) dropped, backlog full", account, dropped)
+
+
+# --- an endpoint's sender (the bulk worker) ---------------------------------------------------
+
+# Deliveries taken per round, and the longest a sender job runs before giving its place.
+_ROUND = 100
+_JOB_BUDGET_S = 20.0
+
+
+async def drain(ctx: DeliveryContext, account: str, endpoint_id: str) -> Outcome:
+    """Make the endpoint's due deliveries, a round at a time (up to ``webhook_concurrency``
+    requests at once), until none is due or the job's time is spent; then say when the
+    endpoint is next due. One sender per endpoint (a lease): a second job does nothing."""
+    redis = ctx.redis
+    async with locks.held(
+        redis, keys.webhook_lock(account, endpoint_id), ctx.settings.lease_ttl_s
+    ) as token:
+        if token is None:
+            return Outcome(MessageStatus.SENT)  # another job sends for it now
+        endpoint = await webhooks.load(redis, account, endpoint_id)
+        secret = await webhooks.load_secret(redis, account, endpoint_id)
+        if endpoint is None or secret is None or not endpoint.active:
+            # Deleted or switched off: its deliveries wait (or expire); no work scheduled.
+            await deliveries.set_work(redis, account, endpoint_id, None)
+            return Outcome(MessageStatus.SENT)
+        started = time.monotonic()
+        while time.monotonic() - started < _JOB_BUDGET_S:
+            taken = await deliveries.due(redis, account, endpoint_id, time.time(), _ROUND)
+            if not taken.ids:
+                break
+            await _round(ctx, endpoint, secret, taken)
+            if await _disable_if_failing_too_long(ctx, endpoint):
+                return Outcome(MessageStatus.SENT)
+        now = time.time()
+        await deliveries.set_work(
+            redis, account, endpoint_id, await deliveries.next_due(redis, account, endpoint_id, now)
+        )
+        return Outcome(MessageStatus.SENT)
+
+
+async def _round(
+    ctx: DeliveryContext, endpoint: Endpoint, secret: str, taken: deliveries.Due
+) -> None:
+    by_id = {d.id: d for d in await deliveries.load_many(ctx.redis, endpoint.account, taken.ids)}
+    gate = asyncio.Semaphore(ctx.settings.webhook_concurrency)
+    waits = ctx.settings.webhook_retry_waits_s
+
+    async def attempt(delivery: Delivery) -> deliveries.Result:
+        async with gate:
+            at = time.time()
+            result = await post_event(
+                ctx.outbound, endpoint.url, secret, delivery.event_id, at, delivery.body.encode()
+            )
+        return _judge(delivery, result, at, waits)
+
+    present = [by_id[i] for i in taken.ids if i in by_id]  # an expired record is skipped
+    results = await asyncio.gather(*(attempt(d) for d in present))
+    await deliveries.record(ctx.redis, endpoint.account, endpoint.id, taken, list(results))
+    for result in results:
+        metrics.WEBHOOK_DELIVERIES.labels(result.delivery.type, result.status.value).inc()
+
+
+def _judge(
+    delivery: Delivery, attempt: DeliveryAttempt, at: float, waits: tuple[float, ...]
+) -> deliveries.Result:
+    """What an attempt leaves the delivery as: delivered, waiting for the next attempt, or
+    failed once every wait of the schedule is spent (or the URL may not be called)."""
+    if attempt.delivered:
+        return deliveries.Result(delivery, DeliveryStatus.DELIVERED, at, attempt.status, None)
+    number = delivery.attempts + 1
+    if attempt.permanent or number > len(waits):
+        return deliveries.Result(delivery, DeliveryStatus.FAILED, at, attempt.status, attempt.error)
+    return deliveries.Result(
+        delivery, DeliveryStatus.RETRYING, at, attempt.status, attempt.error, at + waits[number - 1]
+    )
+
+
+async def _disable_if_failing_too_long(ctx: DeliveryContext, endpoint: Endpoint) -> bool:
+    stats = await deliveries.stats(ctx.redis, endpoint.account, endpoint.id)
+    since = float(stats.get("failing_since") or 0)
+    if not since or time.time() - since < ctx.settings.webhook_disable_after_s:
+        return False
+    reason = (
+        f"every delivery failed since {iso(since)} "
+        f"(last: {stats.get('last_error') or 'unknown'}); activate it again to resume"
+    )
+    endpoint.active = False
+    endpoint.disabled_reason, endpoint.disabled_at = reason, time.time()
+    await webhooks.save(ctx.redis, endpoint)
+    await deliveries.set_work(ctx.redis, endpoint.account, endpoint.id, None)
+    log.warning("webhook endpoint %s of %s disabled: %s", endpoint.id, endpoint.account, reason)
+    return True

@@ -75,8 +75,9 @@ def _events(value: list[str] | None) -> list[str] | None:
 
 class WebhookCreate(StrictBody):
     url: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
-    events: list[EventName] = Field(default_factory=lambda: [ALL_EVENTS], min_length=1,
-                                    max_length=len(SUBSCRIBABLE) + 1)  # fmt: skip
+    events: list[EventName] = Field(
+        default_factory=lambda: [ALL_EVENTS], min_length=1, max_length=len(SUBSCRIBABLE) + 1
+    )
     description: Description = ""
     active: bool = True
 
@@ -85,8 +86,9 @@ class WebhookCreate(StrictBody):
 
 class WebhookUpdate(StrictBody):
     url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = None
-    events: list[EventName] | None = Field(default=None, min_length=1,
-                                           max_length=len(SUBSCRIBABLE) + 1)  # fmt: skip
+    events: list[EventName] | None = Field(
+        default=None, min_length=1, max_length=len(SUBSCRIBABLE) + 1
+    )
     description: Description | None = None
     active: bool | None = None
     # A new signing secret, shown once in the answer; the old one stops signing at once.
@@ -121,3 +123,42 @@ class Endpoint(BaseModel):
         if event not in self.readable():
             return False
         return ALL_EVENTS in self.events or event in self.events
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # queued, not tried yet
+    RETRYING = "retrying"  # tried, waiting for its next attempt
+    DELIVERED = "delivered"
+    FAILED = "failed"  # every attempt failed
+    DROPPED = "dropped"  # the endpoint's backlog was full
+
+
+class Delivery(BaseModel):
+    """One event for one endpoint, as stored (a hash of strings)."""
+
+    id: str
+    endpoint_id: str
+    event_id: str
+    type: str
+    created_at: float
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    attempts: int = 0
+    last_status: int | None = None
+    last_error: str | None = None
+    last_attempt_at: float | None = None
+    next_attempt_at: float | None = None
+    delivered_at: float | None = None
+    # The event as posted (JSON); not shown in listings.
+    body: str = ""
+
+    @field_validator(
+        "last_status",
+        "last_attempt_at",
+        "next_attempt_at",
+        "delivered_at",
+        "last_error",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value

@@ -79,6 +79,21 @@ AUTOMATION_STEPS = Counter(
     "when it starts: waiting).",
     ["type", "outcome"],
 )
+WEBHOOK_EVENTS = Counter(
+    "dispatch_webhook_events_total",
+    "Events taken from the outbox for accounts with webhook endpoints, by type.",
+    ["type"],
+)
+WEBHOOK_DELIVERIES = Counter(
+    "dispatch_webhook_deliveries_total",
+    "Attempts to post an event to an endpoint, by event type and what the attempt left the "
+    "delivery as (delivered, retrying, failed).",
+    ["type", "outcome"],
+)
+WEBHOOK_DROPPED = Counter(
+    "dispatch_webhook_deliveries_dropped_total",
+    "Deliveries dropped because their endpoint's backlog was full.",
+)
 API_ACCEPTED = Counter(
     "dispatch_api_sends_accepted_total",
     "Send requests the API accepted and queued, by channel.",

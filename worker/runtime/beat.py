@@ -25,12 +25,22 @@ from typing import cast
 from redis.asyncio import Redis
 
 from worker.config import Settings
+from worker.delivery import webhooks
 from worker.ids import new_id
 from worker.masking import mask_token
 from worker.observe import heap, metrics
 from worker.outages import is_infrastructure
 from worker.services import triggers
-from worker.store import accounts, delayed, joberrors, jobs, keys, messages, tokens
+from worker.store import (
+    accounts,
+    delayed,
+    joberrors,
+    jobs,
+    keys,
+    messages,
+    tokens,
+    webhook_deliveries,
+)
 from worker.store.client import create_redis
 from worker.store.jobs import add_job, publish
 
@@ -71,6 +81,26 @@ async def pump_once(redis: Redis, now: float) -> int:
             await pipe.execute()
     await delayed.take(redis, now, members)
     return len(members)
+
+
+# How long an endpoint whose sender was published waits before it is published again, if
+# that sender never reports (it died): the sender sets the real next time when it ends.
+WEBHOOK_SENDER_HOLD_S = 30.0
+
+
+async def publish_webhook_senders(redis: Redis, now: float) -> int:
+    """A sender job for each endpoint with deliveries due; returns how many."""
+    published = 0
+    for member in await webhook_deliveries.claim_due(redis, now, BATCH, WEBHOOK_SENDER_HOLD_S):
+        parsed = webhook_deliveries.parse_work_member(member)
+        if parsed is None:
+            await redis.zrem(keys.webhook_work(), member)
+            await _malformed(redis, "webhook_work", member)
+            continue
+        account, endpoint_id = parsed
+        await publish(redis, jobs.WEBHOOK_DELIVER, account, endpoint_id)
+        published += 1
+    return published
 
 
 async def _malformed(redis: Redis, where: str, item: str) -> None:
@@ -167,6 +197,9 @@ async def run(settings: Settings) -> None:
                 moved = await pump_once(redis, time.time())
                 # Contacts created or tagged: the automations their change triggers.
                 moved += await triggers.process_contact_events(redis)
+                # Events to each endpoint's queue, and a sender for each endpoint due.
+                moved += await webhooks.dispatch_outbox(redis)
+                moved += await publish_webhook_senders(redis, time.time())
             except Exception as exc:
                 moved = 0
                 if is_infrastructure(exc):

@@ -36,6 +36,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
             "tasks.campaigns",
             "tasks.automations",
             "tasks.quarantine",
+            "tasks.webhooks",
         ],
         # Where a job whose pool process died goes back to (tasks.base).
         task_cls="tasks.base:DispatchTask",

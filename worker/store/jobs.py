@@ -3,7 +3,7 @@
 A job is published by name (its Celery message written onto its queue's Redis list,
 below) and run by the task of that name in ``tasks/``. Transactional sends have
 workers of their own, so that a campaign or a flood of enrolments never delays an
-OTP: campaign and automation jobs go to ``bulk``. (An automation's send steps are
+OTP: campaign, automation and webhook jobs go to ``bulk``. (An automation's send steps are
 ordinary messages: their jobs go to ``transactional``.)
 
 Publishing: the Celery message written straight onto its queue's Redis list.
@@ -41,6 +41,7 @@ CAMPAIGN_WHATSAPP = "campaign.whatsapp"  # a campaign's WhatsApp batch (a list o
 AUTOMATION_STEP = "automation.step"  # one automation run's next steps
 AUTOMATION_BATCH = "automation.batch"  # runs whose waits ended together
 QUARANTINE = "job.quarantine"  # records a job that kept killing its worker process
+WEBHOOK_DELIVER = "webhook.deliver"  # an endpoint's due event deliveries
 
 NAMES = (
     WHATSAPP_SEND,
@@ -51,11 +52,12 @@ NAMES = (
     AUTOMATION_STEP,
     AUTOMATION_BATCH,
     QUARANTINE,
+    WEBHOOK_DELIVER,
 )
 
 
 def queue_for(task: str) -> str:
-    return BULK if task.startswith(("campaign.", "automation.")) else TRANSACTIONAL
+    return BULK if task.startswith(("campaign.", "automation.", "webhook.")) else TRANSACTIONAL
 
 
 def celery_routes() -> dict[str, dict[str, str]]:

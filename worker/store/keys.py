@@ -29,6 +29,9 @@ GLOBAL_SEGMENTS = frozenset(
         "wa_verify",
         "wamid",
         "wamid-early",
+        "webhook_accounts",
+        "webhook_events",
+        "webhook_work",
         "workers",
     }
 )
@@ -253,6 +256,36 @@ def webhook(account_id: str, endpoint_id: str) -> str:
     return f"{PREFIX}:{account_id}:webhook:{endpoint_id}"
 
 
+def webhook_queue(account_id: str, endpoint_id: str) -> str:
+    """The endpoint's deliveries not tried yet, oldest first (a list of delivery ids)."""
+    return f"{PREFIX}:{account_id}:webhook:{endpoint_id}:queue"
+
+
+def webhook_retry(account_id: str, endpoint_id: str) -> str:
+    """The endpoint's deliveries waiting for their next attempt, by when (a sorted set)."""
+    return f"{PREFIX}:{account_id}:webhook:{endpoint_id}:retry"
+
+
+def webhook_deliveries(account_id: str, endpoint_id: str) -> str:
+    """Every recent delivery of the endpoint by creation time, for inspection and replay."""
+    return f"{PREFIX}:{account_id}:webhook:{endpoint_id}:deliveries"
+
+
+def webhook_stats(account_id: str, endpoint_id: str) -> str:
+    """The endpoint's counters (delivered, failed, dropped) and its failing streak."""
+    return f"{PREFIX}:{account_id}:webhook:{endpoint_id}:stats"
+
+
+def webhook_lock(account_id: str, endpoint_id: str) -> str:
+    """One sender per endpoint at a time."""
+    return f"{PREFIX}:{account_id}:webhook:{endpoint_id}:lock"
+
+
+def webhook_delivery(account_id: str, delivery_id: str) -> str:
+    """One event for one endpoint: the event's body, its attempts, its state (a hash)."""
+    return f"{PREFIX}:{account_id}:whd:{delivery_id}"
+
+
 def campaigns(account_id: str) -> str:
     """Sorted set of the account's campaign ids by creation time."""
     return f"{PREFIX}:{account_id}:campaigns"
@@ -284,6 +317,25 @@ def campaign_batch(account_id: str, campaign_id: str, number: int) -> str:
 
 def campaign_lock(account_id: str, job_id: str) -> str:
     return f"{PREFIX}:{account_id}:campaign-lock:{job_id}"
+
+
+def webhook_events() -> str:
+    """The outbox: every event a result produced for an account with webhooks, written in
+    the result's own transaction (a stream, read by the beat's consumer group)."""
+    return f"{PREFIX}:webhook_events"
+
+
+WEBHOOK_EVENTS_GROUP = "dispatch"
+
+
+def webhook_accounts() -> str:
+    """The accounts with at least one active endpoint: only their results write events."""
+    return f"{PREFIX}:webhook_accounts"
+
+
+def webhook_work() -> str:
+    """Endpoints with deliveries to make ("account endpoint"), by when the next is due."""
+    return f"{PREFIX}:webhook_work"
 
 
 def worker_heartbeat(node: str) -> str:

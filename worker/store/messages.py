@@ -16,7 +16,8 @@ from redis.asyncio.client import Pipeline
 
 from worker.ids import new_id
 from worker.models import Attempt, Channel, MessageStatus
-from worker.store import campaigns, jobs, keys, scripts, throughput
+from worker.models.webhooks import EventType
+from worker.store import campaigns, events, jobs, keys, scripts, throughput
 from worker.store.client import fields, hgetall_str
 from worker.store.jobs import add_job
 
@@ -185,6 +186,7 @@ async def finish_attempt(
     # The provider may report a WhatsApp message's delivery before this transaction names
     # its wamid: those reports wait under the wamid, and are applied once it is recorded.
     wamid = attempt.provider_message_id if message.channel is Channel.WHATSAPP else None
+    hooked = await events.wanted(redis, message.account)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(key, mapping=fields(values))
         if cleared:
@@ -202,6 +204,8 @@ async def finish_attempt(
             add_dead_letter(pipe, message, attempt.at)
         if status.is_final:
             finished(pipe, message, status, _campaign_counts(message, status))
+        if hooked:
+            _attempt_events(pipe, message, attempt, status, dead_letter=dead_letter)
         if wamid:
             # Last, so that its reply is the results' last but one.
             early = keys.early_statuses(wamid)
@@ -210,6 +214,42 @@ async def finish_attempt(
         results = await pipe.execute()
     if wamid:
         await _apply_early_statuses(redis, message, cast(list[bytes | str], results[-2]))
+
+
+def event_data(message: Message, **extra: Any) -> dict[str, Any]:
+    """What an event says of a message: ids, channel and state, never its content or the
+    recipient's number (what a key with the ``send`` scope reads of it)."""
+    data: dict[str, Any] = {"message_id": message.id, "channel": message.channel.value}
+    for name in ("contact_id", "campaign", "template_name", "provider_message_id"):
+        value = getattr(message, name)
+        if value is not None:
+            data["campaign_id" if name == "campaign" else name] = value
+    data.update({k: v for k, v in extra.items() if v is not None})
+    return data
+
+
+def _attempt_events(
+    pipe: Pipeline, message: Message, attempt: Attempt, status: MessageStatus, *, dead_letter: bool
+) -> None:
+    """The events an attempt's result makes, in its own transaction (the outbox)."""
+    at = attempt.at
+    if message.channel is Channel.WHATSAPP and attempt.outcome == "sent":
+        data = event_data(message, status="sent", attempt=attempt.attempt)
+        data["provider_message_id"] = attempt.provider_message_id
+        events.emit(pipe, message.account, EventType.MESSAGE_SENT, data, at)
+    if message.channel is Channel.WHATSAPP and status is MessageStatus.FAILED:
+        data = event_data(
+            message,
+            status="failed",
+            attempt=attempt.attempt,
+            code=attempt.code,
+            error=attempt.error,
+            provider_code=attempt.provider_code,
+        )
+        events.emit(pipe, message.account, EventType.MESSAGE_FAILED, data, at)
+    if dead_letter:
+        data = event_data(message, status="failed", code=attempt.code, error=attempt.error)
+        events.emit(pipe, message.account, EventType.MESSAGE_DEAD_LETTERED, data, at)
 
 
 def _attempt_fields(

@@ -273,6 +273,21 @@ PUSH_SEND = Script(
 )
 RELEASE = Script("release", keys=("lock",), args=("token",))
 RENEW = Script("renew", keys=("lock",), args=("token", "ttl_ms"))
+WEBHOOK_ENQUEUE = Script(
+    "webhook_enqueue",
+    keys=("delivery", "queue", "retry", "index", "stats", "work"),
+    args=(
+        "delivery_id",
+        "fields",
+        "created_at",
+        "ttl_s",
+        "backlog_max",
+        "index_max",
+        "work_member",
+        "delivery_key_template",
+        "dropped_reason",
+    ),
+)
 TOKEN_REMOVE = Script(
     "token_remove", keys=("contact_tokens", "token", "account_tokens"), args=("member",)
 )

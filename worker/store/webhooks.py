@@ -23,6 +23,7 @@ __all__ = [
     "save",
 ]
 from worker.store import keys, secrets
+from worker.store import webhook_deliveries as deliveries
 from worker.store.client import fields
 
 # Standard Webhooks' secret form: "whsec_" and the base64 of the key's bytes (24 random
@@ -55,6 +56,7 @@ async def create(redis: Redis, endpoint: Endpoint) -> str:
     if count > MAX_ENDPOINTS_PER_ACCOUNT:
         await delete(redis, endpoint.account, endpoint.id)
         raise TooManyEndpoints(endpoint.account)
+    await refresh_account(redis, endpoint.account)
     return secret
 
 
@@ -72,8 +74,10 @@ async def load_secret(redis: Redis, account: str, endpoint_id: str) -> str | Non
 
 
 async def list_all(redis: Redis, account: str) -> list[Endpoint]:
-    ids = [i.decode() if isinstance(i, bytes) else str(i)
-           for i in await redis.zrange(keys.webhooks(account), 0, -1)]  # fmt: skip
+    ids = [
+        i.decode() if isinstance(i, bytes) else str(i)
+        for i in await redis.zrange(keys.webhooks(account), 0, -1)
+    ]
     if not ids:
         return []
     async with redis.pipeline(transaction=False) as pipe:
@@ -92,12 +96,28 @@ async def save(redis: Redis, endpoint: Endpoint, *, rotate_secret: bool = False)
     if secret is not None:
         mapping["secret"] = secrets.box().seal(secret)
     await redis.hset(keys.webhook(endpoint.account, endpoint.id), mapping=fields(mapping))
+    await refresh_account(redis, endpoint.account)
+    if endpoint.active:
+        # Deliveries left waiting while it was off are due again.
+        await deliveries.set_work(redis, endpoint.account, endpoint.id, endpoint.updated_at)
     return secret
 
 
 async def delete(redis: Redis, account: str, endpoint_id: str) -> bool:
+    """The endpoint and what its deliveries keep (their own records expire)."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.delete(keys.webhook(account, endpoint_id))
         pipe.zrem(keys.webhooks(account), endpoint_id)
-        deleted, _ = await pipe.execute()
+        deliveries.forget_endpoint(pipe, account, endpoint_id)
+        deleted, *_ = await pipe.execute()
+    await refresh_account(redis, account)
     return bool(deleted)
+
+
+async def refresh_account(redis: Redis, account: str) -> None:
+    """Keep the account among those whose results write events iff it has an active
+    endpoint (workers read that set every few seconds: ``worker.store.events``)."""
+    if any(e.active for e in await list_all(redis, account)):
+        await redis.sadd(keys.webhook_accounts(), account)
+    else:
+        await redis.srem(keys.webhook_accounts(), account)

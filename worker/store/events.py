@@ -1,0 +1,66 @@
+"""The webhook outbox: an event is written in the same transaction as the result it
+reports, so a crash between the two cannot lose it (or report what did not happen).
+
+Only accounts with an active endpoint write events: each process reads that set again
+every ``_REFRESH_S`` (one SMEMBERS), so an endpoint created a moment ago may miss the
+events of its first seconds, and a result of an account without webhooks costs nothing.
+The beat moves events from here to each subscribed endpoint's queue
+(``worker.delivery.webhooks.dispatch_outbox``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from worker.store import keys
+
+_REFRESH_S = 2.0
+
+
+class _Subscribed:
+    """This process's copy of the accounts with an active endpoint."""
+
+    def __init__(self) -> None:
+        self.accounts: frozenset[str] = frozenset()
+        self.read_at = float("-inf")
+
+    async def get(self, redis: Redis) -> frozenset[str]:
+        now = time.monotonic()
+        if now - self.read_at >= _REFRESH_S:
+            members = await redis.smembers(keys.webhook_accounts())
+            self.accounts = frozenset(
+                m.decode() if isinstance(m, bytes) else str(m) for m in members
+            )
+            self.read_at = now
+        return self.accounts
+
+
+_subscribed = _Subscribed()
+
+
+async def wanted(redis: Redis, account: str) -> bool:
+    """Whether the account's results should write events now."""
+    return account in await _subscribed.get(redis)
+
+
+def forget_subscribers() -> None:
+    """Read the set again on the next ``wanted`` (tests; a process after a fork)."""
+    _subscribed.read_at = float("-inf")
+
+
+def emit(pipe: Pipeline, account: str, event_type: str, data: dict[str, Any], at: float) -> None:
+    """Add the event to the caller's transaction."""
+    pipe.xadd(
+        keys.webhook_events(),
+        {
+            "a": account,
+            "t": event_type,
+            "at": repr(at),
+            "d": json.dumps(data, separators=(",", ":")),
+        },
+    )
