@@ -68,6 +68,7 @@ class Code(StrEnum):
     RUN_NOT_FOUND = "run_not_found"
     WEBHOOK_NOT_FOUND = "webhook_not_found"
     WEBHOOK_LIMIT_REACHED = "webhook_limit_reached"
+    KEY_NOT_FOUND = "key_not_found"
     # --- The account's channels -----------------------------------------------------------
     CHANNEL_NOT_CONFIGURED = "channel_not_configured"
     PUSH_NOT_ENABLED = "push_not_enabled"
@@ -180,6 +181,7 @@ MEANINGS: dict[Code, Meaning] = {
     Code.ALREADY_ENROLLED: Meaning(409),
     Code.RUN_NOT_FOUND: Meaning(404),
     Code.WEBHOOK_NOT_FOUND: Meaning(404),
+    Code.KEY_NOT_FOUND: Meaning(404),
     Code.WEBHOOK_LIMIT_REACHED: Meaning(409),
     Code.CHANNEL_NOT_CONFIGURED: Meaning(
         403, "WhatsApp channel not configured for this account", channel=True
