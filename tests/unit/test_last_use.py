@@ -1,5 +1,5 @@
 """A key's last use is written at most once a minute per API process: the guard calls
-``LastUse.note`` on every request, and only the due ones reach Redis."""
+``LastUse.due`` on every request, and only the due ones reach Redis."""
 
 from __future__ import annotations
 
@@ -36,7 +36,10 @@ class FakeRedis:
 
 
 def _note(last_use: LastUse, redis: FakeRedis, key_id: str) -> None:
-    asyncio.run(last_use.note(cast(Redis, redis), key_id))
+    """What the guard does on each request with the key."""
+    at = last_use.due(key_id)
+    if at is not None:
+        asyncio.run(last_use.write(cast(Redis, redis), key_id, at))
 
 
 def test_one_write_per_key_per_minute() -> None:

@@ -132,8 +132,11 @@ class Guard:
             await self._admit(redis, key_hash)
         # Here, where the key's record is at hand anyway: at most one write per key per
         # minute. (A remembered key revoked since is refused by its route; that attempt may
-        # still count as a use, which is not worth a read per request to avoid.)
-        await self._last_use.note(redis, key.id)
+        # still count as a use, which is not worth a read per request to avoid.) The check
+        # is synchronous: a request that is not due costs a dict lookup, no coroutine.
+        at = self._last_use.due(key.id)
+        if at is not None:
+            await self._last_use.write(redis, key.id, at)
 
     async def _admit(self, redis: Any, key_hash: str) -> None:
         """The key's GCRA schedule in Redis is the one truth for all API processes, but a

@@ -44,10 +44,8 @@ class LastUse:
         self._written[key_id] = now
         return now
 
-    async def note(self, redis: Redis, key_id: str) -> None:
-        at = self.due(key_id)
-        if at is None:
-            return
+    async def write(self, redis: Redis, key_id: str, at: float) -> None:
+        """Write a due use (``due``'s answer)."""
         try:
             await accounts.note_used(redis, key_id, at)
         except RedisError as exc:
