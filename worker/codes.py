@@ -69,6 +69,7 @@ class Code(StrEnum):
     WEBHOOK_NOT_FOUND = "webhook_not_found"
     WEBHOOK_LIMIT_REACHED = "webhook_limit_reached"
     DELIVERY_NOT_FOUND = "delivery_not_found"
+    KEY_NOT_FOUND = "key_not_found"
     # --- The account's channels -----------------------------------------------------------
     CHANNEL_NOT_CONFIGURED = "channel_not_configured"
     PUSH_NOT_ENABLED = "push_not_enabled"
@@ -181,6 +182,7 @@ MEANINGS: dict[Code, Meaning] = {
     Code.ALREADY_ENROLLED: Meaning(409),
     Code.RUN_NOT_FOUND: Meaning(404),
     Code.WEBHOOK_NOT_FOUND: Meaning(404),
+    Code.KEY_NOT_FOUND: Meaning(404),
     Code.WEBHOOK_LIMIT_REACHED: Meaning(409),
     Code.DELIVERY_NOT_FOUND: Meaning(404),
     Code.CHANNEL_NOT_CONFIGURED: Meaning(

@@ -110,7 +110,9 @@ def test_account_key_channel_templates_lifecycle(
     assert "+919876543210" not in shown.stdout
 
     # A contacts-only key, listed without its secret, then revoked.
-    made = dispatch(env, "keys", "create", "--account", account_name, "--scope", "contacts")
+    made = dispatch(
+        env, "keys", "create", "--account", account_name, "--scope", "contacts", "--name", "crm"
+    )
     assert made.returncode == 0, made.stderr
     contacts_key = made.stdout.strip()
     forbidden = httpx.post(
@@ -122,9 +124,12 @@ def test_account_key_channel_templates_lifecycle(
     listing = dispatch(env, "keys", "list", "--account", account_name)
     assert contacts_key not in listing.stdout
     assert contacts_key[:8] in listing.stdout
-    key_id = next(
-        line.split()[1] for line in listing.stdout.splitlines() if contacts_key[:8] in line
-    )
+    row = next(line for line in listing.stdout.splitlines() if contacts_key[:8] in line)
+    key_id = row.split()[1]
+    # Its last use (the refused send above was made with it), its state and its name.
+    last_used, state, name = [cell.strip() for cell in row.split("│")][6:9]
+    assert last_used.endswith("Z"), row
+    assert (state, name) == ("active", "crm")
     revoked = dispatch(env, "keys", "revoke", key_id)
     assert revoked.returncode == 0, revoked.stderr
     after = httpx.get(

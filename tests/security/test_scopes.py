@@ -39,6 +39,8 @@ def test_a_send_key_cannot_touch_campaigns_contacts_or_automations(tenant: Tenan
         ("GET", "/api/v1/contacts/cct_abc123"),
         ("GET", "/api/v1/automations"),
         ("GET", "/api/v1/dead-letters"),
+        ("GET", "/api/v1/keys"),
+        ("POST", "/api/v1/keys"),
     ):
         response = tenant.http.request(method, f"{tenant.api_url}{path}", headers=tenant.auth(send))
         assert response.status_code == 403, (method, path, response.text)

@@ -15,6 +15,7 @@ from worker.api.routes import (
     campaigns,
     contacts,
     deadletters,
+    keys,
     messages,
     ops,
     push,
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         messages,
         deadletters,
         webhooks,
+        keys,
         whatsapp_callbacks,
         ops,
     ):

@@ -77,7 +77,10 @@ CampaignsKey = Annotated[ApiKeyRecord, Depends(require(Scope.CAMPAIGNS))]
 
 # Send endpoints keep the records of keys they have seen, for what never changes about a
 # key (its account, its scopes). Whether it still exists and is not revoked is read on
-# every request all the same, in the round trip of the send's own checks.
+# every request all the same: in the round trip of the send's own checks, or, for an
+# idempotent replay (which runs none), by ``Sender.check_key``. The other routes read the
+# key again (``authenticate``), so a revocation holds from the next request in every
+# API process.
 _seen: dict[str, ApiKeyRecord] = {}
 _SEEN_MAX = 10_000
 
@@ -100,6 +103,18 @@ class Sender:
     @property
     def account(self) -> str:
         return self.key.account
+
+    async def check_key(self) -> None:
+        """401 if a remembered key was revoked (or removed) since: for an answer that runs
+        no send script to check it (an idempotent replay)."""
+        if self.confirmed:
+            return
+        raw = await get_str(self.redis, keys.api_key(self.key_hash))
+        try:
+            _usable(ApiKeyRecord.model_validate_json(raw) if raw else None)
+        except Rejected:
+            _seen.pop(self.key_hash, None)  # its next request is refused by the guard
+            raise
 
 
 def hash_secret(authorization: str | None) -> str:

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from worker.api import deps
 from worker.api.errors import BodyTooLarge, refusal_response, store_error
+from worker.api.last_use import LastUse
 from worker.api.send_route import replay
 from worker.codes import Code
 from worker.config import Settings
@@ -52,6 +53,7 @@ class Guard:
         self._limiter: RateLimiter | None = None
         # Requests each key may still make here without asking Redis (see _admit).
         self._leased: dict[str, int] = {}
+        self._last_use = LastUse()
 
     def _max_bytes(self, path: str) -> int:
         if path == IMPORT_PATH:
@@ -128,6 +130,13 @@ class Guard:
         scope.setdefault("state", {})[deps.SCOPE_KEY] = (key_hash, key, confirmed)
         if self.settings.api_key_rate_per_s:
             await self._admit(redis, key_hash)
+        # Here, where the key's record is at hand anyway: at most one write per key per
+        # minute. (A remembered key revoked since is refused by its route; that attempt may
+        # still count as a use, which is not worth a read per request to avoid.) The check
+        # is synchronous: a request that is not due costs a dict lookup, no coroutine.
+        at = self._last_use.due(key.id)
+        if at is not None:
+            await self._last_use.write(redis, key.id, at)
 
     async def _admit(self, redis: Any, key_hash: str) -> None:
         """The key's GCRA schedule in Redis is the one truth for all API processes, but a

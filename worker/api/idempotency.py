@@ -38,8 +38,11 @@ async def respond_once(
     route: str,
     body: BaseModel,
     send: Send,
+    check_key: Callable[[], Awaitable[None]],
 ) -> JSONResponse:
-    """Run ``send(message_id)`` unless this key already did; answer as the first time."""
+    """Run ``send(message_id)`` unless this key already did; answer as the first time.
+    ``check_key``: raises if the API key is no longer valid; ``send`` checks it itself,
+    but an answer given without calling ``send`` must not skip that."""
     message_id = new_id("msg")
     if key is None:
         status_code, payload = await send(message_id)
@@ -60,6 +63,8 @@ async def respond_once(
             raise
         await idempotency.answer(redis, account, key, status_code, payload)
         return JSONResponse(payload, status_code)
+    # A revoked key gets no earlier answer: nothing else re-reads a remembered key here.
+    await check_key()
     if first.body_hash != digest:
         raise Rejected(
             Code.IDEMPOTENCY_KEY_REUSED,

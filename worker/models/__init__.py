@@ -395,6 +395,8 @@ class ApiKeyRecord(BaseModel):
     prefix: str
     created_at: float
     revoked_at: float | None = None
+    # What the key is for, as its owner named it (optional; records made before have none).
+    name: str | None = None
     scopes_version: int = 1  # what records written before version 2 read as
 
     @property
@@ -405,6 +407,16 @@ class ApiKeyRecord(BaseModel):
         if Scope.ADMIN in self.scopes or scope in self.scopes:
             return True
         return scope is Scope.CAMPAIGNS and self.legacy_send
+
+
+KEY_NAME_MAX_CHARS = 100
+
+
+class KeyCreate(StrictBody):
+    """``POST /api/v1/keys``: an unknown scope is a 400 naming ``scopes``."""
+
+    scopes: list[Scope] = Field(min_length=1, max_length=len(Scope))
+    name: Annotated[str, StringConstraints(max_length=KEY_NAME_MAX_CHARS)] | None = None
 
 
 class WhatsAppConfig(BaseModel):

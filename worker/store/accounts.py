@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from typing import cast
 
 from redis.asyncio import Redis
 
@@ -63,7 +64,7 @@ async def list_accounts(redis: Redis) -> list[str]:
 
 
 async def create_key(
-    redis: Redis, account_id: str, scopes: list[Scope]
+    redis: Redis, account_id: str, scopes: list[Scope], name: str | None = None
 ) -> tuple[str, ApiKeyRecord]:
     """Create a key; the secret is returned once and only its hash is stored."""
     await require_account(redis, account_id)
@@ -75,6 +76,7 @@ async def create_key(
         scopes=sorted(set(scopes)),
         prefix=secret[:8],
         created_at=time.time(),
+        name=name,
         scopes_version=SCOPES_VERSION,
     )
     async with redis.pipeline(transaction=True) as pipe:
@@ -91,15 +93,44 @@ async def resolve_key(redis: Redis, secret: str) -> ApiKeyRecord | None:
 
 
 async def list_keys(redis: Redis, account_id: str | None = None) -> list[ApiKeyRecord]:
+    """Oldest first; revoked keys included."""
     accounts = [account_id] if account_id else await list_accounts(redis)
     records: list[ApiKeyRecord] = []
     for acc in accounts:
-        for key_id in sorted(await smembers_str(redis, keys.account_keys(acc))):
-            key_hash = await get_str(redis, keys.api_key_id(key_id))
-            raw = await get_str(redis, keys.api_key(key_hash)) if key_hash else None
-            if raw:
-                records.append(ApiKeyRecord.model_validate_json(raw))
+        records += await _records(redis, sorted(await smembers_str(redis, keys.account_keys(acc))))
     return sorted(records, key=lambda r: r.created_at)
+
+
+async def _records(redis: Redis, key_ids: list[str]) -> list[ApiKeyRecord]:
+    # Two round trips for any number of keys (id → hash, then hash → record), rather
+    # than two per key.
+    if not key_ids:
+        return []
+    hashes = cast(list[str | None], await redis.mget([keys.api_key_id(k) for k in key_ids]))
+    found = [h for h in hashes if h]
+    raws = cast(
+        list[str | None], await redis.mget([keys.api_key(h) for h in found]) if found else []
+    )
+    return [ApiKeyRecord.model_validate_json(raw) for raw in raws if raw]
+
+
+async def get_key(redis: Redis, key_id: str) -> ApiKeyRecord | None:
+    found = await _records(redis, [key_id])
+    return found[0] if found else None
+
+
+async def note_used(redis: Redis, key_id: str, at: float) -> None:
+    """Record that the key was used at ``at`` (the API calls this at most once a minute
+    per key: ``worker.api.last_use``)."""
+    await redis.hset(keys.api_key_last_used(), key_id, str(at))
+
+
+async def last_used(redis: Redis, key_ids: list[str]) -> dict[str, float]:
+    """key id → when it was last used, for those of ``key_ids`` ever used."""
+    if not key_ids:
+        return {}
+    values = cast(list[str | None], await redis.hmget(keys.api_key_last_used(), key_ids))
+    return {k: float(v) for k, v in zip(key_ids, values, strict=True) if v is not None}
 
 
 async def revoke_key(redis: Redis, key_id: str) -> ApiKeyRecord | None:

@@ -16,6 +16,7 @@ GLOBAL_SEGMENTS = frozenset(
         "accounts",
         "apikey",
         "apikey_id",
+        "apikey_last_used",
         "contact_events",
         "delayed",
         "job-errors",
@@ -62,6 +63,13 @@ def api_key(key_hash: str) -> str:
 def api_key_id(key_id: str) -> str:
     """key id → key hash, so a key can be listed and revoked by its id."""
     return f"{PREFIX}:apikey_id:{key_id}"
+
+
+def api_key_last_used() -> str:
+    """Hash: key id → when it was last used (Unix time), written at most once a minute
+    per key by each API process (``worker.api.last_use``): one global hash, so listing an
+    account's keys reads every key's last use in one HMGET."""
+    return f"{PREFIX}:apikey_last_used"
 
 
 def whatsapp_phone_index(phone_number_id: str) -> str:

@@ -92,5 +92,5 @@ async def send(
         return push_response(message, await push.load_devices(redis, account, message.id))
 
     return await respond_once(
-        redis, settings, account, caller.idempotency_key, "push", body, send_it
+        redis, settings, account, caller.idempotency_key, "push", body, send_it, caller.check_key
     )

@@ -100,5 +100,12 @@ async def send(
         return send_response(await wait_for_outcome(redis, settings, message, caller.prefer))
 
     return await respond_once(
-        redis, settings, account, caller.idempotency_key, "whatsapp", body, send_it
+        redis,
+        settings,
+        account,
+        caller.idempotency_key,
+        "whatsapp",
+        body,
+        send_it,
+        caller.check_key,
     )
