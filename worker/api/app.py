@@ -18,6 +18,7 @@ from worker.api.routes import (
     messages,
     ops,
     push,
+    usage,
     webhooks,
     whatsapp,
     whatsapp_callbacks,
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         messages,
         deadletters,
         webhooks,
+        usage,
         whatsapp_callbacks,
         ops,
     ):
