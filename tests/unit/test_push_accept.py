@@ -16,7 +16,7 @@ from worker.config import Settings
 from worker.ids import new_id
 from worker.models import Channel, ContactBody, FcmConfig
 from worker.models.push_payload import MAX_PAYLOAD_BYTES
-from worker.store import accounts, channels, contacts, jobs, keys, messages, push, sends
+from worker.store import accounts, channels, contacts, jobs, keys, messages, push, sends, usage
 from worker.store.client import create_redis
 
 FCM_TOKEN = "fcm-token-" + "a" * 30
@@ -106,6 +106,9 @@ def test_accept_push_writes_what_create_push_writes(settings: Settings) -> None:
         [job] = queued
         assert json.loads(job)["headers"]["task"] == jobs.PUSH_SEND
         assert (await messages.load(redis, account, by_script.id)) == by_script
+        # Each counted once as a push message accepted, on its day.
+        day = usage.key(account, by_script.created_at)
+        assert await redis.hgetall(day) == {usage.PUSH_SENT: "2"}
         await redis.aclose()
 
     asyncio.run(scenario())

@@ -19,6 +19,7 @@ from worker.api.routes import (
     messages,
     ops,
     push,
+    usage,
     webhooks,
     whatsapp,
     whatsapp_callbacks,
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         deadletters,
         webhooks,
         keys,
+        usage,
         whatsapp_callbacks,
         ops,
     ):

@@ -26,7 +26,7 @@ from redis.asyncio.client import Pipeline
 from worker.delivery import render
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
 from worker.models import CampaignStatus, Channel, MessageStatus, PushContent, WhatsAppContent
-from worker.store import campaigns, jobs, keys, locks, messages, scripts
+from worker.store import campaigns, jobs, keys, locks, messages, scripts, templates, usage
 from worker.store.campaigns import Campaign
 from worker.store.push import Device, encode_roster
 from worker.store.tokens import split
@@ -235,6 +235,13 @@ async def _make_batch(
     ttl = ctx.message_ttl_s
     if how.push is not None:
         return page, _push_batch_writer(campaign, message_id, how.push, devices, ttl)
+    # The template's category goes with each message, for its usage counters: read once
+    # a page (the template as it is now; it was checked when the campaign was made).
+    content = campaign.content
+    assert isinstance(content, WhatsAppContent)
+    template = await templates.get_template(redis, account, content.template_name, content.language)
+    for recipient in recipients:
+        recipient.category = usage.template_category(template.category if template else None)
     return page, _whatsapp_batch_writer(campaign, number, recipients, ttl)
 
 
@@ -313,6 +320,10 @@ def _push_batch_writer(
         )
         pipe.set(keys.message_roster(account, message_id), encode_roster(devices), ex=ttl)
         messages.add(pipe, batch, ttl)
+        # Each contact of the batch is one push message accepted, as a send request is;
+        # written with the page, so a walk that dies before the commit counts nothing.
+        contacts = len({d.contact for d in devices})
+        usage.count(pipe, account, time.time(), {usage.PUSH_SENT: contacts})
 
     return write
 

@@ -367,6 +367,12 @@ def throughput(channel: str, outcome: str, minute: int) -> str:
     return f"{PREFIX}:throughput:{channel}:{outcome}:{minute}"
 
 
+def usage(account_id: str, day: str) -> str:
+    """Hash: the account's usage counters for one UTC day (``YYYY-MM-DD``), field →
+    count (worker.store.usage names the fields); kept about 400 days."""
+    return f"{PREFIX}:{account_id}:usage:{day}"
+
+
 # --- automations -----------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from redis.asyncio.client import Pipeline
 from worker.ids import new_id
 from worker.models import Attempt, Channel, MessageStatus
 from worker.models.webhooks import EventType
-from worker.store import campaigns, events, jobs, keys, scripts, throughput
+from worker.store import campaigns, events, jobs, keys, scripts, throughput, usage
 from worker.store.client import fields, hgetall_str
 from worker.store.jobs import add_job
 
@@ -38,6 +38,9 @@ class Message(BaseModel):
     to: str | None = None
     contact_id: str | None = None
     template_name: str | None = None
+    # WhatsApp: the template's category when the message was accepted (``free_form`` for a
+    # text), so that its usage is counted under it without reading the template again.
+    category: str | None = None
     language: str | None = None
     parameters: list[str] = Field(default_factory=list)
     text: str | None = None
@@ -204,6 +207,12 @@ async def finish_attempt(
             add_dead_letter(pipe, message, attempt.at)
         if status.is_final:
             finished(pipe, message, status, _campaign_counts(message, status))
+            if message.channel is Channel.WHATSAPP:
+                # Counted with the final state it counts: a job redelivered after this
+                # commit finds the message final and never gets here again.
+                metric = "failed" if status is MessageStatus.FAILED else "sent"
+                field = usage.whatsapp_field(metric, _category(message))
+                usage.count(pipe, message.account, attempt.at, {field: 1})
         if hooked:
             _attempt_events(pipe, message, attempt, status, dead_letter=dead_letter)
         if wamid:
@@ -276,6 +285,10 @@ def _attempt_fields(
         else:
             cleared = ["provider_code"]
     return values, cleared
+
+
+def _category(message: Message) -> str:
+    return usage.category(message.category, message.template_name)
 
 
 def _campaign_counts(message: Message, status: MessageStatus) -> dict[str, int]:
@@ -404,8 +417,12 @@ async def apply_delivery_status(
 ) -> bool:
     applied, *rest = await scripts.DELIVERY_STATUS.run(
         redis,
-        keys={"message": keys.message(account_id, message_id)},
-        args={"status": status, "at": repr(at), "error": error},
+        # Counted on the day the report is recorded, whatever the provider's clock says.
+        keys={
+            "message": keys.message(account_id, message_id),
+            "usage": usage.key(account_id, time.time()),
+        },
+        args={"status": status, "at": repr(at), "error": error, "usage_ttl_s": usage.KEEP_S},
     )
     if applied and rest[1] and status in ("delivered", "read") and int(rest[0]) < _DELIVERED:
         # The first report that the message reached the phone counts for its campaign.

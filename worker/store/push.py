@@ -19,7 +19,7 @@ from typing import Any, Literal
 from redis.asyncio import Redis
 
 from worker.models import Attempt, MessageStatus
-from worker.store import campaigns, jobs, keys, scripts, throughput
+from worker.store import campaigns, jobs, keys, scripts, throughput, usage
 from worker.store.client import fields
 from worker.store.jobs import add_job
 from worker.store.messages import (
@@ -99,6 +99,8 @@ async def create_push(
         add(pipe, message, ttl_s)
         if publish:
             add_job(pipe, jobs.PUSH_SEND, message.account, message.id)
+        # Accepted, with the message that is: push_send.lua counts the API's the same way.
+        usage.count(pipe, message.account, message.created_at, {usage.PUSH_SENT: 1})
         await pipe.execute()
 
 
@@ -186,6 +188,19 @@ async def record_devices(
         )
         for (platform, outcome), n in by_outcome.items():
             throughput.count(pipe, platform, outcome, n, at)
+        # Usage, per platform, with the results it counts: a device is in a slice only
+        # while not final (PushRun and cancel skip final ones), so it is counted once.
+        # A handful of commands a slice, whatever its size.
+        usage.count(
+            pipe,
+            account,
+            at,
+            {
+                usage.push_field("delivered" if outcome == "sent" else "failed", platform): n
+                for (platform, outcome), n in by_outcome.items()
+                if outcome != "retry"
+            },
+        )
         message_key = keys.message(account, message.id)
         if delivered:
             pipe.hincrby(message_key, "delivered", delivered)

@@ -230,7 +230,9 @@ CONTACT_UPSERT = Script(
     ),
 )
 DELAYED_TAKE = Script("delayed_take", keys=("delayed",), args=("now", "*members"))
-DELIVERY_STATUS = Script("delivery_status", keys=("message",), args=("status", "at", "error"))
+DELIVERY_STATUS = Script(
+    "delivery_status", keys=("message", "usage"), args=("status", "at", "error", "usage_ttl_s")
+)
 GCRA = Script(
     "gcra",
     keys=("tat", "penalty"),
@@ -258,6 +260,7 @@ PUSH_SEND = Script(
         "roster",
         "unstarted",
         "queue",
+        "usage",
     ),
     args=(
         "check_key",
@@ -269,6 +272,7 @@ PUSH_SEND = Script(
         "created_at",
         "job",
         "fields",
+        "usage_ttl_s",
     ),
 )
 RELEASE = Script("release", keys=("lock",), args=("token",))

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from worker.models import WHATSAPP_BODY_MAX_CHARS
 from worker.models.push_payload import MAX_PAYLOAD_BYTES
-from worker.store import channels, keys, scripts
+from worker.store import channels, keys, scripts, usage
 from worker.store.jobs import job_payload, queue_for
 from worker.store.messages import Message, encode, task_member, task_name
 
@@ -104,6 +104,7 @@ async def accept_push(
             "roster": keys.message_roster(account, message.id),
             "unstarted": keys.unstarted(),
             "queue": queue,
+            "usage": usage.key(account, message.created_at),
         },
         args={
             "check_key": "1" if key_hash else "0",
@@ -115,6 +116,7 @@ async def accept_push(
             "created_at": repr(message.created_at),
             "job": job_payload(task, account, message.id, queue),
             "fields": json.dumps(encode(message)),
+            "usage_ttl_s": usage.KEEP_S,
         },
     )
     refused = _refused(problem, detail)

@@ -13,6 +13,7 @@
 -- ARGV[4] parameter count   ARGV[5] ttl s   ARGV[6] unstarted member   ARGV[7] created_at
 -- ARGV[8] the job   ARGV[9] the message's fields, a JSON object of strings
 -- ARGV[10] the most characters a filled-in template body may have
+-- The message's category is set here (the template's, or free_form).
 -- Returns {"ok"}, or {problem, detail}: the API turns a problem into its full error
 -- (with the detail: the stored template, the suspension reason, the filled body's length).
 -- include: send_lib
@@ -43,8 +44,18 @@ if ARGV[3] ~= '' then
     local _, chars = string.gsub(filled, '[^\128-\191]', '')
     if chars > tonumber(ARGV[10]) then return {'template_body_too_long', tostring(chars)} end
   end
+  -- The category goes with the message, for its usage counters (store/usage.py): the
+  -- template is read here anyway, the worker need not read it again.
+  local category = t['category']
+  if type(category) == 'string' and category ~= '' then
+    fields['category'] = string.upper(category)
+  else
+    fields['category'] = 'UNCATEGORIZED'
+  end
 elseif redis.call('EXISTS', KEYS[5]) == 0 then
   return {'template_required', ''}
+else
+  fields['category'] = 'free_form'
 end
 store_and_enqueue(KEYS[6], fields, ARGV[5], KEYS[7], ARGV[7], ARGV[6], KEYS[8], ARGV[8])
 return {'ok'}
