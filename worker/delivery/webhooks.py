@@ -87,10 +87,11 @@ async def post_event(
 _CONSUMER = "beat"
 
 
-def event_id_for(entry_id: str) -> str:
-    """The event's id, the same for every endpoint and every time it is read again: from
-    its outbox entry's id (``1700000000000-0`` → ``evt_1700000000000_0``)."""
-    return "evt_" + entry_id.replace("-", "_")
+def event_id_for(entry_id: str, index: int) -> str:
+    """An event's id, the same for every endpoint and every time it is read again: from
+    its outbox entry's id and its place in it (``1700000000000-0``, 2 →
+    ``evt_1700000000000_0_2``)."""
+    return f"evt_{entry_id.replace('-', '_')}_{index}"
 
 
 async def dispatch_outbox(redis: Redis, count: int = 500) -> int:
@@ -116,45 +117,59 @@ async def dispatch_outbox(redis: Redis, count: int = 500) -> int:
         for _stream, entries in pairs:
             for entry_id, values in entries:
                 await _fan_out(redis, str(entry_id), values, endpoints)
-                metrics.WEBHOOK_EVENTS.labels(values.get("t", "")).inc()
                 moved += 1
     return moved
+
+
+def _read_entry(entry_id: str, values: dict[str, str]) -> tuple[str, float, list[Any]]:
+    try:
+        batch = json.loads(values["e"])
+        if not isinstance(batch, list):
+            raise ValueError("not a list")
+        return values.get("a", ""), float(values["at"]), batch
+    except (KeyError, ValueError):
+        log.error("webhook outbox entry %s unreadable; dropped", entry_id)
+        return "", 0.0, []
 
 
 async def _fan_out(
     redis: Redis, entry_id: str, values: dict[str, str], cache: dict[str, list[Endpoint]]
 ) -> None:
-    account = values.get("a", "")
-    event_type = values.get("t", "")
-    try:
-        kind = EventType(event_type)
-        at = float(values["at"])
-        data = json.loads(values["d"])
-    except (KeyError, ValueError):
-        log.error("webhook outbox entry %s unreadable; dropped", entry_id)
-        kind = None
-    targets: list[Endpoint] = []
-    if kind is not None and account:
-        if account not in cache:
-            cache[account] = await webhooks.list_all(redis, account)
-        targets = [e for e in cache[account] if e.active and e.wants(kind)]
-    event_id = event_id_for(entry_id)
+    account, at, batch = _read_entry(entry_id, values)
+    if account and account not in cache:
+        cache[account] = await webhooks.list_all(redis, account)
+    active = [e for e in cache.get(account, []) if e.active]
+    made = 0
     async with redis.pipeline(transaction=True) as pipe:
-        for endpoint in targets:
-            body = event_body(event_id, event_type, at, data)
-            delivery = Delivery(
-                id=f"{endpoint.id}.{entry_id}",
-                endpoint_id=endpoint.id,
-                event_id=event_id,
-                type=event_type,
-                created_at=at,
-                body=body.decode(),
-            )
-            deliveries.enqueue(pipe, account, endpoint.id, delivery)
+        for index, (event_type, data) in enumerate(batch):
+            try:
+                kind = EventType(event_type)
+            except ValueError:
+                log.error(
+                    "webhook outbox entry %s: unknown event %r; skipped", entry_id, event_type
+                )
+                continue
+            targets = [e for e in active if e.wants(kind)]
+            if not targets:
+                continue
+            event_id = event_id_for(entry_id, index)
+            body = event_body(event_id, event_type, at, data).decode()
+            for endpoint in targets:
+                delivery = Delivery(
+                    id=f"{endpoint.id}.{entry_id}.{index}",
+                    endpoint_id=endpoint.id,
+                    event_id=event_id,
+                    type=event_type,
+                    created_at=at,
+                    body=body,
+                )
+                deliveries.enqueue(pipe, account, endpoint.id, delivery)
+                made += 1
+            metrics.WEBHOOK_EVENTS.labels(event_type).inc()
         pipe.xack(keys.webhook_events(), keys.WEBHOOK_EVENTS_GROUP, entry_id)
         pipe.xdel(keys.webhook_events(), entry_id)  # the stream holds only what is to do
         replies = await pipe.execute()
-    dropped = sum(int(r) for r in replies[: len(targets)])
+    dropped = sum(int(r) for r in replies[:made])
     if dropped:
         metrics.WEBHOOK_DROPPED.inc(dropped)
         log.warning("webhooks of %s: %d delivery(ies) dropped, backlog full", account, dropped)

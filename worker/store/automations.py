@@ -414,6 +414,8 @@ def _lib_args(account: str, now: float) -> dict[str, str]:
         "contact_events": keys.contact_events(),
         "tag_triggers": keys.automation_triggers(account, "contact.tag_added"),
         "account": account,
+        "outbox": keys.webhook_events(),
+        "webhook_accounts": keys.webhook_accounts(),
     }
 
 

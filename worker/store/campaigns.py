@@ -239,8 +239,18 @@ async def transition(
 ) -> Transition:
     raw = await scripts.CAMPAIGN_TRANSITION.run(
         redis,
-        keys=_with_parked(account_id, campaign_id),
-        args={"action": action, "now": repr(time.time()), "send_at": repr(send_at or 0)},
+        keys={
+            **_with_parked(account_id, campaign_id),
+            "outbox": keys.webhook_events(),
+            "webhook_accounts": keys.webhook_accounts(),
+        },
+        args={
+            "action": action,
+            "now": repr(time.time()),
+            "send_at": repr(send_at or 0),
+            "account": account_id,
+            "campaign_id": campaign_id,
+        },
     )
     ok, status, *parked = (v.decode() if isinstance(v, bytes) else v for v in raw)
     return Transition(bool(int(ok)), CampaignStatus(status) if status else None, list(parked))
@@ -269,10 +279,14 @@ def count(
             "campaign": keys.campaign(account_id, campaign_id),
             "counts": keys.campaign_counts(account_id, campaign_id),
             "seconds": keys.campaign_seconds(account_id, campaign_id),
+            "outbox": keys.webhook_events(),
+            "webhook_accounts": keys.webhook_accounts(),
         },
         args={
             "now": repr(time.time()),
             "change": json.dumps({"incr": incr, "set": set_fields or {}}),
+            "account": account_id,
+            "campaign_id": campaign_id,
         },
     )
 

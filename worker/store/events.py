@@ -53,14 +53,14 @@ def forget_subscribers() -> None:
     _subscribed.read_at = float("-inf")
 
 
-def emit(pipe: Pipeline, account: str, event_type: str, data: dict[str, Any], at: float) -> None:
-    """Add the event to the caller's transaction."""
-    pipe.xadd(
-        keys.webhook_events(),
-        {
-            "a": account,
-            "t": event_type,
-            "at": repr(at),
-            "d": json.dumps(data, separators=(",", ":")),
-        },
-    )
+Event = tuple[str, dict[str, Any]]
+
+
+def emit(pipe: Pipeline, account: str, batch: list[Event], at: float) -> None:
+    """Add the events (type, data) to the caller's transaction: one outbox entry for
+    all of them (a push slice's devices are one entry, not one per device)."""
+    if batch:
+        pipe.xadd(
+            keys.webhook_events(),
+            {"a": account, "at": repr(at), "e": json.dumps(batch, separators=(",", ":"))},
+        )

@@ -241,11 +241,11 @@ def _attempt_events(
     pipe: Pipeline, message: Message, attempt: Attempt, status: MessageStatus, *, dead_letter: bool
 ) -> None:
     """The events an attempt's result makes, in its own transaction (the outbox)."""
-    at = attempt.at
+    batch: list[events.Event] = []
     if message.channel is Channel.WHATSAPP and attempt.outcome == "sent":
         data = event_data(message, status="sent", attempt=attempt.attempt)
         data["provider_message_id"] = attempt.provider_message_id
-        events.emit(pipe, message.account, EventType.MESSAGE_SENT, data, at)
+        batch.append((EventType.MESSAGE_SENT, data))
     if message.channel is Channel.WHATSAPP and status is MessageStatus.FAILED:
         data = event_data(
             message,
@@ -255,10 +255,11 @@ def _attempt_events(
             error=attempt.error,
             provider_code=attempt.provider_code,
         )
-        events.emit(pipe, message.account, EventType.MESSAGE_FAILED, data, at)
+        batch.append((EventType.MESSAGE_FAILED, data))
     if dead_letter:
         data = event_data(message, status="failed", code=attempt.code, error=attempt.error)
-        events.emit(pipe, message.account, EventType.MESSAGE_DEAD_LETTERED, data, at)
+        batch.append((EventType.MESSAGE_DEAD_LETTERED, data))
+    events.emit(pipe, message.account, batch, attempt.at)
 
 
 def _attempt_fields(
@@ -421,8 +422,17 @@ async def apply_delivery_status(
         keys={
             "message": keys.message(account_id, message_id),
             "usage": usage.key(account_id, time.time()),
+            "outbox": keys.webhook_events(),
         },
-        args={"status": status, "at": repr(at), "error": error, "usage_ttl_s": usage.KEEP_S},
+        args={
+            "status": status,
+            "at": repr(at),
+            "error": error,
+            "usage_ttl_s": usage.KEEP_S,
+            "emit": "1" if await events.wanted(redis, account_id) else "0",
+            "account": account_id,
+            "message_id": message_id,
+        },
     )
     if applied and rest[1] and status in ("delivered", "read") and int(rest[0]) < _DELIVERED:
         # The first report that the message reached the phone counts for its campaign.

@@ -18,14 +18,17 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
+from worker.masking import mask_token
 from worker.models import Attempt, MessageStatus
-from worker.store import campaigns, jobs, keys, scripts, throughput, usage
+from worker.models.webhooks import EventType
+from worker.store import campaigns, events, jobs, keys, scripts, throughput, usage
 from worker.store.client import fields
 from worker.store.jobs import add_job
 from worker.store.messages import (
     Message,
     add,
     add_dead_letter,
+    event_data,
     finished,
     mark_started,
 )
@@ -84,6 +87,37 @@ def result_of(device: Device) -> dict[str, Any]:
     by field: ``dataclasses.asdict`` (a deep copy) cost more than the JSON itself."""
     values = {name: getattr(device, name) for name in _RESULT}
     return {k: v for k, v in values.items() if v not in (None, False)}
+
+
+def _device_events(message: Message, outcomes: list[DeviceOutcome]) -> list[events.Event]:
+    """push.delivered / push.failed for each device that reached a final state (a device
+    waiting for a retry makes none yet), token.pruned for each dead token; the token
+    masked, as the API shows it."""
+    batch: list[events.Event] = []
+    for outcome in outcomes:
+        device = outcome.device
+        if device.status not in FINAL or device.code == "cancelled":
+            continue
+        data = event_data(
+            message,
+            platform=device.platform,
+            token=mask_token(device.token),
+            status=device.status,
+            contact_id=device.contact,
+            code=device.code,
+            error=device.error,
+            provider_code=device.provider_code,
+        )
+        kind = EventType.PUSH_DELIVERED if device.status == "delivered" else EventType.PUSH_FAILED
+        batch.append((kind, data))
+        if outcome.prune:
+            pruned: dict[str, Any] = {
+                k: data[k] for k in ("platform", "token", "provider_code") if k in data
+            }
+            if device.contact or message.contact_id:
+                pruned["contact_id"] = device.contact or message.contact_id
+            batch.append((EventType.TOKEN_PRUNED, pruned))
+    return batch
 
 
 def encode_roster(devices: list[Device]) -> str:
@@ -157,7 +191,10 @@ async def record_devices(
     account = message.account
     delivered = sum(1 for o in outcomes if o.device.status == "delivered")
     failed = sum(1 for o in outcomes if o.device.status == "failed")
+    hooked = bool(outcomes) and await events.wanted(redis, account)
     async with redis.pipeline(transaction=True) as pipe:
+        if hooked:
+            events.emit(pipe, account, _device_events(message, outcomes), at)
         if outcomes:
             results_key = keys.message_results(account, message.id)
             pipe.rpush(

@@ -159,6 +159,8 @@ AUTOMATION_LIB = Script(
         "contact_events",
         "tag_triggers",
         "account",
+        "outbox",
+        "webhook_accounts",
     ),
     fragment=True,
 )
@@ -198,12 +200,16 @@ AUTOMATION_ENROLL = Script(
     ),
 )
 CAMPAIGN_COUNT = Script(
-    "campaign_count", keys=("campaign", "counts", "seconds"), args=("now", "change")
+    "campaign_count",
+    keys=("campaign", "counts", "seconds", "outbox", "webhook_accounts"),
+    args=("now", "change", "account", "campaign_id"),
 )
 CAMPAIGN_EDIT = Script("campaign_edit", keys=("campaign",), args=("values",))
 CAMPAIGN_PARK = Script("campaign_park", keys=("campaign", "parked"), args=("job",))
 CAMPAIGN_TRANSITION = Script(
-    "campaign_transition", keys=("campaign", "parked"), args=("action", "now", "send_at")
+    "campaign_transition",
+    keys=("campaign", "parked", "outbox", "webhook_accounts"),
+    args=("action", "now", "send_at", "account", "campaign_id"),
 )
 CONTACT_DELETE = Script(
     "contact_delete",
@@ -231,7 +237,9 @@ CONTACT_UPSERT = Script(
 )
 DELAYED_TAKE = Script("delayed_take", keys=("delayed",), args=("now", "*members"))
 DELIVERY_STATUS = Script(
-    "delivery_status", keys=("message", "usage"), args=("status", "at", "error", "usage_ttl_s")
+    "delivery_status",
+    keys=("message", "usage", "outbox"),
+    args=("status", "at", "error", "usage_ttl_s", "emit", "account", "message_id"),
 )
 GCRA = Script(
     "gcra",

@@ -1,6 +1,7 @@
 -- KEYS: delayed
 -- ARGV: now, run_key, steps_key, lock_key, counts_key, definition_key, tags_key,
---   tag_members_key, delayed_member, contact_events, tag_triggers, account, token,
+--   tag_members_key, delayed_member, contact_events, tag_triggers, account, outbox,
+--   webhook_accounts, token,
 --   max_steps, *run_ids
 -- Advance automation runs through the steps Redis does by itself: a wait that has ended,
 -- a wait in seconds (the run parks in the delayed set), a tag added or removed, the end.
@@ -10,8 +11,8 @@
 -- waits ended together, each run atomic and idempotent: a run already past its wait, or
 -- finished, is left alone, so a batch done twice changes nothing the second time.
 -- include: automation_lib
--- ARGV[13] the lease token the caller holds on these runs ('' : none)
--- ARGV[14] steps per run at most   ARGV[15..] run ids
+-- ARGV[15] the lease token the caller holds on these runs ('' : none)
+-- ARGV[16] steps per run at most   ARGV[17..] run ids
 -- Returns {steps done: run, index, type, status, …}, {handed over: run, index, …},
 --   {to look at again shortly (another job holds the run, or too many steps): run, …},
 --   {broken: run, error, …}

@@ -1,6 +1,7 @@
 -- KEYS: delayed
 -- ARGV: now, run_key, steps_key, lock_key, counts_key, definition_key, tags_key,
---   tag_members_key, delayed_member, contact_events, tag_triggers, account
+--   tag_members_key, delayed_member, contact_events, tag_triggers, account, outbox,
+--   webhook_accounts
 -- Shared by the automation scripts: `-- include: automation_lib` stands for this file.
 -- KEYS[1] the delayed set
 -- ARGV[1] now (seconds, as text)
@@ -10,6 +11,8 @@
 -- ARGV[10] the contact-events stream (automation triggers' outbox)
 -- ARGV[11] the account's set of active automations triggered by contact.tag_added
 -- ARGV[12] the account id
+-- ARGV[13] the webhook outbox, ARGV[14] the accounts with webhook endpoints: a run that
+--   ends (done or failed) writes automation.run.completed / .failed there, with its steps.
 -- (Keys are built here from the run's fields, so these scripts assume one Redis, not a
 -- cluster: Sentinel or a single server, as the service runs.)
 local DELAYED = KEYS[1]
@@ -20,7 +23,8 @@ local T = {
   tags = ARGV[7], tag_members = ARGV[8], member = ARGV[9],
 }
 local CONTACT_EVENTS, TAG_TRIGGERS, ACCOUNT = ARGV[10], ARGV[11], ARGV[12]
-local FIRST_OWN_ARG = 13
+local OUTBOX, WEBHOOK_ACCOUNTS = ARGV[13], ARGV[14]
+local FIRST_OWN_ARG = 15
 
 local function key(template, ...)
   return string.format(template, ...)
@@ -61,6 +65,7 @@ local function record_step(run_id, automation, index, state, record, next_step, 
     count(run, counts, index .. ':' .. state, 1)
     if next_step then count(run, counts, next_step .. ':waiting', 1) end
   end
+  run.automation = automation
   run.fields.status = status
   run.fields.updated_at = NOW_TEXT
   run.fields.step = tostring(next_step or index)
@@ -78,8 +83,18 @@ end
 
 local function flush()
   local counts = {}
+  local events = {}
+  local hooked = redis.call('SISMEMBER', WEBHOOK_ACCOUNTS, ACCOUNT) == 1
   for _, run_id in ipairs(pending.order) do
     local run = pending.runs[run_id]
+    if run and hooked and (run.fields.status == 'done' or run.fields.status == 'failed') then
+      local contact = redis.call('HGET', key(T.run, run_id), 'contact')
+      local kind = run.fields.status == 'done' and 'automation.run.completed'
+        or 'automation.run.failed'
+      events[#events + 1] = {kind, {run_id = run_id, automation_id = run.automation,
+        status = run.fields.status, contact_id = contact or cjson.null,
+        error = run.fields.error or cjson.null}}
+    end
     if run then
       local c = run.counts
       for i = 1, #c, 3 do
@@ -101,6 +116,9 @@ local function flush()
     for field, delta in pairs(deltas) do
       if delta ~= 0 then redis.call('HINCRBY', counts_key, field, delta) end
     end
+  end
+  if #events > 0 then
+    redis.call('XADD', OUTBOX, '*', 'a', ACCOUNT, 'at', NOW_TEXT, 'e', cjson.encode(events))
   end
   pending = {runs = {}, order = {}}
 end
