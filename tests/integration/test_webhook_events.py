@@ -5,6 +5,7 @@ once its retries run, and each event verifies with the Standard Webhooks library
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -12,10 +13,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import pytest
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.conftest import RECEIVER_HOST
-from tests.integration.conftest import SPEC_BODY, Tenant
+from tests.integration.conftest import APNS_TOKEN_1, FCM_TOKEN_1, SPEC_BODY, PushTenant, Tenant
+from tests.support import run_async
+from worker.masking import mask_token
+from worker.models import Scope
+from worker.store import keys
 
 # The spec's example without its contact (the tenant has no contact of that id).
 TEMPLATE = {**{k: v for k, v in SPEC_BODY.items() if k != "contact_id"}, "to": "+14155550100"}
@@ -56,22 +61,51 @@ def receiver() -> Iterator[str]:
         server.server_close()
 
 
-def _endpoint(tenant: Tenant, url: str, events: list[str] | None = None) -> dict[str, Any]:
+def _endpoint(
+    tenant: Tenant,
+    url: str,
+    events: list[str] | None = None,
+    *,
+    key: str | None = None,
+    wait: bool = True,
+) -> dict[str, Any]:
     body: dict[str, Any] = {"url": url}
     if events is not None:
         body["events"] = events
-    answer = tenant.http.post(f"{tenant.api_url}/api/v1/webhooks", json=body, headers=tenant.auth())
+    answer = tenant.http.post(
+        f"{tenant.api_url}/api/v1/webhooks", json=body, headers=tenant.auth(key)
+    )
     assert answer.status_code == 201, answer.text
     hook: dict[str, Any] = answer.json()["webhook"]
-    # Workers read which accounts have endpoints every 2 s.
-    time.sleep(2.5)
+    if wait:
+        # Workers read which accounts have endpoints every 2 s.
+        time.sleep(2.5)
     return hook
 
 
-def _events(secret: str, want: int, timeout_s: float = 20.0) -> list[dict[str, Any]]:
+def _verified(secret: str) -> list[dict[str, Any]]:
+    """The events received so far that this endpoint's secret signed."""
+    out = []
+    for headers, body in list(_Receiver.got):
+        # Another endpoint's event (same receiver) does not verify under this secret.
+        with contextlib.suppress(WebhookVerificationError):
+            out.append(Webhook(secret).verify(body, headers))
+    return out
+
+
+def _events(
+    secret: str, want: int, timeout_s: float = 20.0, *, secret_only: bool = False
+) -> list[dict[str, Any]]:
+    """Wait until ``want`` events came, and return them verified (each one must verify,
+    unless ``secret_only``: then those of other endpoints on the receiver are left out)."""
     deadline = time.monotonic() + timeout_s
-    while len(_Receiver.got) < want and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        found = _verified(secret) if secret_only else list(_Receiver.got)
+        if len(found) >= want:
+            break
         time.sleep(0.1)
+    if secret_only:
+        return _verified(secret)
     return [Webhook(secret).verify(body, headers) for headers, body in list(_Receiver.got)]
 
 
@@ -120,3 +154,139 @@ def test_an_endpoint_gets_only_the_types_it_asked_for(tenant: Tenant, receiver: 
     assert [e["type"] for e in events] == ["message.failed"]
     assert events[0]["data"]["message_id"] == failed.json()["id"]
     assert events[0]["data"]["code"] == failed.json()["code"]
+
+
+FCM_DEAD = "eYq1:APA91bGk7Zq-webhook-dead-device-0123456789"
+
+
+def test_push_events_per_device_and_a_scope_that_may_not_see_pruning(
+    push_tenant: PushTenant, receiver: str
+) -> None:
+    # Created by a key with `send` (push results) but not `contacts` (token pruning): "*"
+    # means every type that key could read, so token.pruned never reaches it.
+    key = push_tenant.new_key(Scope.WEBHOOKS, Scope.SEND)
+    hook = _endpoint(push_tenant, receiver, key=key, wait=False)
+    admin_hook = _endpoint(push_tenant, receiver, ["token.pruned"])
+    assert push_tenant.register("c-wh", ("fcm", FCM_TOKEN_1), ("fcm", FCM_DEAD),
+                                ("apns", APNS_TOKEN_1)).status_code in (200, 201)  # fmt: skip
+    push_tenant.push_fault("fcm", code="UNREGISTERED", count=None, match={"token": FCM_DEAD})
+    sent = push_tenant.push({"contact_id": "c-wh", "title": "Hi", "message": "There"})
+    assert sent.status_code == 200, sent.text
+    events = _events(hook["secret"], 3, secret_only=True)
+    assert sorted(e["type"] for e in events) == ["push.delivered", "push.delivered", "push.failed"]
+    failed = next(e for e in events if e["type"] == "push.failed")
+    assert failed["data"]["message_id"] == sent.json()["id"]
+    assert failed["data"]["platform"] == "fcm"
+    assert failed["data"]["code"] == "token_unregistered"
+    assert FCM_DEAD not in str(events)  # tokens are masked, as the API shows them
+    assert failed["data"]["token"] == mask_token(FCM_DEAD)
+    # The admin endpoint asked for pruning only, and got it; the other never did.
+    [pruned] = _events(admin_hook["secret"], 1, secret_only=True)
+    assert pruned["type"] == "token.pruned"
+    assert pruned["data"]["contact_id"] == "c-wh"
+    time.sleep(1.0)
+    assert "token.pruned" not in [e["type"] for e in _events(hook["secret"], 3, secret_only=True)]
+
+
+def test_campaign_events_carry_the_final_counts(push_tenant: PushTenant, receiver: str) -> None:
+    hook = _endpoint(push_tenant, receiver, ["campaign.started", "campaign.completed"])
+    for i in range(3):
+        push_tenant.register(f"wc{i}", ("fcm", f"{FCM_TOKEN_1[:-2]}{i:02d}"))
+        push_tenant.http.patch(f"{push_tenant.api_url}/api/v1/contacts/wc{i}",
+                               json={"tags": ["whc"]}, headers=push_tenant.auth())  # fmt: skip
+    created = push_tenant.http.post(
+        f"{push_tenant.api_url}/api/v1/campaigns",
+        json={"name": "wh", "channel": "push", "content": {"title": "T", "message": "M"},
+              "audience": {"segment": {"tag": "whc"}}},
+        headers=push_tenant.auth(),
+    )  # fmt: skip
+    campaign_id = created.json()["campaign"]["id"]
+    push_tenant.http.post(
+        f"{push_tenant.api_url}/api/v1/campaigns/{campaign_id}/send", headers=push_tenant.auth()
+    )
+    events = _events(hook["secret"], 2, timeout_s=30)
+    assert [e["type"] for e in events] == ["campaign.started", "campaign.completed"]
+    done = events[1]["data"]
+    assert done["campaign_id"] == campaign_id
+    assert done["status"] == "completed"
+    assert done["channel"] == "push"
+    assert done["counts"]["recipients"] == 3
+    assert done["counts"]["sent"] == 3
+
+
+def test_an_automation_run_that_ends_is_an_event(tenant: Tenant, receiver: str) -> None:
+    hook = _endpoint(tenant, receiver, ["automation.run.completed", "automation.run.failed"])
+    made = tenant.http.post(
+        f"{tenant.api_url}/api/v1/automations",
+        json={"name": "tagger", "trigger": {"type": "manual"},
+              "steps": [{"type": "add_tag", "tag": "vip"}]},
+        headers=tenant.auth(),
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    automation_id = made.json()["automation"]["id"]
+    tenant.http.patch(f"{tenant.api_url}/api/v1/automations/{automation_id}/activate",
+                      json={"active": True}, headers=tenant.auth())  # fmt: skip
+    tenant.http.post(f"{tenant.api_url}/api/v1/contacts", json={"id": "ar1"},
+                     headers=tenant.auth())  # fmt: skip
+    enrolled = tenant.http.post(
+        f"{tenant.api_url}/api/v1/automations/{automation_id}/enroll",
+        json={"contact_id": "ar1"},
+        headers=tenant.auth(),
+    )
+    assert enrolled.status_code in (200, 201, 202), enrolled.text
+    [event] = _events(hook["secret"], 1, timeout_s=20)
+    assert event["type"] == "automation.run.completed"
+    assert event["data"]["automation_id"] == automation_id
+    assert event["data"]["contact_id"] == "ar1"
+    assert event["data"]["status"] == "done"
+
+
+def test_a_delivery_retried_by_hand_and_an_endpoint_failing_for_days(
+    tenant: Tenant, receiver: str
+) -> None:
+    _Receiver.refuse_first = 1_000  # down for good
+    hook = _endpoint(tenant, receiver, ["message.sent"])
+    assert tenant.send({**TEMPLATE, "to": "+14155550190"}).status_code == 200
+    path = f"/api/v1/webhooks/{hook['id']}/deliveries"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        listed = tenant.get(path).json()
+        if listed["deliveries"] and listed["deliveries"][0]["status"] == "failed":
+            break
+        time.sleep(0.3)
+    [delivery] = listed["deliveries"]
+    assert delivery["status"] == "failed"
+    assert delivery["attempts"] == 8  # the test schedule's 7 waits
+    assert delivery["last_status"] == 503
+    assert listed["counts"]["failed"] == 1
+    # Back up: a retry by hand makes it again, with a fresh budget.
+    _Receiver.refuse_first = 0
+    retried = tenant.http.post(
+        f"{tenant.api_url}{path}/{delivery['id']}/retry", headers=tenant.auth()
+    )
+    assert retried.status_code == 202, retried.text
+    [event] = _events(hook["secret"], 1)
+    assert event["id"] == delivery["event_id"]
+    again = tenant.get(path).json()["deliveries"][0]
+    assert again["status"] == "delivered"
+    missing = tenant.http.post(f"{tenant.api_url}{path}/nope/retry", headers=tenant.auth())
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "delivery_not_found"
+
+    # Failing for days: the streak began long ago (as if), and the next failure disables it.
+    _Receiver.refuse_first = 10_000
+
+    async def age_streak(redis: Any) -> None:
+        await redis.hset(keys.webhook_stats(tenant.name, hook["id"]), "failing_since",
+                         time.time() - 6 * 86_400)  # fmt: skip
+
+    run_async(age_streak, tenant.settings)
+    tenant.send({**TEMPLATE, "to": "+14155550191"})
+    deadline = time.monotonic() + 15
+    shown = tenant.get(f"/api/v1/webhooks/{hook['id']}").json()["webhook"]
+    while shown["active"] and time.monotonic() < deadline:
+        time.sleep(0.3)
+        shown = tenant.get(f"/api/v1/webhooks/{hook['id']}").json()["webhook"]
+    assert shown["active"] is False
+    assert "every delivery failed since" in shown["disabled_reason"]
+    assert shown["disabled_at"] is not None
