@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import TEST_SECRET_KEY
+from tests.conftest import TEST_ENV, TEST_SECRET_KEY
 from tests.support import Service, wait_until
 from worker.config import Settings
 from worker.stack.processes import EmbeddedValkey, free_port, terminate
@@ -34,6 +34,9 @@ FAULT_ENV = {
     # Bursts of thousands of sends with one key: the limit checked, never reached.
     "DISPATCH_API_KEY_RATE_PER_S": "1000000",
     "DISPATCH_SECRET_KEY": TEST_SECRET_KEY,
+    # Event webhooks: the tests' receivers, and retries within seconds.
+    "DISPATCH_OUTBOUND_ALLOW": TEST_ENV["DISPATCH_OUTBOUND_ALLOW"],
+    "DISPATCH_WEBHOOK_RETRY_SCHEDULE_S": TEST_ENV["DISPATCH_WEBHOOK_RETRY_SCHEDULE_S"],
 }
 
 

@@ -14,14 +14,16 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 import redis
 
 from scripts.benchkit.crash import LeaseWatch, kill_busy_batch
+from tests.conftest import RECEIVER_HOST
 from tests.integration.conftest import (
     SPEC_BODY,
     PushTenant,
@@ -218,6 +220,89 @@ def _campaign_after_kill(
     stats = campaign["stats"]
     assert (stats["recipients"], stats["sent"], stats["failed"]) == (len(tokens), len(tokens), 0)
     return stats, duplicates
+
+
+class _SlowlyUpReceiver(BaseHTTPRequestHandler):
+    """Down (503) for its first ``refuse`` requests, then up: every event it took, by id."""
+
+    refuse: ClassVar[int] = 0
+    calls: ClassVar[int] = 0
+    ids: ClassVar[Counter[str]] = Counter()
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        with self.lock:
+            type(self).calls += 1
+            refused = self.calls <= self.refuse
+            if not refused:
+                self.ids[self.headers["webhook-id"]] += 1
+        self.send_response(503 if refused else 204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def test_every_device_event_arrives_after_a_worker_sigkill_and_a_receiver_outage(
+    fault_stack: FaultStack, http: httpx.Client, sim_tls_port: int, sim_ca_file: Path
+) -> None:
+    """Results and their events are written together: a worker killed mid-burst loses
+    neither (its unrecorded devices are sent again and make their events then), and a
+    receiver that refuses for a while gets every event once the retries run."""
+    tenant = make_push_tenant(
+        fault_stack.settings, fault_stack.sim_url, fault_stack.api_url, http, sim_tls_port,
+        sim_ca_file,
+    )  # fmt: skip
+    _SlowlyUpReceiver.refuse, _SlowlyUpReceiver.calls = 60, 0
+    _SlowlyUpReceiver.ids = Counter()
+    server = ThreadingHTTPServer((RECEIVER_HOST, 0), _SlowlyUpReceiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        made = http.post(
+            f"{tenant.api_url}/api/v1/webhooks",
+            json={"url": f"http://{RECEIVER_HOST}:{server.server_port}/e",
+                  "events": ["push.delivered", "push.failed"]},
+            headers=tenant.auth(),
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        time.sleep(2.5)  # workers read which accounts have endpoints every 2 s
+        contacts = [f"cct_wh{i:02d}" for i in range(8)]
+        for c, contact in enumerate(contacts):
+            pairs = [("fcm", f"whk{c:02d}-{i:03d}:APA91b-event-device") for i in range(25)]
+            assert tenant.register(contact, *pairs).status_code in (200, 201)
+        ids = []
+        for contact in contacts:
+            answer = tenant.push(
+                {"title": "T", "message": "M", "contact_id": contact}, Prefer="respond-async"
+            )
+            assert answer.status_code == 202, answer.text
+            ids.append(answer.json()["id"])
+        wait_until(lambda: len(tenant.push_requests()) >= 50, 60, "50 device sends")
+        [victim] = fault_stack.workers
+        fault_stack.kill_worker(victim)
+        fault_stack.start_worker()
+        details = _wait_all_final(tenant, ids, 90)
+        devices = sum(d["delivered"] + d["failed"] for d in details.values())
+        assert devices == 200
+        wait_until(lambda: len(_SlowlyUpReceiver.ids) >= devices, 60, "an event per device")
+        time.sleep(1.0)  # a duplicate on its way
+        received = _SlowlyUpReceiver.ids
+        record_figure(
+            "webhook_kill_test",
+            {
+                "devices": devices,
+                "events": len(received),
+                "duplicates": sum(n - 1 for n in received.values()),
+                "refused_requests": _SlowlyUpReceiver.refuse,
+                "requests": _SlowlyUpReceiver.calls,
+            },
+        )
+        assert len(received) == devices  # one event per device: none lost, none made twice
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_a_worker_killed_mid_campaign_loses_no_recipient(
