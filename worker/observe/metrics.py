@@ -171,6 +171,7 @@ class StoreCollector(Collector):
         yield self._workers()
         yield self._campaigns()
         yield self._automation_runs()
+        yield from self._webhooks()
 
     def _store(self) -> Iterator[Metric]:
         """The queues and Redis itself: how much waits, and how close Redis is to full."""
@@ -238,6 +239,32 @@ class StoreCollector(Collector):
             for counter, total in sorted(totals.items()):
                 progress.add_metric([counter], total)
         return progress
+
+    def _webhooks(self) -> Iterator[Metric]:
+        snap = self._snap
+        yield GaugeMetricFamily(
+            "dispatch_webhook_outbox",
+            "Events written by results and not yet moved to their endpoints' queues.",
+            value=snap.webhook_outbox,
+        )
+        tenant = ["account", "endpoint"] if self._tenants else []
+        backlog = GaugeMetricFamily(
+            "dispatch_webhook_backlog",
+            "Event deliveries waiting per endpoint: queued (not tried yet) or retrying "
+            "(between attempts). Past 10,000 an endpoint's oldest are dropped.",
+            labels=[*tenant, "state"],
+        )
+        totals = {"queued": 0, "retrying": 0}
+        for account, endpoint_id, queued, retrying in snap.webhook_backlog:
+            if self._tenants:
+                backlog.add_metric([account, endpoint_id, "queued"], queued)
+                backlog.add_metric([account, endpoint_id, "retrying"], retrying)
+            totals["queued"] += queued
+            totals["retrying"] += retrying
+        if not self._tenants:
+            for state, n in totals.items():
+                backlog.add_metric([state], n)
+        yield backlog
 
     def _automation_runs(self) -> Metric:
         runs = GaugeMetricFamily(

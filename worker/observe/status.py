@@ -12,7 +12,7 @@ from functools import partial
 
 from redis.asyncio import Redis
 
-from worker.store import joberrors, jobs, keys, throughput
+from worker.store import joberrors, jobs, keys, throughput, webhook_deliveries
 from worker.store import restarts as child_restarts
 from worker.store.heartbeats import WorkerBeat, alive
 
@@ -70,6 +70,10 @@ class Snapshot:
     # Jobs (and stream entries) that failed on a bug, ever, by account; the newest few.
     job_errors: dict[str, int] = field(default_factory=dict)
     latest_job_errors: list[joberrors.JobError] = field(default_factory=list)
+    # Event webhooks: events in the outbox not yet moved to endpoints, and each endpoint's
+    # deliveries waiting (account, endpoint, queued, between attempts).
+    webhook_outbox: int = 0
+    webhook_backlog: list[tuple[str, str, int, int]] = field(default_factory=list)
     error: str = ""
 
     @property
@@ -117,6 +121,7 @@ async def take(redis: Redis, *, campaigns: bool = True, rates: bool = True) -> S
     snap.job_errors = await joberrors.counts(redis)
     if snap.job_errors:
         snap.latest_job_errors = await joberrors.newest(redis, sorted(snap.job_errors))
+    snap.webhook_outbox, snap.webhook_backlog = await _webhook_backlog(redis)
     if campaigns:
         snap.campaigns = await _running_campaigns(redis, accounts)
         snap.automations = await _automations(redis, accounts)
@@ -124,6 +129,18 @@ async def take(redis: Redis, *, campaigns: bool = True, rates: bool = True) -> S
         snap.rates = await throughput.last_minute(redis)
         snap.busy_limits = await _busy_limits(redis)
     return snap
+
+
+async def _webhook_backlog(redis: Redis) -> tuple[int, list[tuple[str, str, int, int]]]:
+    """The outbox's length, and the backlog of every endpoint of the accounts with one
+    active (an account's endpoints are at most 20)."""
+    outbox = int(await redis.xlen(keys.webhook_events()))
+    backlog = []
+    for account in sorted(map(str, await redis.smembers(keys.webhook_accounts()))):
+        for endpoint_id in map(str, await redis.zrange(keys.webhooks(account), 0, -1)):
+            queued, retrying = await webhook_deliveries.backlog(redis, account, endpoint_id)
+            backlog.append((account, endpoint_id, queued, retrying))
+    return outbox, backlog
 
 
 async def _newest_with_counts(
