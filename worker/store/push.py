@@ -295,6 +295,7 @@ async def finish_run(
 ) -> None:
     """The state a job leaves the message in: its attempt, and the outcome once final."""
     account = message.account
+    hooked = dead_letter and await events.wanted(redis, account)
     async with redis.pipeline(transaction=True) as pipe:
         mark_started(pipe, message)
         pipe.hset(
@@ -307,7 +308,16 @@ async def finish_run(
             pipe.rpush(attempts_key, attempt.model_dump_json(exclude_none=True))
             pipe.expire(attempts_key, ttl_s)
         if dead_letter:
-            add_dead_letter(pipe, message, time.time())
+            now = time.time()
+            add_dead_letter(pipe, message, now)
+            if hooked:
+                data = event_data(
+                    message,
+                    status=status.value,
+                    code=attempt.code if attempt else None,
+                    error=attempt.error if attempt else None,
+                )
+                events.emit(pipe, account, [(EventType.MESSAGE_DEAD_LETTERED, data)], now)
         if status.is_final:
             finished(pipe, message, status, {})
         await pipe.execute()
