@@ -187,30 +187,35 @@ async def drain(ctx: DeliveryContext, account: str, endpoint_id: str) -> Outcome
     requests at once), until none is due or the job's time is spent; then say when the
     endpoint is next due. One sender per endpoint (a lease): a second job does nothing."""
     redis = ctx.redis
-    async with locks.held(
-        redis, keys.webhook_lock(account, endpoint_id), ctx.settings.lease_ttl_s
-    ) as token:
-        if token is None:
-            return Outcome(MessageStatus.SENT)  # another job sends for it now
-        endpoint = await webhooks.load(redis, account, endpoint_id)
-        secret = await webhooks.load_secret(redis, account, endpoint_id)
-        if endpoint is None or secret is None or not endpoint.active:
-            # Deleted or switched off: its deliveries wait (or expire); no work scheduled.
-            await deliveries.set_work(redis, account, endpoint_id, None)
-            return Outcome(MessageStatus.SENT)
-        started = time.monotonic()
-        while time.monotonic() - started < _JOB_BUDGET_S:
-            taken = await deliveries.due(redis, account, endpoint_id, time.time(), _ROUND)
-            if not taken.ids:
-                break
-            await _round(ctx, endpoint, secret, taken)
-            if await _disable_if_failing_too_long(ctx, endpoint):
-                return Outcome(MessageStatus.SENT)
-        now = time.time()
-        await deliveries.set_work(
-            redis, account, endpoint_id, await deliveries.next_due(redis, account, endpoint_id, now)
-        )
-        return Outcome(MessageStatus.SENT)
+    lock_key = keys.webhook_lock(account, endpoint_id)
+    ttl_s = ctx.settings.lease_ttl_s
+    # Not waiting for the holder, live or dead: the beat publishes a sender again for an
+    # endpoint whose work is due, and a dead holder's lease runs out within its ttl.
+    token = await locks.acquire(redis, lock_key, ttl_s)
+    if token is None:
+        return Outcome(MessageStatus.SENT)  # another job sends for it now
+    async with locks.kept(redis, lock_key, token, ttl_s):
+        await _drain_held(ctx, account, endpoint_id)
+    return Outcome(MessageStatus.SENT)
+
+
+async def _drain_held(ctx: DeliveryContext, account: str, endpoint_id: str) -> None:
+    redis = ctx.redis
+    endpoint = await webhooks.load(redis, account, endpoint_id)
+    secret = await webhooks.load_secret(redis, account, endpoint_id)
+    if endpoint is None or secret is None or not endpoint.active:
+        # Deleted or switched off: its deliveries wait (or expire); no work scheduled.
+        await deliveries.set_work(redis, account, endpoint_id, None)
+        return
+    started = time.monotonic()
+    while time.monotonic() - started < _JOB_BUDGET_S:
+        taken = await deliveries.due(redis, account, endpoint_id, time.time(), _ROUND)
+        if not taken.ids:
+            break
+        await _round(ctx, endpoint, secret, taken)
+        if await _disable_if_failing_too_long(ctx, endpoint):
+            return
+    await deliveries.settle(redis, account, endpoint_id, time.time())
 
 
 async def _round(

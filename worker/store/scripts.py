@@ -300,6 +300,9 @@ WEBHOOK_ENQUEUE = Script(
         "dropped_reason",
     ),
 )
+WEBHOOK_SETTLE = Script(
+    "webhook_settle", keys=("queue", "retry", "work"), args=("work_member", "now")
+)
 TOKEN_REMOVE = Script(
     "token_remove", keys=("contact_tokens", "token", "account_tokens"), args=("member",)
 )

@@ -185,16 +185,20 @@ async def record(
         await pipe.execute()
 
 
-async def next_due(redis: Redis, account: str, endpoint_id: str, now: float) -> float | None:
-    """When the endpoint next has a delivery to make: now if its queue is not empty, else
-    its soonest retry, else None."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.llen(keys.webhook_queue(account, endpoint_id))
-        pipe.zrange(keys.webhook_retry(account, endpoint_id), 0, 0, withscores=True)
-        queued, soonest = await pipe.execute()
-    if queued:
-        return now
-    return float(soonest[0][1]) if soonest else None
+async def settle(redis: Redis, account: str, endpoint_id: str, now: float) -> bool:
+    """The sender is done for now: the endpoint is due again now if its queue holds a
+    delivery, at its soonest retry if one waits, else it leaves the work set (atomically,
+    against a delivery queued meanwhile). True if work remains."""
+    remains = await scripts.WEBHOOK_SETTLE.run(
+        redis,
+        keys={
+            "queue": keys.webhook_queue(account, endpoint_id),
+            "retry": keys.webhook_retry(account, endpoint_id),
+            "work": keys.webhook_work(),
+        },
+        args={"work_member": work_member(account, endpoint_id), "now": repr(now)},
+    )
+    return bool(remains)
 
 
 async def set_work(redis: Redis, account: str, endpoint_id: str, at: float | None) -> None:
