@@ -252,9 +252,13 @@ def test_every_device_event_arrives_after_a_worker_sigkill_and_a_receiver_outage
     neither (its unrecorded devices are sent again and make their events then), and a
     receiver that refuses for a while gets every event once the retries run."""
     tenant = make_push_tenant(
-        fault_stack.settings, fault_stack.sim_url, fault_stack.api_url, http, sim_tls_port,
+        fault_stack.settings,
+        fault_stack.sim_url,
+        fault_stack.api_url,
+        http,
+        sim_tls_port,
         sim_ca_file,
-    )  # fmt: skip
+    )
     _SlowlyUpReceiver.refuse, _SlowlyUpReceiver.calls = 60, 0
     _SlowlyUpReceiver.ids = Counter()
     server = ThreadingHTTPServer((RECEIVER_HOST, 0), _SlowlyUpReceiver)
@@ -262,10 +266,12 @@ def test_every_device_event_arrives_after_a_worker_sigkill_and_a_receiver_outage
     try:
         made = http.post(
             f"{tenant.api_url}/api/v1/webhooks",
-            json={"url": f"http://{RECEIVER_HOST}:{server.server_port}/e",
-                  "events": ["push.delivered", "push.failed"]},
+            json={
+                "url": f"http://{RECEIVER_HOST}:{server.server_port}/e",
+                "events": ["push.delivered", "push.failed"],
+            },
             headers=tenant.auth(),
-        )  # fmt: skip
+        )
         assert made.status_code == 201, made.text
         time.sleep(2.5)  # workers read which accounts have endpoints every 2 s
         contacts = [f"cct_wh{i:02d}" for i in range(8)]

@@ -167,8 +167,9 @@ def test_push_events_per_device_and_a_scope_that_may_not_see_pruning(
     key = push_tenant.new_key(Scope.WEBHOOKS, Scope.SEND)
     hook = _endpoint(push_tenant, receiver, key=key, wait=False)
     admin_hook = _endpoint(push_tenant, receiver, ["token.pruned"])
-    assert push_tenant.register("c-wh", ("fcm", FCM_TOKEN_1), ("fcm", FCM_DEAD),
-                                ("apns", APNS_TOKEN_1)).status_code in (200, 201)  # fmt: skip
+    assert push_tenant.register(
+        "c-wh", ("fcm", FCM_TOKEN_1), ("fcm", FCM_DEAD), ("apns", APNS_TOKEN_1)
+    ).status_code in (200, 201)
     push_tenant.push_fault("fcm", code="UNREGISTERED", count=None, match={"token": FCM_DEAD})
     sent = push_tenant.push({"contact_id": "c-wh", "title": "Hi", "message": "There"})
     assert sent.status_code == 200, sent.text
@@ -192,14 +193,21 @@ def test_campaign_events_carry_the_final_counts(push_tenant: PushTenant, receive
     hook = _endpoint(push_tenant, receiver, ["campaign.started", "campaign.completed"])
     for i in range(3):
         push_tenant.register(f"wc{i}", ("fcm", f"{FCM_TOKEN_1[:-2]}{i:02d}"))
-        push_tenant.http.patch(f"{push_tenant.api_url}/api/v1/contacts/wc{i}",
-                               json={"tags": ["whc"]}, headers=push_tenant.auth())  # fmt: skip
+        push_tenant.http.patch(
+            f"{push_tenant.api_url}/api/v1/contacts/wc{i}",
+            json={"tags": ["whc"]},
+            headers=push_tenant.auth(),
+        )
     created = push_tenant.http.post(
         f"{push_tenant.api_url}/api/v1/campaigns",
-        json={"name": "wh", "channel": "push", "content": {"title": "T", "message": "M"},
-              "audience": {"segment": {"tag": "whc"}}},
+        json={
+            "name": "wh",
+            "channel": "push",
+            "content": {"title": "T", "message": "M"},
+            "audience": {"segment": {"tag": "whc"}},
+        },
         headers=push_tenant.auth(),
-    )  # fmt: skip
+    )
     campaign_id = created.json()["campaign"]["id"]
     push_tenant.http.post(
         f"{push_tenant.api_url}/api/v1/campaigns/{campaign_id}/send", headers=push_tenant.auth()
@@ -218,16 +226,21 @@ def test_an_automation_run_that_ends_is_an_event(tenant: Tenant, receiver: str) 
     hook = _endpoint(tenant, receiver, ["automation.run.completed", "automation.run.failed"])
     made = tenant.http.post(
         f"{tenant.api_url}/api/v1/automations",
-        json={"name": "tagger", "trigger": {"type": "manual"},
-              "steps": [{"type": "add_tag", "tag": "vip"}]},
+        json={
+            "name": "tagger",
+            "trigger": {"type": "manual"},
+            "steps": [{"type": "add_tag", "tag": "vip"}],
+        },
         headers=tenant.auth(),
-    )  # fmt: skip
+    )
     assert made.status_code == 201, made.text
     automation_id = made.json()["automation"]["id"]
-    tenant.http.patch(f"{tenant.api_url}/api/v1/automations/{automation_id}/activate",
-                      json={"active": True}, headers=tenant.auth())  # fmt: skip
-    tenant.http.post(f"{tenant.api_url}/api/v1/contacts", json={"id": "ar1"},
-                     headers=tenant.auth())  # fmt: skip
+    tenant.http.patch(
+        f"{tenant.api_url}/api/v1/automations/{automation_id}/activate",
+        json={"active": True},
+        headers=tenant.auth(),
+    )
+    tenant.http.post(f"{tenant.api_url}/api/v1/contacts", json={"id": "ar1"}, headers=tenant.auth())
     enrolled = tenant.http.post(
         f"{tenant.api_url}/api/v1/automations/{automation_id}/enroll",
         json={"contact_id": "ar1"},
@@ -277,8 +290,9 @@ def test_a_delivery_retried_by_hand_and_an_endpoint_failing_for_days(
     _Receiver.refuse_first = 10_000
 
     async def age_streak(redis: Any) -> None:
-        await redis.hset(keys.webhook_stats(tenant.name, hook["id"]), "failing_since",
-                         time.time() - 6 * 86_400)  # fmt: skip
+        await redis.hset(
+            keys.webhook_stats(tenant.name, hook["id"]), "failing_since", time.time() - 6 * 86_400
+        )
 
     run_async(age_streak, tenant.settings)
     tenant.send({**TEMPLATE, "to": "+14155550191"})
