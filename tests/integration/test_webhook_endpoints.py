@@ -78,6 +78,13 @@ def test_create_list_get_update_delete(tenant: Tenant, receiver: str) -> None:
     assert patched.json()["webhook"]["active"] is False
     assert "secret" not in patched.json()["webhook"]
 
+    by_put = tenant.http.put(
+        f"{tenant.api_url}{PATH}/{hook_id}", json={"description": "put"}, headers=tenant.auth()
+    )
+    assert by_put.status_code == 200
+    assert by_put.json()["webhook"]["description"] == "put"
+    assert by_put.json()["webhook"]["events"] == ["message.failed", "push.failed"]
+
     rotated = tenant.http.patch(
         f"{tenant.api_url}{PATH}/{hook_id}", json={"rotate_secret": True}, headers=tenant.auth()
     ).json()["webhook"]

@@ -68,6 +68,8 @@ async def get_webhook(
 
 
 @router.patch("/{endpoint_id}")
+# PUT too: clients that send a whole object to update get the same partial update.
+@router.put("/{endpoint_id}")
 async def update_webhook(
     endpoint_id: EndpointIdPath,
     body: WebhookUpdate,
