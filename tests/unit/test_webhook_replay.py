@@ -69,8 +69,8 @@ def test_now_itself_is_not_the_future() -> None:
 
 
 def test_a_replay_takes_what_never_arrived_by_default() -> None:
-    assert replay_statuses(None, include_delivered=False) == DEFAULT_REPLAY
-    assert DEFAULT_REPLAY == {DeliveryStatus.FAILED, DeliveryStatus.DROPPED}
+    default = replay_statuses(None, include_delivered=False)
+    assert default == DEFAULT_REPLAY == {DeliveryStatus.FAILED, DeliveryStatus.DROPPED}
     assert replay_statuses(None, include_delivered=True) == REPLAYABLE
     assert DeliveryStatus.PENDING not in REPLAYABLE
     assert DeliveryStatus.DELIVERED in REPLAYABLE
