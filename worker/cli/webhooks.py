@@ -155,12 +155,11 @@ def webhooks_deliveries(
 
 
 def _last_answer(delivery: Delivery) -> str:
-    parts = []
-    if delivery.last_status is not None:
-        parts.append(f"HTTP {delivery.last_status}")
+    """The last attempt's error (it names the HTTP status when there was one), else its
+    status."""
     if delivery.last_error and delivery.status is not DeliveryStatus.DELIVERED:
-        parts.append(escape(delivery.last_error))
-    return " ".join(parts) or "-"
+        return escape(delivery.last_error)
+    return f"HTTP {delivery.last_status}" if delivery.last_status is not None else "-"
 
 
 @dataclass(frozen=True)
