@@ -19,7 +19,6 @@ from rich.table import Column, Table
 from worker.cli.common import AccountOpt, console, err, when, with_redis
 from worker.config import Settings
 from worker.errors import Rejected
-from worker.models import iso
 from worker.models.webhooks import Delivery, DeliveryStatus, Endpoint
 from worker.services import webhooks as ops
 from worker.store import accounts, webhooks
@@ -146,7 +145,7 @@ def webhooks_deliveries(
                 when(d.created_at),
                 when(d.next_attempt_at) if d.status is DeliveryStatus.RETRYING else "-",
             )
-        scope = f" since {iso(after)}" if since is not None else ""
+        scope = f" since {when(after)}" if since is not None else ""
         which = f" {status.value}" if status else ""
         table.caption = f"{len(found)}{which} shown of {total} delivery(ies){scope}"
         return table
@@ -217,8 +216,8 @@ def webhooks_replay(
     chosen = with_redis(choose)
     count = len(chosen.items)
     err.print(
-        f"{count} of the {chosen.total} delivery(ies) created since {iso(after)} are "
-        f"{names.replace(',', ' or ')} ({endpoint_id} → {escape(chosen.endpoint.url)})"
+        f"{count} of the {chosen.total} delivery(ies) created since {when(after)} are "
+        f"{names} ({endpoint_id} → {escape(chosen.endpoint.url)})"
     )
     if not chosen.endpoint.active:
         err.print(
@@ -229,7 +228,10 @@ def webhooks_replay(
         console.print(count)
         return
     if not yes:
-        typer.confirm(f"Replay {count} delivery(ies) to {chosen.endpoint.url}?", abort=True)
+        # On stderr, as every message here: stdout holds only the count, for scripts.
+        typer.confirm(
+            f"Replay {count} delivery(ies) to {chosen.endpoint.url}?", abort=True, err=True
+        )
 
     async def replay(redis: Redis, _: Settings) -> int:
         with Progress(

@@ -206,8 +206,8 @@ def replay_statuses(names: str | None, *, include_delivered: bool) -> frozenset[
         if status is DeliveryStatus.DELIVERED and not include_delivered:
             raise Rejected(
                 Code.INVALID_REQUEST,
-                "delivered ones reached the endpoint already: they are replayed only when "
-                "replaying delivered ones is asked for too",
+                "delivered ones reached the endpoint already: replaying them must be asked "
+                "for explicitly",
                 "status",
             )
         chosen.add(status)
