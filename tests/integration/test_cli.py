@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 
-from tests.integration.conftest import SPEC_BODY
-from tests.support import dispatch, register_push_credentials
+from tests.conftest import RECEIVER_HOST
+from tests.integration.conftest import SPEC_BODY, Tenant
+from tests.support import dispatch, register_push_credentials, wait_until
 
 
 @pytest.fixture
@@ -272,3 +277,167 @@ def test_push_channels_and_token_stats(
     assert dead not in stats.stdout  # masked
     problems = dispatch(env, "tokens", "stats", "--account", account_name, "--problems")
     assert "cli-" not in problems.stdout.split("token(s)")[0]
+
+
+# --- dispatch webhooks ------------------------------------------------------------------
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """An event receiver answering ``answer`` to every POST; keeps each event's id."""
+
+    answer: ClassVar[int] = 500
+    got: ClassVar[list[tuple[int, str]]] = []  # (what it answered, webhook-id)
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        with self.lock:
+            answer = type(self).answer
+            self.got.append((answer, self.headers["webhook-id"]))
+        self.send_response(answer)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    _Receiver.got.clear()
+    _Receiver.answer = 500
+    server = ThreadingHTTPServer((RECEIVER_HOST, 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://{RECEIVER_HOST}:{server.server_port}/events"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _rows(output: str, needle: str) -> list[list[str]]:
+    """The cells of every table row of ``output`` that contains ``needle``."""
+    return [
+        [cell.strip() for cell in line.split("│")[1:-1]]
+        for line in output.splitlines()
+        if needle in line
+    ]
+
+
+def test_webhooks_list_deliveries_and_replay(
+    service_env: dict[str, str], tenant: Tenant, receiver: str
+) -> None:
+    env, account = service_env, tenant.name
+    made = tenant.http.post(
+        f"{tenant.api_url}/api/v1/webhooks",
+        json={"url": receiver, "events": ["message.sent"]},
+        headers=tenant.auth(),
+    )
+    assert made.status_code == 201, made.text
+    hook_id = made.json()["webhook"]["id"]
+    time.sleep(2.5)  # workers read which accounts have endpoints every 2 s
+
+    # Three events the receiver refuses (500) until each runs out of attempts (~4.6 s).
+    template = {k: v for k, v in SPEC_BODY.items() if k != "contact_id"}
+    for i in range(3):
+        sent = tenant.send({**template, "to": f"+1415555012{i}"})
+        assert sent.status_code == 200, sent.text
+
+    def all_failed() -> bool:
+        listed = tenant.get(f"/api/v1/webhooks/{hook_id}/deliveries").json()
+        return listed["total"] == 3 and {d["status"] for d in listed["deliveries"]} == {"failed"}
+
+    wait_until(all_failed, 40, "three failed deliveries")
+    failed_ids = {event_id for answer, event_id in _Receiver.got}
+    assert len(failed_ids) == 3
+    assert len(_Receiver.got) == 3 * 8  # every attempt of the schedule (7 waits) was made
+
+    listed = dispatch(env, "webhooks", "list", "--account", account)
+    assert listed.returncode == 0, listed.stderr
+    [row] = _rows(listed.stdout, hook_id)
+    # id, url, events, state, created, queued, retrying, delivered, failed, dropped
+    assert row[0] == hook_id
+    assert row[2:4] == ["message.sent", "active"]
+    assert row[5:] == ["0", "0", "0", "3", "0"]
+    everyone = dispatch(env, "webhooks", "list")
+    assert everyone.returncode == 0, everyone.stderr
+    [row] = _rows(everyone.stdout, hook_id)
+    assert row[0] == account  # the operator's view names the account
+
+    failed = dispatch(
+        env, "webhooks", "deliveries", hook_id, "--account", account, "--status", "failed"
+    )
+    assert failed.returncode == 0, failed.stderr
+    rows = _rows(failed.stdout, f"{hook_id}.")
+    assert len(rows) == 3
+    for cells in rows:
+        # id, event, status, attempts, last answer, created, next attempt
+        assert cells[1:5] == ["message.sent", "failed", "8", "the endpoint answered 500"]
+        assert cells[6] == "-"
+    assert "3 failed shown of 3 delivery(ies)" in failed.stdout
+    none_delivered = dispatch(
+        env, "webhooks", "deliveries", hook_id, "-a", account, "--status", "delivered"
+    )
+    assert "0 delivered shown of 3" in none_delivered.stdout
+
+    # Refusals: a bad or future --since, delivered ones without --all, an unknown endpoint.
+    for since, says in (("soon", "neither a duration"), ("2999-01-01", "in the future")):
+        bad = dispatch(env, "webhooks", "replay", hook_id, "-a", account, "--since", since)
+        assert bad.returncode == 2, bad.stderr
+        assert says in bad.stderr
+    bad = dispatch(
+        env, "webhooks", "replay", hook_id, "-a", account, "--since", "1h", "--status", "delivered"
+    )
+    assert bad.returncode == 2
+    assert "replaying them must be asked for explicitly (add --all)" in bad.stderr
+    unknown = dispatch(env, "webhooks", "replay", "wh_nothere", "-a", account, "--since", "1h")
+    assert unknown.returncode == 1
+    assert "webhook_not_found" in unknown.stderr
+
+    dry = dispatch(env, "webhooks", "replay", hook_id, "-a", account, "--since", "10m", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.strip() == "3"
+    assert "3 of the 3 delivery(ies) created since" in dry.stderr
+    declined = dispatch(
+        env, "webhooks", "replay", hook_id, "-a", account, "--since", "10m", input_="n\n"
+    )
+    assert declined.returncode == 1
+    assert "Replay 3 delivery(ies)" in declined.stderr
+    assert declined.stdout.strip() == ""  # (click's input() writes the prompt's last space)
+    time.sleep(1.0)
+    assert len(_Receiver.got) == 3 * 8  # neither the dry run nor the declined one posted
+
+    # The receiver is back: a replay posts each failed event again, and it arrives.
+    _Receiver.answer = 204
+    replayed = dispatch(
+        env, "webhooks", "replay", hook_id, "--account", account, "--since", "10m", "--yes"
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    assert "3 delivery(ies) replayed" in replayed.stderr
+
+    def delivered_again() -> set[str]:
+        return {event_id for answer, event_id in list(_Receiver.got) if answer == 204}
+
+    assert wait_until(lambda: len(delivered_again()) == 3, 20, "the replayed events")
+    assert delivered_again() == failed_ids
+    wait_until(
+        lambda: (
+            {
+                d["status"]
+                for d in tenant.get(f"/api/v1/webhooks/{hook_id}/deliveries").json()["deliveries"]
+            }
+            == {"delivered"}
+        ),
+        20,
+        "the deliveries recorded as delivered",
+    )
+    # Nothing failed is left; delivered ones are replayed only with --all.
+    again = dispatch(env, "webhooks", "replay", hook_id, "-a", account, "--since", "10m", "--yes")
+    assert again.stdout.strip() == "0"
+    every = dispatch(
+        env, "webhooks", "replay", hook_id, "-a", account, "--since", "1h", "--all", "--dry-run"
+    )
+    assert every.stdout.strip() == "3"
+    listed = dispatch(env, "webhooks", "list", "--account", account)
+    [row] = _rows(listed.stdout, hook_id)
+    assert row[5:] == ["0", "0", "3", "3", "0"]

@@ -28,6 +28,7 @@ from worker.cli.secrets import app as secrets_app
 from worker.cli.status import status_command
 from worker.cli.templates import app as templates_app
 from worker.cli.tokens import app as tokens_app
+from worker.cli.webhooks import app as webhooks_app
 from worker.config import Settings, get_settings
 from worker.observe import logs, metrics_setup
 from worker.store import keys
@@ -50,6 +51,7 @@ app.add_typer(messages_app, name="messages")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(automations_app, name="automations")
+app.add_typer(webhooks_app, name="webhooks")
 
 
 def _logging(settings: Settings) -> None:

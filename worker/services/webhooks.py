@@ -1,8 +1,12 @@
-"""Event webhook endpoints: what creating, changing and testing one checks and does."""
+"""Event webhook endpoints: what creating, changing and testing one checks and does; and
+finding and replaying an endpoint's deliveries (the CLI's, reusable by the API)."""
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
@@ -12,17 +16,20 @@ from worker.config import Settings
 from worker.delivery.webhooks import DeliveryAttempt, event_body, post_event
 from worker.errors import Rejected
 from worker.ids import new_id
-from worker.models import ApiKeyRecord, Scope
+from worker.models import ApiKeyRecord, Scope, iso
 from worker.models.webhooks import (
     ALL_EVENTS,
     EVENT_SCOPES,
     MAX_ENDPOINTS_PER_ACCOUNT,
+    Delivery,
+    DeliveryStatus,
     Endpoint,
     EventType,
     WebhookCreate,
     WebhookUpdate,
 )
 from worker.providers.outbound import OutboundClient, OutboundError, check_url, networks
+from worker.store import webhook_deliveries as deliveries
 from worker.store import webhooks as store
 
 
@@ -125,3 +132,143 @@ async def send_test(
     data: dict[str, Any] = {"endpoint_id": endpoint.id, "account": endpoint.account}
     body = event_body(event_id, EventType.WEBHOOK_TEST, at, data)
     return event_id, await post_event(outbound, endpoint.url, secret, event_id, at, body)
+
+
+# --- finding and replaying deliveries -------------------------------------------------
+
+# "30m", "2h", "1d", "1h30m": a whole number and its unit, repeated.
+_DURATION = re.compile(r"(?:\d{1,9}[smhdw])+")
+_DURATION_PART = re.compile(r"(\d+)([smhdw])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
+
+# What a replay takes unless told otherwise: the deliveries that never arrived.
+DEFAULT_REPLAY = frozenset({DeliveryStatus.FAILED, DeliveryStatus.DROPPED})
+# Pending ones are still queued: they will be tried anyway, and replaying one would post
+# it twice (from the queue and from the retries).
+REPLAYABLE = frozenset(DeliveryStatus) - {DeliveryStatus.PENDING}
+# Deliveries read from the endpoint's index at a time while looking for matches.
+_SCAN = 500
+
+
+def parse_since(value: str, now: float) -> float:
+    """The time ``value`` names, as a timestamp: a duration back from ``now`` ("30m",
+    "2h", "1d", "1h30m"; units s, m, h, d, w) or an ISO 8601 time (UTC unless it gives
+    its offset). Refused: anything else, and a time after ``now``."""
+    text = value.strip().lower().replace(" ", "")
+    if _DURATION.fullmatch(text):
+        seconds = sum(int(n) * _UNIT_S[unit] for n, unit in _DURATION_PART.findall(text))
+        return now - seconds
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise Rejected(
+            Code.INVALID_REQUEST,
+            f"'{value}' is neither a duration (30m, 2h, 1d) nor an ISO 8601 time "
+            "(2025-06-01T08:00:00Z)",
+            "since",
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    at = moment.timestamp()
+    if at > now:
+        raise Rejected(
+            Code.INVALID_REQUEST,
+            f"'{value}' is in the future (now is {iso(now)})",
+            "since",
+        )
+    return at
+
+
+def replay_statuses(names: str | None, *, include_delivered: bool) -> frozenset[DeliveryStatus]:
+    """Which deliveries a replay takes: ``names`` (comma-separated statuses), else failed
+    and dropped ones, or every replayable status with ``include_delivered``. A delivered
+    one is taken only with ``include_delivered`` (its receiver has it already); a pending
+    one never (it is still queued)."""
+    if names is None:
+        return REPLAYABLE if include_delivered else DEFAULT_REPLAY
+    chosen: set[DeliveryStatus] = set()
+    for name in (n.strip() for n in names.split(",")):
+        try:
+            status = DeliveryStatus(name)
+        except ValueError:
+            raise Rejected(
+                Code.INVALID_REQUEST,
+                f"unknown status '{name}'; one of: {', '.join(sorted(REPLAYABLE))}",
+                "status",
+            ) from None
+        if status is DeliveryStatus.PENDING:
+            raise Rejected(
+                Code.INVALID_REQUEST,
+                "pending deliveries are still queued and will be tried anyway: they are "
+                "not replayed",
+                "status",
+            )
+        if status is DeliveryStatus.DELIVERED and not include_delivered:
+            raise Rejected(
+                Code.INVALID_REQUEST,
+                "delivered ones reached the endpoint already: replaying them must be asked "
+                "for explicitly",
+                "status",
+            )
+        chosen.add(status)
+    return frozenset(chosen)
+
+
+async def find_deliveries(
+    redis: Redis,
+    account: str,
+    endpoint_id: str,
+    *,
+    since: float = 0.0,
+    statuses: frozenset[DeliveryStatus] | None = None,
+    limit: int | None = None,
+) -> tuple[list[Delivery], int]:
+    """The endpoint's deliveries created at ``since`` or later, newest first, those in
+    ``statuses`` only (all if None), at most ``limit`` (all if None); and how many were
+    created since then, whatever their status. Reads the recent deliveries the endpoint
+    keeps (the last 10,000, records kept 8 days)."""
+    found: list[Delivery] = []
+    seen: set[str] = set()
+    start, total = 0, 0
+    while limit is None or len(found) < limit:
+        items, total = await deliveries.page(redis, account, endpoint_id, start, _SCAN, since)
+        for delivery in items:
+            # Newer deliveries arriving during the scan shift it: one may be read twice.
+            if delivery.id in seen or (statuses is not None and delivery.status not in statuses):
+                continue
+            seen.add(delivery.id)
+            found.append(delivery)
+        start += _SCAN
+        if start >= total:
+            break
+    return (found if limit is None else found[:limit]), total
+
+
+async def replay(
+    redis: Redis,
+    account: str,
+    endpoint_id: str,
+    chosen: list[Delivery],
+    statuses: frozenset[DeliveryStatus],
+    now: float,
+    on_each: Callable[[Delivery | None], None] | None = None,
+) -> int:
+    """Make each of ``chosen`` due again now with a fresh budget of attempts; a delivery
+    whose status left ``statuses`` since it was chosen (a retry delivered it meanwhile) or
+    whose record expired is skipped. ``on_each`` is called after each (with None for a
+    skipped one). Returns how many were replayed."""
+    done = 0
+    for start in range(0, len(chosen), _SCAN):
+        ids = [d.id for d in chosen[start : start + _SCAN]]
+        current = {d.id: d for d in await deliveries.load_many(redis, account, ids)}
+        for delivery_id in ids:
+            delivery = current.get(delivery_id)
+            if delivery is None or delivery.status not in statuses:
+                if on_each is not None:
+                    on_each(None)
+                continue
+            await deliveries.retry_now(redis, account, endpoint_id, delivery, now)
+            done += 1
+            if on_each is not None:
+                on_each(delivery)
+    return done
