@@ -19,6 +19,9 @@ from worker.stack.processes import EmbeddedValkey, free_port
 from worker.store import secrets as store_secrets
 
 RECEIVER_HOST = "127.0.0.2"
+# Long enough for every process to have re-read which accounts have webhook endpoints
+# (DISPATCH_WEBHOOK_SUBSCRIBERS_REFRESH_S below, twice over).
+SUBSCRIBERS_SEEN_S = 0.7
 # Provider credentials are stored encrypted: the test session's key, given to every
 # service the tests start (and used by the test process itself).
 TEST_SECRET_KEY = Fernet.generate_key().decode()
@@ -38,6 +41,8 @@ TEST_ENV = {
     "DISPATCH_OUTBOUND_DEADLINE_S": "2",
     # Event webhooks retried within seconds (the default waits span a day).
     "DISPATCH_WEBHOOK_RETRY_SCHEDULE_S": "0.3,0.3,0.5,0.5,1,1,1",
+    # Which accounts have endpoints, re-read this often (2 s by default).
+    "DISPATCH_WEBHOOK_SUBSCRIBERS_REFRESH_S": "0.3",
     # One key sends for many tests at once: its limit is checked (every request pays for
     # the check) at a rate no test reaches; tests/security tests the limit itself.
     "DISPATCH_API_KEY_RATE_PER_S": "1000000",

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     webhook_retry_schedule_s: str = "5,300,1800,7200,18000,36000,36000"
     webhook_concurrency: int = Field(default=16, ge=1, le=256)
     webhook_disable_after_s: float = Field(default=5 * 86_400, gt=0)
+    # How often each process re-reads which accounts have an active endpoint (only those
+    # write events): a new endpoint gets events of results recorded after about this long.
+    webhook_subscribers_refresh_s: float = Field(default=2.0, gt=0, le=60)
 
     # Devices sent per slice of a push job, and slices in flight at once; results are
     # recorded after each slice, so a worker killed mid-send re-sends at most

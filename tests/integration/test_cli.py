@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from tests.conftest import RECEIVER_HOST
+from tests.conftest import RECEIVER_HOST, SUBSCRIBERS_SEEN_S
 from tests.integration.conftest import SPEC_BODY, Tenant
 from tests.support import dispatch, register_push_credentials, wait_until
 
@@ -335,7 +335,7 @@ def test_webhooks_list_deliveries_and_replay(
     )
     assert made.status_code == 201, made.text
     hook_id = made.json()["webhook"]["id"]
-    time.sleep(2.5)  # workers read which accounts have endpoints every 2 s
+    time.sleep(SUBSCRIBERS_SEEN_S)  # workers re-read which accounts have endpoints
 
     # Three events the receiver refuses (500) until each runs out of attempts (~4.6 s).
     template = {k: v for k, v in SPEC_BODY.items() if k != "contact_id"}

@@ -23,7 +23,7 @@ import pytest
 import redis
 
 from scripts.benchkit.crash import LeaseWatch, kill_busy_batch
-from tests.conftest import RECEIVER_HOST
+from tests.conftest import RECEIVER_HOST, SUBSCRIBERS_SEEN_S
 from tests.integration.conftest import (
     SPEC_BODY,
     PushTenant,
@@ -273,7 +273,7 @@ def test_every_device_event_arrives_after_a_worker_sigkill_and_a_receiver_outage
             headers=tenant.auth(),
         )
         assert made.status_code == 201, made.text
-        time.sleep(2.5)  # workers read which accounts have endpoints every 2 s
+        time.sleep(SUBSCRIBERS_SEEN_S)  # workers re-read which accounts have endpoints
         contacts = [f"cct_wh{i:02d}" for i in range(8)]
         for c, contact in enumerate(contacts):
             pairs = [("fcm", f"whk{c:02d}-{i:03d}:APA91b-event-device") for i in range(25)]

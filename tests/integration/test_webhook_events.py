@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.conftest import RECEIVER_HOST
+from tests.conftest import RECEIVER_HOST, SUBSCRIBERS_SEEN_S
 from tests.integration.conftest import APNS_TOKEN_1, FCM_TOKEN_1, SPEC_BODY, PushTenant, Tenant
 from tests.support import run_async
 from worker.masking import mask_token
@@ -79,7 +79,7 @@ def _endpoint(
     hook: dict[str, Any] = answer.json()["webhook"]
     if wait:
         # Workers read which accounts have endpoints every 2 s.
-        time.sleep(2.5)
+        time.sleep(SUBSCRIBERS_SEEN_S)  # workers re-read which accounts have endpoints
     return hook
 
 

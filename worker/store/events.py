@@ -2,8 +2,9 @@
 reports, so a crash between the two cannot lose it (or report what did not happen).
 
 Only accounts with an active endpoint write events: each process reads that set again
-every ``_REFRESH_S`` (one SMEMBERS), so an endpoint created a moment ago may miss the
-events of its first seconds, and a result of an account without webhooks costs nothing.
+every ``DISPATCH_WEBHOOK_SUBSCRIBERS_REFRESH_S`` (2 s; one SMEMBERS), so an endpoint created
+a moment ago may miss the events of its first seconds, and a result of an account without
+webhooks costs nothing.
 The beat moves events from here to each subscribed endpoint's queue
 (``worker.delivery.webhooks.dispatch_outbox``).
 """
@@ -17,9 +18,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from worker.config import get_settings
 from worker.store import keys
-
-_REFRESH_S = 2.0
 
 
 class _Subscribed:
@@ -28,10 +28,13 @@ class _Subscribed:
     def __init__(self) -> None:
         self.accounts: frozenset[str] = frozenset()
         self.read_at = float("-inf")
+        self.refresh_s: float | None = None
 
     async def get(self, redis: Redis) -> frozenset[str]:
+        if self.refresh_s is None:
+            self.refresh_s = get_settings().webhook_subscribers_refresh_s
         now = time.monotonic()
-        if now - self.read_at >= _REFRESH_S:
+        if now - self.read_at >= self.refresh_s:
             members = await redis.smembers(keys.webhook_accounts())
             self.accounts = frozenset(
                 m.decode() if isinstance(m, bytes) else str(m) for m in members

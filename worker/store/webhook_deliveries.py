@@ -145,16 +145,19 @@ class Result:
 async def record(
     redis: Redis, account: str, endpoint_id: str, taken: Due, results: list[Result]
 ) -> None:
-    """Record a round of attempts in one transaction: each delivery's state, the queue's
-    taken head removed (this sender holds the endpoint's lease: nobody else pops it), the
+    """Record a round of attempts in one transaction: each delivery's state, the ones taken
+    from the queue removed from it (this sender holds the endpoint's lease), the
     retries rescheduled or done, the endpoint's counters and failing streak."""
     stats = keys.webhook_stats(account, endpoint_id)
     retry = keys.webhook_retry(account, endpoint_id)
     delivered = sum(r.status is DeliveryStatus.DELIVERED for r in results)
     failed = sum(r.status is DeliveryStatus.FAILED for r in results)
     async with redis.pipeline(transaction=True) as pipe:
-        if taken.fresh:
-            pipe.ltrim(keys.webhook_queue(account, endpoint_id), len(taken.fresh), -1)
+        # The ones taken, by id (each near the head: LREM finds it at once), not the first
+        # n: an operator's retry may have taken one out of the queue meanwhile.
+        queue = keys.webhook_queue(account, endpoint_id)
+        for delivery_id in taken.fresh:
+            pipe.lrem(queue, 1, delivery_id)
         for result in results:
             values: dict[str, str | float | int] = {
                 "status": result.status.value,
@@ -253,8 +256,10 @@ async def retry_now(
     redis: Redis, account: str, endpoint_id: str, delivery: Delivery, now: float
 ) -> None:
     """Try the delivery again at once, with a fresh budget of attempts (an operator's
-    replay): it joins the retries, due now, and the endpoint has work."""
+    replay): it joins the retries, due now, and the endpoint has work. A delivery still
+    queued leaves the queue, or the sender would take it from both and post it twice."""
     async with redis.pipeline(transaction=True) as pipe:
+        pipe.lrem(keys.webhook_queue(account, endpoint_id), 0, delivery.id)
         pipe.hset(
             keys.webhook_delivery(account, delivery.id),
             mapping=fields(
