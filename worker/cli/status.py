@@ -43,6 +43,8 @@ def render(snap: status.Snapshot, now: float) -> Group:
         parts.append(_campaigns(snap))
     if snap.automations:
         parts.append(_automations(snap))
+    if snap.webhook_outbox or any(q or r for _, _, q, r in snap.webhook_backlog):
+        parts.append(_webhooks(snap))
     if snap.restarts:
         parts.append(_restarts(snap.restarts))
     if snap.job_errors:
@@ -129,6 +131,24 @@ def _dead_letters(snap: status.Snapshot) -> Table:
     if not any(snap.dead_letters.values()):
         dead.add_row("[green]none[/]", "0")
     return dead
+
+
+def _webhooks(snap: status.Snapshot) -> Table:
+    """Event webhooks with deliveries waiting: a receiver slow or down shows here first."""
+    table = Table(
+        "account",
+        "endpoint",
+        "queued",
+        "retrying",
+        title=f"event webhooks (outbox: {snap.webhook_outbox})",
+        title_justify="left",
+    )
+    for account, endpoint_id, queued, retrying in snap.webhook_backlog:
+        if queued or retrying:
+            table.add_row(
+                account, endpoint_id, str(queued), f"[yellow]{retrying}[/]" if retrying else "0"
+            )
+    return table
 
 
 def _campaigns(snap: status.Snapshot) -> Table:
