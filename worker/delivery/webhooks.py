@@ -11,7 +11,6 @@ private address, no redirect, one deadline, a bounded read of the answer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -20,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 from standardwebhooks.webhooks import Webhook
 
 from worker.delivery.context import DeliveryContext, Outcome
@@ -28,7 +26,7 @@ from worker.models import MessageStatus, iso
 from worker.models.webhooks import Delivery, DeliveryStatus, Endpoint, EventType
 from worker.observe import metrics
 from worker.providers.outbound import OutboundClient, OutboundError
-from worker.store import keys, locks, webhooks
+from worker.store import keys, locks, streams, webhooks
 from worker.store import webhook_deliveries as deliveries
 
 log = logging.getLogger(__name__)
@@ -99,25 +97,13 @@ async def dispatch_outbox(redis: Redis, count: int = 500) -> int:
     what an earlier beat read and did not finish (it died), then new events. Each entry's
     deliveries and its acknowledgement are one transaction: none is lost or made twice.
     Returns how many events were moved."""
-    stream = keys.webhook_events()
     moved = 0
     endpoints: dict[str, list[Endpoint]] = {}
-    for start in ("0", ">"):
-        try:
-            replies: Any = await redis.xreadgroup(
-                keys.WEBHOOK_EVENTS_GROUP, _CONSUMER, {stream: start}, count=count
-            )
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            with contextlib.suppress(ResponseError):  # BUSYGROUP: another beat made it
-                await redis.xgroup_create(stream, keys.WEBHOOK_EVENTS_GROUP, id="0", mkstream=True)
-            return moved
-        pairs = replies.items() if isinstance(replies, dict) else (replies or [])
-        for _stream, entries in pairs:
-            for entry_id, values in entries:
-                await _fan_out(redis, str(entry_id), values, endpoints)
-                moved += 1
+    async for entry_id, values in streams.entries(
+        redis, keys.webhook_events(), keys.WEBHOOK_EVENTS_GROUP, _CONSUMER, count
+    ):
+        await _fan_out(redis, entry_id, values, endpoints)
+        moved += 1
     return moved
 
 
@@ -166,8 +152,7 @@ async def _fan_out(
                 deliveries.enqueue(pipe, account, endpoint.id, delivery)
                 made += 1
             metrics.WEBHOOK_EVENTS.labels(event_type).inc()
-        pipe.xack(keys.webhook_events(), keys.WEBHOOK_EVENTS_GROUP, entry_id)
-        pipe.xdel(keys.webhook_events(), entry_id)  # the stream holds only what is to do
+        streams.done(pipe, keys.webhook_events(), keys.WEBHOOK_EVENTS_GROUP, entry_id)
         replies = await pipe.execute()
     dropped = sum(int(r) for r in replies[:made])
     if dropped:

@@ -10,17 +10,15 @@ runs' ids come from the event's id, and enrolment skips a run that exists.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from worker.ids import new_id
 from worker.models import ACCOUNT_ID_RE
 from worker.outages import is_infrastructure
-from worker.store import automations, joberrors, keys
+from worker.store import automations, joberrors, keys, streams
 
 log = logging.getLogger(__name__)
 _CONSUMER = "beat"
@@ -68,37 +66,23 @@ async def process_contact_events(redis: Redis, count: int = 200) -> int:
     """Enrol from the contact-events stream: first what an earlier run of this consumer
     read but did not acknowledge (it died), then new events. Returns how many were done."""
     stream = keys.contact_events()
-    done = 0
-    for start in ("0", ">"):
+    handled = 0
+    async for entry_id, fields in streams.entries(
+        redis, stream, keys.CONTACT_EVENTS_GROUP, _CONSUMER, count
+    ):
         try:
-            replies: Any = await redis.xreadgroup(
-                keys.CONTACT_EVENTS_GROUP, _CONSUMER, {stream: start}, count=count
-            )
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            # First use (or a Redis that lost its data): the group reads from the start.
-            with contextlib.suppress(ResponseError):  # BUSYGROUP: another beat made it
-                await redis.xgroup_create(stream, keys.CONTACT_EVENTS_GROUP, id="0", mkstream=True)
-            return done
-        # RESP3 answers {stream: entries}, RESP2 [[stream, entries]].
-        pairs = replies.items() if isinstance(replies, dict) else (replies or [])
-        for _stream, entries in pairs:
-            for entry_id, fields in entries:
-                try:
-                    await _one(redis, str(entry_id), fields)
-                except Exception as exc:
-                    if is_infrastructure(exc):
-                        raise  # read again once the store is back
-                    # A bug (or an entry no script of ours wrote): read again, it would
-                    # fail again, first, every time, and stop every enrolment behind it.
-                    await _quarantine(redis, str(entry_id), fields, exc)
-                async with redis.pipeline(transaction=True) as pipe:
-                    pipe.xack(stream, keys.CONTACT_EVENTS_GROUP, entry_id)
-                    pipe.xdel(stream, entry_id)  # the stream holds only what is to do
-                    await pipe.execute()
-                done += 1
-    return done
+            await _one(redis, entry_id, fields)
+        except Exception as exc:
+            if is_infrastructure(exc):
+                raise  # read again once the store is back
+            # A bug (or an entry no script of ours wrote): read again, it would fail
+            # again, first, every time, and stop every enrolment behind it.
+            await _quarantine(redis, entry_id, fields, exc)
+        async with redis.pipeline(transaction=True) as pipe:
+            streams.done(pipe, stream, keys.CONTACT_EVENTS_GROUP, entry_id)
+            await pipe.execute()
+        handled += 1
+    return handled
 
 
 async def _quarantine(
