@@ -828,6 +828,7 @@ class Bench:
                     "events_received": events["distinct"],
                     "events_duplicates": events["duplicates"],
                     "events_contacts": events["contacts"],
+                    "receiver_connections": events["connections"],
                     "events_signatures_verified": events["verified"],
                     "event_latency_p50_s": round(events["latency_p50_s"], 2),
                     "event_latency_p99_s": round(events["latency_p99_s"], 2),

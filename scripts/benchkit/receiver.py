@@ -34,8 +34,10 @@ class Store:
         # (webhook-id, webhook-timestamp, webhook-signature, body)
         self.got: list[tuple[bytes, bytes, bytes, bytes]] = []
 
+        self.connections = 0  # opened since the last reset: a sender's keep-alive shows here
+
     def reset(self) -> None:
-        self.at, self.got = [], []
+        self.at, self.got, self.connections = [], [], 0
 
     def stats(self) -> dict[str, Any]:
         ids = Counter(g[0] for g in self.got)
@@ -71,6 +73,7 @@ class Store:
 
         return {
             "requests": len(self.got),
+            "connections": self.connections,
             "distinct": len(ids),
             "duplicates": len(self.got) - len(ids),
             "first_at": self.at[0] if self.at else None,
@@ -93,6 +96,7 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.store.connections += 1
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -136,7 +140,8 @@ class Connection(asyncio.Protocol):
             answer = b"{}"
         elif path == b"/_count":  # cheap: polled while events arrive
             last = self.store.at[-1] if self.store.at else None
-            answer = json.dumps({"requests": len(self.store.got), "last_at": last}).encode()
+            count = {"requests": len(self.store.got), "last_at": last}
+            answer = json.dumps(count | {"connections": self.store.connections}).encode()
         elif path == b"/_stats":
             answer = json.dumps(self.store.stats()).encode()
         else:
