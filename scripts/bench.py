@@ -799,8 +799,13 @@ class Bench:
                     raise RuntimeError("webhooks: events were posted with no endpoint")
                 hook = self._webhook_endpoint(url)
                 on = self._webhook_campaign(content, tag, hook)
-                on["events"] = self._webhook_events(receiver, hook, n, on)
-                on["events"]["lag_s"] = on["events"]["last_at"] - _ts(on["campaign"]["finished_at"])
+                at_end = self._receiver_count(receiver)["requests"]
+                events = self._webhook_events(receiver, hook, n, on)
+                events["at_campaign_end"] = at_end
+                started, finished = (_ts(on["campaign"][k]) for k in ("started_at", "finished_at"))
+                events["lag_s"] = events["last_at"] - finished
+                events["first_after_start_s"] = events["first_at"] - started
+                on["events"] = events
                 self._webhook_endpoint_gone(hook)
                 pairs.append((off, on))
         finally:
@@ -825,6 +830,10 @@ class Bench:
                     "ratio": round(on["sends_per_s"] / off["sends_per_s"], 3),
                     "events_per_s": round(events["per_s"]),
                     "events_lag_s": round(events["lag_s"], 2),
+                    "campaign_s": round(on["seconds"], 2),
+                    # the first event, after the campaign's start; events in by its end
+                    "events_first_after_start_s": round(events["first_after_start_s"], 2),
+                    "events_at_campaign_end": events["at_campaign_end"],
                     "events_received": events["distinct"],
                     "events_duplicates": events["duplicates"],
                     "events_contacts": events["contacts"],
