@@ -19,8 +19,9 @@ every request of the measured period.
 
 Steps: push_paths (raw loops, end-to-end FCM and APNs campaigns), naive (needs
 push_paths' FCM figure for its speedup), whatsapp_cap, otp, api_paths, fanout,
-automations. Targets are judged at the default and full scales (the 1M fan-out at full
-only); a tiny run judges nothing.
+automations, crash, webhooks (an FCM campaign with event webhooks off and on, and the
+events a local receiver got). Targets are judged at the default and full scales (the 1M
+fan-out at full only); a tiny run judges nothing.
 """
 
 from __future__ import annotations
@@ -47,15 +48,23 @@ import redis as sync_redis
 from benchkit import loadgen
 from benchkit.crash import LeaseWatch, kill_busy_batch
 from benchkit.naive_tasks import COUNTER
-from benchkit.stack import BULK_NICE, BenchStack, bench_stack, seed_contacts, wait_worker
+from benchkit.stack import (
+    BULK_NICE,
+    RECEIVER_HOST,
+    BenchStack,
+    bench_stack,
+    seed_contacts,
+    wait_worker,
+)
 from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
+from standardwebhooks.webhooks import Webhook
 
 from worker.runtime.celery_app import app as celery
 from worker.stack import demo
 from worker.stack.processes import free_port
-from worker.store import channels, keys
+from worker.store import channels, keys, webhook_deliveries
 
 console = Console() if sys.stdout.isatty() else Console(width=160)
 SCRIPTS = Path(__file__).resolve().parent
@@ -96,6 +105,7 @@ class Scale:
     automations: int = 100_000  # contacts enrolled into "wait, then tag"
     automation_wait_s: float = 10.0
     crash: int = 8_000  # devices of the campaign whose pool process is killed
+    webhook_pairs: int = ROUNDS  # off/on pairs of the webhook step's campaign (of `push`)
 
 
 SCALES = {
@@ -111,6 +121,7 @@ SCALES = {
         automations=1000,
         automation_wait_s=2.0,
         crash=600,
+        webhook_pairs=1,
     ),
     "default": Scale(
         push=20_000,
@@ -263,9 +274,11 @@ class Bench:
         content: dict[str, Any],
         tag: str,
         during: Callable[[], Any] | None = None,
+        each_poll: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
-        """Create and send a campaign to a tag; wait until it completes. Returns the
-        campaign, its server-side duration, and the CPU the bulk worker and Valkey spent."""
+        """Create and send a campaign to a tag; wait until it completes (``each_poll``
+        called at each look, every 0.2 s). Returns the campaign, its server-side duration,
+        and the CPU the bulk worker and Valkey spent."""
         body = {"name": f"bench {tag}", "channel": channel, "content": content}
         body["audience"] = {"segment": {"tag": tag}}
         cid = self.api("POST", "/api/v1/campaigns", json=body)["campaign"]["id"]
@@ -280,6 +293,8 @@ class Bench:
                 break
             if campaign["status"] not in ("sending", "scheduled"):
                 raise RuntimeError(f"campaign ended {campaign['status']}: {campaign}")
+            if each_poll:
+                each_poll()
             time.sleep(0.2)
         cpu1, valkey1, sim1 = bulk.cpu_s(), self.stack.valkey_info(), sim.cpu_s()
         stats = campaign["stats"]
@@ -742,6 +757,196 @@ class Bench:
             out["rss_end_mb"] - out["rss_at_10pct_mb"], 1
         )
 
+    # --- event webhooks --------------------------------------------------------------
+
+    def webhooks(self) -> None:
+        """The FCM campaign of ``push`` devices with event webhooks off (no endpoint) and on
+        (one endpoint subscribed to ``push.delivered``, on a local receiver:
+        `benchkit/receiver.py`), alternating off/on ``webhook_pairs`` times after an
+        unmeasured warm-up campaign with the endpoint. Per pair: both campaigns' send
+        rates (as ``push_paths`` measures a campaign) and their ratio, the
+        ``webhook_campaign_rate_ratio`` being the median; per run with webhooks on: events
+        received per second from the first to the last, how long after the campaign's end
+        the last came, distinct event ids and repeats (one event per device is the
+        contract), a sample of signatures verified with ``standardwebhooks``; and every
+        process's CPU over the campaign and over the tail (the campaign's end to the last
+        event), to show where the events' cost goes."""
+        n, tag, warm = self.scale.push, "webhooks-fcm", "webhooks-warm"
+        self.seed(tag, n, fcm=True)
+        self.seed(warm, PUSH_WARM_UP, fcm=True)
+        content = {"title": "Bench {{name}}", "message": "With events"}
+        port_file = self.stack.workdir / "receiver.port"
+        argv = [sys.executable, str(SCRIPTS / "benchkit" / "receiver.py")]
+        argv += ["--host", RECEIVER_HOST, "--port-file", str(port_file)]
+        self.stack.spawn("receiver", argv)
+        deadline = time.monotonic() + 30
+        while not port_file.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the webhook receiver did not start")
+            time.sleep(0.05)
+        receiver = f"http://{RECEIVER_HOST}:{port_file.read_text()}"
+        url = f"{receiver}/events"
+        try:
+            hook = self._webhook_endpoint(url)
+            self.campaign("push", content, warm)
+            self._webhook_events(receiver, hook, PUSH_WARM_UP, None)
+            self._webhook_endpoint_gone(hook)
+            pairs = []
+            for _ in range(self.scale.webhook_pairs):
+                self.http.post(f"{receiver}/_reset").raise_for_status()
+                off = self._webhook_campaign(content, tag, None)
+                if self._receiver_count(receiver)["requests"]:
+                    raise RuntimeError("webhooks: events were posted with no endpoint")
+                hook = self._webhook_endpoint(url)
+                on = self._webhook_campaign(content, tag, hook)
+                at_end = self._receiver_count(receiver)["requests"]
+                events = self._webhook_events(receiver, hook, n, on)
+                events["at_campaign_end"] = at_end
+                started, finished = (_ts(on["campaign"][k]) for k in ("started_at", "finished_at"))
+                events["lag_s"] = events["last_at"] - finished
+                events["first_after_start_s"] = events["first_at"] - started
+                on["events"] = events
+                self._webhook_endpoint_gone(hook)
+                pairs.append((off, on))
+        finally:
+            self.stack.stop("receiver")
+        self._webhook_figures(n, pairs)
+
+    def _webhook_figures(self, n: int, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+        def med(values: list[float], digits: int = 0) -> float:
+            return round(statistics.median(values), digits or None)
+
+        def per_send(cpu: dict[str, float], sends: int) -> dict[str, int]:
+            us = {name: round(s / sends * 1e6) for name, s in sorted(cpu.items())}
+            return {name: v for name, v in us.items() if v >= 5}  # the idle left out
+
+        rows = []
+        for off, on in pairs:
+            events = on["events"]
+            rows.append(
+                {
+                    "off_sends_per_s": round(off["sends_per_s"]),
+                    "on_sends_per_s": round(on["sends_per_s"]),
+                    "ratio": round(on["sends_per_s"] / off["sends_per_s"], 3),
+                    "events_per_s": round(events["per_s"]),
+                    "events_lag_s": round(events["lag_s"], 2),
+                    "campaign_s": round(on["seconds"], 2),
+                    # the first event, after the campaign's start; events in by its end
+                    "events_first_after_start_s": round(events["first_after_start_s"], 2),
+                    "events_at_campaign_end": events["at_campaign_end"],
+                    "events_received": events["distinct"],
+                    "events_duplicates": events["duplicates"],
+                    "events_contacts": events["contacts"],
+                    "receiver_connections": events["connections"],
+                    "events_signatures_verified": events["verified"],
+                    "event_latency_p50_s": round(events["latency_p50_s"], 2),
+                    "event_latency_p99_s": round(events["latency_p99_s"], 2),
+                    "endpoint_stats": events["endpoint_stats"],
+                    "peak_backlog": on["peak_backlog"],
+                    # µs of CPU per device: during the campaign (off, on), then from the
+                    # campaign's end to the last event (on), by process
+                    "off_cpu_us_per_send": per_send(off["cpu"], off["sends"]),
+                    "on_cpu_us_per_send": per_send(on["cpu"], on["sends"]),
+                    "on_tail_cpu_us_per_send": per_send(on["cpu_tail"], on["sends"]),
+                }
+            )
+        ons = [on for _, on in pairs]
+        self.results.update(
+            {
+                "webhook_campaign_devices": n,
+                "webhook_campaign_sends_per_s_off": med([off["sends_per_s"] for off, _ in pairs]),
+                "webhook_campaign_sends_per_s_on": med([on["sends_per_s"] for on in ons]),
+                "webhook_campaign_rate_ratio": med(
+                    [on["sends_per_s"] / off["sends_per_s"] for off, on in pairs], 2
+                ),
+                "webhook_events_per_s": med([on["events"]["per_s"] for on in ons]),
+                "webhook_events_lag_s": med([on["events"]["lag_s"] for on in ons], 2),
+                "webhook_events_expected": n * len(ons),
+                "webhook_events_received": sum(on["events"]["distinct"] for on in ons),
+                "webhook_events_duplicates": sum(on["events"]["duplicates"] for on in ons),
+                "webhook_pairs": rows,
+            }
+        )
+
+    def _cpu(self) -> dict[str, float]:
+        """CPU seconds so far of every process of the stack, and Valkey's."""
+        cpu = {name: proc.cpu_s() for name, proc in self.stack.procs.items()}
+        return cpu | {"valkey": self.stack.valkey_info()["cpu_s"]}
+
+    def _cpu_since(self, before: dict[str, float]) -> dict[str, float]:
+        now = self._cpu()
+        return {name: now[name] - before.get(name, 0.0) for name in now}
+
+    def _webhook_campaign(
+        self, content: dict[str, Any], tag: str, hook: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The campaign, the CPU of every process over it, and (webhooks on) the peak of
+        the endpoint's queue, sampled as the campaign runs."""
+        peak = [0]
+
+        def sample() -> None:
+            if hook is not None:
+                queued, retrying = self.stack.run(
+                    webhook_deliveries.backlog, demo.ACCOUNT, hook["id"]
+                )
+                peak[0] = max(peak[0], queued + retrying)
+
+        before = self._cpu()
+        result = self.campaign("push", content, tag, each_poll=sample)
+        result["cpu_at_end"] = self._cpu()
+        result["cpu"] = {k: v - before.get(k, 0.0) for k, v in result["cpu_at_end"].items()}
+        result["peak_backlog"] = peak[0]
+        stats = result["campaign"]["stats"]
+        if result["sends"] != self.scale.push or stats["failed"]:
+            raise RuntimeError(f"webhooks campaign: {stats}")
+        return result
+
+    def _webhook_endpoint(self, url: str) -> dict[str, Any]:
+        body = {"url": url, "events": ["push.delivered"], "description": "bench"}
+        hook: dict[str, Any] = self.api("POST", "/api/v1/webhooks", json=body)["webhook"]
+        # Workers read which accounts have endpoints every 2 s (`worker.store.events`).
+        time.sleep(2.5)
+        return hook
+
+    def _webhook_endpoint_gone(self, hook: dict[str, Any]) -> None:
+        self.api("DELETE", f"/api/v1/webhooks/{hook['id']}")
+        time.sleep(2.5)  # until no worker writes events for the account any more
+
+    def _receiver_count(self, receiver: str) -> dict[str, Any]:
+        count: dict[str, Any] = self.http.get(f"{receiver}/_count").json()
+        return count
+
+    def _webhook_events(
+        self, receiver: str, hook: dict[str, Any], n: int, run: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Until the receiver has ``n`` events and nothing more comes for a second (a
+        repeat would), or nothing at all comes for 30 s (some are missing); then (into
+        ``run``) every process's CPU since the campaign's end, and what the receiver got,
+        a sample of signatures verified, and the endpoint's counters."""
+        settle_s, give_up_s = 1.0, 30.0
+        last, changed = -1, time.monotonic()
+        while True:
+            count = self._receiver_count(receiver)["requests"]
+            if count != last:
+                last, changed = count, time.monotonic()
+            quiet = time.monotonic() - changed
+            if (count >= n and quiet >= settle_s) or quiet >= give_up_s:
+                break
+            time.sleep(0.1)
+        if run is not None:  # before the receiver parses what it got
+            run["cpu_tail"] = self._cpu_since(run["cpu_at_end"])
+        got: dict[str, Any] = self.http.get(f"{receiver}/_stats", timeout=120).json()
+        if not got["requests"]:
+            raise RuntimeError("webhooks: the receiver got no event")
+        verifier = Webhook(hook["secret"])
+        for request in got["sample"]:
+            verifier.verify(request["body"], request["headers"])  # raises if it does not
+        got["verified"] = len(got["sample"])
+        span = got["last_at"] - got["first_at"]
+        got["per_s"] = (got["requests"] - 1) / span if span > 0 else 0.0
+        got["endpoint_stats"] = self.stack.run(webhook_deliveries.stats, demo.ACCOUNT, hook["id"])
+        return got
+
 
 @dataclass(frozen=True)
 class Target:
@@ -780,6 +985,9 @@ TARGETS = [
     # sent twice than it had in flight (2 slices of 200 devices: 5 % of 8,000).
     Target("crash_resume_s", high=15),
     Target("crash_duplicate_pct", high=5),
+    # A push campaign with an endpoint subscribed to push.delivered (an event per device)
+    # at 0.9 or more of its rate with none (issue 20).
+    Target("webhook_campaign_rate_ratio", 0.9),
 ]
 
 
@@ -839,6 +1047,7 @@ def main() -> int:
             bench.fanout,
             bench.automations,
             bench.crash,
+            bench.webhooks,
         ]
         unknown = set(only) - {step.__name__ for step in steps}
         if unknown:

@@ -35,6 +35,13 @@ FIGURES = {
     "fanout_peak_rss_mb",
     "automation_late_p99_s",
     "automation_worker_rss_peak_mb",
+    "webhook_campaign_sends_per_s_off",
+    "webhook_campaign_sends_per_s_on",
+    "webhook_campaign_rate_ratio",
+    "webhook_events_per_s",
+    "webhook_events_lag_s",
+    "webhook_events_received",
+    "webhook_events_duplicates",
 }
 
 
@@ -68,4 +75,9 @@ def test_the_bench_runs_on_a_tiny_size_and_writes_every_figure(tmp_path: Path) -
         assert len(results[f"raw_{platform}_tried_sends_per_s"]) >= 3
         assert len(results[f"{platform}_pairs"]) >= 2
     assert all(results[k] > 0 for k in FIGURES if k.endswith(("_per_s", "_s", "_mb", "_ms")))
+    # Webhooks on: one event per device of each run, each once, signatures checked.
+    assert results["webhook_events_received"] == results["webhook_events_expected"]
+    assert results["webhook_events_duplicates"] == 0
+    assert len(results["webhook_pairs"]) >= 1
+    assert all(p["events_signatures_verified"] > 0 for p in results["webhook_pairs"])
     assert "fanout_s" in done.stdout  # the table was printed

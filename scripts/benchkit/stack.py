@@ -33,6 +33,7 @@ from worker.stack.processes import EmbeddedValkey, free_port, terminate
 from worker.store import accounts, keys
 from worker.store import secrets as store_secrets
 
+RECEIVER_HOST = "127.0.0.2"  # the webhook step's receiver (`benchkit/receiver.py`)
 OTP_ACCOUNT = "otp"
 OTP_NUMBER_ID = "100000000000777"
 OTP_WABA_ID = "200000000000777"
@@ -193,6 +194,10 @@ def bench_stack(workdir: Path, log_level: str = "WARNING") -> Iterator[BenchStac
         "api_key_rate_per_s": "1000000",
         # This stack's own key for the credentials it stores.
         "secret_key": Fernet.generate_key().decode(),
+        # Tenants' URLs are called on public addresses only: the webhook step's receiver
+        # listens on 127.0.0.2, allowed as an operator allows an internal network (the
+        # services on 127.0.0.1 stay refused).
+        "outbound_allow": RECEIVER_HOST + "/32",
     }
     env = child_environment(overrides, clean=True)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])  # for benchkit.*

@@ -66,3 +66,11 @@ def test_a_figure_missing_from_a_whole_run_is_a_miss_not_from_a_partial_one(
         "MISSED otp_p99_ratio=not measured (target ≤ 2)"
     ]
     assert bench.judge(results, "default", partial=True) == []
+
+
+def test_a_campaign_slowed_by_its_webhooks_below_0_9_is_a_miss(bench: ModuleType) -> None:
+    results = _all_met(bench) | {"webhook_campaign_rate_ratio": 0.84}
+    assert bench.judge(results, "default", partial=False) == [
+        "MISSED webhook_campaign_rate_ratio=0.84 (target ≥ 0.9)"
+    ]
+    assert bench.judge(results, "tiny", partial=False) == []
