@@ -116,7 +116,10 @@ class Settings(BaseSettings):
     # default makes 8 attempts over about 28 hours), how many requests to one endpoint at
     # once, and how long an endpoint may fail without a success before it is disabled.
     webhook_retry_schedule_s: str = "5,300,1800,7200,18000,36000,36000"
-    webhook_concurrency: int = Field(default=16, ge=1, le=256)
+    webhook_concurrency: int = Field(default=8, ge=1, le=256)
+    # Deliveries one endpoint may have waiting (queued or between attempts); past it the
+    # oldest are dropped, marked and counted. ~0.8 KB of Redis each: 50,000 ≈ 40 MB.
+    webhook_backlog_max: int = Field(default=50_000, ge=100, le=1_000_000)
     webhook_disable_after_s: float = Field(default=5 * 86_400, gt=0)
     # How often each process re-reads which accounts have an active endpoint (only those
     # write events): a new endpoint gets events of results recorded after about this long.

@@ -91,13 +91,13 @@ async def run(n: int, receiver_url: str, settings: Settings, profiled: bool) -> 
         async with redis.pipeline(transaction=True) as pipe:
             events.emit(pipe, ACCOUNT, batch, time.time())
             await pipe.execute()
-    await dispatch_outbox(redis)  # creates the group: nothing read yet
+    await dispatch_outbox(redis, settings.webhook_backlog_max)  # creates the group
 
     profile = cProfile.Profile() if profiled else None
     cpu0, wall0 = time.process_time(), time.perf_counter()
     if profile:
         profile.enable()
-    while await dispatch_outbox(redis):
+    while await dispatch_outbox(redis, settings.webhook_backlog_max):
         pass
     if profile:
         profile.disable()

@@ -92,7 +92,7 @@ def event_id_for(entry_id: str, index: int) -> str:
     return f"evt_{entry_id.replace('-', '_')}_{index}"
 
 
-async def dispatch_outbox(redis: Redis, count: int = 500) -> int:
+async def dispatch_outbox(redis: Redis, backlog_max: int, count: int = 500) -> int:
     """Move events from the outbox to the queue of every endpoint that wants them: first
     what an earlier beat read and did not finish (it died), then new events. Each entry's
     deliveries and its acknowledgement are one transaction: none is lost or made twice.
@@ -102,7 +102,7 @@ async def dispatch_outbox(redis: Redis, count: int = 500) -> int:
     async for entry_id, values in streams.entries(
         redis, keys.webhook_events(), keys.WEBHOOK_EVENTS_GROUP, _CONSUMER, count
     ):
-        await _fan_out(redis, entry_id, values, endpoints)
+        await _fan_out(redis, entry_id, values, endpoints, backlog_max)
         moved += 1
     return moved
 
@@ -119,7 +119,11 @@ def _read_entry(entry_id: str, values: dict[str, str]) -> tuple[str, float, list
 
 
 async def _fan_out(
-    redis: Redis, entry_id: str, values: dict[str, str], cache: dict[str, list[Endpoint]]
+    redis: Redis,
+    entry_id: str,
+    values: dict[str, str],
+    cache: dict[str, list[Endpoint]],
+    backlog_max: int,
 ) -> None:
     account, at, batch = _read_entry(entry_id, values)
     if account and account not in cache:
@@ -149,7 +153,7 @@ async def _fan_out(
                     created_at=at,
                     body=body,
                 )
-                deliveries.enqueue(pipe, account, endpoint.id, delivery)
+                deliveries.enqueue(pipe, account, endpoint.id, delivery, backlog_max)
                 made += 1
             metrics.WEBHOOK_EVENTS.labels(event_type).inc()
         streams.done(pipe, keys.webhook_events(), keys.WEBHOOK_EVENTS_GROUP, entry_id)

@@ -93,6 +93,13 @@ def check_url(url: str, allowed: Iterable[IpNetwork] = ()) -> httpx.URL:
     return parsed
 
 
+def _literal(host: str) -> IpAddress | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
 async def _resolve(host: str, port: int) -> list[IpAddress]:
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -126,7 +133,11 @@ class OutboundClient:
             trust_env=False,  # no proxy from the environment
             timeout=deadline_s,
             transport=transport,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=10),
+            # Every connection kept open between requests: an endpoint sent to with n
+            # requests at once otherwise opens connections again and again.
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
         )
 
     async def post(self, url: str, content: bytes, headers: dict[str, str]) -> Reply:
@@ -136,7 +147,10 @@ class OutboundClient:
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
         try:
             async with asyncio.timeout(self._deadline_s):
-                addresses = await self._resolve(host, port)
+                # A literal address was checked by check_url; a name is resolved here, and
+                # every address it resolves to checked.
+                literal = _literal(host)
+                addresses = [literal] if literal is not None else await self._resolve(host, port)
                 if not addresses or not all(_public(a, self._allowed) for a in addresses):
                     raise OutboundError(
                         f"{host} resolves to a private, loopback or link-local address",

@@ -198,7 +198,7 @@ async def run(settings: Settings) -> None:
                 # Contacts created or tagged: the automations their change triggers.
                 moved += await triggers.process_contact_events(redis)
                 # Events to each endpoint's queue, and a sender for each endpoint due.
-                moved += await webhooks.dispatch_outbox(redis)
+                moved += await webhooks.dispatch_outbox(redis, settings.webhook_backlog_max)
                 moved += await publish_webhook_senders(redis, time.time())
             except Exception as exc:
                 moved = 0

@@ -22,9 +22,6 @@ from worker.models.webhooks import Delivery, DeliveryStatus
 from worker.store import keys, scripts
 from worker.store.client import fields
 
-# What one endpoint may have waiting (queued or between attempts); past it the oldest are
-# dropped, marked ``dropped`` and counted (the endpoint's ``dropped`` counter, a metric).
-BACKLOG_MAX = 10_000
 # Recent deliveries kept for GET .../deliveries and replay, per endpoint.
 INDEX_MAX = 10_000
 # A delivery's record outlives its last possible attempt (about 28 hours) by days.
@@ -42,13 +39,11 @@ def parse_work_member(member: str) -> tuple[str, str] | None:
 
 
 def enqueue(
-    pipe: Pipeline,
-    account: str,
-    endpoint_id: str,
-    delivery: Delivery,
+    pipe: Pipeline, account: str, endpoint_id: str, delivery: Delivery, backlog_max: int
 ) -> None:
     """Add the call that stores ``delivery`` at the end of the endpoint's queue (inside
-    the caller's MULTI, with the outbox entry it comes from)."""
+    the caller's MULTI, with the outbox entry it comes from). Past ``backlog_max``
+    deliveries waiting, the oldest are dropped, marked ``dropped`` and counted."""
     values = {
         "id": delivery.id,
         "endpoint_id": endpoint_id,
@@ -74,7 +69,7 @@ def enqueue(
             "fields": json.dumps(values),
             "created_at": repr(delivery.created_at),
             "ttl_s": DELIVERY_TTL_S,
-            "backlog_max": BACKLOG_MAX,
+            "backlog_max": backlog_max,
             "index_max": INDEX_MAX,
             "work_member": work_member(account, endpoint_id),
             "delivery_key_template": keys.webhook_delivery(account, "%s"),
