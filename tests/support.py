@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -103,3 +105,43 @@ def register_push_credentials(
             "topics": topics,
         },
     ).raise_for_status()
+
+
+class EventReceiver:
+    """A webhook receiver for tests, on ``host`` (the tests' allowed 127.0.0.2): answers
+    503 to its first ``refuse_first`` requests, then ``answer``; keeps each request's
+    headers and body (``accepted``: those it answered 2xx) and counts them all."""
+
+    def __init__(self, host: str, *, answer: int = 200, refuse_first: int = 0) -> None:
+        self.answer, self.refuse_first, self.calls = answer, refuse_first, 0
+        self.requests: list[tuple[dict[str, str], bytes, int]] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver._lock:
+                    receiver.calls += 1
+                    refused = receiver.calls <= receiver.refuse_first
+                    status = 503 if refused else receiver.answer
+                    receiver.requests.append((dict(self.headers), body, status))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer((host, 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://{host}:{self._server.server_port}/events"
+
+    @property
+    def accepted(self) -> list[tuple[dict[str, str], bytes]]:
+        with self._lock:
+            return [(h, b) for h, b, status in self.requests if 200 <= status < 300]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

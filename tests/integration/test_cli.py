@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import RECEIVER_HOST, SUBSCRIBERS_SEEN_S
 from tests.integration.conftest import SPEC_BODY, Tenant
-from tests.support import dispatch, register_push_credentials, wait_until
+from tests.support import EventReceiver, dispatch, register_push_credentials, wait_until
 
 
 @pytest.fixture
@@ -282,37 +280,16 @@ def test_push_channels_and_token_stats(
 # --- dispatch webhooks ------------------------------------------------------------------
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    """An event receiver answering ``answer`` to every POST; keeps each event's id."""
-
-    answer: ClassVar[int] = 500
-    got: ClassVar[list[tuple[int, str]]] = []  # (what it answered, webhook-id)
-    lock = threading.Lock()
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        with self.lock:
-            answer = type(self).answer
-            self.got.append((answer, self.headers["webhook-id"]))
-        self.send_response(answer)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *_: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def receiver() -> Iterator[str]:
-    _Receiver.got.clear()
-    _Receiver.answer = 500
-    server = ThreadingHTTPServer((RECEIVER_HOST, 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://{RECEIVER_HOST}:{server.server_port}/events"
-    finally:
-        server.shutdown()
-        server.server_close()
+def events() -> Iterator[EventReceiver]:
+    receiver = EventReceiver(RECEIVER_HOST, answer=500)
+    yield receiver
+    receiver.close()
+
+
+def _answers(events: EventReceiver) -> list[tuple[int, str]]:
+    """(what the receiver answered, webhook-id) of every request it took."""
+    return [(status, headers["webhook-id"]) for headers, _, status in list(events.requests)]
 
 
 def _rows(output: str, needle: str) -> list[list[str]]:
@@ -325,8 +302,9 @@ def _rows(output: str, needle: str) -> list[list[str]]:
 
 
 def test_webhooks_list_deliveries_and_replay(
-    service_env: dict[str, str], tenant: Tenant, receiver: str
+    service_env: dict[str, str], tenant: Tenant, events: EventReceiver
 ) -> None:
+    receiver = events.url
     env, account = service_env, tenant.name
     made = tenant.http.post(
         f"{tenant.api_url}/api/v1/webhooks",
@@ -348,9 +326,9 @@ def test_webhooks_list_deliveries_and_replay(
         return listed["total"] == 3 and {d["status"] for d in listed["deliveries"]} == {"failed"}
 
     wait_until(all_failed, 40, "three failed deliveries")
-    failed_ids = {event_id for answer, event_id in _Receiver.got}
+    failed_ids = {event_id for answer, event_id in _answers(events)}
     assert len(failed_ids) == 3
-    assert len(_Receiver.got) == 3 * 8  # every attempt of the schedule (7 waits) was made
+    assert len(_answers(events)) == 3 * 8  # every attempt of the schedule (7 waits) was made
 
     listed = dispatch(env, "webhooks", "list", "--account", account)
     assert listed.returncode == 0, listed.stderr
@@ -405,10 +383,10 @@ def test_webhooks_list_deliveries_and_replay(
     assert "Replay 3 delivery(ies)" in declined.stderr
     assert declined.stdout.strip() == ""  # (click's input() writes the prompt's last space)
     time.sleep(1.0)
-    assert len(_Receiver.got) == 3 * 8  # neither the dry run nor the declined one posted
+    assert len(_answers(events)) == 3 * 8  # neither the dry run nor the declined one posted
 
     # The receiver is back: a replay posts each failed event again, and it arrives.
-    _Receiver.answer = 204
+    events.answer = 204
     replayed = dispatch(
         env, "webhooks", "replay", hook_id, "--account", account, "--since", "10m", "--yes"
     )
@@ -416,7 +394,7 @@ def test_webhooks_list_deliveries_and_replay(
     assert "3 delivery(ies) replayed" in replayed.stderr
 
     def delivered_again() -> set[str]:
-        return {event_id for answer, event_id in list(_Receiver.got) if answer == 204}
+        return {event_id for answer, event_id in _answers(events) if answer == 204}
 
     assert wait_until(lambda: len(delivered_again()) == 3, 20, "the replayed events")
     assert delivered_again() == failed_ids

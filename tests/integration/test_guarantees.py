@@ -14,9 +14,8 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 import pytest
@@ -32,7 +31,7 @@ from tests.integration.conftest import (
     make_tenant,
 )
 from tests.integration.faultstack import FaultStack
-from tests.support import dispatch, run_async, wait_until
+from tests.support import EventReceiver, dispatch, run_async, wait_until
 from worker.masking import mask_token
 from worker.models import Scope
 from worker.runtime.celery_app import create_celery
@@ -222,29 +221,6 @@ def _campaign_after_kill(
     return stats, duplicates
 
 
-class _SlowlyUpReceiver(BaseHTTPRequestHandler):
-    """Down (503) for its first ``refuse`` requests, then up: every event it took, by id."""
-
-    refuse: ClassVar[int] = 0
-    calls: ClassVar[int] = 0
-    ids: ClassVar[Counter[str]] = Counter()
-    lock = threading.Lock()
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        with self.lock:
-            type(self).calls += 1
-            refused = self.calls <= self.refuse
-            if not refused:
-                self.ids[self.headers["webhook-id"]] += 1
-        self.send_response(503 if refused else 204)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *_: Any) -> None:
-        pass
-
-
 def test_every_device_event_arrives_after_a_worker_sigkill_and_a_receiver_outage(
     fault_stack: FaultStack, http: httpx.Client, sim_tls_port: int, sim_ca_file: Path
 ) -> None:
@@ -259,15 +235,16 @@ def test_every_device_event_arrives_after_a_worker_sigkill_and_a_receiver_outage
         sim_tls_port,
         sim_ca_file,
     )
-    _SlowlyUpReceiver.refuse, _SlowlyUpReceiver.calls = 60, 0
-    _SlowlyUpReceiver.ids = Counter()
-    server = ThreadingHTTPServer((RECEIVER_HOST, 0), _SlowlyUpReceiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    receiver = EventReceiver(RECEIVER_HOST, answer=204, refuse_first=60)
+
+    def received() -> Counter[str]:
+        return Counter(headers["webhook-id"] for headers, _ in receiver.accepted)
+
     try:
         made = http.post(
             f"{tenant.api_url}/api/v1/webhooks",
             json={
-                "url": f"http://{RECEIVER_HOST}:{server.server_port}/e",
+                "url": receiver.url,
                 "events": ["push.delivered", "push.failed"],
             },
             headers=tenant.auth(),
@@ -292,23 +269,23 @@ def test_every_device_event_arrives_after_a_worker_sigkill_and_a_receiver_outage
         details = _wait_all_final(tenant, ids, 90)
         devices = sum(d["delivered"] + d["failed"] for d in details.values())
         assert devices == 200
-        wait_until(lambda: len(_SlowlyUpReceiver.ids) >= devices, 60, "an event per device")
+        wait_until(lambda: len(received()) >= devices, 60, "an event per device")
         time.sleep(1.0)  # a duplicate on its way
-        received = _SlowlyUpReceiver.ids
+        ids = received()
         record_figure(
             "webhook_kill_test",
             {
                 "devices": devices,
-                "events": len(received),
-                "duplicates": sum(n - 1 for n in received.values()),
-                "refused_requests": _SlowlyUpReceiver.refuse,
-                "requests": _SlowlyUpReceiver.calls,
+                "events": len(ids),
+                "duplicates": sum(n - 1 for n in ids.values()),
+                "refused_requests": receiver.refuse_first,
+                "requests": receiver.calls,
             },
         )
-        assert len(received) == devices  # one event per device: none lost, none made twice
+        assert len(ids) == devices  # one event per device: none lost, none made twice
+        assert sum(ids.values()) == devices
     finally:
-        server.shutdown()
-        server.server_close()
+        receiver.close()
 
 
 def test_a_worker_killed_mid_campaign_loses_no_recipient(

@@ -5,47 +5,30 @@ HTTP receiver started here."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import RECEIVER_HOST
 from tests.integration.conftest import Tenant
+from tests.support import EventReceiver
 from worker.models import Scope
 
 PATH = "/api/v1/webhooks"
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    seen: ClassVar[list[tuple[dict[str, str], bytes]]] = []
-    answer: ClassVar[int] = 200
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.seen.append((dict(self.headers), body))
-        self.send_response(self.answer)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *_: Any) -> None:
-        pass
+@pytest.fixture
+def events() -> Iterator[EventReceiver]:
+    receiver = EventReceiver(RECEIVER_HOST)
+    yield receiver
+    receiver.close()
 
 
 @pytest.fixture
-def receiver() -> Iterator[str]:
-    _Receiver.seen.clear()
-    _Receiver.answer = 200
-    server = ThreadingHTTPServer((RECEIVER_HOST, 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://{RECEIVER_HOST}:{server.server_port}/events"
-    finally:
-        server.shutdown()
-        server.server_close()
+def receiver(events: EventReceiver) -> str:
+    return events.url
 
 
 def _create(tenant: Tenant, body: dict[str, Any], key: str | None = None) -> Any:
@@ -99,7 +82,9 @@ def test_create_list_get_update_delete(tenant: Tenant, receiver: str) -> None:
     assert tenant.get(PATH).json()["webhooks"] == []
 
 
-def test_a_test_event_is_signed_and_verifies(tenant: Tenant, receiver: str) -> None:
+def test_a_test_event_is_signed_and_verifies(
+    tenant: Tenant, receiver: str, events: EventReceiver
+) -> None:
     hook = _create(tenant, {"url": receiver}).json()["webhook"]
     answer = tenant.http.post(f"{tenant.api_url}{PATH}/{hook['id']}/test", headers=tenant.auth())
     assert answer.status_code == 200, answer.text
@@ -108,7 +93,7 @@ def test_a_test_event_is_signed_and_verifies(tenant: Tenant, receiver: str) -> N
     assert result["status"] == 200
     assert result["latency_ms"] >= 0
     assert result["error"] is None
-    [(headers, body)] = _Receiver.seen
+    [(headers, body)] = events.accepted
     event = Webhook(hook["secret"]).verify(body, headers)
     assert event["type"] == "webhook.test"
     assert event["id"] == result["event_id"]
@@ -118,8 +103,10 @@ def test_a_test_event_is_signed_and_verifies(tenant: Tenant, receiver: str) -> N
         Webhook("whsec_" + "A" * 32).verify(body, headers)
 
 
-def test_a_failing_receiver_is_reported_not_an_error(tenant: Tenant, receiver: str) -> None:
-    _Receiver.answer = 503
+def test_a_failing_receiver_is_reported_not_an_error(
+    tenant: Tenant, receiver: str, events: EventReceiver
+) -> None:
+    events.answer = 503
     hook = _create(tenant, {"url": receiver}).json()["webhook"]
     result = tenant.http.post(
         f"{tenant.api_url}{PATH}/{hook['id']}/test", headers=tenant.auth()

@@ -6,18 +6,16 @@ once its retries run, and each event verifies with the Standard Webhooks library
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.conftest import RECEIVER_HOST, SUBSCRIBERS_SEEN_S
 from tests.integration.conftest import APNS_TOKEN_1, FCM_TOKEN_1, SPEC_BODY, PushTenant, Tenant
-from tests.support import run_async
+from tests.support import EventReceiver, run_async
 from worker.masking import mask_token
 from worker.models import Scope
 from worker.store import keys
@@ -26,39 +24,16 @@ from worker.store import keys
 TEMPLATE = {**{k: v for k, v in SPEC_BODY.items() if k != "contact_id"}, "to": "+14155550100"}
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    got: ClassVar[list[tuple[dict[str, str], bytes]]] = []
-    refuse_first: ClassVar[int] = 0
-    calls: ClassVar[int] = 0
-    lock = threading.Lock()
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        with self.lock:
-            type(self).calls += 1
-            refused = self.calls <= self.refuse_first
-            if not refused:
-                self.got.append((dict(self.headers), body))
-        self.send_response(503 if refused else 204)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *_: Any) -> None:
-        pass
+@pytest.fixture
+def events() -> Iterator[EventReceiver]:
+    receiver = EventReceiver(RECEIVER_HOST, answer=204)
+    yield receiver
+    receiver.close()
 
 
 @pytest.fixture
-def receiver() -> Iterator[str]:
-    _Receiver.got.clear()
-    _Receiver.calls = 0
-    _Receiver.refuse_first = 0
-    server = ThreadingHTTPServer((RECEIVER_HOST, 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://{RECEIVER_HOST}:{server.server_port}/events"
-    finally:
-        server.shutdown()
-        server.server_close()
+def receiver(events: EventReceiver) -> str:
+    return events.url
 
 
 def _endpoint(
@@ -83,10 +58,10 @@ def _endpoint(
     return hook
 
 
-def _verified(secret: str) -> list[dict[str, Any]]:
+def _verified(events: EventReceiver, secret: str) -> list[dict[str, Any]]:
     """The events received so far that this endpoint's secret signed."""
     out = []
-    for headers, body in list(_Receiver.got):
+    for headers, body in events.accepted:
         # Another endpoint's event (same receiver) does not verify under this secret.
         with contextlib.suppress(WebhookVerificationError):
             out.append(Webhook(secret).verify(body, headers))
@@ -94,27 +69,36 @@ def _verified(secret: str) -> list[dict[str, Any]]:
 
 
 def _events(
-    secret: str, want: int, timeout_s: float = 20.0, *, secret_only: bool = False
+    events: EventReceiver,
+    secret: str,
+    want: int,
+    timeout_s: float = 20.0,
+    *,
+    secret_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Wait until ``want`` events came, and return them verified (each one must verify,
     unless ``secret_only``: then those of other endpoints on the receiver are left out)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        found = _verified(secret) if secret_only else list(_Receiver.got)
+        found = _verified(events, secret) if secret_only else events.accepted
         if len(found) >= want:
             break
         time.sleep(0.1)
     if secret_only:
-        return _verified(secret)
-    return [Webhook(secret).verify(body, headers) for headers, body in list(_Receiver.got)]
+        return _verified(events, secret)
+    return [Webhook(secret).verify(body, headers) for headers, body in events.accepted]
 
 
-def test_a_sent_message_is_posted_signed(tenant: Tenant, receiver: str) -> None:
+def test_a_sent_message_is_posted_signed(
+    tenant: Tenant, receiver: str, events: EventReceiver
+) -> None:
     hook = _endpoint(tenant, receiver)
     sent = tenant.send(TEMPLATE)
     assert sent.status_code == 200, sent.text
     message_id = sent.json()["id"]
-    [event] = [e for e in _events(hook["secret"], 1) if e["data"]["message_id"] == message_id]
+    [event] = [
+        e for e in _events(events, hook["secret"], 1) if e["data"]["message_id"] == message_id
+    ]
     assert event["type"] == "message.sent"
     assert event["id"].startswith("evt_")
     assert event["data"]["status"] == "sent"
@@ -123,8 +107,10 @@ def test_a_sent_message_is_posted_signed(tenant: Tenant, receiver: str) -> None:
     assert "+14155550100" not in str(event)
 
 
-def test_a_receiver_down_for_a_while_gets_every_event(tenant: Tenant, receiver: str) -> None:
-    _Receiver.refuse_first = 6
+def test_a_receiver_down_for_a_while_gets_every_event(
+    tenant: Tenant, receiver: str, events: EventReceiver
+) -> None:
+    events.refuse_first = 6
     hook = _endpoint(tenant, receiver, ["message.sent"])
     ids = []
     for i in range(5):
@@ -132,35 +118,37 @@ def test_a_receiver_down_for_a_while_gets_every_event(tenant: Tenant, receiver: 
         answer = tenant.send(body)
         assert answer.status_code == 200, answer.text
         ids.append(answer.json()["id"])
-    events = _events(hook["secret"], 5, timeout_s=30)
-    assert sorted(e["data"]["message_id"] for e in events) == sorted(ids)
-    assert _Receiver.calls >= 5 + 6  # the refused attempts were made again
+    got = _events(events, hook["secret"], 5, timeout_s=30)
+    assert sorted(e["data"]["message_id"] for e in got) == sorted(ids)
+    assert events.calls >= 5 + 6  # the refused attempts were made again
     deliveries = tenant.get(f"/api/v1/webhooks/{hook['id']}/deliveries").json()
     assert deliveries["total"] == 5
     assert {d["status"] for d in deliveries["deliveries"]} == {"delivered"}
     assert any(d["attempts"] > 1 for d in deliveries["deliveries"])
 
 
-def test_an_endpoint_gets_only_the_types_it_asked_for(tenant: Tenant, receiver: str) -> None:
+def test_an_endpoint_gets_only_the_types_it_asked_for(
+    tenant: Tenant, receiver: str, events: EventReceiver
+) -> None:
     hook = _endpoint(tenant, receiver, ["message.failed"])
     tenant.fault(code=131026, count=None, match={"to": "14155550177"})
     failed = tenant.send({**TEMPLATE, "to": "+14155550177"})
     assert failed.status_code >= 400
     ok = tenant.send({**TEMPLATE, "to": "+14155550178"})
     assert ok.status_code == 200
-    _events(hook["secret"], 1)
+    _events(events, hook["secret"], 1)
     time.sleep(1.0)  # a wrongly sent message.sent would have come by now
-    events = _events(hook["secret"], 1)
-    assert [e["type"] for e in events] == ["message.failed"]
-    assert events[0]["data"]["message_id"] == failed.json()["id"]
-    assert events[0]["data"]["code"] == failed.json()["code"]
+    got = _events(events, hook["secret"], 1)
+    assert [e["type"] for e in got] == ["message.failed"]
+    assert got[0]["data"]["message_id"] == failed.json()["id"]
+    assert got[0]["data"]["code"] == failed.json()["code"]
 
 
 FCM_DEAD = "eYq1:APA91bGk7Zq-webhook-dead-device-0123456789"
 
 
 def test_push_events_per_device_and_a_scope_that_may_not_see_pruning(
-    push_tenant: PushTenant, receiver: str
+    push_tenant: PushTenant, receiver: str, events: EventReceiver
 ) -> None:
     # Created by a key with `send` (push results) but not `contacts` (token pruning): "*"
     # means every type that key could read, so token.pruned never reaches it.
@@ -173,23 +161,27 @@ def test_push_events_per_device_and_a_scope_that_may_not_see_pruning(
     push_tenant.push_fault("fcm", code="UNREGISTERED", count=None, match={"token": FCM_DEAD})
     sent = push_tenant.push({"contact_id": "c-wh", "title": "Hi", "message": "There"})
     assert sent.status_code == 200, sent.text
-    events = _events(hook["secret"], 3, secret_only=True)
-    assert sorted(e["type"] for e in events) == ["push.delivered", "push.delivered", "push.failed"]
-    failed = next(e for e in events if e["type"] == "push.failed")
+    got = _events(events, hook["secret"], 3, secret_only=True)
+    assert sorted(e["type"] for e in got) == ["push.delivered", "push.delivered", "push.failed"]
+    failed = next(e for e in got if e["type"] == "push.failed")
     assert failed["data"]["message_id"] == sent.json()["id"]
     assert failed["data"]["platform"] == "fcm"
     assert failed["data"]["code"] == "token_unregistered"
-    assert FCM_DEAD not in str(events)  # tokens are masked, as the API shows them
+    assert FCM_DEAD not in str(got)  # tokens are masked, as the API shows them
     assert failed["data"]["token"] == mask_token(FCM_DEAD)
     # The admin endpoint asked for pruning only, and got it; the other never did.
-    [pruned] = _events(admin_hook["secret"], 1, secret_only=True)
+    [pruned] = _events(events, admin_hook["secret"], 1, secret_only=True)
     assert pruned["type"] == "token.pruned"
     assert pruned["data"]["contact_id"] == "c-wh"
     time.sleep(1.0)
-    assert "token.pruned" not in [e["type"] for e in _events(hook["secret"], 3, secret_only=True)]
+    assert "token.pruned" not in [
+        e["type"] for e in _events(events, hook["secret"], 3, secret_only=True)
+    ]
 
 
-def test_campaign_events_carry_the_final_counts(push_tenant: PushTenant, receiver: str) -> None:
+def test_campaign_events_carry_the_final_counts(
+    push_tenant: PushTenant, receiver: str, events: EventReceiver
+) -> None:
     hook = _endpoint(push_tenant, receiver, ["campaign.started", "campaign.completed"])
     for i in range(3):
         push_tenant.register(f"wc{i}", ("fcm", f"{FCM_TOKEN_1[:-2]}{i:02d}"))
@@ -212,9 +204,9 @@ def test_campaign_events_carry_the_final_counts(push_tenant: PushTenant, receive
     push_tenant.http.post(
         f"{push_tenant.api_url}/api/v1/campaigns/{campaign_id}/send", headers=push_tenant.auth()
     )
-    events = _events(hook["secret"], 2, timeout_s=30)
-    assert [e["type"] for e in events] == ["campaign.started", "campaign.completed"]
-    done = events[1]["data"]
+    got = _events(events, hook["secret"], 2, timeout_s=30)
+    assert [e["type"] for e in got] == ["campaign.started", "campaign.completed"]
+    done = got[1]["data"]
     assert done["campaign_id"] == campaign_id
     assert done["status"] == "completed"
     assert done["channel"] == "push"
@@ -222,7 +214,9 @@ def test_campaign_events_carry_the_final_counts(push_tenant: PushTenant, receive
     assert done["counts"]["sent"] == 3
 
 
-def test_an_automation_run_that_ends_is_an_event(tenant: Tenant, receiver: str) -> None:
+def test_an_automation_run_that_ends_is_an_event(
+    tenant: Tenant, receiver: str, events: EventReceiver
+) -> None:
     hook = _endpoint(tenant, receiver, ["automation.run.completed", "automation.run.failed"])
     made = tenant.http.post(
         f"{tenant.api_url}/api/v1/automations",
@@ -247,7 +241,7 @@ def test_an_automation_run_that_ends_is_an_event(tenant: Tenant, receiver: str) 
         headers=tenant.auth(),
     )
     assert enrolled.status_code in (200, 201, 202), enrolled.text
-    [event] = _events(hook["secret"], 1, timeout_s=20)
+    [event] = _events(events, hook["secret"], 1, timeout_s=20)
     assert event["type"] == "automation.run.completed"
     assert event["data"]["automation_id"] == automation_id
     assert event["data"]["contact_id"] == "ar1"
@@ -255,9 +249,9 @@ def test_an_automation_run_that_ends_is_an_event(tenant: Tenant, receiver: str) 
 
 
 def test_a_delivery_retried_by_hand_and_an_endpoint_failing_for_days(
-    tenant: Tenant, receiver: str
+    tenant: Tenant, receiver: str, events: EventReceiver
 ) -> None:
-    _Receiver.refuse_first = 1_000  # down for good
+    events.refuse_first = 1_000  # down for good
     hook = _endpoint(tenant, receiver, ["message.sent"])
     assert tenant.send({**TEMPLATE, "to": "+14155550190"}).status_code == 200
     path = f"/api/v1/webhooks/{hook['id']}/deliveries"
@@ -273,12 +267,12 @@ def test_a_delivery_retried_by_hand_and_an_endpoint_failing_for_days(
     assert delivery["last_status"] == 503
     assert listed["counts"]["failed"] == 1
     # Back up: a retry by hand makes it again, with a fresh budget.
-    _Receiver.refuse_first = 0
+    events.refuse_first = 0
     retried = tenant.http.post(
         f"{tenant.api_url}{path}/{delivery['id']}/retry", headers=tenant.auth()
     )
     assert retried.status_code == 202, retried.text
-    [event] = _events(hook["secret"], 1)
+    [event] = _events(events, hook["secret"], 1)
     assert event["id"] == delivery["event_id"]
     again = tenant.get(path).json()["deliveries"][0]
     assert again["status"] == "delivered"
@@ -287,7 +281,7 @@ def test_a_delivery_retried_by_hand_and_an_endpoint_failing_for_days(
     assert missing.json()["code"] == "delivery_not_found"
 
     # Failing for days: the streak began long ago (as if), and the next failure disables it.
-    _Receiver.refuse_first = 10_000
+    events.refuse_first = 10_000
 
     async def age_streak(redis: Any) -> None:
         await redis.hset(
