@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from worker.providers.http11 import Http11Error, Http11Pool
+
 MAX_URL_CHARS = 2048
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -112,7 +114,9 @@ Resolver = Callable[[str, int], Awaitable[list[IpAddress]]]
 
 
 class OutboundClient:
-    """``transport`` and ``resolve`` stand in for the network and DNS in unit tests."""
+    """``transport`` and ``resolve`` stand in for the network and DNS in unit tests (with a
+    ``transport`` the requests go through httpx; without, through the lean HTTP/1.1 pool of
+    ``worker.providers.http11``)."""
 
     def __init__(
         self,
@@ -128,6 +132,7 @@ class OutboundClient:
         self._allowed = networks(allow)
         self._deadline_s = deadline_s
         self._max_response_bytes = max_response_bytes
+        self._pool = Http11Pool(max_idle_per_origin=max_connections) if transport is None else None
         self._http = httpx.AsyncClient(
             follow_redirects=False,
             trust_env=False,  # no proxy from the environment
@@ -156,6 +161,15 @@ class OutboundClient:
                         f"{host} resolves to a private, loopback or link-local address",
                         retryable=False,
                     )
+                if self._pool is not None:
+                    status, body = await self._pool.post(
+                        (str(addresses[0]), port, host if parsed.scheme == "https" else None),
+                        parsed.raw_path.decode("ascii"),
+                        [("host", parsed.netloc.decode("ascii")), *headers.items()],
+                        content,
+                        self._max_response_bytes,
+                    )
+                    return Reply(status, body, (time.perf_counter() - started) * 1000)
                 pinned = parsed.copy_with(host=str(addresses[0]))
                 request = self._http.build_request(
                     "POST",
@@ -173,8 +187,9 @@ class OutboundClient:
             raise OutboundError(
                 f"no complete answer within {self._deadline_s:g}s", retryable=True
             ) from None
-        except httpx.HTTPError as exc:
-            raise OutboundError(f"{type(exc).__name__}", retryable=True) from None
+        except (httpx.HTTPError, Http11Error) as exc:
+            reason = str(exc) if isinstance(exc, Http11Error) else type(exc).__name__
+            raise OutboundError(reason, retryable=True) from None
         return Reply(response.status_code, body, (time.perf_counter() - started) * 1000)
 
     async def _read(self, response: httpx.Response) -> bytes:
@@ -188,4 +203,6 @@ class OutboundClient:
         return b"".join(chunks)
 
     async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
         await self._http.aclose()
