@@ -282,8 +282,11 @@ def test_every_device_event_arrives_after_a_worker_sigkill_and_a_receiver_outage
                 "requests": receiver.calls,
             },
         )
-        assert len(ids) == devices  # one event per device: none lost, none made twice
-        assert sum(ids.values()) == devices
+        assert len(ids) == devices  # an event for every device: none lost
+        # At least once: a sender killed after a POST and before recording its answer
+        # posts it again, under the same webhook-id (receivers drop repeats by it); at
+        # most what one sender had in flight.
+        assert sum(ids.values()) - devices <= 8
     finally:
         receiver.close()
 
