@@ -51,11 +51,6 @@ async def wanted(redis: Redis, account: str) -> bool:
     return account in await _subscribed.get(redis)
 
 
-def forget_subscribers() -> None:
-    """Read the set again on the next ``wanted`` (tests; a process after a fork)."""
-    _subscribed.read_at = float("-inf")
-
-
 Event = tuple[str, dict[str, Any]]
 
 
