@@ -21,6 +21,7 @@ from tests.support import Service, wait_until
 from worker.config import Settings
 from worker.stack.processes import EmbeddedValkey, free_port, terminate, valkey_binary
 from worker.store import keys
+from worker.store import secrets as store_secrets
 
 MASTER = "dispatchmaster"
 
@@ -58,7 +59,10 @@ class SentinelStack:
             redis_url="redis://127.0.0.1:1/0",
             redis_sentinels=f"127.0.0.1:{self.sentinel_port}",
             redis_sentinel_master=MASTER,
+            secret_key=TEST_SECRET_KEY,
         )
+        # The test provisions credentials itself (run alone, no other fixture set the key).
+        store_secrets.use(self.settings)
         self.services: list[Service] = []
 
     def start(self) -> None:
@@ -86,7 +90,7 @@ class SentinelStack:
         wait_until(lambda: self.master_port() == self.master.port, 15, "the sentinel")
         for name, args in (
             ("api", ("api", "--port", str(self.api_port))),
-            ("worker", ("worker", "--queues", "transactional,bulk", "--concurrency", "1")),
+            ("worker", ("worker", "--queues", "transactional,bulk,webhooks", "--concurrency", "1")),
             ("beat", ("beat",)),
         ):
             self.services.append(
