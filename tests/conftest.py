@@ -180,8 +180,10 @@ def worker_service(service_env: dict[str, str], logs_dir: Path) -> Iterator[Serv
 
 @pytest.fixture(scope="session")
 def bulk_worker_service(service_env: dict[str, str], logs_dir: Path) -> Iterator[Service]:
-    """The campaign jobs' own worker, as deployed: `transactional` sends never wait on it."""
-    service = _celery_worker("bulk-worker", "bulk", service_env, logs_dir)
+    """The campaign jobs' own worker, as deployed: `transactional` sends never wait on it.
+    It serves the `webhooks` queue too (`dispatch up` gives that one a worker of its own
+    at the lowest CPU priority: the suite saves the process)."""
+    service = _celery_worker("bulk-worker", "bulk,webhooks", service_env, logs_dir)
     yield service
     service.stop()
 

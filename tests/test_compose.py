@@ -41,6 +41,7 @@ def test_compose_file_validates_with_the_example_env_and_a_flower_password(
         "api",
         "worker-transactional",
         "worker-bulk",
+        "worker-webhooks",
         "beat",
         "flower",
     }

@@ -124,6 +124,13 @@ class Settings(BaseSettings):
     # How often each process re-reads which accounts have an active endpoint (only those
     # write events): a new endpoint gets events of results recorded after about this long.
     webhook_subscribers_refresh_s: float = Field(default=2.0, gt=0, le=60)
+    # Sends come first. While the service sends more than webhook_busy_sends_per_s messages
+    # a second (a campaign), each webhook sender process holds to this share of one CPU as
+    # long as its endpoint's backlog is under half of webhook_backlog_max, and catches up
+    # at full speed once the sending slows (docs/webhooks.md). 1: keep pace with the sends
+    # whatever it costs them (on 2 cores, a campaign ~25 % slower).
+    webhook_busy_cpu_share: float = Field(default=0.05, gt=0, le=1)
+    webhook_busy_sends_per_s: float = Field(default=100.0, ge=0)
 
     # Devices sent per slice of a push job, and slices in flight at once; results are
     # recorded after each slice, so a worker killed mid-send re-sends at most
@@ -200,7 +207,7 @@ class Settings(BaseSettings):
     api_docs: bool = False
 
     # Prometheus: a worker group serves /metrics on `dispatch worker --metrics-port`
-    # (default this; 0: none). `dispatch up` gives its workers metrics_port_base + 1, + 2.
+    # (default this; 0: none). `dispatch up` gives its workers metrics_port_base + 1, + 2, + 3.
     worker_metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     metrics_port_base: int = 9100

@@ -102,12 +102,12 @@ class FaultStack:
 
     def start_worker(self, *extra: str) -> Service:
         name = f"worker{next(self._names)}"
-        # Both queues: the fault tests cover campaigns' jobs too.
+        # Every queue: the fault tests cover campaigns' and webhooks' jobs too.
         worker = self._service(
             name,
             "worker",
             "--queues",
-            "transactional,bulk",
+            "transactional,bulk,webhooks",
             "--concurrency",
             "2",
             "--name",

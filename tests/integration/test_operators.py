@@ -213,7 +213,7 @@ def test_readyz_follows_the_worker(ops: OpsStack) -> None:
     assert httpx.get(f"{ops.api_url}/healthz", timeout=5).json() == {"ok": True}
     ready = httpx.get(f"{ops.api_url}/readyz", timeout=5)
     assert ready.status_code == 200, ready.text
-    assert ready.json()["workers"] == {"transactional": 1, "bulk": 1}
+    assert ready.json()["workers"] == {"transactional": 1, "bulk": 1, "webhooks": 1}
 
     worker = ops.workers[0]
     worker.stop()  # a clean stop: the heartbeat goes at once
@@ -307,14 +307,14 @@ def test_status_shows_queues_workers_and_send_rates(ops: OpsStack, tenant: PushT
     done = _status(ops, "--json")
     assert done.returncode == 0, done.stderr
     snap = json.loads(done.stdout)
-    assert snap["workers_by_queue"] == {"transactional": 1, "bulk": 1}
-    assert snap["queues"] == {"transactional": 0, "bulk": 0}
+    assert snap["workers_by_queue"] == {"transactional": 1, "bulk": 1, "webhooks": 1}
+    assert snap["queues"] == {"transactional": 0, "bulk": 0, "webhooks": 0}
     # At least the sends of this test, spread over the last minute.
     assert snap["rates"]["whatsapp:sent"] * 60 >= 1.95  # rounded to 3 decimals
     assert snap["rates"]["fcm:sent"] * 60 >= 1.95
     assert len(snap["workers"]) == 1
     assert snap["workers"][0]["node"].startswith(ops.workers[0].name + "@")
-    assert snap["workers"][0]["queues"] == ["bulk", "transactional"]
+    assert snap["workers"][0]["queues"] == ["bulk", "transactional", "webhooks"]
     table = _status(ops)
     assert table.returncode == 0, table.stderr
     for text in ("transactional", "bulk", "sends, last minute", "whatsapp", "dead letters"):

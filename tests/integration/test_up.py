@@ -85,16 +85,19 @@ def test_up_demo_reaches_ready_answers_the_spec_and_stops_everything_on_ctrl_c(
         workers = httpx.get(f"{stack.flower_url}/api/workers", auth=login, timeout=10)
         assert workers.status_code == 200
         # Worker metrics on their ports, as printed.
-        for url in re.findall(r"(http://\S+/metrics) \((?:worker|bulk)\)", output):
+        urls = re.findall(r"(http://\S+/metrics) \((?:worker|bulk|webhooks)\)", output)
+        assert len(urls) == 3, output[-3000:]
+        for url in urls:
             assert "dispatch_sends_total" in httpx.get(url, timeout=10).text
         assert "dispatch_sends_total" in httpx.get(f"{stack.api_url}/metrics", timeout=10).text
 
         leaders = [int(p.read_text()) for p in (data_dir / "run").glob("*.pid")]
         leaders.append(int((data_dir / "valkey.pid").read_text()))
-        assert len(leaders) == 7  # sim, worker, bulk worker, beat, flower, api, valkey
+        # sim, worker, bulk worker, webhooks worker, beat, flower, api, valkey
+        assert len(leaders) == 8
         assert all(_alive(pid) for pid in leaders)
         pids = leaders + _group_members(leaders)
-        assert len(pids) >= 7  # the worker's two prefork children among them
+        assert len(pids) >= 8  # the workers' prefork children among them
 
         code = stack.stop()
 
@@ -263,7 +266,7 @@ def test_up_restarts_a_bulk_worker_killed_mid_campaign_which_resumes_and_loses_n
             return status
 
         status = _wait_for("the new bulk worker beat", restarted_and_beating, stack, 30)
-        assert status["workers_by_queue"] == {"transactional": 1, "bulk": 1}
+        assert status["workers_by_queue"] == {"transactional": 1, "bulk": 1, "webhooks": 1}
         [bulk] = status["restarts"]
         assert bulk["name"] == "bulk"
         assert bulk["restarts"] == 1

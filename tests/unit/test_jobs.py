@@ -29,5 +29,6 @@ def test_celery_routes_send_each_job_where_the_enqueue_code_does() -> None:
         jobs.AUTOMATION_STEP: jobs.BULK,
         jobs.AUTOMATION_BATCH: jobs.BULK,
         # A slow receiver of event webhooks never holds up a send.
-        jobs.WEBHOOK_DELIVER: jobs.BULK,
+        jobs.WEBHOOK_DELIVER: jobs.WEBHOOKS,
+        jobs.WEBHOOK_FANOUT: jobs.WEBHOOKS,
     }

@@ -31,6 +31,7 @@ from worker.cli.tokens import app as tokens_app
 from worker.cli.webhooks import app as webhooks_app
 from worker.config import Settings, get_settings
 from worker.observe import logs, metrics_setup
+from worker.stack.processes import lower_priority
 from worker.store import keys
 
 app = typer.Typer(
@@ -131,6 +132,16 @@ def worker(
             "way to them, so an OTP never waits behind a campaign for the CPU.",
         ),
     ] = 0,
+    idle: Annotated[
+        bool,
+        typer.Option(
+            "--idle",
+            help="Run at the scheduler's idle priority (Linux SCHED_IDLE, niceness 19): only "
+            "on CPU time the other processes leave, preempted as soon as one wakes. For the "
+            "`webhooks` worker: events wait for a busy CPU (and catch up after) instead of "
+            "slowing the sends.",
+        ),
+    ] = False,
     metrics_port: Annotated[
         int | None,
         typer.Option(
@@ -156,8 +167,8 @@ def worker(
             err.print(f"[red]cannot serve metrics on {settings.metrics_host}:{port}:[/] {exc}")
             raise typer.Exit(2) from exc
         celery.conf.dispatch_metrics_port = port
-    if nice:
-        os.nice(nice)
+    if nice or idle:
+        lower_priority(nice, idle=idle)
     # Celery's banner is for a terminal; in JSON mode every line is a JSON object.
     quiet = ["--quiet"] if logs.json_wanted(settings.log_json) else []
     argv = [

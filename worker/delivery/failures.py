@@ -139,6 +139,14 @@ async def record_webhook_crash(
     )
 
 
+async def record_fanout_crash(
+    ctx: DeliveryContext, account_id: str, job_id: str, exc: BaseException
+) -> None:
+    """The outbox entry it was on stays unacknowledged: the next fan-out job reads it again
+    (an unreadable entry is dropped with a log, not crashed on)."""
+    log.error("webhook fan-out crashed: %r", exc)
+
+
 CRASH_RECORDERS: dict[str, Crash] = {
     jobs.WHATSAPP_SEND: record_crash,
     jobs.PUSH_SEND: record_crash,
@@ -148,6 +156,7 @@ CRASH_RECORDERS: dict[str, Crash] = {
     jobs.AUTOMATION_STEP: record_run_crash,
     jobs.AUTOMATION_BATCH: record_automation_batch_crash,
     jobs.WEBHOOK_DELIVER: record_webhook_crash,
+    jobs.WEBHOOK_FANOUT: record_fanout_crash,
 }
 
 

@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +27,7 @@ from worker.models import MessageStatus, iso
 from worker.models.webhooks import Delivery, DeliveryStatus, Endpoint, EventType
 from worker.observe import metrics
 from worker.providers.outbound import OutboundClient, OutboundError
-from worker.store import keys, locks, streams, webhooks
+from worker.store import keys, locks, streams, throughput, webhooks
 from worker.store import webhook_deliveries as deliveries
 
 log = logging.getLogger(__name__)
@@ -35,12 +36,19 @@ USER_AGENT = "multichannel-dispatch-webhooks/1"
 
 
 def event_body(event_id: str, event_type: str, at: float, data: dict[str, Any]) -> bytes:
-    stamp = datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+    return _event_body(event_id, event_type, _stamp(at), data).encode()
+
+
+def _stamp(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _event_body(event_id: str, event_type: str, stamp: str, data: dict[str, Any]) -> str:
     return json.dumps(
         {"id": event_id, "type": event_type, "timestamp": stamp, "data": data},
         separators=(",", ":"),
         ensure_ascii=False,
-    ).encode()
+    )
 
 
 def signed_headers(secret: str, event_id: str, at: float, body: bytes) -> dict[str, str]:
@@ -80,9 +88,15 @@ async def post_event(
     return DeliveryAttempt(ok, reply.status, round(reply.elapsed_ms, 1), error)
 
 
-# --- the outbox to each endpoint's queue (the beat) -----------------------------------------
+# --- the outbox to each endpoint's queue (the fan-out job) ----------------------------------
 
-_CONSUMER = "beat"
+_CONSUMER = "fanout"
+# The longest one fan-out job runs before giving its place (the beat publishes the next),
+# how often it looks at the outbox again when it found nothing, and after how long a quiet
+# it ends.
+_FANOUT_BUDGET_S = 10.0
+_FANOUT_POLL_S = 0.2
+_FANOUT_QUIET_S = 1.0
 
 
 def event_id_for(entry_id: str, index: int) -> str:
@@ -118,6 +132,58 @@ def _read_entry(entry_id: str, values: dict[str, str]) -> tuple[str, float, list
         return "", 0.0, []
 
 
+async def fan_out(ctx: DeliveryContext, _account: str, _job_id: str) -> Outcome:
+    """The ``webhook.fanout`` job: the outbox's events to the endpoints' queues, for as long
+    as events keep coming (up to a second's quiet) or until its time is spent. A job costs
+    milliseconds of CPU whatever it finds, so one follows a stream of events rather than one
+    per beat. One job reads at a time (a lease): a second one ends at once, and the beat
+    publishes another within a second while the outbox has entries."""
+    redis = ctx.redis
+    ttl_s = ctx.settings.lease_ttl_s
+    token = await locks.acquire(redis, keys.webhook_fanout_lock(), ttl_s)
+    if token is None:
+        return Outcome(MessageStatus.SENT)
+    async with locks.kept(redis, keys.webhook_fanout_lock(), token, ttl_s):
+        started, quiet_since = time.monotonic(), time.monotonic()
+        while time.monotonic() - started < _FANOUT_BUDGET_S:
+            if await _outbox_may_wait(ctx):
+                await asyncio.sleep(_FANOUT_POLL_S)
+                quiet_since = time.monotonic()
+            elif await dispatch_outbox(redis, ctx.settings.webhook_backlog_max):
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= _FANOUT_QUIET_S:
+                break
+            else:
+                await asyncio.sleep(_FANOUT_POLL_S)
+    return Outcome(MessageStatus.SENT)
+
+
+async def _outbox_may_wait(ctx: DeliveryContext) -> bool:
+    """While the service sends fast (a campaign), events wait in the outbox (one compact
+    entry for a slice's events: less memory than as deliveries) as long as it has room: fewer
+    entries than ``webhook_backlog_max`` / 200 (a push slice's entry holds up to 200
+    events). Past that the fan-out goes on at full speed: events are never dropped, nor
+    Valkey's memory filled, to keep a campaign's rate."""
+    if ctx.settings.webhook_busy_cpu_share >= 1 or not await _send_rate.busy_now(ctx):
+        return False
+    room = max(1, ctx.settings.webhook_backlog_max // _EVENTS_PER_ENTRY)
+    return int(await ctx.redis.xlen(keys.webhook_events())) < room
+
+
+_EVENTS_PER_ENTRY = 200
+
+
+def _subscribed(active: list[Endpoint], event_type: str, entry_id: str) -> list[Endpoint]:
+    """The endpoints that want events of this type (none for a type this version does not
+    know: logged)."""
+    try:
+        kind = EventType(event_type)
+    except ValueError:
+        log.error("webhook outbox entry %s: unknown event %r; skipped", entry_id, event_type)
+        return []
+    return [e for e in active if e.wants(kind)]
+
+
 async def _fan_out(
     redis: Redis,
     entry_id: str,
@@ -129,42 +195,40 @@ async def _fan_out(
     if account and account not in cache:
         cache[account] = await webhooks.list_all(redis, account)
     active = [e for e in cache.get(account, []) if e.active]
-    made = 0
+    made: dict[str, list[deliveries.NewDelivery]] = {e.id: [] for e in active}
+    counted: Counter[str] = Counter()
+    targets_of: dict[str, list[Endpoint]] = {}
+    stamp, id_prefix = _stamp(at), event_id_for(entry_id, 0)[:-1]
+    for index, (event_type, data) in enumerate(batch):
+        targets = targets_of.get(event_type)
+        if targets is None:
+            targets = targets_of[event_type] = _subscribed(active, event_type, entry_id)
+        if not targets:
+            continue
+        event_id = f"{id_prefix}{index}"
+        body = _event_body(event_id, event_type, stamp, data)
+        for endpoint in targets:
+            made[endpoint.id].append(
+                deliveries.NewDelivery(
+                    f"{endpoint.id}.{entry_id}.{index}", event_id, event_type, body
+                )
+            )
+        counted[event_type] += 1
+    filled = [(endpoint_id, new) for endpoint_id, new in made.items() if new]
     async with redis.pipeline(transaction=True) as pipe:
-        for index, (event_type, data) in enumerate(batch):
-            try:
-                kind = EventType(event_type)
-            except ValueError:
-                log.error(
-                    "webhook outbox entry %s: unknown event %r; skipped", entry_id, event_type
-                )
-                continue
-            targets = [e for e in active if e.wants(kind)]
-            if not targets:
-                continue
-            event_id = event_id_for(entry_id, index)
-            body = event_body(event_id, event_type, at, data).decode()
-            for endpoint in targets:
-                delivery = Delivery(
-                    id=f"{endpoint.id}.{entry_id}.{index}",
-                    endpoint_id=endpoint.id,
-                    event_id=event_id,
-                    type=event_type,
-                    created_at=at,
-                    body=body,
-                )
-                deliveries.enqueue(pipe, account, endpoint.id, delivery, backlog_max)
-                made += 1
-            metrics.WEBHOOK_EVENTS.labels(event_type).inc()
+        for endpoint_id, new in filled:
+            deliveries.enqueue(pipe, account, endpoint_id, new, at, backlog_max)
         streams.done(pipe, keys.webhook_events(), keys.WEBHOOK_EVENTS_GROUP, entry_id)
         replies = await pipe.execute()
-    dropped = sum(int(r) for r in replies[:made])
+    for type_name, n in counted.items():
+        metrics.WEBHOOK_EVENTS.labels(type_name).inc(n)
+    dropped = sum(int(r) for r in replies[: len(filled)])
     if dropped:
         metrics.WEBHOOK_DROPPED.inc(dropped)
         log.warning("webhooks of %s: %d delivery(ies) dropped, backlog full", account, dropped)
 
 
-# --- an endpoint's sender (the bulk worker) ---------------------------------------------------
+# --- an endpoint's sender (the webhooks worker) ------------------------------------------------
 
 # Deliveries taken per round, and the longest a sender job runs before giving its place.
 _ROUND = 100
@@ -201,10 +265,59 @@ async def _drain_held(ctx: DeliveryContext, account: str, endpoint_id: str) -> N
         taken = await deliveries.due(redis, account, endpoint_id, time.time(), _ROUND)
         if not taken.ids:
             break
+        round_started, cpu_started = time.monotonic(), time.process_time()
         await _round(ctx, endpoint, secret, taken)
         if await _disable_if_failing_too_long(ctx, endpoint):
             return
+        await _yield_to_sends(ctx, endpoint, time.monotonic() - round_started, cpu_started)
     await deliveries.settle(redis, account, endpoint_id, time.time())
+
+
+async def _yield_to_sends(
+    ctx: DeliveryContext, endpoint: Endpoint, round_s: float, cpu_started: float
+) -> None:
+    """While the service is sending fast (a campaign), pause after a round so that this
+    process's CPU stays within ``webhook_busy_cpu_share`` of one CPU: the events wait (and
+    catch up later) rather than slow the sends. Never at the cost of an event: once the
+    endpoint's backlog is half full, the sender goes at full speed (a campaign larger than
+    the backlog then runs slower, as if this pause did not exist).
+
+    Idle priority alone does not do it: the events' work in Valkey and at the receiver runs
+    at the sends' priority, and a sender that runs whenever the campaign leaves a core for
+    a moment still slows it by a quarter on two cores (docs/performance.md)."""
+    share = ctx.settings.webhook_busy_cpu_share
+    if share >= 1:
+        return
+    cpu_s = time.process_time() - cpu_started
+    pause_s = min(cpu_s / share - round_s, _MAX_PAUSE_S)
+    if pause_s <= 0 or not await _send_rate.busy_now(ctx):
+        return
+    queued, retrying = await deliveries.backlog(ctx.redis, endpoint.account, endpoint.id)
+    if queued + retrying < ctx.settings.webhook_backlog_max // 2:
+        await asyncio.sleep(pause_s)
+
+
+# The longest pause after one round (a round is ~100 deliveries, ~30 ms of CPU).
+_MAX_PAUSE_S = 2.0
+
+
+class _SendRate:
+    """The service's recent send rate, read at most once a second by this process."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.read_at = float("-inf")
+
+    async def busy_now(self, ctx: DeliveryContext) -> bool:
+        now = time.monotonic()
+        if now - self.read_at >= 1.0:
+            rate = await throughput.recent(ctx.redis)
+            self.busy = rate > ctx.settings.webhook_busy_sends_per_s
+            self.read_at = now
+        return self.busy
+
+
+_send_rate = _SendRate()
 
 
 async def _round(

@@ -25,7 +25,6 @@ from typing import cast
 from redis.asyncio import Redis
 
 from worker.config import Settings
-from worker.delivery import webhooks
 from worker.ids import new_id
 from worker.masking import mask_token
 from worker.observe import heap, metrics
@@ -86,6 +85,17 @@ async def pump_once(redis: Redis, now: float) -> int:
 # How long an endpoint whose sender was published waits before it is published again, if
 # that sender never reports (it died): the sender sets the real next time when it ends.
 WEBHOOK_SENDER_HOLD_S = 30.0
+
+
+async def publish_webhook_fanout(redis: Redis) -> int:
+    """A fan-out job when the outbox has events, at most one a second (a job still
+    running when the next comes holds the outbox's lease: the next one ends at once)."""
+    if not await redis.xlen(keys.webhook_events()):
+        return 0
+    if not await redis.set(keys.webhook_fanout_published(), "1", nx=True, ex=1):
+        return 0
+    await publish(redis, jobs.WEBHOOK_FANOUT, "", "outbox")
+    return 1
 
 
 async def publish_webhook_senders(redis: Redis, now: float) -> int:
@@ -197,8 +207,10 @@ async def run(settings: Settings) -> None:
                 moved = await pump_once(redis, time.time())
                 # Contacts created or tagged: the automations their change triggers.
                 moved += await triggers.process_contact_events(redis)
-                # Events to each endpoint's queue, and a sender for each endpoint due.
-                moved += await webhooks.dispatch_outbox(redis, settings.webhook_backlog_max)
+                # A job to move events to each endpoint's queue, and a sender for each
+                # endpoint due (both run by the webhooks worker, not here: the beat only
+                # schedules, at the CPU priority of the sends).
+                moved += await publish_webhook_fanout(redis)
                 moved += await publish_webhook_senders(redis, time.time())
             except Exception as exc:
                 moved = 0

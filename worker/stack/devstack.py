@@ -46,14 +46,14 @@ class DemoStack:
         return self.process.wait(timeout_s)
 
 
-def _free_pair() -> int:
-    """A free port whose next port is free too (`dispatch up` serves worker metrics on
-    DISPATCH_METRICS_PORT_BASE + 1 and + 2)."""
+def _free_run(n: int = 3) -> int:
+    """A free port whose next ``n - 1`` ports are free too (`dispatch up` serves worker
+    metrics on DISPATCH_METRICS_PORT_BASE + 1, + 2 and + 3)."""
     for _ in range(50):
         port = free_port()
-        if port_free("127.0.0.1", port + 1):
+        if all(port_free("127.0.0.1", port + i) for i in range(1, n)):
             return port
-    raise RuntimeError("no two consecutive free ports")
+    raise RuntimeError(f"no {n} consecutive free ports")
 
 
 @contextmanager
@@ -69,7 +69,7 @@ def demo_stack(
     data_dir = workdir / ".data"
     api_port, sim_port, sim_tls_port = free_port(), free_port(), free_port()
     redis_port = redis_port or free_port()
-    flower_port, metrics_base = free_port(), _free_pair() - 1
+    flower_port, metrics_base = free_port(), _free_run() - 1
     env = child_environment(
         {
             "data_dir": str(data_dir),

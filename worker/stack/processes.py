@@ -56,6 +56,32 @@ def free_port() -> int:
         return port
 
 
+def lower_priority(niceness: int, *, idle: bool = False) -> None:
+    """Lower this process's CPU priority (its pool's children inherit it).
+
+    ``idle``: the scheduler's idle policy (``SCHED_IDLE``) on top of niceness 19: the
+    process runs on the CPU the others leave, and a normal process that wakes up preempts
+    it at once. Niceness alone is not enough for work that must never slow the sends: a
+    niced process keeps the CPU until its slice ends (milliseconds), and each such wait
+    lands on a campaign's path, which wakes and sleeps thousands of times a second.
+
+    With the kernel's autogroup scheduling on (a desktop or bare-metal Linux), niceness only
+    ranks processes *within* one session: a worker in a session of its own (as every child
+    of `dispatch up` is) would compete with the API as an equal. So a session leader also
+    sets its session's nice (``/proc/self/autogroup``, which only ever affects its own
+    session); a process sharing its session (started from a shell) does not, lest it slow
+    the shell's other programs."""
+    if idle:
+        niceness = 19
+        with contextlib.suppress(OSError, AttributeError):  # not Linux: niceness only
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    if niceness:
+        os.nice(niceness)
+    if niceness and os.getsid(0) == os.getpid():
+        with contextlib.suppress(OSError):  # no autogroup (off, not Linux): nice is enough
+            Path("/proc/self/autogroup").write_text(f"{niceness}\n")
+
+
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()

@@ -154,6 +154,7 @@ def _plan(settings: Settings, *, with_demo: bool) -> _Plan:
     metrics_ports = {
         "worker": settings.metrics_port_base + 1,
         "bulk": settings.metrics_port_base + 2,
+        "webhooks": settings.metrics_port_base + 3,
     }
     return _Plan(with_demo, flower_auth, metrics_ports)
 
@@ -196,6 +197,11 @@ def _start_children(supervisor: Supervisor, settings: Settings, plan: _Plan) -> 
     # Campaign jobs have workers of their own, so that an OTP never queues behind them.
     bulk = ("--queues", "bulk", "--nice", "10", "--metrics-port", str(plan.metrics_ports["bulk"]))
     _spawn(supervisor, "bulk", env, "worker", *bulk)
+    # Event webhooks at the idle priority: under a campaign that fills the CPU they wait
+    # for it (and catch up after) rather than slow the sending (docs/webhooks.md).
+    hooks = ["--queues", "webhooks", "--idle"]
+    hooks += ["--metrics-port", str(plan.metrics_ports["webhooks"])]
+    _spawn(supervisor, "webhooks", env, "worker", *hooks)
     if plan.flower_auth is not None:
         _spawn(supervisor, "flower", flower_env, "flower")
     _spawn(supervisor, "beat", env, "beat")

@@ -3,8 +3,10 @@
 A job is published by name (its Celery message written onto its queue's Redis list,
 below) and run by the task of that name in ``tasks/``. Transactional sends have
 workers of their own, so that a campaign or a flood of enrolments never delays an
-OTP: campaign, automation and webhook jobs go to ``bulk``. (An automation's send steps are
-ordinary messages: their jobs go to ``transactional``.)
+OTP: campaign and automation jobs go to ``bulk``. (An automation's send steps are
+ordinary messages: their jobs go to ``transactional``.) Event webhooks go to ``webhooks``,
+whose worker runs at the lowest CPU priority: telling a customer's system what happened
+never slows the sending itself (it catches up once the CPU is free).
 
 Publishing: the Celery message written straight onto its queue's Redis list.
 
@@ -31,7 +33,8 @@ from redis.asyncio.client import Pipeline
 
 TRANSACTIONAL = "transactional"
 BULK = "bulk"
-QUEUES = (TRANSACTIONAL, BULK)
+WEBHOOKS = "webhooks"
+QUEUES = (TRANSACTIONAL, BULK, WEBHOOKS)
 
 WHATSAPP_SEND = "whatsapp.send"  # one WhatsApp message
 PUSH_SEND = "push.send"  # one push message: all of a contact's devices
@@ -42,6 +45,7 @@ AUTOMATION_STEP = "automation.step"  # one automation run's next steps
 AUTOMATION_BATCH = "automation.batch"  # runs whose waits ended together
 QUARANTINE = "job.quarantine"  # records a job that kept killing its worker process
 WEBHOOK_DELIVER = "webhook.deliver"  # an endpoint's due event deliveries
+WEBHOOK_FANOUT = "webhook.fanout"  # the outbox's new events to each endpoint's queue
 
 NAMES = (
     WHATSAPP_SEND,
@@ -53,11 +57,14 @@ NAMES = (
     AUTOMATION_BATCH,
     QUARANTINE,
     WEBHOOK_DELIVER,
+    WEBHOOK_FANOUT,
 )
 
 
 def queue_for(task: str) -> str:
-    return BULK if task.startswith(("campaign.", "automation.", "webhook.")) else TRANSACTIONAL
+    if task.startswith("webhook."):
+        return WEBHOOKS
+    return BULK if task.startswith(("campaign.", "automation.")) else TRANSACTIONAL
 
 
 def celery_routes() -> dict[str, dict[str, str]]:

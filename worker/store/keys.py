@@ -32,6 +32,8 @@ GLOBAL_SEGMENTS = frozenset(
         "wamid-early",
         "webhook_accounts",
         "webhook_events",
+        "webhook_fanout_lock",
+        "webhook_fanout_published",
         "webhook_work",
         "workers",
     }
@@ -329,8 +331,19 @@ def campaign_lock(account_id: str, job_id: str) -> str:
 
 def webhook_events() -> str:
     """The outbox: every event a result produced for an account with webhooks, written in
-    the result's own transaction (a stream, read by the beat's consumer group)."""
+    the result's own transaction (a stream, read by the fan-out job's consumer group)."""
     return f"{PREFIX}:webhook_events"
+
+
+def webhook_fanout_published() -> str:
+    """Set for a second when the beat publishes a fan-out job: at most one a second (each
+    reads everything the outbox has; a job costs a few milliseconds whatever it finds)."""
+    return f"{PREFIX}:webhook_fanout_published"
+
+
+def webhook_fanout_lock() -> str:
+    """One fan-out job reads the outbox at a time (its entries are read as one consumer)."""
+    return f"{PREFIX}:webhook_fanout_lock"
 
 
 WEBHOOK_EVENTS_GROUP = "dispatch"

@@ -287,17 +287,18 @@ RELEASE = Script("release", keys=("lock",), args=("token",))
 RENEW = Script("renew", keys=("lock",), args=("token", "ttl_ms"))
 WEBHOOK_ENQUEUE = Script(
     "webhook_enqueue",
-    keys=("delivery", "queue", "retry", "index", "stats", "work"),
+    keys=("queue", "retry", "index", "stats", "work"),
     args=(
-        "delivery_id",
-        "fields",
+        "endpoint_id",
         "created_at",
+        "status",
         "ttl_s",
         "backlog_max",
         "index_max",
         "work_member",
         "delivery_key_template",
         "dropped_reason",
+        "*deliveries",
     ),
 )
 WEBHOOK_SETTLE = Script(

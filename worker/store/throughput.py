@@ -49,3 +49,17 @@ async def last_minute(redis: Redis, now: float | None = None) -> dict[tuple[str,
             i += 1
         rates[pair] = total / 60
     return dict(rates)
+
+
+async def recent(redis: Redis, now: float | None = None, seconds: int = 2) -> float:
+    """Sends finished per second (every channel and outcome) over the last ``seconds``
+    whole seconds: one pipelined round trip."""
+    now = time.time() if now is None else now
+    wanted = [int(now) - 1 - i for i in range(seconds)]
+    async with redis.pipeline(transaction=False) as pipe:
+        for channel in CHANNELS:
+            for outcome in OUTCOMES:
+                for second in wanted:
+                    pipe.hget(keys.throughput(channel, outcome, second // 60), str(second))
+        replies = await pipe.execute()
+    return sum(int(n) for n in replies if n) / seconds

