@@ -105,7 +105,8 @@ class Scale:
     automations: int = 100_000  # contacts enrolled into "wait, then tag"
     automation_wait_s: float = 10.0
     crash: int = 8_000  # devices of the campaign whose pool process is killed
-    webhook_pairs: int = ROUNDS  # off/on pairs of the webhook step's campaign (of `push`)
+    # off/on pairs of the webhook step's campaign (of `push`): odd, so the median is a pair's
+    webhook_pairs: int = 3
 
 
 SCALES = {
@@ -762,7 +763,7 @@ class Bench:
     def webhooks(self) -> None:
         """The FCM campaign of ``push`` devices with event webhooks off (no endpoint) and on
         (one endpoint subscribed to ``push.delivered``, on a local receiver:
-        `benchkit/receiver.py`), alternating off/on ``webhook_pairs`` times after an
+        `benchkit/receiver.py`), ``webhook_pairs`` pairs (off/on, then on/off) after an
         unmeasured warm-up campaign with the endpoint. Per pair: both campaigns' send
         rates (as ``push_paths`` measures a campaign) and their ratio, the
         ``webhook_campaign_rate_ratio`` being the median; per run with webhooks on: events
@@ -792,27 +793,58 @@ class Bench:
             self._webhook_events(receiver, hook, PUSH_WARM_UP, None)
             self._webhook_endpoint_gone(hook)
             pairs = []
-            for _ in range(self.scale.webhook_pairs):
-                self.http.post(f"{receiver}/_reset").raise_for_status()
-                off = self._webhook_campaign(content, tag, None)
-                if self._receiver_count(receiver)["requests"]:
-                    raise RuntimeError("webhooks: events were posted with no endpoint")
-                hook = self._webhook_endpoint(url)
-                on = self._webhook_campaign(content, tag, hook)
-                at_end = self._receiver_count(receiver)["requests"]
-                events = self._webhook_events(receiver, hook, n, on)
-                events["at_campaign_end"] = at_end
-                started, finished = (_ts(on["campaign"][k]) for k in ("started_at", "finished_at"))
-                events["lag_s"] = events["last_at"] - finished
-                events["first_after_start_s"] = events["first_at"] - started
-                on["events"] = events
-                self._webhook_endpoint_gone(hook)
-                pairs.append((off, on))
+            for i in range(self.scale.webhook_pairs):
+                # off then on, then on then off: a drift of the machine's speed over the
+                # step weighs on both sides alike
+                order = ("off", "on") if i % 2 == 0 else ("on", "off")
+                runs = {
+                    mode: self._webhook_run(mode, content, tag, receiver, url) for mode in order
+                }
+                pairs.append((runs["off"], runs["on"]))
+            # The same campaign with the senders keeping pace with the sends (no yielding):
+            # what events cost a campaign when they are delivered as it runs.
+            self._webhooks_worker({"DISPATCH_WEBHOOK_BUSY_CPU_SHARE": "1"})
+            try:
+                keep_pace = self._webhook_run("on", content, tag, receiver, url)
+            finally:
+                self._webhooks_worker({})
         finally:
             self.stack.stop("receiver")
-        self._webhook_figures(n, pairs)
+        self._webhook_figures(n, pairs, keep_pace)
 
-    def _webhook_figures(self, n: int, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    def _webhooks_worker(self, env: dict[str, str]) -> None:
+        self.stack.stop("webhooks")
+        self.stack.worker("webhooks", "webhooks", "--idle", env={**self.stack.env, **env})
+
+    def _webhook_run(
+        self, mode: str, content: dict[str, Any], tag: str, receiver: str, url: str
+    ) -> dict[str, Any]:
+        """One campaign without an endpoint (``off``) or with one (``on``: then its events,
+        waited for until all came)."""
+        self.http.post(f"{receiver}/_reset").raise_for_status()
+        if mode == "off":
+            off = self._webhook_campaign(content, tag, None)
+            if self._receiver_count(receiver)["requests"]:
+                raise RuntimeError("webhooks: events were posted with no endpoint")
+            return off
+        hook = self._webhook_endpoint(url)
+        on = self._webhook_campaign(content, tag, hook)
+        at_end = self._receiver_count(receiver)["requests"]
+        events = self._webhook_events(receiver, hook, self.scale.push, on)
+        events["at_campaign_end"] = at_end
+        started, finished = (_ts(on["campaign"][k]) for k in ("started_at", "finished_at"))
+        events["lag_s"] = events["last_at"] - finished
+        events["first_after_start_s"] = events["first_at"] - started
+        on["events"] = events
+        self._webhook_endpoint_gone(hook)
+        return on
+
+    def _webhook_figures(
+        self,
+        n: int,
+        pairs: list[tuple[dict[str, Any], dict[str, Any]]],
+        keep_pace: dict[str, Any],
+    ) -> None:
         def med(values: list[float], digits: int = 0) -> float:
             return round(statistics.median(values), digits or None)
 
@@ -820,50 +852,72 @@ class Bench:
             us = {name: round(s / sends * 1e6) for name, s in sorted(cpu.items())}
             return {name: v for name, v in us.items() if v >= 5}  # the idle left out
 
-        rows = []
-        for off, on in pairs:
+        def on_row(on: dict[str, Any]) -> dict[str, Any]:
             events = on["events"]
-            rows.append(
-                {
-                    "off_sends_per_s": round(off["sends_per_s"]),
-                    "on_sends_per_s": round(on["sends_per_s"]),
-                    "ratio": round(on["sends_per_s"] / off["sends_per_s"], 3),
-                    "events_per_s": round(events["per_s"]),
-                    "events_lag_s": round(events["lag_s"], 2),
-                    "campaign_s": round(on["seconds"], 2),
-                    # the first event, after the campaign's start; events in by its end
-                    "events_first_after_start_s": round(events["first_after_start_s"], 2),
-                    "events_at_campaign_end": events["at_campaign_end"],
-                    "events_received": events["distinct"],
-                    "events_duplicates": events["duplicates"],
-                    "events_contacts": events["contacts"],
-                    "receiver_connections": events["connections"],
-                    "events_signatures_verified": events["verified"],
-                    "event_latency_p50_s": round(events["latency_p50_s"], 2),
-                    "event_latency_p99_s": round(events["latency_p99_s"], 2),
-                    "endpoint_stats": events["endpoint_stats"],
-                    "peak_backlog": on["peak_backlog"],
-                    # µs of CPU per device: during the campaign (off, on), then from the
-                    # campaign's end to the last event (on), by process
-                    "off_cpu_us_per_send": per_send(off["cpu"], off["sends"]),
-                    "on_cpu_us_per_send": per_send(on["cpu"], on["sends"]),
-                    "on_tail_cpu_us_per_send": per_send(on["cpu_tail"], on["sends"]),
-                }
-            )
+            after = events["distinct"] - events["at_campaign_end"]
+            return {
+                "on_sends_per_s": round(on["sends_per_s"]),
+                "events_per_s": round(events["per_s"]),
+                # events in while the campaign ran, per second of it; then the rest, per
+                # second from its end to the last event
+                "events_during_campaign_per_s": round(events["at_campaign_end"] / on["seconds"]),
+                "events_catch_up_per_s": round(after / events["lag_s"]) if after > 0 else 0,
+                "events_lag_s": round(events["lag_s"], 2),
+                "campaign_s": round(on["seconds"], 2),
+                # the first event, after the campaign's start; events in by its end
+                "events_first_after_start_s": round(events["first_after_start_s"], 2),
+                "events_at_campaign_end": events["at_campaign_end"],
+                "events_received": events["distinct"],
+                "events_duplicates": events["duplicates"],
+                "events_contacts": events["contacts"],
+                "receiver_connections": events["connections"],
+                "events_signatures_verified": events["verified"],
+                "event_latency_p50_s": round(events["latency_p50_s"], 2),
+                "event_latency_p99_s": round(events["latency_p99_s"], 2),
+                "endpoint_stats": events["endpoint_stats"],
+                "peak_backlog": on["peak_backlog"],
+                # µs of CPU per device: during the campaign, then from the campaign's end
+                # to the last event, by process
+                "on_cpu_us_per_send": per_send(on["cpu"], on["sends"]),
+                "on_tail_cpu_us_per_send": per_send(on["cpu_tail"], on["sends"]),
+            }
+
+        rows = [
+            {
+                "off_sends_per_s": round(off["sends_per_s"]),
+                "ratio": round(on["sends_per_s"] / off["sends_per_s"], 3),
+                "off_cpu_us_per_send": per_send(off["cpu"], off["sends"]),
+                **on_row(on),
+            }
+            for off, on in pairs
+        ]
         ons = [on for _, on in pairs]
+        off_rate = statistics.median([off["sends_per_s"] for off, _ in pairs])
+        every_on = [*ons, keep_pace]
         self.results.update(
             {
                 "webhook_campaign_devices": n,
-                "webhook_campaign_sends_per_s_off": med([off["sends_per_s"] for off, _ in pairs]),
+                "webhook_campaign_sends_per_s_off": round(off_rate),
                 "webhook_campaign_sends_per_s_on": med([on["sends_per_s"] for on in ons]),
                 "webhook_campaign_rate_ratio": med(
                     [on["sends_per_s"] / off["sends_per_s"] for off, on in pairs], 2
                 ),
                 "webhook_events_per_s": med([on["events"]["per_s"] for on in ons]),
+                "webhook_events_during_campaign_per_s": med(
+                    [r["events_during_campaign_per_s"] for r in rows]
+                ),
+                "webhook_events_catch_up_per_s": med([r["events_catch_up_per_s"] for r in rows]),
                 "webhook_events_lag_s": med([on["events"]["lag_s"] for on in ons], 2),
-                "webhook_events_expected": n * len(ons),
-                "webhook_events_received": sum(on["events"]["distinct"] for on in ons),
-                "webhook_events_duplicates": sum(on["events"]["duplicates"] for on in ons),
+                "webhook_event_latency_p99_s": med([r["event_latency_p99_s"] for r in rows], 2),
+                # the senders keeping pace (DISPATCH_WEBHOOK_BUSY_CPU_SHARE=1), one campaign,
+                # against the median rate without webhooks
+                "webhook_keep_pace_rate_ratio": round(keep_pace["sends_per_s"] / off_rate, 2),
+                "webhook_keep_pace": on_row(keep_pace),
+                "webhook_events_expected": n * len(every_on),
+                "webhook_events_missing": n * len(every_on)
+                - sum(on["events"]["distinct"] for on in every_on),
+                "webhook_events_received": sum(on["events"]["distinct"] for on in every_on),
+                "webhook_events_duplicates": sum(on["events"]["duplicates"] for on in every_on),
                 "webhook_pairs": rows,
             }
         )
@@ -988,6 +1042,7 @@ TARGETS = [
     # A push campaign with an endpoint subscribed to push.delivered (an event per device)
     # at 0.9 or more of its rate with none (issue 20).
     Target("webhook_campaign_rate_ratio", 0.9),
+    Target("webhook_events_missing", high=0),
 ]
 
 

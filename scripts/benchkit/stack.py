@@ -1,5 +1,5 @@
 """The bench's own stack on free ports: Valkey, two simulators, the API, a transactional
-and a bulk worker, the beat; each a process whose CPU time can be read.
+a bulk and a webhooks worker, the beat; each a process whose CPU time can be read.
 
 Two simulators: in production the providers are other machines. Here the campaign's
 provider (FCM, APNs, WhatsApp for campaigns) is one simulator process and the OTP's
@@ -127,7 +127,9 @@ class BenchStack:
         tail = proc.log.read_bytes()[-3000:].decode(errors="replace")
         raise RuntimeError(f"{name} did not start:\n{tail}")
 
-    def worker(self, name: str, queues: str, *extra: str, nice: int = 0) -> Proc:
+    def worker(
+        self, name: str, queues: str, *extra: str, nice: int = 0, env: dict[str, str] | None = None
+    ) -> Proc:
         argv = [
             sys.executable,
             "-m",
@@ -139,7 +141,7 @@ class BenchStack:
             name,
         ]
         argv += ["--nice", str(nice), *extra]
-        proc = self.spawn(name, argv)
+        proc = self.spawn(name, argv, env)
         wait_worker(f"{name}@{socket.gethostname()}", proc)
         return proc
 
@@ -225,6 +227,7 @@ def bench_stack(workdir: Path, log_level: str = "WARNING") -> Iterator[BenchStac
         stack.spawn("beat", [sys.executable, "-m", "worker.cli", "beat"])
         stack.worker("transactional", "transactional")
         stack.worker("bulk", "bulk", nice=BULK_NICE)
+        stack.worker("webhooks", "webhooks", "--idle")  # it gives way to every send
         stack.key = stack.run(demo.provision, settings)
         stack.otp_key = stack.run(_provision_otp, settings, stack.sim_b_url)
         yield stack

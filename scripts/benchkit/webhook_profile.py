@@ -3,7 +3,7 @@ bench`; the bench's ``webhooks`` step measures the whole stack, this splits the 
 
 A Valkey of its own and the bench's receiver (`receiver.py`, on 127.0.0.2): ``--events``
 push.delivered events written to the outbox as push slices write them (one entry of 200),
-then the beat's part (``dispatch_outbox``, until the outbox is empty) and the sender's
+then the fan-out job's part (``dispatch_outbox``, until the outbox is empty) and the sender's
 (``drain``, until the endpoint's queue is empty), each timed with its process CPU and
 profiled; the top functions by cumulative and own time are printed.
 
@@ -56,6 +56,28 @@ def _data(i: int) -> dict[str, Any]:
     }
 
 
+async def _valkey(redis: Redis) -> tuple[float, dict[str, tuple[int, int]]]:
+    """Valkey's CPU seconds and, per command, (calls, µs) so far."""
+    cpu = await redis.info("cpu")
+    stats = await redis.info("commandstats")
+    per = {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"])) for k, v in stats.items()}
+    return cpu["used_cpu_sys"] + cpu["used_cpu_user"], per
+
+
+async def _valkey_since(
+    redis: Redis, before: tuple[float, dict[str, tuple[int, int]]], n: int
+) -> None:
+    cpu, per = await _valkey(redis)
+    print(f"Valkey: {(cpu - before[0]) / n * 1e6:.0f} µs CPU/event; per event, by command:")
+    rows = []
+    for name, (calls, usec) in per.items():
+        c0, u0 = before[1].get(name, (0, 0))
+        if calls > c0:
+            rows.append((usec - u0, name, calls - c0))
+    for usec, name, calls in sorted(rows, reverse=True)[:12]:
+        print(f"  {name:<24} {calls / n:6.2f} calls {usec / n:7.1f} µs")
+
+
 def _profiled(
     label: str, profile: cProfile.Profile | None, cpu_s: float, wall_s: float, n: int
 ) -> None:
@@ -94,6 +116,7 @@ async def run(n: int, receiver_url: str, settings: Settings, profiled: bool) -> 
     await dispatch_outbox(redis, settings.webhook_backlog_max)  # creates the group
 
     profile = cProfile.Profile() if profiled else None
+    valkey0 = await _valkey(redis)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     if profile:
         profile.enable()
@@ -102,8 +125,13 @@ async def run(n: int, receiver_url: str, settings: Settings, profiled: bool) -> 
     if profile:
         profile.disable()
     _profiled(
-        "beat: dispatch_outbox", profile, time.process_time() - cpu0, time.perf_counter() - wall0, n
+        "fan-out: dispatch_outbox",
+        profile,
+        time.process_time() - cpu0,
+        time.perf_counter() - wall0,
+        n,
     )
+    await _valkey_since(redis, valkey0, n)
     queued, _ = await deliveries.backlog(redis, ACCOUNT, endpoint.id)
     print(f"queued for the endpoint: {queued}")
 
@@ -118,6 +146,7 @@ async def run(n: int, receiver_url: str, settings: Settings, profiled: bool) -> 
         outbound=OutboundClient(allow=settings.outbound_allow, deadline_s=10),
     )
     profile = cProfile.Profile() if profiled else None
+    valkey0 = await _valkey(redis)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     if profile:
         profile.enable()
@@ -126,6 +155,7 @@ async def run(n: int, receiver_url: str, settings: Settings, profiled: bool) -> 
     if profile:
         profile.disable()
     _profiled("sender: drain", profile, time.process_time() - cpu0, time.perf_counter() - wall0, n)
+    await _valkey_since(redis, valkey0, n)
     print("endpoint stats:", await deliveries.stats(redis, ACCOUNT, endpoint.id))
     await ctx.outbound.aclose()
     await redis.aclose()
