@@ -41,7 +41,6 @@ FIGURES = {
     "webhook_events_per_s",
     "webhook_events_lag_s",
     "webhook_events_catch_up_per_s",
-    "webhook_keep_pace_rate_ratio",
     "webhook_events_missing",
     "webhook_events_received",
     "webhook_events_duplicates",

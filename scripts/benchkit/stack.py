@@ -200,6 +200,9 @@ def bench_stack(workdir: Path, log_level: str = "WARNING") -> Iterator[BenchStac
         # listens on 127.0.0.2, allowed as an operator allows an internal network (the
         # services on 127.0.0.1 stay refused).
         "outbound_allow": RECEIVER_HOST + "/32",
+        # Each process re-reads which accounts have an endpoint this often (one SMEMBERS):
+        # the webhooks step waits that long after making or deleting its endpoint.
+        "webhook_subscribers_refresh_s": "0.5",
     }
     env = child_environment(overrides, clean=True)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])  # for benchkit.*
