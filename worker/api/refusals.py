@@ -14,11 +14,32 @@ from worker.store.sends import Refused
 # A problem's error, given the refusal's detail.
 Refusals = Mapping[str, Callable[[str], Rejected]]
 
+
 # The key is checked inside the send script when it came from memory (``Sender.confirmed``
 # False): the same answers as ``deps._usable`` gives when it reads the key itself.
+def _opted_out(stored: str) -> Rejected:
+    """``stored``: the opt-out that refused the send, ``channel:category`` (``*``: every)."""
+    channel, _, category = stored.partition(":")
+    what = {
+        ("*", "*"): "every send but transactional ones",
+        ("*", category): f"{category} on every channel",
+        (channel, "*"): f"every {channel} send",
+    }.get((channel, category), f"{channel} {category}")
+    return Rejected(
+        Code.RECIPIENT_OPTED_OUT,
+        f"The recipient opted out of {what}; nothing was sent",
+        field="category",
+        opted_out={
+            "channel": None if channel == "*" else channel,
+            "category": None if category == "*" else category,
+        },
+    )
+
+
 SHARED: Refusals = {
     "key_invalid": lambda _: Rejected(Code.UNAUTHORIZED, "Invalid API key"),
     "key_revoked": lambda _: Rejected(Code.UNAUTHORIZED, "This API key has been revoked"),
+    "recipient_opted_out": _opted_out,
 }
 
 

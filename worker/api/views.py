@@ -7,7 +7,8 @@ from typing import Any
 from worker.codes import Code, failed_send_status
 from worker.codes import message as fixed_message
 from worker.masking import mask_phone, mask_token
-from worker.models import Attempt, Channel, MessageStatus, iso
+from worker.models import TRANSACTIONAL, Attempt, Channel, MessageStatus, iso
+from worker.store import preferences
 from worker.store.contacts import Contact
 from worker.store.messages import Message
 from worker.store.push import Device
@@ -103,6 +104,7 @@ def message_detail(
         "code": message.code,
         "provider_code": message.provider_code,
         "campaign_id": message.campaign,
+        "category": message.send_category or TRANSACTIONAL,
         "created_at": iso(message.created_at),
         "updated_at": iso(message.updated_at),
         "attempts": [
@@ -153,8 +155,11 @@ def token_detail(t: TokenStats) -> dict[str, Any]:
     }
 
 
-def contact_detail(contact: Contact, token_stats: dict[str, TokenStats]) -> dict[str, Any]:
-    """A contact with its active tokens; ``token_stats`` is keyed by ``platform:token``."""
+def contact_detail(
+    contact: Contact, token_stats: dict[str, TokenStats], number_opt_out: str | None = None
+) -> dict[str, Any]:
+    """A contact with its active tokens (``token_stats`` is keyed by ``platform:token``)
+    and its preferences (``number_opt_out``: its WhatsApp number's keyword opt-out)."""
     return {
         "id": contact.id,
         "phone": contact.phone,
@@ -163,6 +168,7 @@ def contact_detail(contact: Contact, token_stats: dict[str, TokenStats]) -> dict
         "attributes": contact.attributes,
         "tags": contact.tags,
         "push_tokens": [token_detail(token_stats[m]) for m in contact.push_tokens],
+        "preferences": preferences.view(contact.opt_outs, number_opt_out),
         "created_at": iso(contact.created_at),
         "updated_at": iso(contact.updated_at),
     }

@@ -25,8 +25,25 @@ from redis.asyncio.client import Pipeline
 
 from worker.delivery import render
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
-from worker.models import CampaignStatus, Channel, MessageStatus, PushContent, WhatsAppContent
-from worker.store import campaigns, jobs, keys, locks, messages, scripts, templates, usage
+from worker.models import (
+    MARKETING,
+    CampaignStatus,
+    Channel,
+    MessageStatus,
+    PushContent,
+    WhatsAppContent,
+)
+from worker.store import (
+    campaigns,
+    jobs,
+    keys,
+    locks,
+    messages,
+    preferences,
+    scripts,
+    templates,
+    usage,
+)
 from worker.store.campaigns import Campaign
 from worker.store.push import Device, encode_roster
 from worker.store.tokens import split
@@ -183,9 +200,11 @@ class _Reading:
     push: PushContent | None  # None: a WhatsApp campaign
     templated: bool  # the content has placeholders to fill per contact
     # Whether to read each contact's hash at all: a plain push to all contacts needs only
-    # their tokens, but an attribute filter, a placeholder or an explicit list of ids
-    # (which may name contacts that do not exist) needs the hash.
+    # their tokens, but an attribute filter, a placeholder, an explicit list of ids
+    # (which may name contacts that do not exist) or opt-outs to check needs the hash.
     need_hash: bool
+    # The category whose opt-outs skip a contact ("" for a transactional campaign).
+    consent: str
 
 
 def _reading(campaign: Campaign) -> _Reading:
@@ -194,8 +213,11 @@ def _reading(campaign: Campaign) -> _Reading:
     wanted = segment.attributes if segment is not None else {}
     push = content if isinstance(content, PushContent) else None
     templated = push is None or render.has_placeholders(*_texts(content))
-    need_hash = bool(wanted) or templated or campaign.audience.contact_ids is not None
-    return _Reading(wanted, push, templated, need_hash)
+    consent = preferences.consent_category(campaign.category)
+    need_hash = (
+        bool(wanted) or templated or campaign.audience.contact_ids is not None or bool(consent)
+    )
+    return _Reading(wanted, push, templated, need_hash, consent)
 
 
 async def _make_batch(
@@ -206,8 +228,16 @@ async def _make_batch(
     redis, account = ctx.redis, campaign.account
     how = _reading(campaign)
     message_id = batch_id(campaign.id, number)
+    channel = "push" if how.push is not None else "whatsapp"
     fields = _fields_needed(campaign, how.wanted) if how.need_hash else []
+    fields += preferences.consent_fields(channel, how.consent)
     hashes, tokens = await _read_page(redis, account, ids, fields, tokens=how.push is not None)
+    # The numbers that wrote STOP: their WhatsApp marketing is skipped (one read a page).
+    stopped = (
+        await preferences.number_opt_outs(redis, account, (h.get("phone", "") for h in hashes))
+        if channel == "whatsapp" and how.consent == MARKETING
+        else {}
+    )
     page = Page()
     devices: list[Device] = []
     recipients: list[messages.Message] = []
@@ -216,6 +246,9 @@ async def _make_batch(
         if not _in_audience(campaign, how, raw, page):
             continue
         page.contacts += 1
+        if preferences.opted_out(raw, channel, how.consent, raw.get("phone", "") in stopped):
+            page.skipped["opted_out"] += 1
+            continue
         values = render.fields_of(raw) if how.templated else {}
         try:
             if how.push is not None:
@@ -294,6 +327,7 @@ def _whatsapp_recipient(
         language=content.language,
         parameters=[render.render(p, values) for p in content.parameters],
         campaign=campaign.id,
+        send_category=campaign.category,
     )
 
 
@@ -317,6 +351,7 @@ def _push_batch_writer(
             data=content.data,
             collapse_id=content.collapse_id,
             device_count=len(devices),
+            send_category=campaign.category,
         )
         pipe.set(keys.message_roster(account, message_id), encode_roster(devices), ex=ttl)
         messages.add(pipe, batch, ttl)

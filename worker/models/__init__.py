@@ -150,6 +150,12 @@ CollapseId = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:~-]+$")
 ]
 HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://\S+$")]
+# What a send is for, which a recipient may opt out of (docs/audience.md): the built-in
+# `transactional` (the single-send API's default: it bypasses preferences unless the caller
+# asks) and `marketing` (a campaign's default), or a name of the account's own.
+SendCategory = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
+TRANSACTIONAL = "transactional"
+MARKETING = "marketing"
 
 
 class Scope(StrEnum):
@@ -202,6 +208,9 @@ class WhatsAppSendRequest(StrictBody):
     parameters: list[TemplateParameter] = Field(default_factory=list, max_length=100)
     message: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
     language: Language = "en"
+    category: SendCategory = TRANSACTIONAL
+    # A transactional send checks the recipient's preferences only when asked to.
+    respect_preferences: bool = False
 
     @model_validator(mode="after")
     def _template_or_message(self) -> WhatsAppSendRequest:
@@ -246,6 +255,21 @@ class PushSendRequest(StrictBody):
     icon: HttpUrl | None = None
     data: PushData = None
     collapse_id: CollapseId | None = None
+    category: SendCategory = TRANSACTIONAL
+    respect_preferences: bool = False
+
+
+class PreferenceTarget(StrictBody):
+    """What a contact opts out of (or back into): a channel, a category, both (that
+    channel for that category), or neither (every send but a transactional one)."""
+
+    channel: Literal["whatsapp", "push"] | None = None
+    category: SendCategory | None = None
+
+
+class PreferencesPatch(StrictBody):
+    opt_out: list[PreferenceTarget] = Field(default_factory=list, max_length=50)
+    opt_in: list[PreferenceTarget] = Field(default_factory=list, max_length=50)
 
 
 class ContactBody(StrictBody):
@@ -258,6 +282,7 @@ class ContactBody(StrictBody):
     # Added to the contact's tags (a PATCH never removes one); tags make segments.
     tags: list[Tag] | None = Field(default=None, max_length=100)
     push_tokens: list[PushTokenIn] | None = Field(default=None, max_length=100)
+    preferences: PreferencesPatch | None = None
 
 
 class ContactCreate(ContactBody):
@@ -351,6 +376,8 @@ class CampaignCreate(StrictBody):
     channel: Channel
     content: Content
     audience: Audience
+    # Contacts opted out of it are skipped (counted by reason); `transactional` skips none.
+    category: SendCategory = MARKETING
 
     @model_validator(mode="before")
     @classmethod
@@ -373,6 +400,7 @@ class CampaignPatch(StrictBody):
     channel: Channel | None = None
     content: dict[str, Any] | None = None
     audience: dict[str, Any] | None = None
+    category: SendCategory | None = None
 
 
 class CampaignSend(StrictBody):

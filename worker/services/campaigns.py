@@ -165,6 +165,7 @@ def campaign_detail(
         "name": campaign.name,
         "channel": campaign.channel.value,
         "status": campaign.status.value,
+        "category": campaign.category,
         "content": campaign.content.model_dump(exclude={"channel"}, exclude_none=True),
         "audience": campaign.audience.model_dump(exclude_none=True, exclude_defaults=True)
         or {"all": True},

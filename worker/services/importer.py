@@ -151,7 +151,9 @@ class Importer:
     async def _flush(self) -> None:
         if not self._batch:
             return
-        results = await contacts.upsert_many(self.redis, self.account_id, list(self._batch.items()))
+        results = await contacts.upsert_many(
+            self.redis, self.account_id, list(self._batch.items()), source="import"
+        )
         self.report.created += sum(1 for r in results if r is contacts.Upsert.CREATED)
         self.report.updated += sum(1 for r in results if r is contacts.Upsert.UPDATED)
         self._batch = {}

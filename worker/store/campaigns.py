@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from worker.models import Audience, CampaignCreate, CampaignStatus, Channel, Content
+from worker.models import MARKETING, Audience, CampaignCreate, CampaignStatus, Channel, Content
 from worker.store import keys, scripts
 from worker.store.client import fields, hgetall_str
 
@@ -43,6 +43,7 @@ class Campaign(BaseModel):
     audience: Audience
     status: CampaignStatus
     created_at: float
+    category: str = MARKETING
     updated_at: float
     send_at: float | None = None
     started_at: float | None = None
@@ -59,7 +60,11 @@ class Campaign(BaseModel):
     @property
     def definition(self) -> CampaignCreate:
         return CampaignCreate(
-            name=self.name, channel=self.channel, content=self.content, audience=self.audience
+            name=self.name,
+            channel=self.channel,
+            content=self.content,
+            audience=self.audience,
+            category=self.category,
         )
 
 
@@ -124,6 +129,7 @@ async def create(redis: Redis, account_id: str, campaign_id: str, body: Campaign
         channel=body.channel,
         content=body.content,
         audience=body.audience,
+        category=body.category,
         status=CampaignStatus.DRAFT,
         created_at=now,
         updated_at=now,
@@ -143,6 +149,7 @@ async def replace_definition(redis: Redis, campaign: Campaign, body: CampaignCre
         "channel": body.channel.value,
         "content": body.content.model_dump_json(),
         "audience": body.audience.model_dump_json(),
+        "category": body.category,
         "updated_at": repr(time.time()),
     }
     edited = await scripts.CAMPAIGN_EDIT.run(

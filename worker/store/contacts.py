@@ -11,7 +11,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from worker.models import ContactBody
-from worker.store import keys, scripts, tokens
+from worker.store import keys, preferences, scripts, tokens
 
 _ATTR = "attr:"
 _SCALARS = ("phone", "email", "name")
@@ -29,6 +29,8 @@ class Contact:
     # Active tokens as ``platform:token`` members, sorted.
     push_tokens: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
+    # Its opt-outs as stored (``optout:<channel>:<category>`` → ``<time> <source>``).
+    opt_outs: dict[str, str] = field(default_factory=dict)
 
 
 class Upsert(Enum):
@@ -37,17 +39,20 @@ class Upsert(Enum):
     EXISTS = -1
 
 
-def _hash_fields(body: ContactBody) -> dict[str, str | None]:
-    """Only the fields the client sent: PATCH leaves the others alone."""
+def _hash_fields(body: ContactBody, source: str) -> dict[str, str | None]:
+    """Only the fields the client sent: PATCH leaves the others alone. ``source``: how
+    its opt-outs were given (``api``, ``import``)."""
     sent = body.model_fields_set
     fields: dict[str, str | None] = {name: getattr(body, name) for name in _SCALARS if name in sent}
     for attr, value in (body.attributes or {}).items():
         fields[_ATTR + attr] = None if value is None else json.dumps(value)
+    if body.preferences is not None:
+        fields.update(preferences.patch_fields(body.preferences, source))
     return fields
 
 
 def _upsert_call(
-    account_id: str, contact_id: str, body: ContactBody, create_only: bool
+    account_id: str, contact_id: str, body: ContactBody, create_only: bool, source: str = "api"
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Keys and arguments of the contact_upsert script for one contact."""
     sent = body.push_tokens or []
@@ -66,7 +71,7 @@ def _upsert_call(
             "contact_id": contact_id,
             "now": repr(time.time()),
             "mode": "create" if create_only else "upsert",
-            "fields": json.dumps(_hash_fields(body)),
+            "fields": json.dumps(_hash_fields(body, source)),
             "contact_tokens_prefix": prefix,
             "contact_tokens_suffix": suffix,
             "tags": json.dumps(list(dict.fromkeys(body.tags or []))),
@@ -89,13 +94,13 @@ async def upsert(
 
 
 async def upsert_many(
-    redis: Redis, account_id: str, contacts: list[tuple[str, ContactBody]]
+    redis: Redis, account_id: str, contacts: list[tuple[str, ContactBody]], source: str = "api"
 ) -> list[Upsert]:
     """Create or update many contacts in one round trip (each one atomic on its own)."""
     sha = await scripts.CONTACT_UPSERT.load(redis)
     async with redis.pipeline(transaction=False) as pipe:
         for contact_id, body in contacts:
-            script_keys, args = _upsert_call(account_id, contact_id, body, create_only=False)
+            script_keys, args = _upsert_call(account_id, contact_id, body, False, source)
             scripts.CONTACT_UPSERT.queue(pipe, keys=script_keys, args=args, sha=sha)
         results = await pipe.execute()
     return [Upsert(int(created)) for created, _moved in results]
@@ -127,6 +132,7 @@ def _contact(raw: dict[str, str], tokens: set[str], tags: set[str]) -> Contact:
         },
         push_tokens=sorted(tokens),
         tags=sorted(tags),
+        opt_outs={k: v for k, v in raw.items() if k.startswith(preferences.FIELD_PREFIX)},
     )
 
 

@@ -132,6 +132,12 @@ def contact_push_tokens(account_id: str, contact_id: str) -> str:
     return f"{PREFIX}:{account_id}:contact:{contact_id}:push_tokens"
 
 
+def whatsapp_optouts(account_id: str) -> str:
+    """WhatsApp numbers that wrote an opt-out keyword (STOP…): number → when and which;
+    their marketing is refused until they write an opt-in keyword (START)."""
+    return f"{PREFIX}:{account_id}:wa_optouts"
+
+
 def whatsapp_window(account_id: str, phone: str) -> str:
     """Exists (with a TTL) while the 24 h customer-service window is open."""
     return f"{PREFIX}:{account_id}:wa_window:{phone}"

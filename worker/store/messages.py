@@ -72,6 +72,9 @@ class Message(BaseModel):
     # Set on a campaign's messages (one WhatsApp recipient, or one push batch): their
     # final results count towards the campaign's progress.
     campaign: str | None = None
+    # What the send is for (`transactional`, `marketing` or the account's own), which a
+    # recipient may opt out of (worker/store/preferences.py). Unset: transactional.
+    send_category: str | None = None
 
     @property
     def budget_attempts(self) -> int:

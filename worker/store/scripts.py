@@ -269,6 +269,7 @@ PUSH_SEND = Script(
         "unstarted",
         "queue",
         "usage",
+        "contact",
     ),
     args=(
         "check_key",
@@ -281,6 +282,7 @@ PUSH_SEND = Script(
         "job",
         "fields",
         "usage_ttl_s",
+        "consent_category",
     ),
 )
 RELEASE = Script("release", keys=("lock",), args=("token",))
@@ -329,6 +331,7 @@ WHATSAPP_SEND = Script(
         "message",
         "unstarted",
         "queue",
+        "optouts",
     ),
     args=(
         "check_key",
@@ -341,5 +344,7 @@ WHATSAPP_SEND = Script(
         "job",
         "fields",
         "body_max_chars",
+        "consent_category",
+        "phone",
     ),
 )

@@ -32,10 +32,13 @@ async def accept_whatsapp(
     *,
     key_hash: str | None,
     window_phone: str | None,
+    consent: str = "",
 ) -> Refused | None:
     """Store the message and its job if every check passes; else what failed.
     ``key_hash``: check that API key too. ``window_phone``: a free-form message, which
-    needs the customer's 24 h window open (else the message's template must exist)."""
+    needs the customer's 24 h window open (else the message's template must exist).
+    ``consent``: the category whose opt-outs (the contact's, the number's) refuse the
+    send (``recipient_opted_out``, detail ``channel:category``); "" checks none."""
     account = message.account
     task = task_name(message)
     queue = queue_for(task)
@@ -60,6 +63,7 @@ async def accept_whatsapp(
             "message": keys.message(account, message.id),
             "unstarted": keys.unstarted(),
             "queue": queue,
+            "optouts": keys.whatsapp_optouts(account),
         },
         args={
             "check_key": "1" if key_hash else "0",
@@ -72,6 +76,8 @@ async def accept_whatsapp(
             "job": job_payload(task, account, message.id, queue),
             "fields": json.dumps(encode(message)),
             "body_max_chars": WHATSAPP_BODY_MAX_CHARS,
+            "consent_category": consent,
+            "phone": message.to or "",
         },
     )
     return _refused(problem, detail)
@@ -84,12 +90,14 @@ async def accept_push(
     *,
     key_hash: str | None,
     payload_bytes: Mapping[str, int],
+    consent: str = "",
 ) -> Refused | None:
     """Store the push message, its roster and its job if every check passes (the key,
     push enabled, the contact's active tokens, the payload's size on the platforms those
     devices are on); else what failed (``payload_too_large``'s detail: the platforms,
     space-separated). ``message.device_count`` becomes the number of devices.
-    ``key_hash``: check that API key too. ``payload_bytes``: platform → size."""
+    ``key_hash``: check that API key too. ``payload_bytes``: platform → size.
+    ``consent``: the category whose opt-outs refuse the send ("" checks none)."""
     account = message.account
     task = task_name(message)
     queue = queue_for(task)
@@ -105,6 +113,7 @@ async def accept_push(
             "unstarted": keys.unstarted(),
             "queue": queue,
             "usage": usage.key(account, message.created_at),
+            "contact": keys.contact(account, message.contact_id or ""),
         },
         args={
             "check_key": "1" if key_hash else "0",
@@ -117,6 +126,7 @@ async def accept_push(
             "job": job_payload(task, account, message.id, queue),
             "fields": json.dumps(encode(message)),
             "usage_ttl_s": usage.KEEP_S,
+            "consent_category": consent,
         },
     )
     refused = _refused(problem, detail)

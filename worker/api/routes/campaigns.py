@@ -66,7 +66,7 @@ async def get_campaign(
 async def update_campaign(
     campaign_id: CampaignIdPath, body: CampaignPatch, key: CampaignsKey, redis: RedisDep
 ) -> JSONResponse:
-    """Change a draft's name, channel, content or audience (each replaced whole)."""
+    """Change a draft's name, channel, content, audience or category (each replaced whole)."""
     campaign = await ops.load(redis, key.account, campaign_id)
     if campaign.status is not CampaignStatus.DRAFT:
         raise ops.conflict(campaign_id, campaign.status, "edited (only a draft can)")

@@ -16,9 +16,9 @@ from worker.api.views import contact_detail
 from worker.codes import Code
 from worker.errors import Rejected
 from worker.ids import new_id
-from worker.models import CONTACT_ID_RE, ContactBody, ContactCreate
+from worker.models import CONTACT_ID_RE, MARKETING, ContactBody, ContactCreate
 from worker.services import importer
-from worker.store import contacts, tokens
+from worker.store import contacts, preferences, tokens
 from worker.store.contacts import Contact
 
 router = APIRouter(prefix="/api/v1/contacts", tags=["contacts"])
@@ -35,7 +35,21 @@ async def _details(redis: RedisDep, account: str, items: list[Contact]) -> list[
     """Contacts with their tokens' counters, read in one pipeline."""
     members = [m for c in items for m in c.push_tokens]
     stats = {f"{s.platform}:{s.token}": s for s in await tokens.load_many(redis, account, members)}
-    return [contact_detail(c, stats) for c in items]
+    numbers = await preferences.number_opt_outs(redis, account, (c.phone or "" for c in items))
+    return [contact_detail(c, stats, numbers.get(c.phone or "")) for c in items]
+
+
+async def _opt_in_number(redis: RedisDep, account: str, contact_id: str, body: ContactBody) -> None:
+    """An opt-in of WhatsApp marketing through the API also lifts the contact's number's
+    keyword opt-out (STOP): the account says the person consented again."""
+    if body.preferences is None or not any(
+        t.channel in (None, "whatsapp") and t.category in (None, MARKETING)
+        for t in body.preferences.opt_in
+    ):
+        return
+    contact = await contacts.get(redis, account, contact_id)
+    if contact is not None and contact.phone:
+        await preferences.forget_number(redis, account, contact.phone)
 
 
 async def _detail(redis: RedisDep, account: str, contact_id: str) -> dict[str, Any]:
@@ -136,6 +150,7 @@ async def update_contact(
     """Create or update: fields not sent are left alone, push tokens are merged."""
     result = await contacts.upsert(redis, key.account, contact_id, body)
     created = result is contacts.Upsert.CREATED
+    await _opt_in_number(redis, key.account, contact_id, body)
     detail = await _detail(redis, key.account, contact_id)
     return JSONResponse(
         {"success": True, "created": created, "contact": detail}, 201 if created else 200

@@ -21,7 +21,7 @@ from worker.models.push_payload import (
     Notification,
     payload_sizes,
 )
-from worker.store import messages, push, sends
+from worker.store import messages, preferences, push, sends
 
 router = APIRouter(prefix="/api/v1/channels/push", tags=["push"], route_class=SendRoute)
 
@@ -75,6 +75,7 @@ async def send(
             icon=body.icon,
             data=body.data,
             collapse_id=body.collapse_id,
+            send_category=body.category,
         )
         # The checks, the roster, the record and its job in one round trip (one Lua
         # script), as a WhatsApp send is accepted.
@@ -84,6 +85,7 @@ async def send(
             settings.message_ttl_s,
             key_hash=None if caller.confirmed else caller.key_hash,
             payload_bytes=sizes,
+            consent=preferences.consent_category(body.category, body.respect_preferences),
         )
         if refused is not None:
             _refuse(refused, sizes)

@@ -17,7 +17,7 @@ from worker.codes import Code
 from worker.errors import Rejected
 from worker.models import WHATSAPP_BODY_MAX_CHARS, Channel, WhatsAppSendRequest
 from worker.services.templates import check_template
-from worker.store import messages, sends
+from worker.store import messages, preferences, sends
 
 router = APIRouter(prefix="/api/v1/channels/whatsapp", tags=["whatsapp"], route_class=SendRoute)
 
@@ -85,6 +85,7 @@ async def send(
             language=body.language if body.template_name else None,
             parameters=[p.text for p in body.parameters],
             text=body.message,
+            send_category=body.category,
         )
         # The checks, the record and its job in one round trip (one Lua script).
         refused = await sends.accept_whatsapp(
@@ -93,6 +94,7 @@ async def send(
             settings.message_ttl_s,
             key_hash=None if caller.confirmed else caller.key_hash,
             window_phone=body.to if body.template_name is None else None,
+            consent=preferences.consent_category(body.category, body.respect_preferences),
         )
         if refused is not None:
             await _refuse(redis, account, body, refused)

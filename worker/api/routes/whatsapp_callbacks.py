@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -24,7 +25,7 @@ from worker.api.deps import RedisDep, SettingsDep
 from worker.codes import Code
 from worker.errors import Rejected
 from worker.masking import mask_phone
-from worker.store import channels, conversations, messages
+from worker.store import channels, conversations, messages, preferences
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 log = logging.getLogger(__name__)
@@ -142,16 +143,25 @@ async def _verify_signatures(
 
 
 async def _record_inbound(redis: Redis, account: str, value: dict[str, Any], window_s: int) -> int:
-    """Open the free-form window for each customer who wrote; how many opened one."""
+    """Open the free-form window for each customer who wrote, and record an opt-out or
+    opt-in keyword (STOP, START…) a text is; how many opened a window."""
     inbound = 0
     for msg in value.get("messages") or []:
         sender = str(msg.get("from") or "")
-        if not sender.isdigit():
+        if not sender.isdigit() or len(sender) > 15:
             continue
         received_at = float(msg.get("timestamp") or 0)
         if await conversations.open_window(redis, account, "+" + sender, received_at, window_s):
             inbound += 1
             log.info("whatsapp inbound from %s opens the window", mask_phone("+" + sender))
+        text = msg.get("text")
+        body = text.get("body") if isinstance(text, dict) else None
+        if msg.get("type") == "text" and isinstance(body, str) and len(body) <= 64:
+            kind = await preferences.apply_keyword(
+                redis, account, "+" + sender, body, received_at or time.time()
+            )
+            if kind is not None:
+                log.info("whatsapp inbound from %s: %s", mask_phone("+" + sender), kind)
     return inbound
 
 

@@ -1,7 +1,7 @@
 -- KEYS: api_key, fcm_channel, apns_channel, contact_tokens, message, roster, unstarted,
---   queue, usage
+--   queue, usage, contact
 -- ARGV: check_key, fcm_bytes, apns_bytes, max_bytes, ttl_s, unstarted_member, created_at,
---   job, fields, usage_ttl_s
+--   job, fields, usage_ttl_s, consent_category
 -- Accept a push send in one step, as whatsapp_send.lua accepts a WhatsApp one: the checks
 -- the API makes, then what store/push.py `create_push` writes (the roster, the message
 -- record with its device count, its place among the unstarted, its job), atomically.
@@ -23,6 +23,10 @@ if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[3]) == 0 the
 end
 local members = redis.call('SMEMBERS', KEYS[4])
 if #members == 0 then return {'contact_not_found', ''} end
+-- contact, consent_category: the contact's hash, whose opt-outs of this category refuse
+-- the send (recipient_opted_out, detail: "channel:category" as stored); "" checks none.
+local out = opted_out(KEYS[10], 'push', ARGV[11], '', '')
+if out then return {'recipient_opted_out', out} end
 -- Byte order, as Python's sorted() on these ASCII members: Lua's `<` on strings follows
 -- the server's collation locale, which need not be bytewise.
 table.sort(members, function(a, b)

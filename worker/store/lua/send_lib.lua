@@ -14,6 +14,28 @@ local function key_refusal(key, check)
   return nil
 end
 
+-- The opt-out that refuses a send of `category` on `channel` ("whatsapp" or "push"), or
+-- nil; no category ("") asks for no check (a transactional send). The contact's own
+-- opt-outs are fields of its hash, "optout:<channel or *>:<category or *>"; a WhatsApp
+-- number that wrote an opt-out keyword is in the account's `optouts` hash (its marketing).
+-- Mirrors worker/store/preferences.py `opted_out`.
+local function opted_out(contact_key, channel, category, optouts_key, phone)
+  if category == '' then return nil end
+  if contact_key ~= '' then
+    local names = {channel .. ':' .. category, channel .. ':*', '*:' .. category, '*:*'}
+    local found = redis.call('HMGET', contact_key, 'optout:' .. names[1],
+      'optout:' .. names[2], 'optout:' .. names[3], 'optout:' .. names[4])
+    for i = 1, 4 do
+      if found[i] then return names[i] end
+    end
+  end
+  if phone ~= '' and category == 'marketing'
+      and redis.call('HEXISTS', optouts_key, phone) == 1 then
+    return 'whatsapp:marketing'
+  end
+  return nil
+end
+
 -- The accepted message: its record (a table of strings) for ttl seconds, its place among
 -- the unstarted (scored by its creation time), and its job on its queue.
 local function store_and_enqueue(message_key, fields, ttl, unstarted_key, created_at,

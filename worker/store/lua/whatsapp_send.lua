@@ -1,7 +1,7 @@
 -- KEYS: api_key, channel, suspension, contact, template_or_window, message, unstarted,
---   queue
+--   queue, optouts
 -- ARGV: check_key, check_contact, template_field, parameter_count, ttl_s,
---   unstarted_member, created_at, job, fields, body_max_chars
+--   unstarted_member, created_at, job, fields, body_max_chars, consent_category, phone
 -- Accept a WhatsApp send in one step: the checks the API makes, then the message record
 -- and its job, atomically (no suspension or revocation can slip in between).
 -- KEYS[1] the API key's record (checked only if ARGV[1] == "1")
@@ -13,6 +13,8 @@
 -- ARGV[4] parameter count   ARGV[5] ttl s   ARGV[6] unstarted member   ARGV[7] created_at
 -- ARGV[8] the job   ARGV[9] the message's fields, a JSON object of strings
 -- ARGV[10] the most characters a filled-in template body may have
+-- KEYS[9] the account's opted-out numbers   ARGV[11] the category whose opt-outs refuse
+-- the send ("" for none: transactional)   ARGV[12] the recipient's number
 -- The message's category is set here (the template's, or free_form).
 -- Returns {"ok"}, or {problem, detail}: the API turns a problem into its full error
 -- (with the detail: the stored template, the suspension reason, the filled body's length).
@@ -25,6 +27,8 @@ if suspended then return {'channel_suspended', suspended} end
 if ARGV[2] == '1' and redis.call('EXISTS', KEYS[4]) == 0 then
   return {'contact_not_found', ''}
 end
+local out = opted_out(ARGV[2] == '1' and KEYS[4] or '', 'whatsapp', ARGV[11], KEYS[9], ARGV[12])
+if out then return {'recipient_opted_out', out} end
 local fields = cjson.decode(ARGV[9])
 if ARGV[3] ~= '' then
   local template = redis.call('HGET', KEYS[5], ARGV[3])
