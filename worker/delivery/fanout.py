@@ -317,6 +317,7 @@ def _push_batch_writer(
             data=content.data,
             collapse_id=content.collapse_id,
             device_count=len(devices),
+            **content.push_options(),
         )
         pipe.set(keys.message_roster(account, message_id), encode_roster(devices), ex=ttl)
         messages.add(pipe, batch, ttl)
