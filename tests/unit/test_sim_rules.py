@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 import warnings
+from datetime import timedelta
 from typing import Any
 
 import jwt
@@ -56,6 +57,23 @@ FCM_EXAMPLES: dict[str, list[Any]] = {
     "one_target": [{"message": {"notification": {"title": "a"}}}, _fcm(topic="news")],
     "fid": [{"message": {"fid": TOKEN}}, {"message": {"fid": "short"}}],
     "token": [_fcm(token="fXDtJ9kS..."), _fcm(token="has space:APA91b-0000000000")],
+    "ttl": [
+        _fcm(android={"ttl": "2419201s"}),
+        _fcm(android={"ttl": "2419200.5s"}),
+        _fcm(android={"ttl": "-1s"}),
+    ],
+    "image": [
+        _fcm(notification={"title": "a", "image": "not a url"}),
+        _fcm(notification={"image": "/relative/i.png"}),
+        _fcm(android={"notification": {"image": "ftp://x.test/i.png"}}),
+        _fcm(apns={"fcm_options": {"image": "x.test/i.png"}}),
+    ],
+    "apns_payload": [
+        _fcm(apns={"payload": {"badge": 1}}),
+        _fcm(apns={"payload": {"aps": {"badge": "3"}}}),
+        _fcm(apns={"payload": {"aps": {"badge": 1.5}}}),
+        _fcm(apns={"payload": {"aps": {"badge": True}}}),
+    ],
     "size": [_fcm(data={"k": "x" * 4100})],
 }
 
@@ -87,7 +105,9 @@ def test_fcm_accepts_what_firebase_admin_encodes() -> None:
         assert fcm_rules.check(body) is None, body
 
 
-def _rich_message(target: dict[str, str]) -> messaging.Message:
+def _rich_message(
+    target: dict[str, str], ttl: timedelta = timedelta(hours=1), badge: int = 1
+) -> messaging.Message:
     return messaging.Message(
         **target,
         data={"k": "v", "url": "https://x.test"},
@@ -95,21 +115,43 @@ def _rich_message(target: dict[str, str]) -> messaging.Message:
         android=messaging.AndroidConfig(
             collapse_key="c",
             priority="high",
-            ttl=3600,
+            ttl=ttl,
             notification=messaging.AndroidNotification(
-                tag="t", notification_count=3, visibility="private", priority="high"
+                tag="t",
+                notification_count=3,
+                visibility="private",
+                priority="high",
+                sound="chime",
+                image="https://x.test/a.png",
             ),
         ),
         apns=messaging.APNSConfig(
-            headers={"apns-priority": "10"},
-            payload=messaging.APNSPayload(aps=messaging.Aps(badge=1, thread_id="th")),
+            headers={"apns-priority": "5", "apns-expiration": "0"},
+            payload=messaging.APNSPayload(
+                aps=messaging.Aps(
+                    badge=badge, sound="chime.caf", thread_id="th", mutable_content=True
+                )
+            ),
+            fcm_options=messaging.APNSFCMOptions(image="https://x.test/i.png"),
         ),
         webpush=messaging.WebpushConfig(
-            headers={"TTL": "60"},
+            headers={"TTL": "60", "Urgency": "normal"},
             notification=messaging.WebpushNotification(icon="https://x.test/i.png"),
             fcm_options=messaging.WebpushFCMOptions(link="https://x.test"),
         ),
     )
+
+
+@pytest.mark.parametrize(
+    ("ttl", "badge"),
+    [(timedelta(0), 0), (timedelta(seconds=2_419_200), 99_999), (timedelta(seconds=3.5), 1)],
+)
+def test_fcm_accepts_the_ends_of_each_options_range(ttl: timedelta, badge: int) -> None:
+    """A TTL of 0 ("now or never") and of 4 weeks, a badge of 0 (clears it): firebase-admin's
+    own encoding of them passes."""
+    message = _rich_message({"fid": FID}, ttl=ttl, badge=badge)
+    body = {"message": messaging._MessagingService.encode_message(message)}
+    assert fcm_rules.check(body) is None, body
 
 
 # --- APNs ---------------------------------------------------------------------
@@ -127,10 +169,16 @@ APNS_HEADER_EXAMPLES: dict[str, list[tuple[dict[str, str], bytes]]] = {
     "push_type": [({"apns-topic": TOPIC}, _BODY), (_headers(**{"apns-push-type": "x"}), _BODY)],
     "priority": [
         (_headers(**{"apns-priority": "7"}), _BODY),
+        (_headers(**{"apns-priority": "high"}), _BODY),
         (_headers(**{"apns-push-type": "background", "apns-priority": "10"}), _BODY),
+        (_headers(**{"apns-priority": "10"}), b'{"aps": {"content-available": 1}}'),
     ],
     "collapse_id": [(_headers(**{"apns-collapse-id": "c" * 65}), _BODY)],
-    "expiration": [(_headers(**{"apns-expiration": "tomorrow"}), _BODY)],
+    "expiration": [
+        (_headers(**{"apns-expiration": "tomorrow"}), _BODY),
+        (_headers(**{"apns-expiration": "-1"}), _BODY),
+        (_headers(**{"apns-expiration": "1.7e9"}), _BODY),
+    ],
     "apns_id": [(_headers(**{"apns-id": "not-a-uuid"}), _BODY)],
     "payload_empty": [(_headers(), b""), (_headers(), b'{"alert": "no aps"}')],
     "payload_size": [
@@ -167,11 +215,34 @@ def test_apns_refuses_bad_request_lines(rule: str, method: str, token: str | Non
     assert refused.id == rule
 
 
-def test_apns_accepts_what_aioapns_sends() -> None:
-    headers = _headers(**{"apns-id": str(uuid.uuid4()), "apns-expiration": "0"})
-    body = json.dumps({"aps": {"alert": {"title": "é", "body": "b"}}}, ensure_ascii=False)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"apns-expiration": "0"},
+        {"apns-expiration": str(int(time.time()) + 3600), "apns-priority": "10"},
+        {"apns-priority": "5"},
+        {"apns-priority": "1"},
+    ],
+)
+def test_apns_accepts_what_aioapns_sends(options: dict[str, str]) -> None:
+    headers = _headers(**{"apns-id": str(uuid.uuid4()), **options})
+    aps = {
+        "alert": {"title": "é", "body": "b"},
+        "badge": 0,
+        "sound": "chime.caf",
+        "thread-id": "order-42",
+        "mutable-content": 1,
+    }
+    body = json.dumps({"aps": aps, "image": "https://x.test/i.png"}, ensure_ascii=False)
     assert apns_rules.check_request("POST", DEVICE) is None
     assert apns_rules.check_headers(headers, body.encode()) is None
+
+
+def test_apns_takes_priority_5_for_a_background_push() -> None:
+    silent = b'{"aps": {"content-available": 1}}'
+    background = _headers(**{"apns-push-type": "background", "apns-priority": "5"})
+    assert apns_rules.check_headers(background, silent) is None
+    assert apns_rules.check_headers(_headers(**{"apns-priority": "5"}), silent) is None
 
 
 def _sim_with_key(**spec: float) -> tuple[PushSim, Any]:

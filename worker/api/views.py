@@ -7,7 +7,7 @@ from typing import Any
 from worker.codes import Code, failed_send_status
 from worker.codes import message as fixed_message
 from worker.masking import mask_phone, mask_token
-from worker.models import TRANSACTIONAL, Attempt, Channel, MessageStatus, iso
+from worker.models import PUSH_OPTIONS, TRANSACTIONAL, Attempt, Channel, MessageStatus, iso
 from worker.store import preferences
 from worker.store.contacts import Contact
 from worker.store.messages import Message
@@ -81,7 +81,7 @@ def push_response(message: Message, devices: list[Device]) -> tuple[int, dict[st
 
 
 # What a message said and to whom: shown only to keys that may read content.
-_CONTENT = ("to", "parameters", "message", "title", "url", "icon", "data")
+_CONTENT = ("to", "parameters", "message", "title", "url", "icon", "data", "image", "thread_id")
 
 
 def message_detail(
@@ -128,6 +128,12 @@ def message_detail(
             url=message.url,
             icon=message.icon,
             data=message.data,
+            # The delivery options the sender gave (those not given are not shown).
+            **{
+                name: getattr(message, name)
+                for name in PUSH_OPTIONS
+                if getattr(message, name) is not None
+            },
             device_count=message.device_count,
             delivered=message.delivered,
             failed=message.failed,

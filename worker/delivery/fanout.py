@@ -352,6 +352,7 @@ def _push_batch_writer(
             collapse_id=content.collapse_id,
             device_count=len(devices),
             send_category=campaign.category,
+            **content.push_options(),
         )
         pipe.set(keys.message_roster(account, message_id), encode_roster(devices), ex=ttl)
         messages.add(pipe, batch, ttl)

@@ -18,6 +18,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 
 from worker.codes import Code
 from worker.delivery import policy
@@ -161,28 +162,18 @@ class PushRun:
         ctx, message = self.ctx, self.message
         # The caller's collapse id, else the message's own id: the same on every device
         # and every retry of this message, different from any other message's.
-        collapse_id = message.collapse_id or message.id
-        note = Notification(
-            title=message.title or "",
-            body=message.text or "",
-            url=message.url,
-            icon=message.icon,
-            data=message.data,
-            collapse_id=collapse_id,
-        )
+        note = notification(message)
         calls = []
         called: list[tuple[str, list[Device]]] = []
         for platform, group in sendable:
             config, version = configs[platform]
             sender = await ctx.push.get(message.account, platform, config, version)
             # A campaign's devices may each carry the notification rendered for their
-            # contact: still one call (one FCM batch) for all of them.
+            # contact (its texts): still one call (one FCM batch) for all of them, each with
+            # the message's collapse id and options.
             notes: Notes = note
             if any(d.note for d in group):
-                notes = [
-                    Notification(**{"collapse_id": collapse_id, **d.note}) if d.note else note
-                    for d in group
-                ]
+                notes = [replace(note, **d.note) if d.note else note for d in group]
             calls.append(sender.send(notes, [d.token for d in group]))
             called.append((platform, group))
         results: list[DeviceResult] = []
@@ -427,6 +418,26 @@ class PushRun:
             "retrying": self.retrying,
             **fields,
         }
+
+
+def notification(message: Message) -> Notification:
+    """What a push message's devices are sent: its texts, its collapse id (the caller's,
+    else the message's own id: the same on every device and every retry of this message,
+    different from any other message's) and its delivery options, as stored with it."""
+    return Notification(
+        title=message.title or "",
+        body=message.text or "",
+        url=message.url,
+        icon=message.icon,
+        data=message.data,
+        collapse_id=message.collapse_id or message.id,
+        priority=message.priority,
+        ttl_s=message.ttl_s,
+        badge=message.badge,
+        sound=message.sound,
+        thread_id=message.thread_id,
+        image=message.image,
+    )
 
 
 def _limit(ctx: DeliveryContext, config: PushConfig) -> tuple[str, float]:

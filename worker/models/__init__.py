@@ -12,6 +12,7 @@ import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import phonenumbers
 from pydantic import (
@@ -25,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from worker.models.push_payload import FCM_TOKEN_RE, reserved_data_key
+from worker.models.push_payload import FCM_TOKEN_RE, MAX_TTL_S, Priority, reserved_data_key
 
 ACCOUNT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 CONTACT_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
@@ -156,6 +157,49 @@ HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://
 SendCategory = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
 TRANSACTIONAL = "transactional"
 MARKETING = "marketing"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+PUSH_BADGE_MAX = 99_999
+PUSH_SOUND_MAX_CHARS = 256
+PUSH_THREAD_ID_MAX_CHARS = 64
+PUSH_IMAGE_MAX_CHARS = 2048
+
+
+def printable(value: str) -> str:
+    """A name a device looks up (a sound file, a thread): no control characters."""
+    if _CONTROL.search(value):
+        raise PydanticCustomError("invalid_request", "must not contain control characters")
+    return value
+
+
+def https_url(value: str) -> str:
+    """An address a device downloads from: https only (iOS refuses plain http by default,
+    and FCM takes nothing else as a web push image)."""
+    parts = urlsplit(value)
+    if len(value) > PUSH_IMAGE_MAX_CHARS or parts.scheme != "https" or not parts.netloc:
+        raise PydanticCustomError(
+            "invalid_request",
+            "must be an https URL of at most {n} characters",
+            {"n": PUSH_IMAGE_MAX_CHARS},
+        )
+    if re.search(r"\s", value):
+        raise PydanticCustomError("invalid_request", "must be a URL without spaces")
+    return value
+
+
+# Integers given as JSON numbers only: "60", 60.0 or true are refused, not converted.
+PushTtl = Annotated[int, Field(strict=True, ge=0, le=MAX_TTL_S)]
+PushBadge = Annotated[int, Field(strict=True, ge=0, le=PUSH_BADGE_MAX)]
+PushSound = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=PUSH_SOUND_MAX_CHARS),
+    AfterValidator(printable),
+]
+PushThreadId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=PUSH_THREAD_ID_MAX_CHARS),
+    AfterValidator(printable),
+]
+PushImage = Annotated[str, AfterValidator(https_url)]
 
 
 class Scope(StrEnum):
@@ -247,7 +291,29 @@ class PushTokenIn(StrictBody):
         return self
 
 
-class PushSendRequest(StrictBody):
+class PushOptions(StrictBody):
+    """How a push is delivered, the same for every device of the message, on every attempt
+    (docs/api.md; each platform's field: ``worker.models.push_payload``). None: not sent,
+    the platform's default applies. Never templated in a campaign."""
+
+    priority: Priority | None = None
+    ttl_s: PushTtl | None = None  # how long the provider may hold it for an offline device
+    badge: PushBadge | None = None
+    sound: PushSound | None = None
+    thread_id: PushThreadId | None = None
+    image: PushImage | None = None
+
+    def push_options(self) -> dict[str, Any]:
+        """The options given, by name (as ``Notification`` and the message record take them)."""
+        return {
+            name: getattr(self, name) for name in PUSH_OPTIONS if getattr(self, name) is not None
+        }
+
+
+PUSH_OPTIONS = tuple(PushOptions.model_fields)
+
+
+class PushSendRequest(PushOptions):
     contact_id: ContactId
     title: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
     message: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
@@ -313,8 +379,9 @@ class WhatsAppContent(StrictBody):
     parameters: list[WhatsAppParameter] = Field(default_factory=list, max_length=100)
 
 
-class PushContent(StrictBody):
-    """The push send's fields; title, message, url and data's strings may use placeholders."""
+class PushContent(PushOptions):
+    """The push send's fields; title, message, url and data's strings may use placeholders
+    (the options may not)."""
 
     channel: Literal["push"] = "push"
     title: Annotated[str, StringConstraints(min_length=1, max_length=1024)]

@@ -13,19 +13,39 @@ refuses them with a 400 naming the key (``reserved_data_key``). ``url`` and ``ic
 are also put in FCM's ``data`` (unless ``data`` already has those keys) so an app's own
 handler can read them on every platform.
 
+Delivery options (the caller's, the same on every attempt and every device of a
+message), each mapped to each platform's own field:
+
+============  ===============================  ==============================  ================
+option        FCM: Android                     APNs (direct, and FCM's apns)   FCM: web push
+============  ===============================  ==============================  ================
+priority      android.priority high/normal     apns-priority 10/5              Urgency header
+ttl_s         android.ttl "<n>s"               apns-expiration now + n (0: 0)  TTL header
+badge         —                                aps.badge                       —
+sound         android.notification.sound       aps.sound ("default" direct)    —
+thread_id     —                                aps.thread-id                   —
+image         notification.image (all three)   mutable-content 1 (+ ``image``  notification.image
+                                               at the top level, direct)
+============  ===============================  ==============================  ================
+
+An option not given is not sent (the platform's default applies), so a push without
+options is byte for byte what it was before options existed.
+
 Sizes are counted on the bytes each library puts on the wire: FCM's payload as compact
 JSON (what FCM limits), APNs's body as aioapns encodes it (``json.dumps`` with
 ``ensure_ascii=False`` and the default ``", "``/``": "`` separators, which make it
-larger than compact JSON).
+larger than compact JSON). Every option is counted where it goes (FCM: the whole
+message; APNs: the body — its headers are not part of Apple's limit).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 MAX_PAYLOAD_BYTES = 4096
 # The longest collapse id a message gets when its sender gave none: its own id (a
@@ -36,6 +56,13 @@ PLATFORM_NAMES = {"fcm": "FCM", "apns": "APNs"}
 # token (`<FID>:APA91b…`, ~150+ characters) is anything longer of the same alphabet.
 FID_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
 FCM_TOKEN_RE = re.compile(r"^[A-Za-z0-9_:-]{20,4096}$")
+# FCM keeps a message for an offline device at most 4 weeks (its default too); APNs takes
+# any future expiration, so this bounds ``ttl_s`` for both.
+MAX_TTL_S = 2_419_200
+Priority = Literal["high", "normal"]
+# apns-priority: 10 sends now (an alert, a sound or a badge); 5 lets the device's power
+# state decide (Apple refuses 10 for a background push, which needs 5).
+APNS_PRIORITY: dict[str, int] = {"high": 10, "normal": 5}
 _RESERVED_EXACT = {"from", "message_type"}
 _RESERVED_PREFIXES = ("google", "gcm")
 
@@ -56,6 +83,48 @@ class Notification:
     # What the device replaces a shown notification by (see ``fcm_message``); a job sent
     # again after a crash carries the same one, so the device shows it once.
     collapse_id: str | None = None
+    # Delivery options (the table above); None: not sent, the platform's default.
+    priority: Priority | None = None
+    ttl_s: int | None = None
+    badge: int | None = None
+    sound: str | None = None
+    thread_id: str | None = None
+    image: str | None = None
+
+
+def apns_expiration(ttl_s: int, now: float) -> int:
+    """``apns-expiration`` for a time to live: 0 stays 0 (Apple: deliver once and never
+    store it), anything else is that many seconds from ``now``, as a UNIX time."""
+    return 0 if ttl_s == 0 else int(now) + ttl_s
+
+
+def apns_headers(note: Notification, now: float) -> dict[str, str]:
+    """The apns-* headers the note's options set (FCM's ``apns.headers``; aioapns writes the
+    same ones from its request's fields)."""
+    headers: dict[str, str] = {}
+    if note.collapse_id:
+        headers["apns-collapse-id"] = note.collapse_id
+    if note.priority:
+        headers["apns-priority"] = str(APNS_PRIORITY[note.priority])
+    if note.ttl_s is not None:
+        headers["apns-expiration"] = str(apns_expiration(note.ttl_s, now))
+    return headers
+
+
+def aps_options(note: Notification) -> dict[str, Any]:
+    """What the options add to ``aps`` (a direct APNs body, FCM's ``apns.payload``)."""
+    aps: dict[str, Any] = {}
+    if note.badge is not None:
+        aps["badge"] = note.badge
+    if note.sound:
+        aps["sound"] = note.sound
+    if note.thread_id:
+        aps["thread-id"] = note.thread_id
+    if note.image:
+        # The app's notification service extension downloads the image (FCM's extension
+        # helper reads FCM's copy of it; a direct push's extension reads ``image``).
+        aps["mutable-content"] = 1
+    return aps
 
 
 def _compact(value: Any) -> str:
@@ -81,9 +150,15 @@ def fcm_data(note: Notification) -> dict[str, str]:
     return out
 
 
-def fcm_message(note: Notification) -> dict[str, Any]:
-    """The FCM HTTP v1 ``message`` object, without its target."""
-    message: dict[str, Any] = {"notification": {"title": note.title, "body": note.body}}
+def fcm_message(note: Notification, now: float | None = None) -> dict[str, Any]:
+    """The FCM HTTP v1 ``message`` object, without its target, as firebase-admin encodes
+    ``providers.fcm``'s message for it (``now``: the time apns-expiration counts from)."""
+    notification = {"title": note.title, "body": note.body}
+    if note.image:
+        # One image for Android, Apple devices (through their service extension) and the
+        # web; each platform's own image field would only override it.
+        notification["image"] = note.image
+    message: dict[str, Any] = {"notification": notification}
     data = fcm_data(note)
     if data:
         message["data"] = data
@@ -93,16 +168,40 @@ def fcm_message(note: Notification) -> dict[str, Any]:
     # Web push only opens https links on click (FCM rejects other schemes there).
     if note.url and note.url.startswith("https://"):
         webpush["fcm_options"] = {"link": note.url}
+    android: dict[str, Any] = {}
+    android_notification: dict[str, Any] = {}
     if note.collapse_id:
         # Android: `tag` replaces the notification shown with the same tag, `collapse_key`
         # the one still waiting at FCM for an offline device. The web: the notification's
         # `tag` replaces the one shown. Apple devices reached through FCM: the APNs header.
-        message["android"] = {
-            "collapse_key": note.collapse_id,
-            "notification": {"tag": note.collapse_id},
-        }
+        android["collapse_key"] = note.collapse_id
+        android_notification["tag"] = note.collapse_id
         webpush.setdefault("notification", {})["tag"] = note.collapse_id
-        message["apns"] = {"headers": {"apns-collapse-id": note.collapse_id}}
+    web_headers: dict[str, str] = {}
+    if note.priority:
+        android["priority"] = note.priority
+        web_headers["Urgency"] = note.priority
+    if note.ttl_s is not None:
+        android["ttl"] = f"{note.ttl_s}s"
+        web_headers["TTL"] = str(note.ttl_s)
+    if note.sound:
+        android_notification["sound"] = note.sound
+    if android_notification:
+        android["notification"] = android_notification
+    if android:
+        message["android"] = android
+    apns: dict[str, Any] = {}
+    headers = apns_headers(note, time.time() if now is None else now)
+    if headers:
+        apns["headers"] = headers
+    aps = aps_options(note)
+    if aps:
+        # FCM puts the notification's title and body in `aps.alert` beside these.
+        apns["payload"] = {"aps": aps}
+    if apns:
+        message["apns"] = apns
+    if web_headers:
+        webpush["headers"] = web_headers
     if webpush:
         message["webpush"] = webpush
     # Android has no icon-by-URL field (its `icon` names a drawable in the app, and
@@ -111,13 +210,17 @@ def fcm_message(note: Notification) -> dict[str, Any]:
 
 
 def apns_payload(note: Notification) -> dict[str, Any]:
-    payload: dict[str, Any] = {
-        "aps": {"alert": {"title": note.title, "body": note.body}, "sound": "default"},
-    }
+    """The body of a direct APNs request (its headers: ``apns_headers``)."""
+    aps: dict[str, Any] = {"alert": {"title": note.title, "body": note.body}, "sound": "default"}
+    aps.update(aps_options(note))
+    payload: dict[str, Any] = {"aps": aps}
     if note.icon:
         # Lets a notification service extension fetch the image.
-        payload["aps"]["mutable-content"] = 1
+        aps["mutable-content"] = 1
         payload["icon"] = note.icon
+    if note.image:
+        # The service extension reads the picture to attach from here (docs/api.md).
+        payload["image"] = note.image
     if note.url:
         payload["url"] = note.url
     data = data_strings(note.data)

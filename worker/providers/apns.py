@@ -45,7 +45,12 @@ from worker.errors import (
     RetryableError,
 )
 from worker.models import ApnsConfig
-from worker.models.push_payload import Notification, apns_payload
+from worker.models.push_payload import (
+    APNS_PRIORITY,
+    Notification,
+    apns_expiration,
+    apns_payload,
+)
 from worker.providers.push import DeviceResult, Notes, ProviderTokenStore, note_at
 
 PRODUCTION = ("api.push.apple.com", 443)
@@ -86,6 +91,41 @@ def classify(status: str, reason: str | None) -> DeliveryError:
     if status in ("400", "413"):
         return PermanentError(text, code=Code.INVALID_PAYLOAD, provider_code=reason or status)
     return PermanentError(text, code=Code.PROVIDER_ERROR, provider_code=reason or status)
+
+
+class _Expiration(int):
+    """An absolute ``apns-expiration`` handed to aioapns, which only takes a time to live
+    and writes ``int(time.time()) + time_to_live``: that sum calls this int's ``__radd__``
+    first (the right operand's type is a subclass of the left's), which answers the value
+    itself. So a TTL of 0 goes out as Apple's ``0`` (deliver once, never store) rather than
+    as the current second, and every device of a call gets the same expiration."""
+
+    def __radd__(self, other: int) -> int:
+        return int(self)
+
+
+def notification_request(
+    payload: dict[str, Any], token: str, note: Notification, now: float
+) -> NotificationRequest:
+    """aioapns' request for one device: ``payload`` (``apns_payload(note)``) and the
+    headers of the note's collapse id and options (``now``: when the expiration counts
+    from), the same as ``push_payload.apns_headers`` gives FCM."""
+    return NotificationRequest(
+        device_token=token,
+        message=payload,
+        notification_id=str(uuid.uuid4()),
+        push_type=PushType.ALERT,
+        # A device shows one notification per collapse id: a send repeated after a crash
+        # replaces the first instead of appearing twice.
+        collapse_key=note.collapse_id,
+        # No apns-priority header unless the caller chose one: Apple's default is 10 (send
+        # now), what an alert wants; one header less to compress costs ~1 % of a send's
+        # CPU in hpack.
+        priority=APNS_PRIORITY[note.priority] if note.priority else None,
+        time_to_live=(
+            None if note.ttl_s is None else _Expiration(apns_expiration(note.ttl_s, now))
+        ),
+    )
 
 
 # The provider token the current task's request was sent with (aioapns reads the header
@@ -271,19 +311,9 @@ class ApnsSender:
         )
 
     async def _one(
-        self, payload: dict[str, Any], token: str, collapse_id: str | None
+        self, payload: dict[str, Any], token: str, note: Notification, now: float
     ) -> DeviceResult:
-        request = NotificationRequest(
-            device_token=token,
-            message=payload,
-            notification_id=str(uuid.uuid4()),
-            push_type=PushType.ALERT,
-            # A device shows one notification per collapse id: a send repeated after a
-            # crash replaces the first instead of appearing twice.
-            collapse_key=collapse_id,
-            # No apns-priority header: Apple's default is 10 (send now), what an alert
-            # wants; one header less to compress costs ~1 % of a send's CPU in hpack.
-        )
+        request = notification_request(payload, token, note, now)
         async with self._in_flight:
             started = time.perf_counter()
             _USED_TOKEN.set(None)
@@ -321,12 +351,13 @@ class ApnsSender:
         shared = apns_payload(note) if isinstance(note, Notification) else None
         pending = iter(enumerate(tokens))
         by_index: dict[int, DeviceResult] = {}
+        now = time.time()
 
         async def lane() -> None:
             for i, token in pending:
                 this = note_at(note, i)
                 payload = shared if shared is not None else apns_payload(this)
-                by_index[i] = await self._one(payload, token, this.collapse_id)
+                by_index[i] = await self._one(payload, token, this, now)
 
         await asyncio.gather(*(lane() for _ in range(min(len(tokens), LANES_PER_CALL))))
         return [by_index[i] for i in range(len(tokens))]

@@ -20,6 +20,7 @@ import ssl
 import time
 import warnings
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import firebase_admin
@@ -36,7 +37,13 @@ from worker.errors import (
     RetryableError,
 )
 from worker.models import FcmConfig
-from worker.models.push_payload import FID_RE, Notification, fcm_data
+from worker.models.push_payload import (
+    FID_RE,
+    Notification,
+    apns_headers,
+    aps_options,
+    fcm_data,
+)
 from worker.providers.push import DeviceResult, Notes, note_at
 from worker.providers.retry_after import parse_retry_after
 
@@ -128,30 +135,72 @@ class _HttpClient(_http_client.HttpxAsyncClient):  # type: ignore[misc]
         )
 
 
-def _message(note: Notification, token: str) -> messaging.Message:
-    """What ``push_payload.fcm_message`` describes, as firebase-admin builds it."""
+def _webpush(note: Notification) -> messaging.WebpushConfig | None:
     link = note.url if note.url and note.url.startswith("https://") else None
-    webpush = None
-    if note.icon or link or note.collapse_id:
-        webpush = messaging.WebpushConfig(
-            notification=messaging.WebpushNotification(icon=note.icon, tag=note.collapse_id)
-            if note.icon or note.collapse_id
-            else None,
-            fcm_options=messaging.WebpushFCMOptions(link=link) if link else None,
+    headers: dict[str, str] = {}
+    if note.priority:
+        headers["Urgency"] = note.priority  # RFC 8030: very-low, low, normal, high
+    if note.ttl_s is not None:
+        headers["TTL"] = str(note.ttl_s)
+    if not (note.icon or link or note.collapse_id or headers):
+        return None
+    return messaging.WebpushConfig(
+        headers=headers or None,
+        notification=messaging.WebpushNotification(icon=note.icon, tag=note.collapse_id)
+        if note.icon or note.collapse_id
+        else None,
+        fcm_options=messaging.WebpushFCMOptions(link=link) if link else None,
+    )
+
+
+def _android(note: Notification) -> messaging.AndroidConfig | None:
+    if not (note.collapse_id or note.priority or note.ttl_s is not None or note.sound):
+        return None
+    notification = None
+    if note.collapse_id or note.sound:
+        notification = messaging.AndroidNotification(tag=note.collapse_id, sound=note.sound)
+    return messaging.AndroidConfig(
+        collapse_key=note.collapse_id,
+        priority=note.priority,
+        # firebase-admin writes a timedelta as proto3's "<seconds>s"; 0 is kept ("now or
+        # never"), a None leaves FCM's default of 4 weeks.
+        ttl=timedelta(seconds=note.ttl_s) if note.ttl_s is not None else None,
+        notification=notification,
+    )
+
+
+def _apns(note: Notification, now: float) -> messaging.APNSConfig | None:
+    headers = apns_headers(note, now)
+    aps = aps_options(note)
+    if not (headers or aps):
+        return None
+    payload = None
+    if aps:
+        # Only what the options set: FCM adds the notification's title and body as the
+        # alert. firebase-admin drops a None field (and keeps a badge of 0).
+        payload = messaging.APNSPayload(
+            aps=messaging.Aps(
+                badge=note.badge,
+                sound=note.sound or None,
+                thread_id=note.thread_id or None,
+                mutable_content=True if note.image else None,
+            )
         )
-    android = apns = None
-    if note.collapse_id:
-        android = messaging.AndroidConfig(
-            collapse_key=note.collapse_id,
-            notification=messaging.AndroidNotification(tag=note.collapse_id),
-        )
-        apns = messaging.APNSConfig(headers={"apns-collapse-id": note.collapse_id})
+    return messaging.APNSConfig(headers=headers or None, payload=payload)
+
+
+def _message(note: Notification, token: str, now: float | None = None) -> messaging.Message:
+    """What ``push_payload.fcm_message(note, now)`` describes, as firebase-admin builds it
+    (``now``: when apns-expiration counts from; the current time if None)."""
+    now = time.time() if now is None else now
     fields: dict[str, Any] = {
-        "notification": messaging.Notification(title=note.title, body=note.body),
+        "notification": messaging.Notification(
+            title=note.title, body=note.body, image=note.image or None
+        ),
         "data": fcm_data(note) or None,
-        "webpush": webpush,
-        "android": android,
-        "apns": apns,
+        "webpush": _webpush(note),
+        "android": _android(note),
+        "apns": _apns(note, now),
     }
     if FID_RE.fullmatch(token):
         return messaging.Message(fid=token, **fields)
@@ -194,7 +243,10 @@ class FcmSender:
         results: list[DeviceResult] = []
         for start in range(0, len(tokens), self.batch_size):
             chunk = tokens[start : start + self.batch_size]
-            messages = [_message(note_at(note, start + i), token) for i, token in enumerate(chunk)]
+            now = time.time()
+            messages = [
+                _message(note_at(note, start + i), token, now) for i, token in enumerate(chunk)
+            ]
             started = time.perf_counter()
             batch = await messaging.send_each_async(messages, app=self.app)
             latency_ms = (time.perf_counter() - started) * 1000

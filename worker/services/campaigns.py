@@ -76,6 +76,7 @@ async def check_content(redis: Redis, account: str, body: CampaignCreate) -> Non
             content.icon,
             content.data,
             content.collapse_id,
+            **content.push_options(),
         )
         if oversized(note):
             raise Rejected(

@@ -50,7 +50,8 @@ RULES = table(
     Rule("push_type", "apns-push-type missing or not one of Apple's", "InvalidPushType", 400),
     Rule(
         "priority",
-        "apns-priority other than 1, 5, 10; 10 for a background push",
+        "apns-priority other than 1, 5, 10; 10 for a background push or for a payload "
+        "holding only content-available",
         "BadPriority",
         400,
     ),
@@ -86,16 +87,25 @@ def check_headers(headers: dict[str, str], body: bytes) -> Refusal | None:
     push_type = headers.get("apns-push-type")
     if push_type not in PUSH_TYPES:
         return _refuse("push_type")
+    try:
+        payload: Any = json.loads(body) if body else None
+    except ValueError:
+        payload = None
+    aps = payload.get("aps") if isinstance(payload, dict) else None
+    # Apple: 10 must trigger an alert, a sound or a badge; a background push (and one
+    # whose payload has only content-available) takes 5.
+    silent = isinstance(aps, dict) and set(aps) == {"content-available"}
     priority = headers.get("apns-priority")
     if priority is not None and (
-        priority not in ("1", "5", "10") or (push_type == "background" and priority == "10")
+        priority not in ("1", "5", "10")
+        or (priority == "10" and (push_type == "background" or silent))
     ):
         return _refuse("priority")
     collapse_id = headers.get("apns-collapse-id")
     if collapse_id is not None and len(collapse_id.encode()) > MAX_COLLAPSE_ID_BYTES:
         return _refuse("collapse_id")
     expiration = headers.get("apns-expiration")
-    if expiration is not None and not expiration.isdigit():
+    if expiration is not None and not (expiration.isascii() and expiration.isdigit()):
         return _refuse("expiration")
     apns_id = headers.get("apns-id")
     if apns_id is not None and not _UUID.fullmatch(apns_id):
@@ -103,10 +113,6 @@ def check_headers(headers: dict[str, str], body: bytes) -> Refusal | None:
     limit = MAX_VOIP_PAYLOAD_BYTES if push_type == "voip" else MAX_PAYLOAD_BYTES
     if len(body) > limit:
         return _refuse("payload_size")
-    try:
-        payload: Any = json.loads(body) if body else None
-    except ValueError:
-        payload = None
-    if not isinstance(payload, dict) or not isinstance(payload.get("aps"), dict):
+    if not isinstance(aps, dict):
         return _refuse("payload_empty")
     return None

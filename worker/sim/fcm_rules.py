@@ -4,8 +4,11 @@ The request body is proto3 JSON for ``google.firebase.fcm.v1.Message``: Google's
 refuses a field it does not know ("Cannot find field"), a value of the wrong type, an
 unknown enum value, a non-string value in a string map. On top of the schema: exactly
 one target; a ``fid`` is a Firebase installation id (22 characters of URL-safe base64); a
-registration ``token`` has a token's shape; ``data`` keys FCM reserves; 4,096 bytes of
-payload. (OAuth is checked before any of it: ``PushSim``.)
+registration ``token`` has a token's shape; ``data`` keys FCM reserves; an ``android.ttl``
+between 0 and 2,419,200 seconds (FCM's "Invalid TTL"); a notification image that is a URL;
+an APNs payload (``apns.payload``, a free-form object in the schema) with an ``aps``
+dictionary whose ``badge`` is an integer; 4,096 bytes of payload. (OAuth is checked
+before any of it: ``PushSim``.)
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from worker.sim.rules import Refusal, Rule, table
 
@@ -20,6 +24,8 @@ MAX_PAYLOAD_BYTES = 4096
 FID = re.compile(r"^[A-Za-z0-9_-]{22}$")
 REGISTRATION_TOKEN = re.compile(r"^[A-Za-z0-9_:-]{20,4096}$")
 _DURATION = re.compile(r"^-?\d+(\.\d{1,9})?s$")
+# FCM's longest time to live, and the default when a message has none: 4 weeks.
+MAX_TTL_S = 2_419_200
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$")
 
 RULES = table(
@@ -65,6 +71,25 @@ RULES = table(
         "fid", "a fid that is not a 22-character Firebase installation id", "INVALID_ARGUMENT", 400
     ),
     Rule("token", "a registration token that is not shaped like one", "INVALID_ARGUMENT", 400),
+    Rule(
+        "ttl",
+        "an android.ttl below 0 or over 2,419,200 seconds (4 weeks): 'Invalid TTL'",
+        "INVALID_ARGUMENT",
+        400,
+    ),
+    Rule(
+        "image",
+        "a notification image (notification, android.notification, apns.fcm_options) that "
+        "is not an http(s) URL",
+        "INVALID_ARGUMENT",
+        400,
+    ),
+    Rule(
+        "apns_payload",
+        "an apns.payload without an 'aps' dictionary, or whose aps.badge is not an integer",
+        "INVALID_ARGUMENT",
+        400,
+    ),
     Rule("size", "more than 4,096 bytes of payload", "INVALID_ARGUMENT", 400),
 )
 
@@ -234,6 +259,49 @@ def _check_object(path: str, schema: dict[str, Any], value: dict[str, Any]) -> R
     return None
 
 
+def _is_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and " " not in value
+
+
+def _check_options(message: dict[str, Any]) -> Refusal | None:
+    """What FCM refuses in values the schema lets through: a TTL out of range, an image
+    that is not a URL, an APNs payload Apple could not take."""
+    android = message.get("android") or {}
+    ttl = android.get("ttl")
+    if ttl is not None and not 0 <= float(ttl[:-1]) <= MAX_TTL_S:
+        return _refuse(
+            "ttl",
+            f"Invalid value at 'message.android.ttl', {json.dumps(ttl)}: the TTL is between "
+            f"0 and {MAX_TTL_S} seconds (4 weeks)",
+        )
+    images = {
+        "message.notification.image": (message.get("notification") or {}).get("image"),
+        "message.android.notification.image": (android.get("notification") or {}).get("image"),
+        "message.apns.fcm_options.image": (
+            (message.get("apns") or {}).get("fcm_options") or {}
+        ).get("image"),
+    }
+    for path, image in images.items():
+        if image is not None and not _is_url(image):
+            return _refuse("image", _invalid_value(path, "TYPE_STRING", image) + ": not a URL")
+    payload = (message.get("apns") or {}).get("payload")
+    if payload is not None:
+        aps = payload.get("aps")
+        if not isinstance(aps, dict):
+            return _refuse(
+                "apns_payload",
+                "Payload of Apple Push Notification Service must contain an [aps] key.",
+            )
+        badge = aps.get("badge")
+        if badge is not None and (not isinstance(badge, int) or isinstance(badge, bool)):
+            return _refuse(
+                "apns_payload",
+                _invalid_value("message.apns.payload.aps.badge", "TYPE_INT32", badge),
+            )
+    return None
+
+
 def check(body: Any) -> Refusal | None:
     """The rule FCM would refuse this request body by, or None."""
     if not isinstance(body, dict):
@@ -261,6 +329,9 @@ def check(body: Any) -> Refusal | None:
     token = message.get("token")
     if token is not None and not REGISTRATION_TOKEN.fullmatch(token):
         return _refuse("token", "The registration token is not a valid FCM registration token")
+    refused = _check_options(message)
+    if refused:
+        return refused
     payload = {k: v for k, v in message.items() if k not in ("token", "fid", "topic", "condition")}
     if len(json.dumps(payload, separators=(",", ":")).encode()) > MAX_PAYLOAD_BYTES:
         return _refuse("size", "Message is too big")

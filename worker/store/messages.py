@@ -16,6 +16,7 @@ from redis.asyncio.client import Pipeline
 
 from worker.ids import new_id
 from worker.models import Attempt, Channel, MessageStatus
+from worker.models.push_payload import Priority
 from worker.models.webhooks import EventType
 from worker.store import campaigns, events, jobs, keys, scripts, throughput, usage
 from worker.store.client import fields, hgetall_str
@@ -59,6 +60,14 @@ class Message(BaseModel):
     icon: str | None = None
     data: dict[str, Any] | None = None
     collapse_id: str | None = None
+    # Push delivery options (``models.PushOptions``): kept with the message, so every
+    # attempt and every device of a campaign batch is sent with the same ones.
+    priority: Priority | None = None
+    ttl_s: int | None = None
+    badge: int | None = None
+    sound: str | None = None
+    thread_id: str | None = None
+    image: str | None = None
     device_count: int = 0
     delivered: int = 0
     failed: int = 0

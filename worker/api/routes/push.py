@@ -58,7 +58,10 @@ async def send(
     caller: SenderDep,
 ) -> JSONResponse:
     account, redis, settings = caller.account, caller.redis, caller.settings
-    note = Notification(body.title, body.message, body.url, body.icon, body.data, body.collapse_id)
+    options = body.push_options()
+    note = Notification(
+        body.title, body.message, body.url, body.icon, body.data, body.collapse_id, **options
+    )
     # Both platforms measured here; the script compares only those the contact's devices
     # are on (an iPhone-only contact's push is not refused for a size only FCM refuses).
     sizes = payload_sizes(note)
@@ -76,6 +79,7 @@ async def send(
             data=body.data,
             collapse_id=body.collapse_id,
             send_category=body.category,
+            **options,
         )
         # The checks, the roster, the record and its job in one round trip (one Lua
         # script), as a WhatsApp send is accepted.
