@@ -150,3 +150,124 @@ def test_a_bad_category_or_preference_is_a_clear_400(tenant: Tenant) -> None:
     )
     assert response.status_code == 400, response.text
     assert tenant.get("/api/v1/contacts/pref2").status_code == 404  # nothing stored
+
+
+def test_an_otp_past_its_ttl_ends_expired_and_is_never_sent_late(tenant: Tenant) -> None:
+    # The provider's throughput error asks to come back in 3 s; the OTP is worth 1 s.
+    tenant.fault(kind="error", code=130429, retry_after_s=3, count=1)
+    try:
+        response = tenant.send(
+            {"to": "+919876200003", **TEMPLATE, "ttl_s": 1}, Prefer="respond-async"
+        )
+        assert response.status_code == 202, response.text
+        message_id = response.json()["id"]
+
+        def ended() -> dict[str, Any] | None:
+            detail: dict[str, Any] = tenant.get(f"/api/v1/messages/{message_id}").json()
+            return detail if detail["status"] == "failed" else None
+
+        detail = wait_until(ended, 15, "the OTP to end")
+    finally:
+        tenant.http.delete(f"{tenant.sim_url}/_sim/faults")
+    assert detail["code"] == "expired"
+    assert "Expired at" in detail["error"]
+    assert detail["expires_at"] is not None
+    # One attempt (the refused one), none after the expiry: never delivered late.
+    assert [a["outcome"] for a in detail["attempts"]] == ["retry", "failed"]
+    assert len([r for r in tenant.sim_requests() if r["body"].get("to") == "919876200003"]) == 1
+    # Counted as failed, not a dead letter: its sender asked for it to end so.
+    letters = tenant.get("/api/v1/dead-letters").json()
+    assert message_id not in [
+        d["id"] for d in letters.get("dead_letters", letters.get("items", []))
+    ]
+
+
+def test_an_expiry_is_checked_as_given(tenant: Tenant) -> None:
+    both = tenant.send(
+        {"to": "+919876200004", **TEMPLATE, "ttl_s": 5, "expires_at": "2099-01-01T00:00:00Z"}
+    )
+    assert both.status_code == 400, both.text
+    past = tenant.send({"to": "+919876200004", **TEMPLATE, "expires_at": "2020-01-01T00:00:00Z"})
+    assert past.status_code == 400, past.text
+    assert "past" in past.json()["error"]
+    assert tenant.send({"to": "+919876200004", **TEMPLATE, "ttl_s": "5"}).status_code == 400
+
+
+def _campaign(tenant: Tenant, name: str, tag: str, **extra: Any) -> dict[str, Any]:
+    campaign = create(
+        tenant,
+        {
+            "name": name,
+            "channel": "whatsapp",
+            "content": {"template_name": "shipping_update", "parameters": ["{{name}}"]},
+            "audience": {"segment": {"tag": tag}},
+            **extra,
+        },
+    )
+    assert call(tenant, "POST", f"/{campaign['id']}/send").status_code == 202
+    return wait_status(tenant, campaign["id"], "completed", 30)
+
+
+def test_a_cap_of_one_a_day_holds_across_two_campaigns(tenant: Tenant) -> None:
+    people = [
+        {"id": f"cap{i}", "name": f"C{i}", "phone": f"+9198762{i:05d}", "tags": ["capped"]}
+        for i in range(3)
+    ]
+    import_contacts(tenant, people)
+    caps_url = f"{tenant.api_url}/api/v1/settings/frequency_caps"
+    put = tenant.http.put(
+        caps_url, json={"whatsapp": {"max": 1, "window_s": 86400}}, headers=tenant.auth()
+    )
+    assert put.status_code == 200, put.text
+    assert put.json()["frequency_caps"] == {
+        "whatsapp": {"max": 1, "window_s": 86400},
+        "push": None,
+    }
+
+    first = _campaign(tenant, "monday", "capped")
+    assert first["stats"]["sent"] == 3
+    second = _campaign(tenant, "monday again", "capped")
+    assert second["stats"]["sent"] == 0
+    assert second["stats"]["skipped_by_reason"] == {"frequency_cap": 3}
+    # A transactional campaign and an OTP are not capped.
+    otp = tenant.send({"to": people[0]["phone"], **TEMPLATE})
+    assert otp.status_code == 200, otp.text
+    receipts = _campaign(tenant, "receipts", "capped", category="transactional")
+    assert receipts["stats"]["sent"] == 3
+
+    # Removing the cap lets marketing through again.
+    tenant.http.put(caps_url, json={"whatsapp": None}, headers=tenant.auth()).raise_for_status()
+    assert _campaign(tenant, "tuesday", "capped")["stats"]["sent"] == 3
+    bad = tenant.http.put(
+        caps_url, json={"push": {"max": 0, "window_s": 10}}, headers=tenant.auth()
+    )
+    assert bad.status_code == 400, bad.text
+
+
+def test_a_push_past_its_ttl_ends_expired_on_the_devices_still_to_do(
+    push_tenant: PushTenant,
+) -> None:
+    tenant = push_tenant
+    _patch(
+        tenant,
+        "exp1",
+        {"push_tokens": [{"platform": "fcm", "token": "fcm-exp1:APA91b-audience-expiry"}]},
+    )
+    tenant.push_fault("fcm", code="QUOTA_EXCEEDED", retry_after_s=3, count=1)
+    response = tenant.push(
+        {"contact_id": "exp1", "title": "Code", "message": "123456", "ttl_s": 1},
+        Prefer="respond-async",
+    )
+    assert response.status_code == 202, response.text
+    message_id = response.json()["id"]
+
+    def ended() -> dict[str, Any] | None:
+        detail: dict[str, Any] = tenant.get(f"/api/v1/messages/{message_id}").json()
+        return detail if detail["status"] == "failed" else None
+
+    detail = wait_until(ended, 15, "the push to end")
+    [device] = detail["results"]
+    assert device["code"] == "expired", device
+    assert [r["status"] for r in tenant.push_requests("fcm")] == [429]  # nothing late
+    letters = tenant.get("/api/v1/dead-letters").json()["dead_letters"]
+    assert message_id not in [d["id"] for d in letters]

@@ -24,6 +24,7 @@ from worker.api.routes import (
     whatsapp,
     whatsapp_callbacks,
 )
+from worker.api.routes import settings as settings_routes
 from worker.api.send_route import SendFastPath
 from worker.config import Settings, get_settings
 from worker.observe import heap, metrics
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks,
         keys,
         usage,
+        settings_routes,
         whatsapp_callbacks,
         ops,
     ):

@@ -105,6 +105,7 @@ def message_detail(
         "provider_code": message.provider_code,
         "campaign_id": message.campaign,
         "category": message.send_category or TRANSACTIONAL,
+        "expires_at": iso(message.expires_at),
         "created_at": iso(message.created_at),
         "updated_at": iso(message.updated_at),
         "attempts": [

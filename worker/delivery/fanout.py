@@ -35,6 +35,7 @@ from worker.models import (
 )
 from worker.store import (
     campaigns,
+    caps,
     jobs,
     keys,
     locks,
@@ -262,6 +263,7 @@ async def _make_batch(
         except render.MissingField as missing:
             page.skipped["missing_field"] += 1
             log.debug("campaign %s: %s lacks %s", campaign.id, contact_id, missing.name)
+    devices, recipients = await _within_caps(ctx, campaign, channel, how, devices, recipients, page)
     page.recipients = len(devices) + len(recipients)
     if not page.recipients:
         return page, None
@@ -276,6 +278,34 @@ async def _make_batch(
     for recipient in recipients:
         recipient.category = usage.template_category(template.category if template else None)
     return page, _whatsapp_batch_writer(campaign, number, recipients, ttl)
+
+
+async def _within_caps(
+    ctx: DeliveryContext,
+    campaign: Campaign,
+    channel: str,
+    how: _Reading,
+    devices: list[Device],
+    recipients: list[messages.Message],
+    page: Page,
+) -> tuple[list[Device], list[messages.Message]]:
+    """The page's sends less those of contacts over the account's frequency cap for this
+    channel (counted as skipped, ``frequency_cap``); the others are counted against it.
+    A transactional campaign is not capped."""
+    if not how.consent or not (devices or recipients):
+        return devices, recipients
+    cap = (await caps.load(ctx.redis, campaign.account)).get(channel)
+    if cap is None:
+        return devices, recipients
+    wanted = list(
+        dict.fromkeys([d.contact or "" for d in devices] + [r.contact_id or "" for r in recipients])
+    )
+    allowed = await caps.take(ctx.redis, campaign.account, channel, cap, campaign.id, wanted)
+    if len(allowed) < len(wanted):
+        page.skipped["frequency_cap"] += len(wanted) - len(allowed)
+        devices = [d for d in devices if d.contact in allowed]
+        recipients = [r for r in recipients if r.contact_id in allowed]
+    return devices, recipients
 
 
 def _in_audience(campaign: Campaign, how: _Reading, raw: dict[str, str], page: Page) -> bool:

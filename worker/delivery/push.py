@@ -25,7 +25,7 @@ from worker.delivery import policy
 from worker.delivery.context import DeliveryContext, Outcome, claimed
 from worker.errors import AccountError, DeliveryError, RetryableError
 from worker.masking import mask_token
-from worker.models import Attempt, FcmConfig, MessageStatus
+from worker.models import Attempt, FcmConfig, MessageStatus, iso
 from worker.models.push_payload import PLATFORM_NAMES, Notification
 from worker.observe import metrics
 from worker.providers.push import DeviceResult, Notes
@@ -76,7 +76,9 @@ class PushRun:
             for d in await push.load_devices(ctx.redis, message.account, message.id)
             if d.status not in FINAL
         ]
-        expired = message.age_s(self.now) > ctx.settings.push_max_age_s
+        # Past the time its sender gave (not a dead letter) or past the service's maximum age.
+        own_expiry = message.expired(self.now)
+        expired = own_expiry or message.age_s(self.now) > ctx.settings.push_max_age_s
         ready: list[Device] = []
         for device in devices:
             if expired:
@@ -86,7 +88,7 @@ class PushRun:
             else:
                 ready.append(device)
         if expired:
-            await self._expire(devices)
+            await self._expire(devices, own=own_expiry)
         configs = await channels.load_push(ctx.redis, message.account)
         for platform in list(configs):
             reason = await channels.suspension(ctx.redis, message.account, platform)
@@ -321,19 +323,23 @@ class PushRun:
         await push.finish_run(self.ctx.redis, message, None, status, self.ctx.message_ttl_s)
         return Outcome(status)
 
-    async def _expire(self, devices: list[Device]) -> None:
-        """Past the maximum age: every device still to do fails and becomes a dead letter."""
+    async def _expire(self, devices: list[Device], *, own: bool) -> None:
+        """Every device still to do fails: past the maximum age a dead letter, past the
+        expiry its sender gave (``own``) not (it asked for it to end so)."""
         limit = self.ctx.settings.push_max_age_s
+        said = (
+            f"Expired at {iso(self.message.expires_at)} before it could be sent"
+            if own
+            else f"Not sent within {limit:.0f}s"
+        )
         outcomes = []
         for device in devices:
-            device.status, device.exhausted, device.at = "failed", True, self.now
-            device.error = f"Not sent within {limit:.0f}s" + (
-                f"; last error: {device.error}" if device.error else ""
-            )
+            device.status, device.exhausted, device.at = "failed", not own, self.now
+            device.error = said + (f"; last error: {device.error}" if device.error else "")
             device.code = Code.EXPIRED
             outcomes.append(DeviceOutcome(device, token_fault=False))
         self.failed += len(outcomes)
-        self.dead_letter |= bool(outcomes)
+        self.dead_letter |= bool(outcomes) and not own
         metrics.count_push(Counter(("failed", o.device.platform, "") for o in outcomes))
         await push.record_devices(
             self.ctx.redis, self.message, outcomes, self.now, self.ctx.message_ttl_s

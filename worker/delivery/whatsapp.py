@@ -17,7 +17,7 @@ from worker.delivery import policy
 from worker.delivery.context import DeliveryContext, Outcome, claimed
 from worker.errors import DeliveryError
 from worker.masking import mask_phone
-from worker.models import Attempt, MessageStatus, WhatsAppConfig
+from worker.models import Attempt, MessageStatus, WhatsAppConfig, iso
 from worker.observe import metrics
 from worker.providers.whatsapp import template_payload, text_payload
 from worker.store import channels, messages
@@ -75,20 +75,28 @@ def _dead_letter(message: Message, code: str | None) -> None:
     )
 
 
+def _too_late(ctx: DeliveryContext, message: Message, now: float) -> tuple[str, bool] | None:
+    """Why the message is no longer worth an attempt, and whether that makes it a dead
+    letter: past the expiry its sender gave (not: it asked for it to end so, an OTP),
+    past the service's maximum age (yes: nobody chose it); None while it is worth one."""
+    if message.expired(now):
+        said, dead_letter = f"Expired at {iso(message.expires_at)} before it could be sent", False
+    elif message.age_s(now) > ctx.settings.whatsapp_max_age_s:
+        said, dead_letter = f"Not sent within {ctx.settings.whatsapp_max_age_s:.0f}s", True
+    else:
+        return None
+    return said + (f"; last error: {message.error}" if message.error else ""), dead_letter
+
+
 async def _send(ctx: DeliveryContext, message: Message) -> Outcome:
     now = time.time()
+    ended = _too_late(ctx, message, now)
+    if ended is not None:
+        error, dead_letter = ended
+        return await _fail(ctx, message, error, Code.EXPIRED, dead_letter=dead_letter)
     if message.not_before is not None and now < message.not_before:
         # Delivered early (a duplicate job, or a countdown that fired soon): not yet.
         return Outcome(message.status, message.not_before - now)
-    if message.age_s(now) > ctx.settings.whatsapp_max_age_s:
-        return await _fail(
-            ctx,
-            message,
-            f"Not sent within {ctx.settings.whatsapp_max_age_s:.0f}s"
-            + (f"; last error: {message.error}" if message.error else ""),
-            Code.EXPIRED,
-            dead_letter=True,
-        )
     config = await channels.load_whatsapp(ctx.redis, message.account)
     if config is None:
         return await _fail(

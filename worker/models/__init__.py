@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import time
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -245,6 +246,32 @@ class TemplateParameter(StrictBody):
     text: WhatsAppParameter
 
 
+# The longest a send may ask to stay worth sending (a message record lives about this long).
+MESSAGE_TTL_MAX_S = 7 * 86_400
+
+
+def check_expiry(ttl_s: int | None, expires_at: datetime | None) -> None:
+    if ttl_s is not None and expires_at is not None:
+        raise PydanticCustomError("invalid_request", "Give 'ttl_s' or 'expires_at', not both")
+    if expires_at is not None:
+        at = (expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)).timestamp()
+        if at <= time.time():
+            raise PydanticCustomError("invalid_request", "'expires_at' is in the past")
+        if at > time.time() + MESSAGE_TTL_MAX_S:
+            raise PydanticCustomError(
+                "invalid_request", "'expires_at' is more than {n} days ahead", {"n": 7}
+            )
+
+
+def expiry_of(created_at: float, ttl_s: int | None, expires_at: datetime | None) -> float | None:
+    """When a send stops being worth sending: ``expires_at`` (a time without a zone is
+    UTC), or ``ttl_s`` after its creation; None without either (or with a push's ``ttl_s``
+    of 0, which asks the provider to deliver at once or never, not us to stop retrying)."""
+    if expires_at is not None:
+        return (expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)).timestamp()
+    return created_at + ttl_s if ttl_s else None
+
+
 class WhatsAppSendRequest(StrictBody):
     to: E164
     contact_id: ContactId | None = None
@@ -255,6 +282,14 @@ class WhatsAppSendRequest(StrictBody):
     category: SendCategory = TRANSACTIONAL
     # A transactional send checks the recipient's preferences only when asked to.
     respect_preferences: bool = False
+    # Worth sending until then (a retry or a redrive after it ends the message `expired`).
+    ttl_s: Annotated[int, Field(strict=True, ge=1, le=MESSAGE_TTL_MAX_S)] | None = None
+    expires_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _expiry(self) -> WhatsAppSendRequest:
+        check_expiry(self.ttl_s, self.expires_at)
+        return self
 
     @model_validator(mode="after")
     def _template_or_message(self) -> WhatsAppSendRequest:
@@ -323,6 +358,13 @@ class PushSendRequest(PushOptions):
     collapse_id: CollapseId | None = None
     category: SendCategory = TRANSACTIONAL
     respect_preferences: bool = False
+    # Worth sending until then; `ttl_s` (above, over 0) says the same from now.
+    expires_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _expiry(self) -> PushSendRequest:
+        check_expiry(self.ttl_s, self.expires_at)
+        return self
 
 
 class PreferenceTarget(StrictBody):

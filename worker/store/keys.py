@@ -132,6 +132,17 @@ def contact_push_tokens(account_id: str, contact_id: str) -> str:
     return f"{PREFIX}:{account_id}:contact:{contact_id}:push_tokens"
 
 
+def frequency_caps(account_id: str) -> str:
+    """The account's frequency caps: channel → {"max", "window_s"} (JSON)."""
+    return f"{PREFIX}:{account_id}:caps"
+
+
+def frequency_counts(account_id: str, channel: str, window: int) -> str:
+    """One window's capped sends per contact on a channel (``window``: its number since
+    the epoch, in windows of the cap's length)."""
+    return f"{PREFIX}:{account_id}:capcount:{channel}:{window}"
+
+
 def whatsapp_optouts(account_id: str) -> str:
     """WhatsApp numbers that wrote an opt-out keyword (STOP…): number → when and which;
     their marketing is refused until they write an opt-in keyword (START)."""

@@ -84,6 +84,12 @@ class Message(BaseModel):
     # What the send is for (`transactional`, `marketing` or the account's own), which a
     # recipient may opt out of (worker/store/preferences.py). Unset: transactional.
     send_category: str | None = None
+    # No longer worth sending from then on: an attempt after it ends the message failed
+    # with code `expired`, not dead-lettered (docs/audience.md).
+    expires_at: float | None = None
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
 
     @property
     def budget_attempts(self) -> int:

@@ -287,6 +287,8 @@ PUSH_SEND = Script(
 )
 RELEASE = Script("release", keys=("lock",), args=("token",))
 RENEW = Script("renew", keys=("lock",), args=("token", "ttl_ms"))
+CAP_TAKE = Script("cap_take", keys=("counts",), args=("sender", "max", "ttl_s", "*contacts"))
+
 WEBHOOK_ENQUEUE = Script(
     "webhook_enqueue",
     keys=("queue", "retry", "index", "stats", "work"),

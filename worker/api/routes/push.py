@@ -14,7 +14,7 @@ from worker.api.send_route import SendRoute
 from worker.api.views import push_response
 from worker.codes import Code
 from worker.errors import Rejected
-from worker.models import Channel, PushSendRequest
+from worker.models import Channel, PushSendRequest, expiry_of
 from worker.models.push_payload import (
     MAX_PAYLOAD_BYTES,
     PLATFORM_NAMES,
@@ -81,6 +81,7 @@ async def send(
             send_category=body.category,
             **options,
         )
+        message.expires_at = expiry_of(message.created_at, body.ttl_s, body.expires_at)
         # The checks, the roster, the record and its job in one round trip (one Lua
         # script), as a WhatsApp send is accepted.
         refused = await sends.accept_push(

@@ -15,7 +15,7 @@ from worker.api.send_route import SendRoute
 from worker.api.views import send_response
 from worker.codes import Code
 from worker.errors import Rejected
-from worker.models import WHATSAPP_BODY_MAX_CHARS, Channel, WhatsAppSendRequest
+from worker.models import WHATSAPP_BODY_MAX_CHARS, Channel, WhatsAppSendRequest, expiry_of
 from worker.services.templates import check_template
 from worker.store import messages, preferences, sends
 
@@ -87,6 +87,7 @@ async def send(
             text=body.message,
             send_category=body.category,
         )
+        message.expires_at = expiry_of(message.created_at, body.ttl_s, body.expires_at)
         # The checks, the record and its job in one round trip (one Lua script).
         refused = await sends.accept_whatsapp(
             redis,
