@@ -109,6 +109,8 @@ class Scale:
     webhook_pairs: int = 3
     # one more campaign with the events keeping pace (the webhooks worker restarted twice)
     webhook_keep_pace: bool = True
+    # without/with audience checks pairs of the audience step's campaign (of `push`)
+    audience_pairs: int = 3
 
 
 SCALES = {
@@ -126,6 +128,7 @@ SCALES = {
         crash=600,
         webhook_pairs=1,
         webhook_keep_pace=False,
+        audience_pairs=1,
     ),
     "default": Scale(
         push=20_000,
@@ -279,12 +282,16 @@ class Bench:
         tag: str,
         during: Callable[[], Any] | None = None,
         each_poll: Callable[[], None] | None = None,
+        category: str | None = None,
     ) -> dict[str, Any]:
-        """Create and send a campaign to a tag; wait until it completes (``each_poll``
-        called at each look, every 0.2 s). Returns the campaign, its server-side duration,
-        and the CPU the bulk worker and Valkey spent."""
-        body = {"name": f"bench {tag}", "channel": channel, "content": content}
+        """Create and send a campaign to a tag (of ``category``: the API's default,
+        marketing, unless given); wait until it completes (``each_poll`` called at each
+        look, every 0.2 s). Returns the campaign, its server-side duration, and the CPU
+        the bulk worker and Valkey spent."""
+        body: dict[str, Any] = {"name": f"bench {tag}", "channel": channel, "content": content}
         body["audience"] = {"segment": {"tag": tag}}
+        if category is not None:
+            body["category"] = category
         cid = self.api("POST", "/api/v1/campaigns", json=body)["campaign"]["id"]
         bulk = self.stack.procs["bulk"]
         sim = self.stack.procs["sim"]
@@ -848,6 +855,63 @@ class Bench:
         self._webhook_endpoint_gone(hook)
         return on
 
+    # --- audience control ----------------------------------------------------------
+
+    def audience(self) -> None:
+        """The FCM campaign of ``push`` devices without audience checks (category
+        ``transactional``: no opt-out read, no cap) and with them (``marketing``, a push
+        frequency cap set that never binds: each contact's four opt-out fields read and a
+        place taken under the cap for every contact of every page), ``audience_pairs``
+        pairs (off/on, then on/off). Per pair both rates and the ratio, the
+        ``audience_campaign_rate_ratio`` being the median; Valkey's CPU per send in each."""
+        n, tag = self.scale.push, "audience-fcm"
+        self.seed(tag, n, fcm=True)
+        content = {"title": "Bench {{name}}", "message": "Audience"}
+        caps = {"push": {"max": 1000, "window_s": 86400}}
+        self.api("PUT", "/api/v1/settings/frequency_caps", json=caps)
+        self.campaign("push", content, tag, category="marketing")  # warm-up, unmeasured
+        rows = []
+        for i in range(self.scale.audience_pairs):
+            order = ("off", "on") if i % 2 == 0 else ("on", "off")
+            runs = {
+                mode: self.campaign(
+                    "push", content, tag, category="marketing" if mode == "on" else "transactional"
+                )
+                for mode in order
+            }
+            for mode, run in runs.items():
+                skipped = run["campaign"]["stats"].get("skipped", 0)
+                if run["sends"] != n or skipped:
+                    raise RuntimeError(f"audience {mode}: {run['campaign']['stats']}")
+            off, on = runs["off"], runs["on"]
+            rows.append(
+                {
+                    "off_sends_per_s": round(off["sends_per_s"]),
+                    "on_sends_per_s": round(on["sends_per_s"]),
+                    "ratio": round(on["sends_per_s"] / off["sends_per_s"], 3),
+                    "off_valkey_cpu_us_per_send": round(off["valkey_cpu_us_per_send"], 1),
+                    "on_valkey_cpu_us_per_send": round(on["valkey_cpu_us_per_send"], 1),
+                    "off_worker_cpu_us_per_send": round(off["worker_cpu_us_per_send"]),
+                    "on_worker_cpu_us_per_send": round(on["worker_cpu_us_per_send"]),
+                }
+            )
+        self.api("PUT", "/api/v1/settings/frequency_caps", json={"push": None})
+        self.results.update(
+            {
+                "audience_campaign_devices": n,
+                "audience_campaign_rate_ratio": round(
+                    statistics.median(r["ratio"] for r in rows), 2
+                ),
+                "audience_valkey_cpu_us_per_send_on": round(
+                    statistics.median(r["on_valkey_cpu_us_per_send"] for r in rows), 1
+                ),
+                "audience_valkey_cpu_us_per_send_off": round(
+                    statistics.median(r["off_valkey_cpu_us_per_send"] for r in rows), 1
+                ),
+                "audience_pairs": rows,
+            }
+        )
+
     def _webhook_figures(
         self,
         n: int,
@@ -1055,6 +1119,7 @@ TARGETS = [
     # at 0.9 or more of its rate with none (issue 20).
     Target("webhook_campaign_rate_ratio", 0.9),
     Target("webhook_events_missing", high=0),
+    Target("audience_campaign_rate_ratio", 0.9),
 ]
 
 
@@ -1115,6 +1180,7 @@ def main() -> int:
             bench.automations,
             bench.crash,
             bench.webhooks,
+            bench.audience,
         ]
         unknown = set(only) - {step.__name__ for step in steps}
         if unknown:

@@ -42,6 +42,8 @@ FIGURES = {
     "webhook_events_lag_s",
     "webhook_events_catch_up_per_s",
     "webhook_events_missing",
+    "audience_campaign_rate_ratio",
+    "audience_valkey_cpu_us_per_send_on",
     "webhook_events_received",
     "webhook_events_duplicates",
 }
