@@ -69,7 +69,7 @@ from worker.store import channels, keys, webhook_deliveries
 console = Console() if sys.stdout.isatty() else Console(width=160)
 SCRIPTS = Path(__file__).resolve().parent
 # The raw loops run as niced as the bulk worker they are compared with.
-RAW_LOOP = ["nice", "-n", str(BULK_NICE), sys.executable, str(SCRIPTS / "benchkit" / "raw.py")]
+RAW_LOOP = [sys.executable, str(SCRIPTS / "benchkit" / "raw.py"), "--nice", str(BULK_NICE)]
 RAW_PROCESSES = 2  # as many as the bulk worker has (one per core)
 # The raw loops' settings tried before the rounds, the fastest kept. FCM: send_each_async
 # calls in flight per process and messages per call (the worker keeps 2 slices in flight,
@@ -191,6 +191,7 @@ class RawLoops:
                 stdout=subprocess.PIPE,
                 stderr=log.open("wb"),
                 text=True,
+                start_new_session=True,  # its own session, niced as the bulk worker's
             )
             for log in self.logs[:RAW_PROCESSES]
         ]
