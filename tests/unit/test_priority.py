@@ -5,12 +5,9 @@ starts it. Checked in a child process: a priority once lowered cannot be raised 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 PROBE = """
 import json, os, sys
@@ -44,7 +41,6 @@ def _probe(niceness: int, mode: str) -> dict[str, object]:
     return result
 
 
-@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling policies")
 def test_idle_is_the_idle_policy_at_niceness_19_for_the_pool_too() -> None:
     got = _probe(0, "idle")
     assert got["idle"] is True

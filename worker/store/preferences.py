@@ -53,6 +53,12 @@ def patch_fields(
     return out
 
 
+def _targets(channel: str, category: str) -> tuple[str, ...]:
+    """The opt-outs (``channel:category``) that refuse a send of ``category`` on
+    ``channel``, most specific first (the send scripts read the same four)."""
+    return (f"{channel}:{category}", f"{channel}:{ANY}", f"{ANY}:{category}", f"{ANY}:{ANY}")
+
+
 def opted_out(
     contact_fields: Mapping[str, str], channel: str, category: str, number_opted_out: bool
 ) -> str | None:
@@ -61,7 +67,7 @@ def opted_out(
     ``number_opted_out``: the contact's WhatsApp number wrote an opt-out keyword."""
     if not category:
         return None
-    for name in (f"{channel}:{category}", f"{channel}:{ANY}", f"{ANY}:{category}", f"{ANY}:{ANY}"):
+    for name in _targets(channel, category):
         if FIELD_PREFIX + name in contact_fields:
             return name
     if number_opted_out and channel == "whatsapp" and category == MARKETING:
@@ -71,10 +77,7 @@ def opted_out(
 
 def consent_fields(channel: str, category: str) -> list[str]:
     """The contact hash fields ``opted_out`` reads for this channel and category."""
-    if not category:
-        return []
-    names = (f"{channel}:{category}", f"{channel}:{ANY}", f"{ANY}:{category}", f"{ANY}:{ANY}")
-    return [FIELD_PREFIX + n for n in names]
+    return [FIELD_PREFIX + n for n in _targets(channel, category)] if category else []
 
 
 def view(contact_fields: Mapping[str, str], number: str | None) -> dict[str, Any]:
@@ -107,9 +110,13 @@ def view(contact_fields: Mapping[str, str], number: str | None) -> dict[str, Any
     return {"opted_out": opted}
 
 
+def _normal(text: str) -> str:
+    return " ".join(text.split()).upper()
+
+
 def keyword(text: str) -> str | None:
     """``opt_out`` or ``opt_in`` when an inbound text is one of the keywords, else None."""
-    word = " ".join(text.split()).upper()
+    word = _normal(text)
     if word in OPT_OUT_KEYWORDS:
         return "opt_out"
     if word in OPT_IN_KEYWORDS:
@@ -118,16 +125,15 @@ def keyword(text: str) -> str | None:
 
 
 async def apply_keyword(
-    redis: Redis, account: str, number: str, word: str, at: float
+    redis: Redis, account: str, number: str, text: str, at: float
 ) -> str | None:
     """Record an inbound keyword from ``number`` (E.164): ``opt_out`` or ``opt_in``, or None
     when the text is not a keyword."""
-    kind = keyword(word)
+    kind = keyword(text)
     if kind == "opt_out":
-        normal = " ".join(word.split()).upper()
-        await redis.hset(keys.whatsapp_optouts(account), number, f"{at!r} {normal}")
+        await redis.hset(keys.whatsapp_optouts(account), number, f"{at!r} {_normal(text)}")
     elif kind == "opt_in":
-        await redis.hdel(keys.whatsapp_optouts(account), number)
+        await forget_number(redis, account, number)
     return kind
 
 
@@ -145,5 +151,6 @@ async def number_opt_outs(redis: Redis, account: str, numbers: Iterable[str]) ->
 
 
 async def forget_number(redis: Redis, account: str, number: str) -> None:
-    """An opt-in through the API (WhatsApp marketing) also clears the number's keyword."""
+    """Lift the number's keyword opt-out: its START, or an opt-in of WhatsApp marketing
+    through the API (the account says the person consented again)."""
     await redis.hdel(keys.whatsapp_optouts(account), number)
