@@ -4,11 +4,17 @@ transactional one, unless its caller asks), and a campaign skipping them by reas
 
 from __future__ import annotations
 
+import math
+import time
+from datetime import datetime
 from typing import Any
+
+import pytest
 
 from tests.integration.conftest import PushTenant, Tenant
 from tests.integration.test_campaigns import call, create, import_contacts, wait_status
 from tests.support import wait_until
+from worker.models import iso
 
 TEMPLATE = {
     "template_name": "order_confirmation",
@@ -33,7 +39,12 @@ def _patch(tenant: Tenant, contact_id: str, body: dict[str, Any]) -> dict[str, A
 
 
 def _sent_to(tenant: Tenant) -> list[str]:
-    return [r["body"]["to"] for r in tenant.sim_requests() if "to" in r.get("body", {})]
+    """The numbers the simulator got sends for, in E.164 (Graph API bodies drop the +)."""
+    return [
+        "+" + r["body"]["to"].lstrip("+")
+        for r in tenant.sim_requests()
+        if "to" in r.get("body", {})
+    ]
 
 
 def test_an_inbound_stop_skips_marketing_while_an_otp_still_goes_and_start_reverses_it(
@@ -271,3 +282,213 @@ def test_a_push_past_its_ttl_ends_expired_on_the_devices_still_to_do(
     assert [r["status"] for r in tenant.push_requests("fcm")] == [429]  # nothing late
     letters = tenant.get("/api/v1/dead-letters").json()["dead_letters"]
     assert message_id not in [d["id"] for d in letters]
+
+
+# --- quiet hours and local send times -------------------------------------------------
+
+# The contact's zone: UTC+5 all year (the Etc zones' sign is POSIX's, inverted).
+PLUS_FIVE = "Etc/GMT-5"
+
+
+def _clock(at: float, offset_h: int) -> str:
+    """``at`` as a wall-clock time HH:MM:SS at UTC+offset_h."""
+    return time.strftime("%H:%M:%S", time.gmtime(at + offset_h * 3600))
+
+
+def _put(tenant: Tenant, path: str, body: Any) -> dict[str, Any]:
+    response = tenant.http.put(
+        f"{tenant.api_url}/api/v1/settings/{path}", json=body, headers=tenant.auth()
+    )
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def test_quiet_hours_put_a_marketing_send_off_to_the_window_end_in_the_contacts_zone(
+    tenant: Tenant,
+) -> None:
+    people = [
+        {
+            "id": "night",
+            "name": "N",
+            "phone": "+919876300001",
+            "tags": ["quiet"],
+            "attributes": {"timezone": PLUS_FIVE},
+        },
+        {"id": "day", "name": "D", "phone": "+919876300002", "tags": ["quiet"]},
+    ]
+    import_contacts(tenant, people)
+    # A window that holds now at UTC+5 and ends 8 s from now; at UTC (the account's zone,
+    # the other contact's) it is hours away.
+    end = math.ceil(time.time()) + 8
+    window = {"start": _clock(end - 120, 5), "end": _clock(end, 5), "timezone": "UTC"}
+    assert _put(tenant, "quiet_hours", window)["quiet_hours"] == window
+
+    # An OTP goes at once; a marketing send to the same contact waits for the window's end.
+    otp = tenant.send({"to": "+919876300001", "contact_id": "night", **TEMPLATE})
+    assert otp.status_code == 200, otp.text
+    held = tenant.send(
+        {"to": "+919876300001", "contact_id": "night", **TEMPLATE, "category": "marketing"}
+    )
+    assert held.status_code == 202, held.text
+    assert held.json()["deferred_until"] == iso(end)
+
+    campaign = create(
+        tenant,
+        {
+            "name": "night sale",
+            "channel": "whatsapp",
+            "content": {"template_name": "shipping_update", "parameters": ["{{name}}"]},
+            "audience": {"segment": {"tag": "quiet"}},
+        },
+    )
+    assert call(tenant, "POST", f"/{campaign['id']}/send").status_code == 202
+
+    def day_sent() -> dict[str, Any] | None:
+        shown: dict[str, Any] = call(tenant, "GET", f"/{campaign['id']}").json()["campaign"]
+        return shown if shown["stats"]["sent"] >= 1 else None
+
+    during = wait_until(day_sent, 5, "the daytime contact's send")
+    assert time.time() < end, "the test's window ended before it could look"
+    stats = during["stats"]
+    assert during["status"] == "sending"
+    assert (stats["sent"], stats["deferred"], stats["pending"]) == (1, 1, 1)
+    assert stats["deferred_by_reason"] == {"quiet_hours": 1}
+    assert stats["deferred_until"] == iso(end)
+    assert stats["eta_s"] >= end - time.time() - 1  # the ETA waits for the window's end
+    assert _sent_to(tenant).count("+919876300001") == 1  # the OTP only
+
+    done = wait_status(tenant, campaign["id"], "completed", 30)
+    assert time.time() >= end
+    assert (done["stats"]["sent"], done["stats"]["deferred"]) == (2, 1)
+    # The held single send went too, after the window: the OTP and the two marketing sends.
+    wait_until(lambda: _sent_to(tenant).count("+919876300001") == 3, 10, "the held send")
+    detail = tenant.get(f"/api/v1/messages/{held.json()['id']}").json()
+    assert detail["status"] == "sent"
+    assert detail["deferred_until"] == iso(end)
+    assert detail["attempts"][0]["at"] >= iso(end)
+
+    # A campaign may bring its own quiet hours, or none (`false`).
+    free = create(
+        tenant,
+        {
+            "name": "no quiet",
+            "channel": "whatsapp",
+            "content": {"template_name": "shipping_update", "parameters": ["{{name}}"]},
+            "audience": {"segment": {"tag": "quiet"}},
+            "quiet_hours": False,
+        },
+    )
+    assert free["quiet_hours"] is False
+
+
+def test_a_local_send_time_sends_each_zone_at_its_own_time_and_a_cancel_ends_the_rest(
+    tenant: Tenant,
+) -> None:
+    people = [
+        {
+            "id": "east",
+            "name": "E",
+            "phone": "+919876300011",
+            "tags": ["local"],
+            "attributes": {"timezone": PLUS_FIVE},
+        },
+        {"id": "west", "name": "W", "phone": "+919876300012", "tags": ["local"]},
+    ]
+    import_contacts(tenant, people)
+    at = math.ceil(time.time()) + 4
+    campaign = create(
+        tenant,
+        {
+            "name": "good morning",
+            "channel": "whatsapp",
+            "content": {"template_name": "shipping_update", "parameters": ["{{name}}"]},
+            "audience": {"segment": {"tag": "local"}},
+            "send_at_local": _clock(at, 5),
+        },
+    )
+    assert campaign["send_at_local"] == _clock(at, 5)
+    assert call(tenant, "POST", f"/{campaign['id']}/send").status_code == 202
+
+    def east_sent() -> dict[str, Any] | None:
+        shown: dict[str, Any] = call(tenant, "GET", f"/{campaign['id']}").json()["campaign"]
+        return shown if shown["stats"]["sent"] >= 1 else None
+
+    shown = wait_until(east_sent, 15, "UTC+5's send at its local time")
+    assert time.time() >= at
+    assert "+919876300011" in _sent_to(tenant)
+    assert "+919876300012" not in _sent_to(tenant)  # UTC's time is 5 hours away
+    assert shown["stats"]["deferred_by_reason"] == {"local_time": 2}
+    assert shown["stats"]["eta_s"] > 4 * 3600
+
+    # Cancelling ends the put-off send now, not in five hours.
+    assert call(tenant, "POST", f"/{campaign['id']}/cancel").status_code == 200
+    wait_status(tenant, campaign["id"], "cancelled", 15)
+
+    def finished() -> dict[str, Any] | None:
+        shown: dict[str, Any] = call(tenant, "GET", f"/{campaign['id']}").json()["campaign"]
+        return shown if shown["finished_at"] else None
+
+    done = wait_until(finished, 15, "the cancelled campaign to finish")
+    assert (done["stats"]["sent"], done["stats"]["cancelled"]) == (1, 1)
+    assert "+919876300012" not in _sent_to(tenant)
+
+
+def test_audience_settings_refuse_what_they_cannot_mean(tenant: Tenant) -> None:
+    url = f"{tenant.api_url}/api/v1/settings"
+    for path, body in [
+        ("quiet_hours", {"start": "21:00", "end": "21:00"}),
+        ("quiet_hours", {"start": "21:00", "end": "08:00", "timezone": "../../etc/passwd"}),
+        ("quiet_hours", {"start": "25:00", "end": "08:00"}),
+        ("keywords", {"opt_out": ["START"]}),
+        ("keywords", {"opt_out": ["x" * 31]}),
+        ("expiry", {"default_ttl_s": {"marketing": 0}}),
+        ("expiry", {"default_ttl_s": {"Bad Name": 60}}),
+    ]:
+        response = tenant.http.put(f"{url}/{path}", json=body, headers=tenant.auth())
+        assert response.status_code == 400, (path, body, response.text)
+        assert response.json()["success"] is False
+    assert tenant.get("/api/v1/settings/quiet_hours").json()["quiet_hours"] is None
+    bad_zone = call(
+        tenant,
+        "POST",
+        "",
+        json={
+            "name": "x",
+            "channel": "whatsapp",
+            "content": {"template_name": "shipping_update", "parameters": ["a"]},
+            "audience": {"all": True},
+            "quiet_hours": {"start": "21:00", "end": "08:00", "timezone": "Mars/Base"},
+        },
+    )
+    assert bad_zone.status_code == 400, bad_zone.text
+    assert "Mars/Base" in bad_zone.json()["error"]
+
+
+def test_an_accounts_own_keywords_and_default_expiry(tenant: Tenant) -> None:
+    words = _put(tenant, "keywords", {"opt_out": ["arrêt", " Baja "], "opt_in": ["Reprendre"]})
+    assert words["keywords"]["opt_out"] == ["ARRÊT", "BAJA"]
+    assert words["keywords"]["built_in"]["opt_out"] == ["STOP", "UNSUBSCRIBE"]
+    number = "+919876300021"
+    marketing = {"to": number, **TEMPLATE, "category": "marketing"}
+    tenant.inbound(number, "Arrêt")
+    refused = tenant.send(marketing)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["code"] == "recipient_opted_out"
+    tenant.inbound(number, "reprendre")
+    assert tenant.send(marketing).status_code == 200
+
+    # A category's default expiry applies to a send that gives none of its own.
+    expiry = _put(tenant, "expiry", {"default_ttl_s": {"transactional": 600}})
+    assert expiry["expiry"] == {"default_ttl_s": {"transactional": 600}}
+    time.sleep(1.1)  # the API reads an account's settings at most once a second
+    sent = tenant.send({"to": number, **TEMPLATE})
+    detail = tenant.get(f"/api/v1/messages/{sent.json()['id']}").json()
+    created = datetime.fromisoformat(detail["created_at"].replace("Z", "+00:00"))
+    expires = datetime.fromisoformat(detail["expires_at"].replace("Z", "+00:00"))
+    assert (expires - created).total_seconds() == pytest.approx(600, abs=0.01)
+    own = tenant.send({"to": number, **TEMPLATE, "ttl_s": 30})
+    detail = tenant.get(f"/api/v1/messages/{own.json()['id']}").json()
+    expires = datetime.fromisoformat(detail["expires_at"].replace("Z", "+00:00"))
+    created = datetime.fromisoformat(detail["created_at"].replace("Z", "+00:00"))
+    assert (expires - created).total_seconds() == pytest.approx(30, abs=0.01)

@@ -56,18 +56,18 @@ def test_a_page_keeps_the_segment_and_skips_with_reasons(settings: Settings) -> 
             }
         )
         campaign = await campaigns.create(ctx.redis, account, new_id("cmp"), create)
-        page, write = await fanout._make_batch(ctx, campaign, ["a", "b", "c", "d", "gone"], 0)
+        page, write = await fanout._make_batch(ctx, campaign, None, ["a", "b", "c", "d", "gone"], 0)
         assert page.contacts == 3  # a, c, d are gold; b is not; "gone" does not exist
         assert page.recipients == 1
         assert dict(page.skipped) == {"no_push_token": 1, "missing_field": 1}
-        assert write is not None
+        assert write
 
         # The named contacts, one of them unknown: counted and skipped as not found.
         listed = CampaignCreate.model_validate(
             {**create.model_dump(mode="json"), "audience": {"contact_ids": ["a", "gone"]}}
         )
         campaign = await campaigns.create(ctx.redis, account, new_id("cmp"), listed)
-        page, _ = await fanout._make_batch(ctx, campaign, ["a", "gone"], 0)
+        page, _ = await fanout._make_batch(ctx, campaign, None, ["a", "gone"], 0)
         assert (page.contacts, page.recipients) == (2, 1)
         assert dict(page.skipped) == {"contact_not_found": 1}
         fields = fanout._fields_needed(campaign, {"tier": "gold"})

@@ -231,7 +231,7 @@ async def wait_for_outcome(
 ) -> Message:
     """Wait up to the send budget for the worker's outcome, unless the client asked
     ``Prefer: respond-async``; returns the message as it then stands."""
-    if prefer and "respond-async" in prefer.lower():
-        return message
+    if (prefer and "respond-async" in prefer.lower()) or message.deferred_until is not None:
+        return message  # (put off by quiet hours: no outcome within a request's time)
     await messages.wait_final(redis, message.account, message.id, settings.send_wait_s)
     return await messages.load(redis, message.account, message.id) or message

@@ -103,9 +103,12 @@ def error_body(error: str, code: str, **extra: Any) -> dict[str, Any]:
 
 
 def _field(loc: Sequence[int | str]) -> str:
-    """``("body", "parameters", 0, "text")`` → ``parameters[0].text``."""
+    """``("body", "parameters", 0, "text")`` → ``parameters[0].text``. A union's member
+    tags (``function-after[_check(), QuietHours]``) are pydantic's, not a field: left out."""
     out = ""
     for part in loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc:
+        if isinstance(part, str) and "[" in part:
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         else:

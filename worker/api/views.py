@@ -40,13 +40,23 @@ def send_response(message: Message) -> tuple[int, dict[str, Any]]:
         # The template, the window, the recipient: 422; the channel: 403; the rest, the
         # provider's doing (retries exhausted, a 5xx): 502 (worker.codes).
         return failed_send_status(code), body
-    return 202, {
-        "success": True,
-        "message_id": None,
-        "status": "queued",
-        "channel": message.channel.value,
-        "id": message.id,
-    }
+    return 202, _deferred(
+        message,
+        {
+            "success": True,
+            "message_id": None,
+            "status": "queued",
+            "channel": message.channel.value,
+            "id": message.id,
+        },
+    )
+
+
+def _deferred(message: Message, body: dict[str, Any]) -> dict[str, Any]:
+    """A send put off by quiet hours says until when."""
+    if message.deferred_until is not None and not message.status.is_final:
+        body["deferred_until"] = iso(message.deferred_until)
+    return body
 
 
 def device_detail(device: Device) -> dict[str, Any]:
@@ -77,7 +87,7 @@ def push_response(message: Message, devices: list[Device]) -> tuple[int, dict[st
         "status": message.status.value if final else "queued",
         "results": [device_detail(d) for d in devices],
     }
-    return (200 if final else 202), body
+    return (200 if final else 202), _deferred(message, body)
 
 
 # What a message said and to whom: shown only to keys that may read content.
@@ -106,6 +116,8 @@ def message_detail(
         "campaign_id": message.campaign,
         "category": message.send_category or TRANSACTIONAL,
         "expires_at": iso(message.expires_at),
+        # Put off to then by quiet hours (or a campaign's local send time).
+        "deferred_until": iso(message.deferred_until),
         "created_at": iso(message.created_at),
         "updated_at": iso(message.updated_at),
         "attempts": [

@@ -83,11 +83,17 @@ def _body(
         raise typer.Exit(2) from None
 
 
-def _stats_table(campaign: Campaign, counts: Counts, skipped: dict[str, int]) -> Table:
+def _by_reason(total: int, by: dict[str, int]) -> str:
+    if not by:
+        return f"{total:,}"
+    return f"{total:,} (" + ", ".join(f"{k}: {v:,}" for k, v in sorted(by.items())) + ")"
+
+
+def _stats_table(campaign: Campaign, counts: Counts, why: campaigns.Reasons) -> Table:
     table = Table(title=f"{campaign.id} — {campaign.name}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    eta = counts.eta_s()
+    eta = counts.eta_s(campaign.deferred_until)
     rows = [
         ("status", campaign.status.value),
         ("channel", campaign.channel.value),
@@ -95,14 +101,9 @@ def _stats_table(campaign: Campaign, counts: Counts, skipped: dict[str, int]) ->
         ("started", when(campaign.started_at)),
         ("finished", when(campaign.finished_at)),
         ("contacts", f"{counts.counts['enqueued']:,} of {counts.counts['total']:,} walked"),
-        ("skipped", f"{counts.counts['skipped']:,}")
-        if not skipped
-        else (
-            "skipped",
-            f"{counts.counts['skipped']:,} ("
-            + ", ".join(f"{k}: {v:,}" for k, v in sorted(skipped.items()))
-            + ")",
-        ),
+        ("skipped", _by_reason(counts.counts["skipped"], why.skipped)),
+        ("deferred", _by_reason(counts.counts["deferred"], why.deferred)),
+        ("deferred until", when(campaign.deferred_until)),
         ("sends planned", f"{counts.counts['recipients']:,}"),
         ("sent", f"{counts.counts['sent']:,}"),
         ("delivered", f"{counts.counts['delivered']:,}"),
@@ -122,8 +123,8 @@ def _stats_table(campaign: Campaign, counts: Counts, skipped: dict[str, int]) ->
 async def _show(redis: Redis, account: str, campaign_id: str) -> None:
     campaign = await ops.load(redis, account, campaign_id)
     counts = await campaigns.progress(redis, account, campaign_id)
-    skipped = await campaigns.skip_reasons(redis, account, campaign_id)
-    console.print(_stats_table(campaign, counts, skipped))
+    why = await campaigns.reasons(redis, account, campaign_id)
+    console.print(_stats_table(campaign, counts, why))
 
 
 async def _watch(redis: Redis, account: str, campaign_id: str, interval_s: float) -> int:
@@ -140,7 +141,7 @@ async def _watch(redis: Redis, account: str, campaign_id: str, interval_s: float
         while True:
             campaign = await ops.load(redis, account, campaign_id)
             counts = await campaigns.progress(redis, account, campaign_id)
-            eta = counts.eta_s()
+            eta = counts.eta_s(campaign.deferred_until)
             bar.update(
                 task,
                 completed=counts.done,

@@ -18,22 +18,19 @@ is retried with the same ``Idempotency-Key`` header, for the receiver to dedupli
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import time
 from collections import Counter
-from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from worker.codes import Code
 from worker.delivery import render
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
 from worker.delivery.failures import record_run_crash
-from worker.models import Channel, MessageStatus
+from worker.models import Channel, MessageStatus, timing
 from worker.observe import metrics
 from worker.outages import is_infrastructure
 from worker.providers.outbound import OutboundError
@@ -355,29 +352,11 @@ async def _next_time_of_day(
 ) -> float:
     """In the contact's time zone (its ``timezone`` attribute) if it names a real one,
     else the step's, else UTC."""
-    raw = await hgetall_str(ctx.redis, keys.contact(run.account, run.contact))
-    zone_name = step.get("timezone") or "UTC"
-    contact_zone = raw.get("attr:timezone")
-    if contact_zone:
-        with contextlib.suppress(ValueError, ZoneInfoNotFoundError):
-            candidate = json.loads(contact_zone)
-            ZoneInfo(candidate)
-            zone_name = candidate
-    return next_time_of_day(now, step["until"], zone_name)
-
-
-def next_time_of_day(now: float, until: str, zone_name: str) -> float:
-    """The first ``until`` (``HH:MM``) in ``zone_name`` after ``now``: today's if still
-    ahead, else tomorrow's (wall-clock time: a day crossing a DST change stays at HH:MM)."""
-    zone = ZoneInfo(zone_name)
-    hour, minute = (int(p) for p in until.split(":"))
-    local = datetime.fromtimestamp(now, zone)
-    target = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    if target <= local:
-        target = (local + timedelta(days=1)).replace(
-            hour=hour, minute=minute, second=0, microsecond=0
-        )
-    return target.timestamp()
+    stored = await ctx.redis.hget(keys.contact(run.account, run.contact), timing.TIMEZONE_FIELD)
+    default = timing.zone_named(step.get("timezone") or "UTC") or timing.zone_named("UTC")
+    assert default is not None
+    zone = timing.contact_zone(stored.decode() if isinstance(stored, bytes) else stored, default)
+    return timing.next_time_of_day(now, step["until"], zone)
 
 
 async def _condition(

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -32,10 +33,14 @@ from worker.models import (
     MessageStatus,
     PushContent,
     WhatsAppContent,
+    timing,
 )
+from worker.models.timing import QuietHours
 from worker.store import (
+    account_settings,
     campaigns,
     caps,
+    delayed,
     jobs,
     keys,
     locks,
@@ -74,6 +79,19 @@ class Page:
     contacts: int = 0  # in the audience (after a segment's attribute filter)
     recipients: int = 0  # sends planned: WhatsApp numbers, or push devices
     skipped: Counter[str] = field(default_factory=Counter)
+    # Contacts whose send was put off to a later time, by reason (quiet_hours, local_time).
+    deferred: Counter[str] = field(default_factory=Counter)
+    deferred_until: float = 0.0  # the latest of those times
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One batch job of a page, written into the page's transaction: published at once,
+    or (``due``) left in the delayed set for its time."""
+
+    number: int
+    write: Callable[[Pipeline], None]
+    due: float | None = None
 
 
 async def run_fanout(
@@ -105,6 +123,8 @@ async def _walk(
         await campaigns.count_now(
             redis, account_id, campaign_id, {"total": await _audience_size(redis, campaign)}
         )
+    timing = await _timing(redis, campaign)
+    deferred_until = campaign.deferred_until or 0.0
     looked_at = 0.0
     while True:
         if time.monotonic() - looked_at >= _STATUS_EVERY_S:
@@ -120,7 +140,7 @@ async def _walk(
                 return Outcome(MessageStatus.FAILED)
         ids = await _page_ids(redis, campaign, cursor, size)
         number = cursor // size
-        page, write = await _make_batch(ctx, campaign, ids, number)
+        page, batches = await _make_batch(ctx, campaign, timing, ids, number)
         cursor += len(ids)
         last = len(ids) < size
         incr = {
@@ -128,19 +148,28 @@ async def _walk(
             "recipients": page.recipients,
             "skipped": sum(page.skipped.values()),
             **{f"skipped:{reason}": n for reason, n in page.skipped.items()},
+            "deferred": sum(page.deferred.values()),
+            **{f"deferred:{reason}": n for reason, n in page.deferred.items()},
         }
         if not _total_known(campaign):
             incr["total"] = page.contacts
         done = {"fanout_done": "1", "fanout_finished_at": repr(time.time())} if last else {}
+        if page.deferred_until > deferred_until:
+            deferred_until = page.deferred_until
+            done["deferred_until"] = repr(deferred_until)
+        task = jobs.CAMPAIGN_PUSH if campaign.channel is Channel.PUSH else jobs.CAMPAIGN_WHATSAPP
         async with redis.pipeline(transaction=True) as pipe:
-            if write is not None:
-                write(pipe)
-                task = (
-                    jobs.CAMPAIGN_PUSH
-                    if campaign.channel is Channel.PUSH
-                    else jobs.CAMPAIGN_WHATSAPP
-                )
-                publish(pipe, task, account_id, batch_id(campaign_id, number))
+            for batch in batches:
+                batch.write(pipe)
+                job_id = batch_id(campaign_id, batch.number)
+                if batch.due is None:
+                    publish(pipe, task, account_id, job_id)
+                else:
+                    member = delayed.member(task, account_id, job_id)
+                    pipe.zadd(keys.delayed(), {member: batch.due})
+                    deferred_key = keys.campaign_deferred(account_id, campaign_id)
+                    pipe.sadd(deferred_key, member)
+                    pipe.expire(deferred_key, ctx.message_ttl_s)
             campaigns.count(
                 pipe,
                 account_id,
@@ -221,17 +250,85 @@ def _reading(campaign: Campaign) -> _Reading:
     return _Reading(wanted, push, templated, need_hash, consent)
 
 
+@dataclass(frozen=True)
+class _Timing:
+    """When a campaign's contacts get their send, in their own zone: at the next
+    ``local_at`` after the campaign started (a local send time), and not inside
+    ``quiet`` (quiet hours: put off to the window's end)."""
+
+    quiet: QuietHours | None
+    local_at: str | None
+    started_at: float
+    default_zone: ZoneInfo
+
+    def due(self, zone: ZoneInfo, now: float) -> tuple[float, str] | None:
+        """When a contact in ``zone`` gets its send and why, if not now."""
+        at, why = now, ""
+        if self.local_at is not None:
+            local = timing.next_time_of_day(self.started_at, self.local_at, zone)
+            if local > now:
+                at, why = local, "local_time"
+        end = self.quiet.end_of(at, zone) if self.quiet is not None else None
+        if end is not None:
+            at, why = end, "quiet_hours"
+        return (at, why) if at > now + _NOW_S else None
+
+
+_UTC = ZoneInfo("UTC")
+# A send due within this is sent now (the delayed set would give it back about as late).
+_NOW_S = 1.0
+# A page's put-off batches are numbered from here (a page's own is its page number).
+DEFERRED_BASE = 10**9
+_DEFERRED_PER_PAGE = 10_000  # > the largest page (DISPATCH_CAMPAIGN_BATCH_SIZE ≤ 5,000)
+
+
+async def _timing(redis: Redis, campaign: Campaign) -> _Timing | None:
+    """The campaign's timing rules (None: every contact now). Quiet hours are the
+    campaign's own (``false``: none), else the account's; a transactional campaign has
+    none. Contacts without a ``timezone`` of their own are in the quiet hours' zone."""
+    quiet: QuietHours | None = None
+    settings = await account_settings.load(redis, campaign.account)
+    if isinstance(campaign.quiet_hours, QuietHours):
+        quiet = campaign.quiet_hours
+    elif campaign.quiet_hours is None:
+        quiet = settings.quiet_hours
+    if not preferences.consent_category(campaign.category):
+        quiet = None
+    if quiet is None and campaign.send_at_local is None:
+        return None
+    account_window = quiet or settings.quiet_hours
+    zone = account_window.zone if account_window is not None else _UTC
+    return _Timing(quiet, campaign.send_at_local, campaign.started_at or time.time(), zone)
+
+
+async def _template_category(
+    ctx: DeliveryContext, campaign: Campaign, recipients: list[messages.Message]
+) -> None:
+    """The template's category goes with each message, for its usage counters: read once
+    a page (the template as it is now; it was checked when the campaign was made)."""
+    content = campaign.content
+    assert isinstance(content, WhatsAppContent)
+    template = await templates.get_template(
+        ctx.redis, campaign.account, content.template_name, content.language
+    )
+    for recipient in recipients:
+        recipient.category = usage.template_category(template.category if template else None)
+
+
 async def _make_batch(
-    ctx: DeliveryContext, campaign: Campaign, ids: list[str], number: int
-) -> tuple[Page, Callable[[Pipeline], None] | None]:
+    ctx: DeliveryContext, campaign: Campaign, when: _Timing | None, ids: list[str], number: int
+) -> tuple[Page, list[_Batch]]:
     """Read the page's contacts: what they come to, and how to write their batch into the
     caller's transaction (None when nobody on the page gets a send)."""
     redis, account = ctx.redis, campaign.account
     how = _reading(campaign)
+    need_hash = how.need_hash or when is not None
     message_id = batch_id(campaign.id, number)
     channel = "push" if how.push is not None else "whatsapp"
-    fields = _fields_needed(campaign, how.wanted) if how.need_hash else []
+    fields = _fields_needed(campaign, how.wanted) if need_hash else []
     fields += preferences.consent_fields(channel, how.consent)
+    if when is not None:
+        fields.append(timing.TIMEZONE_FIELD)
     hashes, tokens = await _read_page(redis, account, ids, fields, tokens=how.push is not None)
     # The numbers that wrote STOP: their WhatsApp marketing is skipped (one read a page).
     stopped = (
@@ -243,7 +340,7 @@ async def _make_batch(
     devices: list[Device] = []
     recipients: list[messages.Message] = []
     for i, contact_id in enumerate(ids):
-        raw: dict[str, str] = hashes[i] if how.need_hash else {"id": contact_id}
+        raw: dict[str, str] = hashes[i] if need_hash else {"id": contact_id}
         if not _in_audience(campaign, how, raw, page):
             continue
         page.contacts += 1
@@ -266,18 +363,48 @@ async def _make_batch(
     devices, recipients = await _within_caps(ctx, campaign, channel, how, devices, recipients, page)
     page.recipients = len(devices) + len(recipients)
     if not page.recipients:
-        return page, None
-    ttl = ctx.message_ttl_s
-    if how.push is not None:
-        return page, _push_batch_writer(campaign, message_id, how.push, devices, ttl)
-    # The template's category goes with each message, for its usage counters: read once
-    # a page (the template as it is now; it was checked when the campaign was made).
-    content = campaign.content
-    assert isinstance(content, WhatsAppContent)
-    template = await templates.get_template(redis, account, content.template_name, content.language)
+        return page, []
+    # Each contact's time: now, or put off (its zone read once per distinct value a page).
+    due_of: dict[str, float] = {}
+    if when is not None:
+        now = time.time()
+        sending = {d.contact for d in devices} | {r.contact_id for r in recipients}
+        by_zone: dict[str | None, tuple[float, str] | None] = {}
+        for i, contact_id in enumerate(ids):
+            if contact_id not in sending:
+                continue
+            stored = hashes[i].get(timing.TIMEZONE_FIELD)
+            if stored not in by_zone:
+                by_zone[stored] = when.due(timing.contact_zone(stored, when.default_zone), now)
+            put_off = by_zone[stored]
+            if put_off is not None:
+                due_of[contact_id] = put_off[0]
+                page.deferred[put_off[1]] += 1
+                page.deferred_until = max(page.deferred_until, put_off[0])
+    groups: dict[float | None, tuple[list[Device], list[messages.Message]]] = {}
+    for device in devices:
+        groups.setdefault(due_of.get(device.contact or ""), ([], []))[0].append(device)
     for recipient in recipients:
-        recipient.category = usage.template_category(template.category if template else None)
-    return page, _whatsapp_batch_writer(campaign, number, recipients, ttl)
+        groups.setdefault(due_of.get(recipient.contact_id or ""), ([], []))[1].append(recipient)
+    if how.push is None:
+        await _template_category(ctx, campaign, recipients)
+    out: list[_Batch] = []
+    ttl = ctx.message_ttl_s
+    # A page's put-off batches are numbered apart from every page's own (a page has at most
+    # as many distinct times as contacts, fewer than _DEFERRED_PER_PAGE).
+    dues = sorted(d for d in groups if d is not None)
+    for due, (group_devices, group_recipients) in groups.items():
+        k = number if due is None else DEFERRED_BASE + number * _DEFERRED_PER_PAGE + dues.index(due)
+        if how.push is not None:
+            write = _push_batch_writer(
+                campaign, batch_id(campaign.id, k), how.push, group_devices, ttl, due
+            )
+        else:
+            for recipient in group_recipients:
+                recipient.not_before = recipient.deferred_until = due
+            write = _whatsapp_batch_writer(campaign, k, group_recipients, ttl)
+        out.append(_Batch(k, write, due))
+    return page, out
 
 
 async def _within_caps(
@@ -362,7 +489,12 @@ def _whatsapp_recipient(
 
 
 def _push_batch_writer(
-    campaign: Campaign, message_id: str, content: PushContent, devices: list[Device], ttl: int
+    campaign: Campaign,
+    message_id: str,
+    content: PushContent,
+    devices: list[Device],
+    ttl: int,
+    due: float | None = None,
 ) -> Callable[[Pipeline], None]:
     """A push batch is one message for all its devices, their roster beside it: a million
     devices are not a million message records."""
@@ -382,6 +514,7 @@ def _push_batch_writer(
             collapse_id=content.collapse_id,
             device_count=len(devices),
             send_category=campaign.category,
+            deferred_until=due,
             **content.push_options(),
         )
         pipe.set(keys.message_roster(account, message_id), encode_roster(devices), ex=ttl)

@@ -76,6 +76,9 @@ class PushRun:
             for d in await push.load_devices(ctx.redis, message.account, message.id)
             if d.status not in FINAL
         ]
+        if message.deferred_until is not None and message.deferred_until > self.now + 0.5:
+            # Put off (quiet hours): a copy of its job that came early waits for its time.
+            return Outcome(message.status, message.deferred_until - self.now)
         # Past the time its sender gave (not a dead letter) or past the service's maximum age.
         own_expiry = message.expired(self.now)
         expired = own_expiry or message.age_s(self.now) > ctx.settings.push_max_age_s

@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from worker.models.push_payload import FCM_TOKEN_RE, MAX_TTL_S, Priority, reserved_data_key
+from worker.models.timing import QuietHours, TimeOfDay
 
 ACCOUNT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 CONTACT_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
@@ -487,6 +488,12 @@ class CampaignCreate(StrictBody):
     audience: Audience
     # Contacts opted out of it are skipped (counted by reason); `transactional` skips none.
     category: SendCategory = MARKETING
+    # Quiet hours for this campaign: a window of its own, `false` for none; absent, the
+    # account's (PUT /api/v1/settings/quiet_hours). A transactional campaign has none.
+    quiet_hours: QuietHours | Literal[False] | None = None
+    # Each contact gets it at this time of day in its own zone (the next one after the
+    # campaign starts), zones in the order their time comes.
+    send_at_local: TimeOfDay | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -510,6 +517,8 @@ class CampaignPatch(StrictBody):
     content: dict[str, Any] | None = None
     audience: dict[str, Any] | None = None
     category: SendCategory | None = None
+    quiet_hours: QuietHours | Literal[False] | None = None
+    send_at_local: TimeOfDay | None = None
 
 
 class CampaignSend(StrictBody):

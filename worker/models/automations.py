@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from worker.models import ContactId, WhatsAppParameter, bounded_map, push_data
+from worker.models.timing import zone_named
 
 TRIGGERS = ("contact.created", "contact.tag_added", "event.tracked", "manual")
 _FILTERS: dict[str, set[str]] = {
@@ -89,13 +90,8 @@ class Wait(Body):
             raise ValueError("a wait step needs a positive `seconds` or an `until` time of day")
         if self.until is not None and not _TIME_OF_DAY.match(self.until):
             raise ValueError("`until` is a time of day, HH:MM (24 h)")
-        if self.timezone is not None:
-            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-            try:
-                ZoneInfo(self.timezone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown time zone {self.timezone!r}") from None
+        if self.timezone is not None and zone_named(self.timezone) is None:
+            raise ValueError(f"unknown time zone {self.timezone[:64]!r}")
         return self
 
 

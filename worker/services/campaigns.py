@@ -24,6 +24,7 @@ from worker.models import (
     iso,
 )
 from worker.models.push_payload import MAX_PAYLOAD_BYTES, Notification, oversized
+from worker.models.timing import QuietHours
 from worker.services.templates import check_template
 from worker.store import campaigns, channels, delayed, jobs
 from worker.store.campaigns import Campaign, Progress
@@ -57,8 +58,8 @@ async def load(redis: Redis, account: str, campaign_id: str) -> Campaign:
 
 async def detail(redis: Redis, campaign: Campaign) -> dict[str, Any]:
     progress = await campaigns.progress(redis, campaign.account, campaign.id)
-    skipped = await campaigns.skip_reasons(redis, campaign.account, campaign.id)
-    return campaign_detail(campaign, progress, skipped)
+    why = await campaigns.reasons(redis, campaign.account, campaign.id)
+    return campaign_detail(campaign, progress, why)
 
 
 async def check_content(redis: Redis, account: str, body: CampaignCreate) -> None:
@@ -131,7 +132,11 @@ async def move(redis: Redis, account: str, campaign_id: str, action: str) -> Cam
     moved = await campaigns.transition(redis, account, campaign_id, action)
     if not moved.ok:
         raise conflict(campaign_id, moved.status, _VERBS[action])
-    for job in moved.parked:
+    jobs_now = list(moved.parked)
+    if action == "cancel":
+        # Batches put off (quiet hours, a local time) end now as cancelled, not at their time.
+        jobs_now += await campaigns.deferred_jobs(redis, account, campaign_id)
+    for job in jobs_now:
         task, job_account, job_id = delayed.parse(job)
         await publish(redis, task, job_account, job_id)
     return await load(redis, account, campaign_id)
@@ -147,26 +152,35 @@ async def delete(redis: Redis, account: str, campaign_id: str) -> None:
 
 
 def campaign_detail(
-    campaign: Campaign, progress: Progress, skipped: dict[str, int] | None = None
+    campaign: Campaign, progress: Progress, why: campaigns.Reasons | None = None
 ) -> dict[str, Any]:
-    """A campaign with its progress: counters of contacts (total, enqueued, skipped) and of
-    sends (recipients planned: WhatsApp numbers or push devices; sent, delivered,
-    failed, cancelled, pending), the recent rate and an estimate of the time left."""
-    eta = progress.eta_s()
+    """A campaign with its progress: counters of contacts (total, enqueued, skipped,
+    deferred) and of sends (recipients planned: WhatsApp numbers or push devices; sent,
+    delivered, failed, cancelled, pending), the recent rate and an estimate of the time
+    left (at least until the latest time a send was put off to)."""
+    eta = progress.eta_s(campaign.deferred_until)
     stats: dict[str, Any] = {
         **progress.counts,
         "pending": progress.pending,
         "rate_per_s": round(progress.rate_per_s, 1),
         "eta_s": None if eta is None else round(eta, 1),
+        "deferred_until": iso(campaign.deferred_until),
     }
-    if skipped is not None:
-        stats["skipped_by_reason"] = skipped
+    if why is not None:
+        stats["skipped_by_reason"] = why.skipped
+        stats["deferred_by_reason"] = why.deferred
     return {
         "id": campaign.id,
         "name": campaign.name,
         "channel": campaign.channel.value,
         "status": campaign.status.value,
         "category": campaign.category,
+        "quiet_hours": (
+            campaign.quiet_hours.model_dump()
+            if isinstance(campaign.quiet_hours, QuietHours)
+            else campaign.quiet_hours
+        ),
+        "send_at_local": campaign.send_at_local,
         "content": campaign.content.model_dump(exclude={"channel"}, exclude_none=True),
         "audience": campaign.audience.model_dump(exclude_none=True, exclude_defaults=True)
         or {"all": True},

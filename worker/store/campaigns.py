@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from worker.models import MARKETING, Audience, CampaignCreate, CampaignStatus, Channel, Content
+from worker.models.timing import QuietHours
 from worker.store import keys, scripts
 from worker.store.client import fields, hgetall_str
 
@@ -24,6 +25,7 @@ COUNTERS = (
     "total",
     "enqueued",
     "skipped",
+    "deferred",
     "recipients",
     "sent",
     "delivered",
@@ -44,6 +46,8 @@ class Campaign(BaseModel):
     status: CampaignStatus
     created_at: float
     category: str = MARKETING
+    quiet_hours: QuietHours | Literal[False] | None = None
+    send_at_local: str | None = None
     updated_at: float
     send_at: float | None = None
     started_at: float | None = None
@@ -53,6 +57,8 @@ class Campaign(BaseModel):
     fanout_cursor: int = 0
     fanout_done: bool = False
     batches: int = 0
+    # The latest time a send of it was put off to (quiet hours, a local send time).
+    deferred_until: float | None = None
     # The last crash of one of its jobs (a bug): shown, so a stalled campaign is not silent.
     last_error: str | None = None
     last_error_at: float | None = None
@@ -65,6 +71,8 @@ class Campaign(BaseModel):
             content=self.content,
             audience=self.audience,
             category=self.category,
+            quiet_hours=self.quiet_hours,
+            send_at_local=self.send_at_local,
         )
 
 
@@ -88,14 +96,19 @@ class Progress:
         ratio = self.counts["recipients"] / walked if walked else 1.0
         return self.pending + round(max(0, total - walked) * ratio)
 
-    def eta_s(self) -> float | None:
+    def eta_s(self, deferred_until: float | None = None) -> float | None:
+        """Seconds until the last send, at the recent rate; at least until the latest
+        time a send was put off to (quiet hours, a local send time)."""
         remaining = self.remaining_estimate()
         if remaining == 0:
             return 0.0
-        return remaining / self.rate_per_s if self.rate_per_s > 0 else None
+        wait = max(0.0, (deferred_until or 0.0) - time.time())
+        if self.rate_per_s > 0:
+            return max(remaining / self.rate_per_s, wait)
+        return wait or None
 
 
-_JSON = {"content", "audience"}
+_JSON = {"content", "audience", "quiet_hours"}
 
 
 def _encode(campaign: Campaign) -> dict[str, str]:
@@ -130,6 +143,8 @@ async def create(redis: Redis, account_id: str, campaign_id: str, body: Campaign
         content=body.content,
         audience=body.audience,
         category=body.category,
+        quiet_hours=body.quiet_hours,
+        send_at_local=body.send_at_local,
         status=CampaignStatus.DRAFT,
         created_at=now,
         updated_at=now,
@@ -150,12 +165,18 @@ async def replace_definition(redis: Redis, campaign: Campaign, body: CampaignCre
         "content": body.content.model_dump_json(),
         "audience": body.audience.model_dump_json(),
         "category": body.category,
+        "quiet_hours": "" if body.quiet_hours is None else json.dumps(_quiet(body.quiet_hours)),
+        "send_at_local": body.send_at_local or "",
         "updated_at": repr(time.time()),
     }
     edited = await scripts.CAMPAIGN_EDIT.run(
         redis, keys={"campaign": key}, args={"values": json.dumps(values)}
     )
     return bool(edited)
+
+
+def _quiet(value: QuietHours | Literal[False]) -> Any:
+    return False if value is False else value.model_dump()
 
 
 async def load(redis: Redis, account_id: str, campaign_id: str) -> Campaign | None:
@@ -209,9 +230,27 @@ async def progress(redis: Redis, account_id: str, campaign_id: str) -> Progress:
     return one
 
 
-async def skip_reasons(redis: Redis, account_id: str, campaign_id: str) -> dict[str, int]:
+@dataclass(frozen=True)
+class Reasons:
+    """Contacts skipped, and contacts whose send was put off, by reason."""
+
+    skipped: dict[str, int]
+    deferred: dict[str, int]
+
+
+async def reasons(redis: Redis, account_id: str, campaign_id: str) -> Reasons:
     raw = cast(dict[str, str], await redis.hgetall(keys.campaign_counts(account_id, campaign_id)))
-    return {k[8:]: int(v) for k, v in raw.items() if k.startswith("skipped:")}
+
+    def under(prefix: str) -> dict[str, int]:
+        return {k[len(prefix) :]: int(v) for k, v in raw.items() if k.startswith(prefix)}
+
+    return Reasons(under("skipped:"), under("deferred:"))
+
+
+async def deferred_jobs(redis: Redis, account_id: str, campaign_id: str) -> list[str]:
+    """The campaign's batch jobs put off to a later time (``task account id``)."""
+    members = await redis.smembers(keys.campaign_deferred(account_id, campaign_id))
+    return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
 
 async def delete(redis: Redis, account_id: str, campaign_id: str) -> None:
@@ -221,6 +260,7 @@ async def delete(redis: Redis, account_id: str, campaign_id: str) -> None:
             keys.campaign_counts(account_id, campaign_id),
             keys.campaign_seconds(account_id, campaign_id),
             keys.campaign_parked(account_id, campaign_id),
+            keys.campaign_deferred(account_id, campaign_id),
         )
         pipe.zrem(keys.campaigns(account_id), campaign_id)
         await pipe.execute()

@@ -137,6 +137,12 @@ def frequency_caps(account_id: str) -> str:
     return f"{PREFIX}:{account_id}:caps"
 
 
+def account_settings(account_id: str) -> str:
+    """The account's audience settings: ``quiet_hours``, ``keywords`` (``{"opt_out": [..],
+    "opt_in": [..]}``), ``default_ttl`` (category → seconds); each JSON."""
+    return f"{PREFIX}:{account_id}:settings"
+
+
 def frequency_counts(account_id: str, channel: str, window: int) -> str:
     """One window's capped sends per contact on a channel (``window``: its number since
     the epoch, in windows of the cap's length)."""
@@ -330,6 +336,12 @@ def campaign_counts(account_id: str, campaign_id: str) -> str:
 def campaign_seconds(account_id: str, campaign_id: str) -> str:
     """Sends finished per Unix second (the recent rate)."""
     return f"{PREFIX}:{account_id}:campaign:{campaign_id}:seconds"
+
+
+def campaign_deferred(account_id: str, campaign_id: str) -> str:
+    """Batch jobs (``task account id``) put off to a later time (quiet hours, a local send
+    time), waiting in the delayed set: a cancel publishes them at once."""
+    return f"{PREFIX}:{account_id}:campaign:{campaign_id}:deferred"
 
 
 def campaign_parked(account_id: str, campaign_id: str) -> str:

@@ -87,6 +87,9 @@ class Message(BaseModel):
     # No longer worth sending from then on: an attempt after it ends the message failed
     # with code `expired`, not dead-lettered (docs/audience.md).
     expires_at: float | None = None
+    # Put off to then by quiet hours or a local send time (a campaign's): nothing is sent
+    # before it, and its age counts from it.
+    deferred_until: float | None = None
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at
@@ -96,7 +99,7 @@ class Message(BaseModel):
         return self.attempts - self.attempt_base
 
     def age_s(self, now: float) -> float:
-        return now - (self.redriven_at or self.created_at)
+        return now - max(self.redriven_at or self.created_at, self.deferred_until or 0.0)
 
 
 def new(account_id: str, channel: Channel, message_id: str | None = None, **fields: Any) -> Message:

@@ -4,8 +4,9 @@ A contact's opt-outs are fields of its hash: ``optout:<channel>:<category>``, ei
 ``*`` for "every" (``optout:whatsapp:*``: every WhatsApp send; ``optout:*:marketing``:
 marketing on every channel), each holding when and how it was set (``<unix time>
 <source>``: ``api``, ``import``). A WhatsApp number that wrote an opt-out keyword (STOP,
-UNSUBSCRIBE) is in the account's opted-out numbers (``keys.whatsapp_optouts``) until it
-writes an opt-in one (START): it refuses that number's marketing, whichever contact has it.
+UNSUBSCRIBE, or one of the account's own) is in the account's opted-out numbers
+(``keys.whatsapp_optouts``) until it writes an opt-in one (START, or the account's own):
+it refuses that number's marketing, whichever contact has it.
 
 A send of category C on channel K is refused when any of (K, C), (K, *), (*, C), (*, *) is
 set — except a ``transactional`` one, which checks nothing unless its caller asks. The
@@ -22,7 +23,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from worker.models import MARKETING, TRANSACTIONAL, PreferencesPatch, PreferenceTarget, iso
-from worker.store import keys
+from worker.store import account_settings, keys
 
 FIELD_PREFIX = "optout:"
 ANY = "*"
@@ -110,16 +111,23 @@ def view(contact_fields: Mapping[str, str], number: str | None) -> dict[str, Any
     return {"opted_out": opted}
 
 
-def _normal(text: str) -> str:
+def normalise_keyword(text: str) -> str:
+    """A keyword as it is matched and stored: spaces collapsed, upper case."""
     return " ".join(text.split()).upper()
 
 
-def keyword(text: str) -> str | None:
-    """``opt_out`` or ``opt_in`` when an inbound text is one of the keywords, else None."""
-    word = _normal(text)
-    if word in OPT_OUT_KEYWORDS:
+# No keyword is longer (an account's own are at most 30 characters): a longer text is
+# not looked up, nor are the account's keywords read for it.
+_KEYWORD_MAX = 30
+
+
+def keyword(text: str, opt_out: Iterable[str] = (), opt_in: Iterable[str] = ()) -> str | None:
+    """``opt_out`` or ``opt_in`` when an inbound text is one of the keywords (built in, or
+    the account's own ``opt_out``/``opt_in``), else None."""
+    word = normalise_keyword(text)
+    if word in OPT_OUT_KEYWORDS or word in opt_out:
         return "opt_out"
-    if word in OPT_IN_KEYWORDS:
+    if word in OPT_IN_KEYWORDS or word in opt_in:
         return "opt_in"
     return None
 
@@ -129,9 +137,13 @@ async def apply_keyword(
 ) -> str | None:
     """Record an inbound keyword from ``number`` (E.164): ``opt_out`` or ``opt_in``, or None
     when the text is not a keyword."""
-    kind = keyword(text)
+    if len(text) > 4 * _KEYWORD_MAX:
+        return None
+    own = await account_settings.load(redis, account)
+    kind = keyword(text, own.opt_out_keywords, own.opt_in_keywords)
     if kind == "opt_out":
-        await redis.hset(keys.whatsapp_optouts(account), number, f"{at!r} {_normal(text)}")
+        record = f"{at!r} {normalise_keyword(text)}"
+        await redis.hset(keys.whatsapp_optouts(account), number, record)
     elif kind == "opt_in":
         await forget_number(redis, account, number)
     return kind

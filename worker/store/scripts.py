@@ -270,6 +270,7 @@ PUSH_SEND = Script(
         "queue",
         "usage",
         "contact",
+        "delayed",
     ),
     args=(
         "check_key",
@@ -283,6 +284,7 @@ PUSH_SEND = Script(
         "fields",
         "usage_ttl_s",
         "consent_category",
+        "due",
     ),
 )
 RELEASE = Script("release", keys=("lock",), args=("token",))
@@ -334,6 +336,7 @@ WHATSAPP_SEND = Script(
         "unstarted",
         "queue",
         "optouts",
+        "delayed",
     ),
     args=(
         "check_key",
@@ -348,5 +351,6 @@ WHATSAPP_SEND = Script(
         "body_max_chars",
         "consent_category",
         "phone",
+        "due",
     ),
 )

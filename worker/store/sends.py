@@ -64,6 +64,7 @@ async def accept_whatsapp(
             "unstarted": keys.unstarted(),
             "queue": queue,
             "optouts": keys.whatsapp_optouts(account),
+            "delayed": keys.delayed(),
         },
         args={
             "check_key": "1" if key_hash else "0",
@@ -78,6 +79,7 @@ async def accept_whatsapp(
             "body_max_chars": WHATSAPP_BODY_MAX_CHARS,
             "consent_category": consent,
             "phone": message.to or "",
+            "due": _due(message),
         },
     )
     return _refused(problem, detail)
@@ -114,6 +116,7 @@ async def accept_push(
             "queue": queue,
             "usage": usage.key(account, message.created_at),
             "contact": keys.contact(account, message.contact_id or ""),
+            "delayed": keys.delayed(),
         },
         args={
             "check_key": "1" if key_hash else "0",
@@ -127,12 +130,19 @@ async def accept_push(
             "fields": json.dumps(encode(message)),
             "usage_ttl_s": usage.KEEP_S,
             "consent_category": consent,
+            "due": _due(message),
         },
     )
     refused = _refused(problem, detail)
     if refused is None:
         message.device_count = int(detail[0])
     return refused
+
+
+def _due(message: Message) -> str:
+    """When the message's job is due, if put off (quiet hours): it waits in the delayed
+    set; "" when it goes on its queue now."""
+    return repr(message.deferred_until) if message.deferred_until else ""
 
 
 def _refused(problem: bytes | str, detail: list[Any]) -> Refused | None:

@@ -14,13 +14,14 @@ from worker.api.send_route import SendRoute
 from worker.api.views import push_response
 from worker.codes import Code
 from worker.errors import Rejected
-from worker.models import Channel, PushSendRequest, expiry_of
+from worker.models import Channel, PushSendRequest
 from worker.models.push_payload import (
     MAX_PAYLOAD_BYTES,
     PLATFORM_NAMES,
     Notification,
     payload_sizes,
 )
+from worker.services.audience import settle_timing
 from worker.store import messages, preferences, push, sends
 
 router = APIRouter(prefix="/api/v1/channels/push", tags=["push"], route_class=SendRoute)
@@ -81,7 +82,8 @@ async def send(
             send_category=body.category,
             **options,
         )
-        message.expires_at = expiry_of(message.created_at, body.ttl_s, body.expires_at)
+        consent = preferences.consent_category(body.category, body.respect_preferences)
+        await settle_timing(redis, message, consent, body.ttl_s, body.expires_at)
         # The checks, the roster, the record and its job in one round trip (one Lua
         # script), as a WhatsApp send is accepted.
         refused = await sends.accept_push(
@@ -90,7 +92,7 @@ async def send(
             settings.message_ttl_s,
             key_hash=None if caller.confirmed else caller.key_hash,
             payload_bytes=sizes,
-            consent=preferences.consent_category(body.category, body.respect_preferences),
+            consent=consent,
         )
         if refused is not None:
             _refuse(refused, sizes)

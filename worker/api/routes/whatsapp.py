@@ -15,7 +15,8 @@ from worker.api.send_route import SendRoute
 from worker.api.views import send_response
 from worker.codes import Code
 from worker.errors import Rejected
-from worker.models import WHATSAPP_BODY_MAX_CHARS, Channel, WhatsAppSendRequest, expiry_of
+from worker.models import WHATSAPP_BODY_MAX_CHARS, Channel, WhatsAppSendRequest
+from worker.services.audience import settle_timing
 from worker.services.templates import check_template
 from worker.store import messages, preferences, sends
 
@@ -87,7 +88,8 @@ async def send(
             text=body.message,
             send_category=body.category,
         )
-        message.expires_at = expiry_of(message.created_at, body.ttl_s, body.expires_at)
+        consent = preferences.consent_category(body.category, body.respect_preferences)
+        await settle_timing(redis, message, consent, body.ttl_s, body.expires_at)
         # The checks, the record and its job in one round trip (one Lua script).
         refused = await sends.accept_whatsapp(
             redis,
@@ -95,7 +97,7 @@ async def send(
             settings.message_ttl_s,
             key_hash=None if caller.confirmed else caller.key_hash,
             window_phone=body.to if body.template_name is None else None,
-            consent=preferences.consent_category(body.category, body.respect_preferences),
+            consent=consent,
         )
         if refused is not None:
             await _refuse(redis, account, body, refused)

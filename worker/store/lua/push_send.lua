@@ -1,7 +1,7 @@
 -- KEYS: api_key, fcm_channel, apns_channel, contact_tokens, message, roster, unstarted,
---   queue, usage, contact
+--   queue, usage, contact, delayed
 -- ARGV: check_key, fcm_bytes, apns_bytes, max_bytes, ttl_s, unstarted_member, created_at,
---   job, fields, usage_ttl_s, consent_category
+--   job, fields, usage_ttl_s, consent_category, due
 -- Accept a push send in one step, as whatsapp_send.lua accepts a WhatsApp one: the checks
 -- the API makes, then what store/push.py `create_push` writes (the roster, the message
 -- record with its device count, its place among the unstarted, its job), atomically.
@@ -10,6 +10,7 @@
 -- the API, worker.models.push_payload); only the platforms the contact's devices are on
 -- count against max_bytes (an iPhone-only contact is not refused for FCM's size).
 -- fields: the message's fields, a JSON object of strings (device_count is set here).
+-- due: when the send was put off to (quiet hours; its job waits in `delayed`), or "".
 -- usage: the account's usage hash for today, where the accepted message is counted
 -- (push:sent, store/usage.py), kept usage_ttl_s.
 -- Returns {"ok", device count}, or {problem, detail}: key_invalid, key_revoked,
@@ -58,7 +59,8 @@ end
 redis.call('SET', KEYS[6], '[' .. table.concat(roster, ', ') .. ']', 'EX', ARGV[5])
 local fields = cjson.decode(ARGV[9])
 fields['device_count'] = tostring(#members)
-store_and_enqueue(KEYS[5], fields, ARGV[5], KEYS[7], ARGV[7], ARGV[6], KEYS[8], ARGV[8])
+store_and_enqueue(KEYS[5], fields, ARGV[5], KEYS[7], ARGV[7], ARGV[6], KEYS[8], ARGV[8],
+  KEYS[11], ARGV[12])
 redis.call('HINCRBY', KEYS[9], 'push:sent', 1)
 redis.call('EXPIRE', KEYS[9], ARGV[10])
 return {'ok', #members}

@@ -37,9 +37,10 @@ local function opted_out(contact_key, channel, category, optouts_key, phone)
 end
 
 -- The accepted message: its record (a table of strings) for ttl seconds, its place among
--- the unstarted (scored by its creation time), and its job on its queue.
+-- the unstarted (scored by its creation time), and its job on its queue — or, put off to
+-- `due` (quiet hours; "" for now), its job in the delayed set until then (`member`).
 local function store_and_enqueue(message_key, fields, ttl, unstarted_key, created_at,
-                                 member, queue_key, job)
+                                 member, queue_key, job, delayed_key, due)
   local flat = {}
   for name, value in pairs(fields) do
     flat[#flat + 1] = name
@@ -47,6 +48,11 @@ local function store_and_enqueue(message_key, fields, ttl, unstarted_key, create
   end
   redis.call('HSET', message_key, unpack(flat))
   redis.call('EXPIRE', message_key, ttl)
-  redis.call('ZADD', unstarted_key, created_at, member)
-  redis.call('LPUSH', queue_key, job)
+  if due ~= '' then
+    redis.call('ZADD', unstarted_key, due, member)
+    redis.call('ZADD', delayed_key, due, member)
+  else
+    redis.call('ZADD', unstarted_key, created_at, member)
+    redis.call('LPUSH', queue_key, job)
+  end
 end

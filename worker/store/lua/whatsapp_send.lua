@@ -1,7 +1,7 @@
 -- KEYS: api_key, channel, suspension, contact, template_or_window, message, unstarted,
---   queue, optouts
+--   queue, optouts, delayed
 -- ARGV: check_key, check_contact, template_field, parameter_count, ttl_s,
---   unstarted_member, created_at, job, fields, body_max_chars, consent_category, phone
+--   unstarted_member, created_at, job, fields, body_max_chars, consent_category, phone, due
 -- Accept a WhatsApp send in one step: the checks the API makes, then the message record
 -- and its job, atomically (no suspension or revocation can slip in between).
 -- KEYS[1] the API key's record (checked only if ARGV[1] == "1")
@@ -15,6 +15,7 @@
 -- ARGV[10] the most characters a filled-in template body may have
 -- KEYS[9] the account's opted-out numbers   ARGV[11] the category whose opt-outs refuse
 -- the send ("" for none: transactional)   ARGV[12] the recipient's number
+-- KEYS[10] the delayed set   ARGV[13] when the send was put off to (quiet hours), or ""
 -- The message's category is set here (the template's, or free_form).
 -- Returns {"ok"}, or {problem, detail}: the API turns a problem into its full error
 -- (with the detail: the stored template, the suspension reason, the filled body's length).
@@ -61,5 +62,6 @@ elseif redis.call('EXISTS', KEYS[5]) == 0 then
 else
   fields['category'] = 'free_form'
 end
-store_and_enqueue(KEYS[6], fields, ARGV[5], KEYS[7], ARGV[7], ARGV[6], KEYS[8], ARGV[8])
+store_and_enqueue(KEYS[6], fields, ARGV[5], KEYS[7], ARGV[7], ARGV[6], KEYS[8], ARGV[8],
+  KEYS[10], ARGV[13])
 return {'ok'}
