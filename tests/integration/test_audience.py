@@ -492,3 +492,77 @@ def test_an_accounts_own_keywords_and_default_expiry(tenant: Tenant) -> None:
     expires = datetime.fromisoformat(detail["expires_at"].replace("Z", "+00:00"))
     created = datetime.fromisoformat(detail["created_at"].replace("Z", "+00:00"))
     assert (expires - created).total_seconds() == pytest.approx(30, abs=0.01)
+
+
+def test_automation_steps_keep_opt_outs_quiet_hours_and_caps(tenant: Tenant) -> None:
+    """A send step is marketing unless it says otherwise: an opted-out contact's step is
+    skipped and the run goes on; inside quiet hours the run waits at the step."""
+    created = tenant.http.post(
+        f"{tenant.api_url}/api/v1/automations",
+        json={
+            "name": "nurture",
+            "trigger": {"type": "event.tracked", "filters": {"event": "signed_up"}},
+            "steps": [
+                {"type": "send_whatsapp", "template_name": "shipping_update", "parameters": ["m"]},
+                {
+                    "type": "send_whatsapp",
+                    "template_name": "shipping_update",
+                    "parameters": ["t"],
+                    "category": "transactional",
+                },
+            ],
+        },
+        headers=tenant.auth(),
+    )
+    assert created.status_code == 201, created.text
+    automation = created.json()["automation"]
+    assert [s["category"] for s in automation["steps"]] == ["marketing", "transactional"]
+    tenant.http.patch(
+        f"{tenant.api_url}/api/v1/automations/{automation['id']}/activate",
+        json={"active": True},
+        headers=tenant.auth(),
+    ).raise_for_status()
+    _patch(
+        tenant,
+        "au-out",
+        {
+            "phone": "+919876300031",
+            "preferences": {"opt_out": [{"channel": "whatsapp", "category": "marketing"}]},
+        },
+    )
+    _patch(tenant, "au-late", {"phone": "+919876300032", "attributes": {"timezone": PLUS_FIVE}})
+    end = math.ceil(time.time()) + 6
+    _put(tenant, "quiet_hours", {"start": _clock(end - 60, 5), "end": _clock(end, 5)})
+    time.sleep(1.1)  # the workers read an account's settings at most once a second
+
+    def track(contact_id: str) -> None:
+        response = tenant.http.post(
+            f"{tenant.api_url}/api/v1/track/event",
+            json={"contact_id": contact_id, "event": "signed_up"},
+            headers=tenant.auth(),
+        )
+        assert response.status_code == 202, response.text
+
+    def run_of(contact_id: str, status: str) -> dict[str, Any] | None:
+        listed = tenant.get(f"/api/v1/automations/{automation['id']}/runs?limit=50").json()
+        for run in listed["runs"]:
+            if run["contact_id"] == contact_id and run["status"] == status:
+                return tenant.get(f"/api/v1/automation-runs/{run['id']}").json()["run"]  # type: ignore[no-any-return]
+        return None
+
+    track("au-out")
+    track("au-late")
+    out = wait_until(lambda: run_of("au-out", "done"), 15, "the opted-out contact's run")
+    steps = {s["step"]: s for s in out["timeline"]}
+    assert steps[0]["status"] == "skipped"
+    assert steps[0]["reason"] == "opted_out"
+    assert steps[1]["status"] == "done"
+    assert _sent_to(tenant).count("+919876300031") == 1  # the transactional step only
+
+    waiting = wait_until(lambda: run_of("au-late", "waiting"), 10, "the run to wait")
+    assert time.time() < end
+    assert "+919876300032" not in _sent_to(tenant)
+    assert waiting["timeline"][0]["reason"] == "quiet_hours"
+    wait_until(lambda: run_of("au-late", "done"), 20, "the run after quiet hours")
+    assert time.time() >= end
+    assert _sent_to(tenant).count("+919876300032") == 2

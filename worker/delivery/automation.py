@@ -30,11 +30,24 @@ from worker.codes import Code
 from worker.delivery import render
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
 from worker.delivery.failures import record_run_crash
-from worker.models import Channel, MessageStatus, timing
+from worker.models import MARKETING, Channel, MessageStatus, timing
 from worker.observe import metrics
 from worker.outages import is_infrastructure
 from worker.providers.outbound import OutboundError
-from worker.store import automations, contacts, delayed, jobs, keys, locks, messages, push, sends
+from worker.store import (
+    account_settings,
+    automations,
+    caps,
+    contacts,
+    delayed,
+    jobs,
+    keys,
+    locks,
+    messages,
+    preferences,
+    push,
+    sends,
+)
 from worker.store.automations import Run
 from worker.store.client import hgetall_str
 
@@ -166,8 +179,9 @@ async def _advance_handed_over(
             definition = await _definition(ctx, account, run.automation, run.version)
             steps: list[dict[str, Any]] = definition["steps"] if definition else []
             # The run may have moved since it was handed over (another job): then only
-            # the script looks at it again.
-            if run.status == "active" and run.step == index < len(steps):
+            # the script looks at it again. (A run handed over while "waiting" waited at a
+            # send step for quiet hours to end: the script ends time waits itself.)
+            if run.status in ("active", "waiting") and run.step == index < len(steps):
                 outcome = await _execute(ctx, run, index, steps[index], len(steps))
                 if outcome is not None:
                     return outcome.retry_in_s
@@ -216,10 +230,16 @@ async def _execute(
     if kind == "condition":
         return await _condition(ctx, run, index, step, n_steps)
     try:
-        if kind == "send_whatsapp":
-            result = await _send_whatsapp(ctx, run, index, step)
-        elif kind == "send_push":
-            result = await _send_push(ctx, run, index, step)
+        if kind in ("send_whatsapp", "send_push"):
+            held = await _audience(ctx, run, index, step)
+            if isinstance(held, Outcome):
+                return held
+            if held is not None:
+                result = held
+            elif kind == "send_whatsapp":
+                result = await _send_whatsapp(ctx, run, index, step)
+            else:
+                result = await _send_push(ctx, run, index, step)
         elif kind == "update_field":
             result = await _update_field(ctx, run, step)
         elif kind == "webhook":
@@ -235,6 +255,58 @@ async def _execute(
     await automations.record_step(ctx.redis, run, index, result, next_step=next_step, status=status)
     metrics.AUTOMATION_STEPS.labels(kind, result["status"]).inc()
     _log_step(run.account, run.id, index, kind, result["status"])
+    return None
+
+
+# --- audience control (docs/audience.md) ------------------------------------------------
+
+
+async def _audience(
+    ctx: DeliveryContext, run: Run, index: int, step: dict[str, Any]
+) -> Outcome | dict[str, Any] | None:
+    """What the account's audience rules make of a send step, unless it is transactional:
+    a contact opted out of it → the step is ``skipped`` (``opted_out``) and the run goes
+    on; inside quiet hours → the run waits at this step for the window's end; over the
+    frequency cap → ``skipped`` (``frequency_cap``), counted with the campaigns' sends.
+    None: send."""
+    consent = preferences.consent_category(step.get("category", MARKETING))
+    if not consent:
+        return None
+    now = time.time()
+    if run.status == "waiting" and run.due_at is not None and run.due_at > now + 0.5:
+        return Outcome(MessageStatus.QUEUED)  # a copy of its job that came early
+    if await messages.load(ctx.redis, run.account, step_message_id(run.id, index)) is not None:
+        return None  # sent by an earlier execution: the send step records it
+    channel = "whatsapp" if step["type"] == "send_whatsapp" else "push"
+    raw = await hgetall_str(ctx.redis, keys.contact(run.account, run.contact))
+    stopped = channel == "whatsapp" and bool(
+        await preferences.number_opt_outs(ctx.redis, run.account, [raw.get("phone", "")])
+    )
+    refusal = preferences.opted_out(raw, channel, consent, stopped)
+    if refusal is not None:
+        return {"status": "skipped", "reason": "opted_out", "opted_out": refusal}
+    settings = await account_settings.load_cached(ctx.redis, run.account)
+    window = settings.quiet_hours
+    if window is not None:
+        zone = timing.contact_zone(raw.get(timing.TIMEZONE_FIELD), window.zone)
+        end = window.end_of(now, zone)
+        if end is not None:
+            await automations.record_step(
+                ctx.redis,
+                run,
+                index,
+                {"status": "waiting", "until": end, "reason": "quiet_hours"},
+                next_step=index,
+                status="waiting",
+                due_at=end,
+            )
+            metrics.AUTOMATION_STEPS.labels(step["type"], "waiting").inc()
+            return Outcome(MessageStatus.QUEUED)
+    cap = (await caps.load(ctx.redis, run.account)).get(channel)
+    if cap is not None:
+        sender = f"{run.id}:{index}"
+        if not await caps.take(ctx.redis, run.account, channel, cap, sender, [run.contact]):
+            return {"status": "skipped", "reason": "frequency_cap"}
     return None
 
 

@@ -13,7 +13,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from worker.models import ContactId, WhatsAppParameter, bounded_map, push_data
+from worker.models import (
+    MARKETING,
+    ContactId,
+    SendCategory,
+    WhatsAppParameter,
+    bounded_map,
+    push_data,
+)
 from worker.models.timing import zone_named
 
 TRIGGERS = ("contact.created", "contact.tag_added", "event.tracked", "manual")
@@ -50,6 +57,9 @@ class Trigger(Body):
 
 class SendWhatsApp(Body):
     type: Literal["send_whatsapp"]
+    # What the send is for (docs/audience.md): a step is `marketing` unless it says
+    # otherwise; a `transactional` one ignores opt-outs, quiet hours and caps.
+    category: SendCategory = MARKETING
     template_name: str | None = Field(default=None, min_length=1, max_length=512)
     language: str = Field(default="en", min_length=2, max_length=15)
     parameters: list[WhatsAppParameter] = Field(default_factory=list, max_length=50)
@@ -70,6 +80,7 @@ class SendWhatsApp(Body):
 
 class SendPush(Body):
     type: Literal["send_push"]
+    category: SendCategory = MARKETING
     title: str = Field(min_length=1, max_length=256)
     message: str = Field(min_length=1, max_length=2048)
     url: str | None = Field(default=None, max_length=2048)
