@@ -39,9 +39,10 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import redis as sync_redis
@@ -90,6 +91,40 @@ RAW_CANDIDATES: dict[str, list[dict[str, int]]] = {
 ROUNDS = 2  # raw/end-to-end pairs per platform and API rounds
 API_WINDOWS = 4  # latency windows per endpoint (see api_paths)
 PUSH_WARM_UP = 400  # devices of the unmeasured first campaign per platform (two slices)
+
+
+# The audience step's contacts live in these zones, in turn (one in six each).
+_BENCH_ZONES = (
+    "UTC",
+    "Europe/Paris",
+    "America/New_York",
+    "Asia/Kolkata",
+    "Asia/Tokyo",
+    "America/Sao_Paulo",
+)
+
+
+def _quiet_elsewhere(now: float, hold_s: float = 3600) -> dict[str, str]:
+    """A one-minute quiet window (UTC the account's zone) that holds in none of
+    ``_BENCH_ZONES`` for ``hold_s`` from ``now``: every contact's time is checked, nobody
+    is put off."""
+
+    def local_minutes(at: float) -> list[int]:
+        out = []
+        for zone in _BENCH_ZONES:
+            local = datetime.fromtimestamp(at, ZoneInfo(zone))
+            out.append(local.hour * 60 + local.minute)
+        return out
+
+    busy: set[int] = set()
+    for step in range(0, int(hold_s) + 120, 60):
+        busy.update(local_minutes(now + step))
+    for start in range(0, 24 * 60):
+        if not {start, (start + 1) % 1440} & busy:
+            begin = datetime(2000, 1, 1) + timedelta(minutes=start)
+            end = begin + timedelta(minutes=1)
+            return {"start": begin.strftime("%H:%M"), "end": end.strftime("%H:%M")}
+    raise RuntimeError("no quiet window free of every bench zone")
 
 
 @dataclass(frozen=True)
@@ -861,15 +896,20 @@ class Bench:
     def audience(self) -> None:
         """The FCM campaign of ``push`` devices without audience checks (category
         ``transactional``: no opt-out read, no cap) and with them (``marketing``, a push
-        frequency cap set that never binds: each contact's four opt-out fields read and a
-        place taken under the cap for every contact of every page), ``audience_pairs``
+        frequency cap set that never binds, and quiet hours that hold for none of the
+        contacts' six zones during the runs: each contact's four opt-out fields and its
+        time zone read, its time checked against the window in its zone, and a place taken
+        under the cap for every contact of every page), ``audience_pairs``
         pairs (off/on, then on/off). Per pair both rates and the ratio, the
         ``audience_campaign_rate_ratio`` being the median; Valkey's CPU per send in each."""
         n, tag = self.scale.push, "audience-fcm"
-        self.seed(tag, n, fcm=True)
+        self.stack.run(
+            lambda r: seed_contacts(r, demo.ACCOUNT, tag, n, fcm=True, zones=_BENCH_ZONES)
+        )
         content = {"title": "Bench {{name}}", "message": "Audience"}
         caps = {"push": {"max": 1000, "window_s": 86400}}
         self.api("PUT", "/api/v1/settings/frequency_caps", json=caps)
+        self.api("PUT", "/api/v1/settings/quiet_hours", json=_quiet_elsewhere(time.time()))
         self.campaign("push", content, tag, category="marketing")  # warm-up, unmeasured
         rows = []
         for i in range(self.scale.audience_pairs):
@@ -882,7 +922,8 @@ class Bench:
             }
             for mode, run in runs.items():
                 skipped = run["campaign"]["stats"].get("skipped", 0)
-                if run["sends"] != n or skipped:
+                deferred = run["campaign"]["stats"].get("deferred", 0)
+                if run["sends"] != n or skipped or deferred:
                     raise RuntimeError(f"audience {mode}: {run['campaign']['stats']}")
             off, on = runs["off"], runs["on"]
             rows.append(
@@ -897,6 +938,7 @@ class Bench:
                 }
             )
         self.api("PUT", "/api/v1/settings/frequency_caps", json={"push": None})
+        self.api("DELETE", "/api/v1/settings/quiet_hours")
         self.results.update(
             {
                 "audience_campaign_devices": n,

@@ -10,11 +10,12 @@ the campaign's requests inside the simulator's own event loop.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -286,10 +287,12 @@ async def seed_contacts(
     fcm: bool = False,
     apns: bool = False,
     phone: bool = False,
+    zones: Sequence[str] = (),
     chunk: int = 5000,
 ) -> None:
     """Contacts written straight in the store's layout (what an import leaves), fast:
-    the bench measures sending, not importing (`dispatch contacts import` has its own)."""
+    the bench measures sending, not importing (`dispatch contacts import` has its own).
+    ``zones``: the contacts' ``timezone`` attributes, in turn."""
     now = time.time()
     for start in range(0, count, chunk):
         async with redis.pipeline(transaction=False) as pipe:
@@ -298,6 +301,8 @@ async def seed_contacts(
                 values = {"id": cid, "created_at": now, "updated_at": now, "name": f"N{i}"}
                 if phone:
                     values["phone"] = f"+91{9_000_000_000 + i}"
+                if zones:
+                    values["attr:timezone"] = json.dumps(zones[i % len(zones)])
                 pipe.hset(keys.contact(account, cid), mapping=values)  # type: ignore[arg-type]
                 pipe.zadd(keys.contacts(account), {cid: now + i * 1e-6})
                 pipe.zadd(keys.tag_members(account, tag), {cid: 0})

@@ -36,6 +36,9 @@ TEMPLATES: list[dict[str, Any]] = [
         "body_text": "Your order {{1}} is confirmed. Total: {{2}}.",
     },
     {"name": "shipping_update", "language": "en", "body_text": "Order {{1}} has shipped."},
+    # Other languages of it: a contact's locale picks among them (test_audience.py).
+    {"name": "shipping_update", "language": "pt_BR", "body_text": "Pedido {{1}} enviado."},
+    {"name": "shipping_update", "language": "es", "body_text": "Pedido {{1}} enviado."},
     {
         "name": "welcome",
         "language": "en_US",

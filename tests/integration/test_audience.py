@@ -566,3 +566,64 @@ def test_automation_steps_keep_opt_outs_quiet_hours_and_caps(tenant: Tenant) -> 
     wait_until(lambda: run_of("au-late", "done"), 20, "the run after quiet hours")
     assert time.time() >= end
     assert _sent_to(tenant).count("+919876300032") == 2
+
+
+def test_a_contacts_locale_picks_the_template_language_when_only_the_template_is_named(
+    tenant: Tenant,
+) -> None:
+    people = [
+        {
+            "id": "lc-br",
+            "phone": "+919876300041",
+            "tags": ["lc"],
+            "attributes": {"locale": "pt-BR"},
+        },
+        {
+            "id": "lc-mx",
+            "phone": "+919876300042",
+            "tags": ["lc"],
+            "attributes": {"locale": "es_MX"},
+        },
+        {"id": "lc-fr", "phone": "+919876300043", "tags": ["lc"], "attributes": {"locale": "fr"}},
+        {"id": "lc-none", "phone": "+919876300044", "tags": ["lc"]},
+    ]
+    import_contacts(tenant, people)
+
+    def languages() -> dict[str, str]:
+        return {
+            "+" + r["body"]["to"]: r["body"]["template"]["language"]["code"]
+            for r in tenant.sim_requests()
+            if r["body"].get("template")
+        }
+
+    # A single send naming only the template: pt_BR for the Brazilian contact; a language
+    # given wins over the locale.
+    only = {"template_name": "shipping_update", "parameters": [{"type": "text", "text": "A1"}]}
+    sent = tenant.send({"to": "+919876300041", "contact_id": "lc-br", **only})
+    assert sent.status_code == 200, sent.text
+    assert languages()["+919876300041"] == "pt_BR"
+    given = tenant.send({"to": "+919876300042", "contact_id": "lc-mx", **only, "language": "en"})
+    assert given.status_code == 200, given.text
+    assert languages()["+919876300042"] == "en"
+
+    campaign = create(
+        tenant,
+        {
+            "name": "locales",
+            "channel": "whatsapp",
+            "content": {"template_name": "shipping_update", "parameters": ["{{name|you}}"]},
+            "audience": {"segment": {"tag": "lc"}},
+            "category": "transactional",
+        },
+    )
+    assert "language" not in campaign["content"]
+    assert call(tenant, "POST", f"/{campaign['id']}/send").status_code == 202
+    done = wait_status(tenant, campaign["id"], "completed", 30)
+    assert done["stats"]["sent"] == 4
+    # The locale, its language alone, then en (fr has no translation; no locale: en).
+    assert languages() == {
+        "+919876300041": "pt_BR",
+        "+919876300042": "es",
+        "+919876300043": "en",
+        "+919876300044": "en",
+    }

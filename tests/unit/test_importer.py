@@ -50,6 +50,8 @@ def test_header_case_and_spaces_do_not_matter_and_an_id_is_made_when_missing() -
         ({"id": "c1", "email": "nope"}, "bad email"),
         ({"id": "c1", "tags": "ok;not ok"}, "bad tag"),
         ({"id": "bad id!", "phone": "+14155552671"}, "bad id"),
+        ({"id": "c1", "opt_out": "email:marketing"}, "bad preference"),
+        ({"id": "c1", "opt_in": "Not A Category"}, "bad preference"),
     ],
 )
 def test_bad_rows_are_refused_with_a_reason(row: dict[str, str], reason: str) -> None:
@@ -65,3 +67,24 @@ def test_json_items_use_the_contact_api_fields() -> None:
     assert (contact_id, body.name, body.tags, body.attributes) == ("c9", "Bo", ["a"], {"n": 3})
     with pytest.raises(RowError):
         contact_from_object(["not", "an", "object"])
+
+
+def test_opt_out_and_opt_in_columns_name_preference_targets() -> None:
+    _, body = contact_from_row(
+        {"id": "c1", "opt_out": "whatsapp:marketing; push | newsletter", "opt_in": "*:promo"}
+    )
+    assert body.preferences is not None
+    assert [t.model_dump() for t in body.preferences.opt_out] == [
+        {"channel": "whatsapp", "category": "marketing"},
+        {"channel": "push", "category": None},
+        {"channel": None, "category": "newsletter"},
+    ]
+    assert [t.model_dump() for t in body.preferences.opt_in] == [
+        {"channel": None, "category": "promo"}
+    ]
+    _, everything = contact_from_row({"id": "c2", "opt_out": "*"})
+    assert everything.preferences is not None
+    assert [t.model_dump() for t in everything.preferences.opt_out] == [
+        {"channel": None, "category": None}
+    ]
+    assert "opt_out" not in (everything.attributes or {})

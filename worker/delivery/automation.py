@@ -30,7 +30,7 @@ from worker.codes import Code
 from worker.delivery import render
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
 from worker.delivery.failures import record_run_crash
-from worker.models import MARKETING, Channel, MessageStatus, timing
+from worker.models import MARKETING, Channel, MessageStatus, locales, timing
 from worker.observe import metrics
 from worker.outages import is_infrastructure
 from worker.providers.outbound import OutboundError
@@ -47,6 +47,7 @@ from worker.store import (
     preferences,
     push,
     sends,
+    templates,
 )
 from worker.store.automations import Run
 from worker.store.client import hgetall_str
@@ -349,7 +350,13 @@ async def _send_whatsapp(
         if step.get("fallback_template"):
             attempts.append((step["fallback_template"], step.get("fallback_parameters", []), None))
     problem = "refused"
+    locale = locales.stored_locale(raw.get(locales.LOCALE_FIELD))
     for template, parameters, text in attempts:
+        language = step.get("language")
+        if template and not language:
+            # Only the template named: the contact's locale picks (else the default, en).
+            synced = await templates.approved_languages(ctx.redis, run.account, template)
+            language = locales.pick(locale, synced) or locales.DEFAULTS[0]
         message = messages.new(
             run.account,
             Channel.WHATSAPP,
@@ -357,7 +364,7 @@ async def _send_whatsapp(
             to=phone,
             contact_id=run.contact,
             template_name=template,
-            language=step.get("language", "en") if template else None,
+            language=language if template else None,
             parameters=[render.render(p, values) for p in parameters],
             text=render.render(text, values) if text else None,
         )

@@ -32,7 +32,9 @@ from worker.models import (
     Channel,
     MessageStatus,
     PushContent,
+    Template,
     WhatsAppContent,
+    locales,
     timing,
 )
 from worker.models.timing import QuietHours
@@ -301,18 +303,20 @@ async def _timing(redis: Redis, campaign: Campaign) -> _Timing | None:
     return _Timing(quiet, campaign.send_at_local, campaign.started_at or time.time(), zone)
 
 
-async def _template_category(
-    ctx: DeliveryContext, campaign: Campaign, recipients: list[messages.Message]
-) -> None:
-    """The template's category goes with each message, for its usage counters: read once
-    a page (the template as it is now; it was checked when the campaign was made)."""
+async def _languages(ctx: DeliveryContext, campaign: Campaign) -> dict[str, Template]:
+    """The template in the languages a WhatsApp campaign's page may send it in: the one
+    it names, else every synced, approved one (each contact's locale picks). Read once a
+    page: the template as it is now (it was checked when the campaign was made)."""
     content = campaign.content
     assert isinstance(content, WhatsAppContent)
-    template = await templates.get_template(
+    if content.language is None:
+        return await templates.approved_languages(
+            ctx.redis, campaign.account, content.template_name
+        )
+    found = await templates.get_template(
         ctx.redis, campaign.account, content.template_name, content.language
     )
-    for recipient in recipients:
-        recipient.category = usage.template_category(template.category if template else None)
+    return {content.language: found} if found is not None else {}
 
 
 async def _make_batch(
@@ -339,6 +343,7 @@ async def _make_batch(
     page = Page()
     devices: list[Device] = []
     recipients: list[messages.Message] = []
+    languages = await _languages(ctx, campaign) if how.push is None else {}
     for i, contact_id in enumerate(ids):
         raw: dict[str, str] = hashes[i] if need_hash else {"id": contact_id}
         if not _in_audience(campaign, how, raw, page):
@@ -353,7 +358,7 @@ async def _make_batch(
                 devices.extend(_push_devices(how, contact_id, tokens[i], values, page))
             else:
                 recipient = _whatsapp_recipient(
-                    campaign, f"{message_id}_{i}", contact_id, raw, values, page
+                    campaign, f"{message_id}_{i}", contact_id, raw, values, languages, page
                 )
                 if recipient is not None:
                     recipients.append(recipient)
@@ -386,8 +391,6 @@ async def _make_batch(
         groups.setdefault(due_of.get(device.contact or ""), ([], []))[0].append(device)
     for recipient in recipients:
         groups.setdefault(due_of.get(recipient.contact_id or ""), ([], []))[1].append(recipient)
-    if how.push is None:
-        await _template_category(ctx, campaign, recipients)
     out: list[_Batch] = []
     ttl = ctx.message_ttl_s
     # A page's put-off batches are numbered apart from every page's own (a page has at most
@@ -466,14 +469,24 @@ def _whatsapp_recipient(
     contact_id: str,
     raw: dict[str, str],
     values: dict[str, str],
+    languages: dict[str, Template],
     page: Page,
 ) -> messages.Message | None:
-    """The contact's own message; None, counted as skipped, when it has no phone."""
+    """The contact's own message, in the campaign's language or the one its locale picks;
+    None, counted as skipped, when it has no phone (or no language of the template fits:
+    ``no_template_language``). The template's category goes with it, for its usage."""
     content = campaign.content
     assert isinstance(content, WhatsAppContent)
     if not raw.get("phone"):
         page.skipped["no_phone"] += 1
         return None
+    language = content.language or locales.pick(
+        locales.stored_locale(raw.get(locales.LOCALE_FIELD)), languages
+    )
+    if language is None:
+        page.skipped["no_template_language"] += 1
+        return None
+    template = languages.get(language)
     return messages.new(
         campaign.account,
         Channel.WHATSAPP,
@@ -481,10 +494,11 @@ def _whatsapp_recipient(
         to=raw["phone"],
         contact_id=contact_id,
         template_name=content.template_name,
-        language=content.language,
+        language=language,
         parameters=[render.render(p, values) for p in content.parameters],
         campaign=campaign.id,
         send_category=campaign.category,
+        category=usage.template_category(template.category if template else None),
     )
 
 
@@ -554,7 +568,10 @@ def _texts(content: PushContent | WhatsAppContent) -> list[str | None]:
 def _fields_needed(campaign: Campaign, wanted: dict[str, Any]) -> list[str]:
     """What the walk reads of each contact: its id (it exists), the fields the content's
     placeholders name, the segment's attributes, and a WhatsApp recipient's phone."""
-    own = {"id"} if isinstance(campaign.content, PushContent) else {"id", "phone"}
+    content = campaign.content
+    own = {"id"} if isinstance(content, PushContent) else {"id", "phone"}
+    if isinstance(content, WhatsAppContent) and content.language is None:
+        own.add(locales.LOCALE_FIELD)
     names = render.stored_fields(render.placeholder_names(*_texts(campaign.content)))
     return sorted({*own, *names, *(f"attr:{name}" for name in wanted)})
 

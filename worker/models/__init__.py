@@ -418,7 +418,8 @@ class WhatsAppContent(StrictBody):
 
     channel: Literal["whatsapp"] = "whatsapp"
     template_name: Annotated[str, StringConstraints(pattern=TEMPLATE_NAME_RE.pattern)]
-    language: Language = "en"
+    # Absent: each contact's locale picks among the synced languages (models/locales.py).
+    language: Language | None = None
     parameters: list[WhatsAppParameter] = Field(default_factory=list, max_length=100)
 
 

@@ -61,7 +61,8 @@ class SendWhatsApp(Body):
     # otherwise; a `transactional` one ignores opt-outs, quiet hours and caps.
     category: SendCategory = MARKETING
     template_name: str | None = Field(default=None, min_length=1, max_length=512)
-    language: str = Field(default="en", min_length=2, max_length=15)
+    # Absent: the contact's locale picks among the synced languages (models/locales.py).
+    language: str | None = Field(default=None, min_length=2, max_length=15)
     parameters: list[WhatsAppParameter] = Field(default_factory=list, max_length=50)
     # Free-form text: only inside the contact's 24-hour window; outside it the fallback
     # template goes instead (and without one the step fails with template_required).

@@ -1,5 +1,5 @@
-"""When a single send (the API's, an automation step's) goes and until when it is worth
-sending, from the account's settings (docs/audience.md): its own expiry, else its
+"""When a single send (the API's, an automation step's) goes, in which language, and until
+when it is worth sending, from the account's settings (docs/audience.md): its own expiry, else its
 category's default; put off to the end of quiet hours when it is not transactional and
 would go inside them, in the contact's zone (attribute ``timezone``) or the window's."""
 
@@ -10,8 +10,8 @@ from datetime import datetime
 
 from redis.asyncio import Redis
 
-from worker.models import TRANSACTIONAL, Channel, expiry_of, timing
-from worker.store import account_settings, keys
+from worker.models import TRANSACTIONAL, Channel, expiry_of, locales, timing
+from worker.store import account_settings, keys, templates
 from worker.store.messages import Message
 
 
@@ -50,3 +50,16 @@ async def settle_timing(
         message.deferred_until = end
         if message.channel is Channel.WHATSAPP:
             message.not_before = end
+
+
+async def template_language(
+    redis: Redis, account: str, contact_id: str, template_name: str
+) -> str | None:
+    """The language a send of ``template_name`` that names none goes in for this contact:
+    its ``locale`` picks among the template's synced languages (models/locales.py); None
+    when the contact has no locale (the default, ``en``, applies) or none fits."""
+    stored = await redis.hget(keys.contact(account, contact_id), locales.LOCALE_FIELD)
+    locale = locales.stored_locale(stored.decode() if isinstance(stored, bytes) else stored)
+    if locale is None:
+        return None
+    return locales.pick(locale, await templates.approved_languages(redis, account, template_name))

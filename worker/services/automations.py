@@ -9,7 +9,7 @@ from worker.config import Settings
 from worker.errors import Rejected
 from worker.models.automations import AutomationCreate, SendWhatsApp, Webhook
 from worker.providers.outbound import OutboundError, check_url, networks
-from worker.services.templates import check_template
+from worker.services.templates import check_template_any_language
 
 
 async def check_steps(
@@ -35,7 +35,9 @@ async def check_steps(
             if name is None:
                 continue
             try:
-                await check_template(redis, account, name, step.language, len(parameters))
+                await check_template_any_language(
+                    redis, account, name, step.language, len(parameters)
+                )
             except Rejected as exc:
                 raise Rejected(
                     exc.code, f"steps[{i}]: {exc.message}", exc.field, step=i, **exc.extra

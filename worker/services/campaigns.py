@@ -25,7 +25,7 @@ from worker.models import (
 )
 from worker.models.push_payload import MAX_PAYLOAD_BYTES, Notification, oversized
 from worker.models.timing import QuietHours
-from worker.services.templates import check_template
+from worker.services.templates import check_template_any_language
 from worker.store import campaigns, channels, delayed, jobs
 from worker.store.campaigns import Campaign, Progress
 from worker.store.jobs import publish
@@ -66,7 +66,7 @@ async def check_content(redis: Redis, account: str, body: CampaignCreate) -> Non
     """What can be known before any contact is read: the template, the payload size."""
     content = body.content
     if isinstance(content, WhatsAppContent):
-        await check_template(
+        await check_template_any_language(
             redis, account, content.template_name, content.language, len(content.parameters)
         )
     elif isinstance(content, PushContent):

@@ -1,7 +1,9 @@
 """Contact import: rows in (CSV or JSON), contacts stored in batches, a report out.
 
 CSV columns: ``id, phone, email, name, fcm_token, apns_token, tags`` (tags separated
-by ``;`` or ``|``); any other column becomes an attribute. Rows are read one at a
+by ``;`` or ``|``), ``opt_out`` and ``opt_in`` (preference targets separated the same
+way, each ``channel``, ``category``, ``channel:category`` or ``*`` for everything: see
+``preference_targets``); any other column becomes an attribute. Rows are read one at a
 time and written in pipelined batches, so a million-row file is never held in
 memory. A row that cannot be stored (bad phone, bad token, bad email, bad tag, bad
 id) is skipped with its reason; the others are created or merged into existing
@@ -24,7 +26,8 @@ from worker.ids import new_id
 from worker.models import CONTACT_ID_RE, ContactBody
 from worker.store import contacts
 
-COLUMNS = {"id", "phone", "email", "name", "fcm_token", "apns_token", "tags"}
+COLUMNS = {"id", "phone", "email", "name", "fcm_token", "apns_token", "tags", "opt_out", "opt_in"}
+_CHANNELS = ("whatsapp", "push")
 BATCH = 500
 MAX_EXAMPLES = 100
 _TAG_SPLIT = re.compile(r"[;|]")
@@ -36,6 +39,7 @@ _REASONS = {
     "tags": "bad tag",
     "name": "bad name",
     "attributes": "bad attribute",
+    "preferences": "bad preference",
 }
 
 
@@ -95,6 +99,12 @@ def contact_from_row(row: dict[str, Any]) -> tuple[str, ContactBody]:
     tags = [t.strip() for t in _TAG_SPLIT.split(cells.get("tags", "")) if t.strip()]
     if tags:
         data["tags"] = tags
+    preferences = {
+        kind: [preference_target(t) for t in _TAG_SPLIT.split(cells.get(kind, "")) if t.strip()]
+        for kind in ("opt_out", "opt_in")
+    }
+    if any(preferences.values()):
+        data["preferences"] = preferences
     attributes = {k: v for k, v in cells.items() if k not in COLUMNS and v}
     if attributes:
         data["attributes"] = attributes
@@ -102,6 +112,20 @@ def contact_from_row(row: dict[str, Any]) -> tuple[str, ContactBody]:
         return contact_id, ContactBody.model_validate(data)
     except ValidationError as exc:
         raise RowError(_reason(exc)) from None
+
+
+def preference_target(text: str) -> dict[str, str]:
+    """A CSV cell's preference target: ``whatsapp`` or ``push`` (a channel), ``marketing``
+    (a category), ``whatsapp:marketing`` (both; ``*`` for either part), ``*`` (everything
+    but transactional sends). Validated as the API's targets are."""
+    text = text.strip().lower()
+    if ":" in text:
+        channel, _, category = text.partition(":")
+        parts = {"channel": channel.strip(), "category": category.strip()}
+        return {k: v for k, v in parts.items() if v not in ("*", "")}
+    if text == "*":
+        return {}
+    return {"channel": text} if text in _CHANNELS else {"category": text}
 
 
 def contact_from_object(item: Any) -> tuple[str, ContactBody]:

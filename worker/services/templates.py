@@ -9,8 +9,19 @@ from redis.asyncio import Redis
 
 from worker.codes import Code
 from worker.errors import Rejected
-from worker.models import Template
+from worker.models import Template, locales
 from worker.store import templates
+
+
+async def check_template_any_language(
+    redis: Redis, account: str, name: str, language: str | None, parameter_count: int
+) -> None:
+    """``check_template`` in ``language``; without one (each contact's locale will pick:
+    worker/models/locales.py), in the language a contact without a locale would get."""
+    if language is None:
+        synced = await templates.approved_languages(redis, account, name)
+        language = locales.pick(None, synced) or min(synced, default="en")
+    await check_template(redis, account, name, language, parameter_count)
 
 
 async def check_template(

@@ -33,3 +33,12 @@ async def list_templates(redis: Redis, account_id: str) -> list[Template]:
         (Template.model_validate_json(v) for v in raw.values()),
         key=lambda t: (t.name, t.language),
     )
+
+
+async def approved_languages(redis: Redis, account_id: str, name: str) -> dict[str, Template]:
+    """The template's synced, approved languages: language → template."""
+    return {
+        t.language: t
+        for t in await list_templates(redis, account_id)
+        if t.name == name and t.status.upper() == "APPROVED"
+    }

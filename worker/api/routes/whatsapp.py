@@ -16,7 +16,7 @@ from worker.api.views import send_response
 from worker.codes import Code
 from worker.errors import Rejected
 from worker.models import WHATSAPP_BODY_MAX_CHARS, Channel, WhatsAppSendRequest
-from worker.services.audience import settle_timing
+from worker.services.audience import settle_timing, template_language
 from worker.services.templates import check_template
 from worker.store import messages, preferences, sends
 
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/api/v1/channels/whatsapp", tags=["whatsapp"], route_
 
 
 async def _refuse(
-    redis: Redis, account: str, body: WhatsAppSendRequest, refused: sends.Refused
+    redis: Redis, account: str, body: WhatsAppSendRequest, refused: sends.Refused, language: str
 ) -> NoReturn:
     """The full error for what the send script refused."""
     raise_refusal(
@@ -61,7 +61,7 @@ async def _refuse(
         redis,
         account,
         body.template_name,
-        body.language,
+        language,
         len(body.parameters),
         refused.detail or None,
     )
@@ -76,6 +76,11 @@ async def send(
     account, redis, settings = caller.account, caller.redis, caller.settings
 
     async def send_it(message_id: str) -> tuple[int, dict[str, Any]]:
+        language = body.language
+        if body.template_name and body.contact_id and "language" not in body.model_fields_set:
+            # Only the template named: the contact's locale picks the language.
+            picked = await template_language(redis, account, body.contact_id, body.template_name)
+            language = picked or language
         message = messages.new(
             account,
             Channel.WHATSAPP,
@@ -83,7 +88,7 @@ async def send(
             to=body.to,
             contact_id=body.contact_id,
             template_name=body.template_name,
-            language=body.language if body.template_name else None,
+            language=language if body.template_name else None,
             parameters=[p.text for p in body.parameters],
             text=body.message,
             send_category=body.category,
@@ -100,7 +105,7 @@ async def send(
             consent=consent,
         )
         if refused is not None:
-            await _refuse(redis, account, body, refused)
+            await _refuse(redis, account, body, refused, language)
         note_accepted(message)
         return send_response(await wait_for_outcome(redis, settings, message, caller.prefer))
 
