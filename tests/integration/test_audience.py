@@ -627,3 +627,60 @@ def test_a_contacts_locale_picks_the_template_language_when_only_the_template_is
         "+919876300043": "en",
         "+919876300044": "en",
     }
+
+
+def test_over_the_cap_a_campaign_may_defer_to_the_next_window(tenant: Tenant) -> None:
+    people = [
+        {"id": f"dfr{i}", "name": f"D{i}", "phone": f"+9198763005{i:02d}", "tags": ["dfr"]}
+        for i in range(3)
+    ]
+    import_contacts(tenant, people)
+    caps = _put(
+        tenant, "frequency_caps", {"whatsapp": {"max": 1, "window_s": 86400}, "over_cap": "defer"}
+    )
+    assert caps["over_cap"] == "defer"
+    time.sleep(1.1)  # the workers read an account's settings at most once a second
+    assert _campaign(tenant, "first", "dfr")["stats"]["sent"] == 3
+
+    second = create(
+        tenant,
+        {
+            "name": "second",
+            "channel": "whatsapp",
+            "content": {"template_name": "shipping_update", "parameters": ["{{name}}"]},
+            "audience": {"segment": {"tag": "dfr"}},
+        },
+    )
+    assert call(tenant, "POST", f"/{second['id']}/send").status_code == 202
+
+    def walked() -> dict[str, Any] | None:
+        shown: dict[str, Any] = call(tenant, "GET", f"/{second['id']}").json()["campaign"]
+        return shown if shown["stats"]["deferred"] == 3 else None
+
+    stats = wait_until(walked, 10, "the walk")["stats"]
+    tomorrow = (int(time.time()) // 86400 + 1) * 86400
+    assert stats["deferred_by_reason"] == {"frequency_cap": 3}
+    assert stats["deferred_until"] == iso(tomorrow)
+    assert (stats["sent"], stats["skipped"], stats["pending"]) == (0, 0, 3)
+    # The next window's places are taken: a third campaign today is skipped there too.
+    third = _campaign_started(tenant, "third")
+    assert third["skipped_by_reason"] == {"frequency_cap": 3}
+    assert call(tenant, "POST", f"/{second['id']}/cancel").status_code == 200
+    back = _put(tenant, "frequency_caps", {"whatsapp": None, "over_cap": "skip"})
+    assert back["over_cap"] == "skip"
+
+
+def _campaign_started(tenant: Tenant, name: str) -> dict[str, Any]:
+    campaign = create(
+        tenant,
+        {
+            "name": name,
+            "channel": "whatsapp",
+            "content": {"template_name": "shipping_update", "parameters": ["{{name}}"]},
+            "audience": {"segment": {"tag": "dfr"}},
+        },
+    )
+    assert call(tenant, "POST", f"/{campaign['id']}/send").status_code == 202
+    done = wait_status(tenant, campaign["id"], "completed", 15)
+    stats: dict[str, Any] = done["stats"]
+    return stats

@@ -268,7 +268,8 @@ async def _audience(
     """What the account's audience rules make of a send step, unless it is transactional:
     a contact opted out of it → the step is ``skipped`` (``opted_out``) and the run goes
     on; inside quiet hours → the run waits at this step for the window's end; over the
-    frequency cap → ``skipped`` (``frequency_cap``), counted with the campaigns' sends.
+    frequency cap → ``skipped`` (``frequency_cap``), counted with the campaigns' sends, or
+    with the account's ``over_cap: defer`` the run waits for the cap's next window.
     None: send."""
     consent = preferences.consent_category(step.get("category", MARKETING))
     if not consent:
@@ -292,23 +293,35 @@ async def _audience(
         zone = timing.contact_zone(raw.get(timing.TIMEZONE_FIELD), window.zone)
         end = window.end_of(now, zone)
         if end is not None:
-            await automations.record_step(
-                ctx.redis,
-                run,
-                index,
-                {"status": "waiting", "until": end, "reason": "quiet_hours"},
-                next_step=index,
-                status="waiting",
-                due_at=end,
-            )
-            metrics.AUTOMATION_STEPS.labels(step["type"], "waiting").inc()
-            return Outcome(MessageStatus.QUEUED)
+            return await _hold(ctx, run, index, step, end, "quiet_hours")
     cap = (await caps.load(ctx.redis, run.account)).get(channel)
     if cap is not None:
         sender = f"{run.id}:{index}"
         if not await caps.take(ctx.redis, run.account, channel, cap, sender, [run.contact]):
-            return {"status": "skipped", "reason": "frequency_cap"}
+            if not settings.defer_over_cap:
+                return {"status": "skipped", "reason": "frequency_cap"}
+            # The account defers: the run waits for the cap's next window and tries again.
+            next_window = (cap.window_of(now) + 1) * cap.window_s
+            return await _hold(ctx, run, index, step, next_window, "frequency_cap")
     return None
+
+
+async def _hold(
+    ctx: DeliveryContext, run: Run, index: int, step: dict[str, Any], until: float, reason: str
+) -> Outcome:
+    """The run waits at send step ``index`` until ``until`` (for ``reason``), then executes
+    the step again."""
+    await automations.record_step(
+        ctx.redis,
+        run,
+        index,
+        {"status": "waiting", "until": until, "reason": reason},
+        next_step=index,
+        status="waiting",
+        due_at=until,
+    )
+    metrics.AUTOMATION_STEPS.labels(step["type"], "waiting").inc()
+    return Outcome(MessageStatus.QUEUED)
 
 
 # --- the values placeholders draw from ---------------------------------------------------

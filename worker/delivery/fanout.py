@@ -365,27 +365,40 @@ async def _make_batch(
         except render.MissingField as missing:
             page.skipped["missing_field"] += 1
             log.debug("campaign %s: %s lacks %s", campaign.id, contact_id, missing.name)
-    devices, recipients = await _within_caps(ctx, campaign, channel, how, devices, recipients, page)
-    page.recipients = len(devices) + len(recipients)
-    if not page.recipients:
-        return page, []
     # Each contact's time: now, or put off (its zone read once per distinct value a page).
+    now = time.time()
     due_of: dict[str, float] = {}
+    why_of: dict[str, str] = {}
+    zone_of: dict[str, ZoneInfo] = {}
     if when is not None:
-        now = time.time()
         sending = {d.contact for d in devices} | {r.contact_id for r in recipients}
-        by_zone: dict[str | None, tuple[float, str] | None] = {}
+        by_zone: dict[str | None, tuple[ZoneInfo, tuple[float, str] | None]] = {}
         for i, contact_id in enumerate(ids):
             if contact_id not in sending:
                 continue
             stored = hashes[i].get(timing.TIMEZONE_FIELD)
             if stored not in by_zone:
-                by_zone[stored] = when.due(timing.contact_zone(stored, when.default_zone), now)
-            put_off = by_zone[stored]
+                zone = timing.contact_zone(stored, when.default_zone)
+                by_zone[stored] = (zone, when.due(zone, now))
+            zone_of[contact_id], put_off = by_zone[stored]
             if put_off is not None:
-                due_of[contact_id] = put_off[0]
-                page.deferred[put_off[1]] += 1
-                page.deferred_until = max(page.deferred_until, put_off[0])
+                due_of[contact_id], why_of[contact_id] = put_off
+    devices, recipients = await _within_caps(
+        ctx, campaign, channel, how, (devices, recipients), page, (now, due_of, why_of)
+    )
+    if when is not None and when.quiet is not None:
+        # A send moved to the cap's next window may land in quiet hours there.
+        for contact_id, why in why_of.items():
+            if why == "frequency_cap":
+                end = when.quiet.end_of(due_of[contact_id], zone_of[contact_id])
+                due_of[contact_id] = end or due_of[contact_id]
+    page.recipients = len(devices) + len(recipients)
+    if not page.recipients:
+        return page, []
+    for contact_id in {d.contact or "" for d in devices} | {r.contact_id or "" for r in recipients}:
+        if contact_id in due_of:
+            page.deferred[why_of[contact_id]] += 1
+            page.deferred_until = max(page.deferred_until, due_of[contact_id])
     groups: dict[float | None, tuple[list[Device], list[messages.Message]]] = {}
     for device in devices:
         groups.setdefault(due_of.get(device.contact or ""), ([], []))[0].append(device)
@@ -415,13 +428,18 @@ async def _within_caps(
     campaign: Campaign,
     channel: str,
     how: _Reading,
-    devices: list[Device],
-    recipients: list[messages.Message],
+    sends: tuple[list[Device], list[messages.Message]],
     page: Page,
+    times: tuple[float, dict[str, float], dict[str, str]],
 ) -> tuple[list[Device], list[messages.Message]]:
     """The page's sends less those of contacts over the account's frequency cap for this
-    channel (counted as skipped, ``frequency_cap``); the others are counted against it.
+    channel; the others are counted against it, each in the window of the time it goes
+    (``times``: now, and the contacts put off with when and why). Over the cap, a contact
+    is skipped (``frequency_cap``), or with the account's ``over_cap: defer`` put off to
+    the next window's start and counted there (skipped if full there too).
     A transactional campaign is not capped."""
+    devices, recipients = sends
+    now, due_of, why_of = times
     if not how.consent or not (devices or recipients):
         return devices, recipients
     cap = (await caps.load(ctx.redis, campaign.account)).get(channel)
@@ -430,7 +448,28 @@ async def _within_caps(
     wanted = list(
         dict.fromkeys([d.contact or "" for d in devices] + [r.contact_id or "" for r in recipients])
     )
-    allowed = await caps.take(ctx.redis, campaign.account, channel, cap, campaign.id, wanted)
+    by_window: dict[int, list[str]] = {}
+    for contact_id in wanted:
+        by_window.setdefault(cap.window_of(due_of.get(contact_id, now)), []).append(contact_id)
+    allowed: set[str] = set()
+    over: dict[int, list[str]] = {}
+    for window, members in by_window.items():
+        taken = await caps.take(
+            ctx.redis, campaign.account, channel, cap, campaign.id, members, window=window
+        )
+        allowed |= taken
+        over[window] = [c for c in members if c not in taken]
+    if (await account_settings.load_cached(ctx.redis, campaign.account)).defer_over_cap:
+        for window, members in over.items():
+            if not members:
+                continue
+            later = await caps.take(
+                ctx.redis, campaign.account, channel, cap, campaign.id, members, window=window + 1
+            )
+            for contact_id in later:
+                due_of[contact_id] = float((window + 1) * cap.window_s)
+                why_of[contact_id] = "frequency_cap"
+            allowed |= later
     if len(allowed) < len(wanted):
         page.skipped["frequency_cap"] += len(wanted) - len(allowed)
         devices = [d for d in devices if d.contact in allowed]

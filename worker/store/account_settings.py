@@ -17,7 +17,8 @@ from worker.store import keys
 QUIET_HOURS = "quiet_hours"
 KEYWORDS = "keywords"
 DEFAULT_TTL = "default_ttl"
-_FIELDS = (QUIET_HOURS, KEYWORDS, DEFAULT_TTL)
+OVER_CAP = "over_cap"
+_FIELDS = (QUIET_HOURS, KEYWORDS, DEFAULT_TTL, OVER_CAP)
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class AccountSettings:
     opt_in_keywords: frozenset[str] = frozenset()
     # Category → seconds a send of it is worth sending when it says nothing itself.
     default_ttl: dict[str, int] = field(default_factory=dict)
+    # Over a frequency cap: put off to the cap's next window (else skipped).
+    defer_over_cap: bool = False
 
 
 async def load(redis: Redis, account: str) -> AccountSettings:
@@ -35,12 +38,13 @@ async def load(redis: Redis, account: str) -> AccountSettings:
     values: list[Any] = [
         None if v is None else json.loads(v.decode() if isinstance(v, bytes) else v) for v in raw
     ]
-    quiet, words, ttl = values
+    quiet, words, ttl, over_cap = values
     return AccountSettings(
         quiet_hours=QuietHours.model_validate(quiet) if quiet else None,
         opt_out_keywords=frozenset((words or {}).get("opt_out", ())),
         opt_in_keywords=frozenset((words or {}).get("opt_in", ())),
         default_ttl={str(k): int(v) for k, v in (ttl or {}).items()},
+        defer_over_cap=over_cap == "defer",
     )
 
 

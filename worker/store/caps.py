@@ -1,8 +1,9 @@
 """Frequency caps: at most ``max`` non-transactional sends per contact per channel per
 window (``window_s``, fixed windows counted from the Unix epoch: a day is a UTC day),
-campaigns counting together, enforced in Redis (``cap_take.lua``) so that every worker
-sees the same counts. A campaign's contact over the cap is skipped (reason
-``frequency_cap``); a page walked again after a crash counts its contacts once.
+campaigns and automation steps counting together, enforced in Redis (``cap_take.lua``)
+so that every worker sees the same counts. A campaign's contact over the cap is skipped
+(reason ``frequency_cap``), or put off to the next window (the account's ``over_cap:
+defer``); a page walked again after a crash counts its contacts once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ CHANNELS = ("whatsapp", "push")
 class Cap:
     max: int
     window_s: int
+
+    def window_of(self, at: float) -> int:
+        """The number of the window ``at`` falls in."""
+        return int(at // self.window_s)
 
 
 async def load(redis: Redis, account: str) -> dict[str, Cap]:
@@ -49,13 +54,15 @@ async def take(
     cap: Cap,
     sender: str,
     contacts: list[str],
-    now: float | None = None,
+    window: int | None = None,
 ) -> set[str]:
     """The contacts among ``contacts`` allowed one more send by ``sender`` (a campaign's
-    id) in the current window; each allowed one is counted."""
+    id, an automation step's) in ``window`` (default: the current one); each allowed one
+    is counted."""
     if not contacts:
         return set()
-    window = int((time.time() if now is None else now) // cap.window_s)
+    if window is None:
+        window = cap.window_of(time.time())
     allowed = await scripts.CAP_TAKE.run(
         redis,
         keys={"counts": keys.frequency_counts(account, channel, window)},

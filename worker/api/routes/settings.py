@@ -5,7 +5,7 @@ category."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
@@ -26,14 +26,18 @@ class CapIn(StrictBody):
 
 
 class CapsPut(StrictBody):
-    """A channel given sets its cap, ``null`` removes it, absent leaves it."""
+    """A channel given sets its cap, ``null`` removes it, absent leaves it. ``over_cap``:
+    what happens to a send over a cap, ``skip`` (the default) or ``defer`` (to the cap's
+    next window, counted there)."""
 
     whatsapp: CapIn | None = None
     push: CapIn | None = None
+    over_cap: Literal["skip", "defer"] | None = None
 
 
-def _view(found: dict[str, caps.Cap]) -> dict[str, Any]:
+def _view(found: dict[str, caps.Cap], defer: bool) -> dict[str, Any]:
     return {
+        "over_cap": "defer" if defer else "skip",
         "frequency_caps": {
             channel: (
                 {"max": found[channel].max, "window_s": found[channel].window_s}
@@ -41,13 +45,14 @@ def _view(found: dict[str, caps.Cap]) -> dict[str, Any]:
                 else None
             )
             for channel in caps.CHANNELS
-        }
+        },
     }
 
 
 @router.get("/frequency_caps")
 async def get_caps(key: AdminKey, redis: RedisDep) -> dict[str, Any]:
-    return _view(await caps.load(redis, key.account))
+    own = await account_settings.load(redis, key.account)
+    return _view(await caps.load(redis, key.account), own.defer_over_cap)
 
 
 @router.put("/frequency_caps")
@@ -56,7 +61,11 @@ async def put_caps(body: CapsPut, key: AdminKey, redis: RedisDep) -> dict[str, A
         given: CapIn | None = getattr(body, channel)
         cap = None if given is None else caps.Cap(given.max, given.window_s)
         await caps.save(redis, key.account, channel, cap)
-    return _view(await caps.load(redis, key.account))
+    if body.over_cap is not None:
+        value = None if body.over_cap == "skip" else body.over_cap
+        await account_settings.save(redis, key.account, account_settings.OVER_CAP, value)
+    own = await account_settings.load(redis, key.account)
+    return _view(await caps.load(redis, key.account), own.defer_over_cap)
 
 
 # --- quiet hours -----------------------------------------------------------------
