@@ -503,6 +503,12 @@ def test_automation_steps_keep_opt_outs_quiet_hours_and_caps(tenant: Tenant) -> 
             "name": "nurture",
             "trigger": {"type": "event.tracked", "filters": {"event": "signed_up"}},
             "steps": [
+                {
+                    "type": "send_whatsapp",
+                    "template_name": "shipping_update",
+                    "parameters": ["now"],
+                    "quiet_hours": False,  # this step's own: none
+                },
                 {"type": "send_whatsapp", "template_name": "shipping_update", "parameters": ["m"]},
                 {
                     "type": "send_whatsapp",
@@ -516,7 +522,11 @@ def test_automation_steps_keep_opt_outs_quiet_hours_and_caps(tenant: Tenant) -> 
     )
     assert created.status_code == 201, created.text
     automation = created.json()["automation"]
-    assert [s["category"] for s in automation["steps"]] == ["marketing", "transactional"]
+    assert [s["category"] for s in automation["steps"]] == [
+        "marketing",
+        "marketing",
+        "transactional",
+    ]
     tenant.http.patch(
         f"{tenant.api_url}/api/v1/automations/{automation['id']}/activate",
         json={"active": True},
@@ -554,18 +564,19 @@ def test_automation_steps_keep_opt_outs_quiet_hours_and_caps(tenant: Tenant) -> 
     track("au-late")
     out = wait_until(lambda: run_of("au-out", "done"), 15, "the opted-out contact's run")
     steps = {s["step"]: s for s in out["timeline"]}
-    assert steps[0]["status"] == "skipped"
-    assert steps[0]["reason"] == "opted_out"
-    assert steps[1]["status"] == "done"
+    assert [steps[i]["status"] for i in range(3)] == ["skipped", "skipped", "done"]
+    assert steps[0]["reason"] == steps[1]["reason"] == "opted_out"
     assert _sent_to(tenant).count("+919876300031") == 1  # the transactional step only
 
     waiting = wait_until(lambda: run_of("au-late", "waiting"), 10, "the run to wait")
     assert time.time() < end
-    assert "+919876300032" not in _sent_to(tenant)
-    assert waiting["timeline"][0]["reason"] == "quiet_hours"
+    # The step without quiet hours went; the next one waits for the window's end.
+    assert _sent_to(tenant).count("+919876300032") == 1
+    held = {s["step"]: s for s in waiting["timeline"]}[1]
+    assert (held["status"], held["reason"], held["until"]) == ("waiting", "quiet_hours", end)
     wait_until(lambda: run_of("au-late", "done"), 20, "the run after quiet hours")
     assert time.time() >= end
-    assert _sent_to(tenant).count("+919876300032") == 2
+    assert _sent_to(tenant).count("+919876300032") == 3
 
 
 def test_a_contacts_locale_picks_the_template_language_when_only_the_template_is_named(

@@ -31,6 +31,7 @@ from worker.delivery import render
 from worker.delivery.context import BUSY_RETRY_S, DeliveryContext, Outcome
 from worker.delivery.failures import record_run_crash
 from worker.models import MARKETING, Channel, MessageStatus, locales, timing
+from worker.models.timing import QuietHours
 from worker.observe import metrics
 from worker.outages import is_infrastructure
 from worker.providers.outbound import OutboundError
@@ -288,7 +289,10 @@ async def _audience(
     if refusal is not None:
         return {"status": "skipped", "reason": "opted_out", "opted_out": refusal}
     settings = await account_settings.load_cached(ctx.redis, run.account)
-    window = settings.quiet_hours
+    own = step.get("quiet_hours")
+    window = (
+        settings.quiet_hours if own is None else QuietHours.model_validate(own) if own else None
+    )
     if window is not None:
         zone = timing.contact_zone(raw.get(timing.TIMEZONE_FIELD), window.zone)
         end = window.end_of(now, zone)

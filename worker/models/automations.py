@@ -21,7 +21,7 @@ from worker.models import (
     bounded_map,
     push_data,
 )
-from worker.models.timing import zone_named
+from worker.models.timing import QuietHours, zone_named
 
 TRIGGERS = ("contact.created", "contact.tag_added", "event.tracked", "manual")
 _FILTERS: dict[str, set[str]] = {
@@ -60,6 +60,8 @@ class SendWhatsApp(Body):
     # What the send is for (docs/audience.md): a step is `marketing` unless it says
     # otherwise; a `transactional` one ignores opt-outs, quiet hours and caps.
     category: SendCategory = MARKETING
+    # The step's own quiet hours, `false` for none; absent: the account's.
+    quiet_hours: QuietHours | Literal[False] | None = None
     template_name: str | None = Field(default=None, min_length=1, max_length=512)
     # Absent: the contact's locale picks among the synced languages (models/locales.py).
     language: str | None = Field(default=None, min_length=2, max_length=15)
@@ -82,6 +84,7 @@ class SendWhatsApp(Body):
 class SendPush(Body):
     type: Literal["send_push"]
     category: SendCategory = MARKETING
+    quiet_hours: QuietHours | Literal[False] | None = None
     title: str = Field(min_length=1, max_length=256)
     message: str = Field(min_length=1, max_length=2048)
     url: str | None = Field(default=None, max_length=2048)
