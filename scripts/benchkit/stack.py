@@ -178,7 +178,10 @@ def wait_worker(node: str, proc: Proc, timeout_s: float = 60) -> None:
 
 
 @contextmanager
-def bench_stack(workdir: Path, log_level: str = "WARNING") -> Iterator[BenchStack]:
+def bench_stack(
+    workdir: Path, log_level: str = "WARNING", settings: dict[str, str] | None = None
+) -> Iterator[BenchStack]:
+    """The stack every step runs on; ``settings``: more of its settings (by name)."""
     data_dir = workdir / ".data"
     valkey = EmbeddedValkey(data_dir, free_port())
     valkey.start()
@@ -204,6 +207,7 @@ def bench_stack(workdir: Path, log_level: str = "WARNING") -> Iterator[BenchStac
         # Each process re-reads which accounts have an endpoint this often (one SMEMBERS):
         # the webhooks step waits that long after making or deleting its endpoint.
         "webhook_subscribers_refresh_s": "0.5",
+        **(settings or {}),
     }
     env = child_environment(overrides, clean=True)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])  # for benchkit.*
