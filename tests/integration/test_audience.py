@@ -79,15 +79,7 @@ def test_an_inbound_stop_skips_marketing_while_an_otp_still_goes_and_start_rever
     assert len(tenant.sim_requests()) == before + 1
 
     # The campaign (marketing by default) skips the number that wrote STOP.
-    campaign = create(
-        tenant,
-        {
-            "name": "promo",
-            "channel": "whatsapp",
-            "content": {"template_name": "shipping_update", "parameters": ["{{name}}"]},
-            "audience": {"segment": {"tag": "aud"}},
-        },
-    )
+    campaign = _draft(tenant, "promo", "aud")
     assert campaign["category"] == "marketing"
     assert call(tenant, "POST", f"/{campaign['id']}/send").status_code == 202
     done = wait_status(tenant, campaign["id"], "completed", 30)
@@ -204,8 +196,9 @@ def test_an_expiry_is_checked_as_given(tenant: Tenant) -> None:
     assert tenant.send({"to": "+919876200004", **TEMPLATE, "ttl_s": "5"}).status_code == 400
 
 
-def _campaign(tenant: Tenant, name: str, tag: str, **extra: Any) -> dict[str, Any]:
-    campaign = create(
+def _draft(tenant: Tenant, name: str, tag: str, **extra: Any) -> dict[str, Any]:
+    """A WhatsApp campaign's draft to the tag, of shipping_update with the contact's name."""
+    return create(
         tenant,
         {
             "name": name,
@@ -215,6 +208,10 @@ def _campaign(tenant: Tenant, name: str, tag: str, **extra: Any) -> dict[str, An
             **extra,
         },
     )
+
+
+def _campaign(tenant: Tenant, name: str, tag: str, **extra: Any) -> dict[str, Any]:
+    campaign = _draft(tenant, name, tag, **extra)
     assert call(tenant, "POST", f"/{campaign['id']}/send").status_code == 202
     return wait_status(tenant, campaign["id"], "completed", 30)
 
@@ -333,15 +330,7 @@ def test_quiet_hours_put_a_marketing_send_off_to_the_window_end_in_the_contacts_
     assert held.status_code == 202, held.text
     assert held.json()["deferred_until"] == iso(end)
 
-    campaign = create(
-        tenant,
-        {
-            "name": "night sale",
-            "channel": "whatsapp",
-            "content": {"template_name": "shipping_update", "parameters": ["{{name}}"]},
-            "audience": {"segment": {"tag": "quiet"}},
-        },
-    )
+    campaign = _draft(tenant, "night sale", "quiet")
     assert call(tenant, "POST", f"/{campaign['id']}/send").status_code == 202
 
     def day_sent() -> dict[str, Any] | None:
@@ -369,16 +358,7 @@ def test_quiet_hours_put_a_marketing_send_off_to_the_window_end_in_the_contacts_
     assert detail["attempts"][0]["at"] >= iso(end)
 
     # A campaign may bring its own quiet hours, or none (`false`).
-    free = create(
-        tenant,
-        {
-            "name": "no quiet",
-            "channel": "whatsapp",
-            "content": {"template_name": "shipping_update", "parameters": ["{{name}}"]},
-            "audience": {"segment": {"tag": "quiet"}},
-            "quiet_hours": False,
-        },
-    )
+    free = _draft(tenant, "no quiet", "quiet", quiet_hours=False)
     assert free["quiet_hours"] is False
 
 
@@ -397,16 +377,7 @@ def test_a_local_send_time_sends_each_zone_at_its_own_time_and_a_cancel_ends_the
     ]
     import_contacts(tenant, people)
     at = math.ceil(time.time()) + 4
-    campaign = create(
-        tenant,
-        {
-            "name": "good morning",
-            "channel": "whatsapp",
-            "content": {"template_name": "shipping_update", "parameters": ["{{name}}"]},
-            "audience": {"segment": {"tag": "local"}},
-            "send_at_local": _clock(at, 5),
-        },
-    )
+    campaign = _draft(tenant, "good morning", "local", send_at_local=_clock(at, 5))
     assert campaign["send_at_local"] == _clock(at, 5)
     assert call(tenant, "POST", f"/{campaign['id']}/send").status_code == 202
 
@@ -653,15 +624,7 @@ def test_over_the_cap_a_campaign_may_defer_to_the_next_window(tenant: Tenant) ->
     time.sleep(1.1)  # the workers read an account's settings at most once a second
     assert _campaign(tenant, "first", "dfr")["stats"]["sent"] == 3
 
-    second = create(
-        tenant,
-        {
-            "name": "second",
-            "channel": "whatsapp",
-            "content": {"template_name": "shipping_update", "parameters": ["{{name}}"]},
-            "audience": {"segment": {"tag": "dfr"}},
-        },
-    )
+    second = _draft(tenant, "second", "dfr")
     assert call(tenant, "POST", f"/{second['id']}/send").status_code == 202
 
     def walked() -> dict[str, Any] | None:
@@ -674,24 +637,8 @@ def test_over_the_cap_a_campaign_may_defer_to_the_next_window(tenant: Tenant) ->
     assert stats["deferred_until"] == iso(tomorrow)
     assert (stats["sent"], stats["skipped"], stats["pending"]) == (0, 0, 3)
     # The next window's places are taken: a third campaign today is skipped there too.
-    third = _campaign_started(tenant, "third")
+    third = _campaign(tenant, "third", "dfr")["stats"]
     assert third["skipped_by_reason"] == {"frequency_cap": 3}
     assert call(tenant, "POST", f"/{second['id']}/cancel").status_code == 200
     back = _put(tenant, "frequency_caps", {"whatsapp": None, "over_cap": "skip"})
     assert back["over_cap"] == "skip"
-
-
-def _campaign_started(tenant: Tenant, name: str) -> dict[str, Any]:
-    campaign = create(
-        tenant,
-        {
-            "name": name,
-            "channel": "whatsapp",
-            "content": {"template_name": "shipping_update", "parameters": ["{{name}}"]},
-            "audience": {"segment": {"tag": "dfr"}},
-        },
-    )
-    assert call(tenant, "POST", f"/{campaign['id']}/send").status_code == 202
-    done = wait_status(tenant, campaign["id"], "completed", 15)
-    stats: dict[str, Any] = done["stats"]
-    return stats
