@@ -313,6 +313,13 @@ def test_quiet_hours_put_a_marketing_send_off_to_the_window_end_in_the_contacts_
             "attributes": {"timezone": PLUS_FIVE},
         },
         {"id": "day", "name": "D", "phone": "+919876300002", "tags": ["quiet"]},
+        {
+            "id": "changed-mind",
+            "name": "C",
+            "phone": "+919876300003",
+            "tags": ["quiet"],
+            "attributes": {"timezone": PLUS_FIVE},
+        },
     ]
     import_contacts(tenant, people)
     # A window that holds now at UTC+5 and ends 8 s from now; at UTC (the account's zone,
@@ -341,15 +348,19 @@ def test_quiet_hours_put_a_marketing_send_off_to_the_window_end_in_the_contacts_
     assert time.time() < end, "the test's window ended before it could look"
     stats = during["stats"]
     assert during["status"] == "sending"
-    assert (stats["sent"], stats["deferred"], stats["pending"]) == (1, 1, 1)
-    assert stats["deferred_by_reason"] == {"quiet_hours": 1}
+    assert (stats["sent"], stats["deferred"], stats["pending"]) == (1, 2, 2)
+    assert stats["deferred_by_reason"] == {"quiet_hours": 2}
     assert stats["deferred_until"] == iso(end)
     assert stats["eta_s"] >= end - time.time() - 1  # the ETA waits for the window's end
     assert _sent_to(tenant).count("+919876300001") == 1  # the OTP only
+    # One of the put-off contacts opts out meanwhile: checked again when its time comes.
+    _patch(tenant, "changed-mind", {"preferences": {"opt_out": [{"category": "marketing"}]}})
 
     done = wait_status(tenant, campaign["id"], "completed", 30)
     assert time.time() >= end
-    assert (done["stats"]["sent"], done["stats"]["deferred"]) == (2, 1)
+    stats = done["stats"]
+    assert (stats["sent"], stats["failed"], stats["deferred"]) == (2, 1, 2)
+    assert "+919876300003" not in _sent_to(tenant)
     # The held single send went too, after the window: the OTP and the two marketing sends.
     wait_until(lambda: _sent_to(tenant).count("+919876300001") == 3, 10, "the held send")
     detail = tenant.get(f"/api/v1/messages/{held.json()['id']}").json()
@@ -642,3 +653,30 @@ def test_over_the_cap_a_campaign_may_defer_to_the_next_window(tenant: Tenant) ->
     assert call(tenant, "POST", f"/{second['id']}/cancel").status_code == 200
     back = _put(tenant, "frequency_caps", {"whatsapp": None, "over_cap": "skip"})
     assert back["over_cap"] == "skip"
+
+
+def test_a_put_off_push_checks_opt_outs_again_when_its_time_comes(
+    push_tenant: PushTenant,
+) -> None:
+    tenant = push_tenant
+    token = "fcm-later1:APA91b-audience-put-off"
+    _patch(tenant, "later1", {"push_tokens": [{"platform": "fcm", "token": token}]})
+    end = math.ceil(time.time()) + 4
+    _put(tenant, "quiet_hours", {"start": _clock(end - 60, 0), "end": _clock(end, 0)})
+    time.sleep(1.1)  # the API reads an account's settings at most once a second
+    held = tenant.push(
+        {"contact_id": "later1", "title": "Sale", "message": "Tonight", "category": "marketing"}
+    )
+    assert held.status_code == 202, held.text
+    assert held.json()["deferred_until"] == iso(end)
+    _patch(tenant, "later1", {"preferences": {"opt_out": [{"channel": "push"}]}})
+
+    def ended() -> dict[str, Any] | None:
+        detail: dict[str, Any] = tenant.get(f"/api/v1/messages/{held.json()['id']}").json()
+        return detail if detail["status"] == "failed" else None
+
+    detail = wait_until(ended, 15, "the put-off push to end")
+    assert time.time() >= end
+    [device] = detail["results"]
+    assert device["code"] == "recipient_opted_out", device
+    assert tenant.push_requests("fcm") == []  # nothing reached the provider

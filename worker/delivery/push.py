@@ -29,7 +29,7 @@ from worker.models import Attempt, FcmConfig, MessageStatus, iso
 from worker.models.push_payload import PLATFORM_NAMES, Notification
 from worker.observe import metrics
 from worker.providers.push import DeviceResult, Notes
-from worker.store import channels, push
+from worker.store import channels, preferences, push
 from worker.store.channels import PushConfig
 from worker.store.messages import Message
 from worker.store.push import FINAL, Device, DeviceOutcome
@@ -79,6 +79,8 @@ class PushRun:
         if message.deferred_until is not None and message.deferred_until > self.now + 0.5:
             # Put off (quiet hours): a copy of its job that came early waits for its time.
             return Outcome(message.status, message.deferred_until - self.now)
+        if message.deferred_until is not None and message.attempts == 0:
+            devices = await self._without_opted_out(devices)
         # Past the time its sender gave (not a dead letter) or past the service's maximum age.
         own_expiry = message.expired(self.now)
         expired = own_expiry or message.age_s(self.now) > ctx.settings.push_max_age_s
@@ -325,6 +327,36 @@ class PushRun:
         status = MessageStatus.SENT if message.delivered else MessageStatus.FAILED
         await push.finish_run(self.ctx.redis, message, None, status, self.ctx.message_ttl_s)
         return Outcome(status)
+
+    async def _without_opted_out(self, devices: list[Device]) -> list[Device]:
+        """A put-off push (quiet hours, a local time) checks its contacts' opt-outs again
+        when its time comes: the devices of those who opted out meanwhile fail with
+        ``recipient_opted_out`` (not a dead letter); the others are returned."""
+        message = self.message
+        category = preferences.consent_category(message.send_category)
+        contact_of = {d.token: d.contact or message.contact_id or "" for d in devices}
+        refused = await preferences.opted_out_now(
+            self.ctx.redis,
+            message.account,
+            "push",
+            category,
+            dict.fromkeys((c for c in contact_of.values() if c), ""),
+        )
+        if not refused:
+            return devices
+        outcomes = []
+        for device in devices:
+            if contact_of[device.token] in refused:
+                device.status, device.at = "failed", self.now
+                device.error = "The recipient opted out of push meanwhile"
+                device.code = Code.RECIPIENT_OPTED_OUT
+                outcomes.append(DeviceOutcome(device, token_fault=False))
+        self.failed += len(outcomes)
+        metrics.count_push(Counter(("failed", o.device.platform, "") for o in outcomes))
+        await push.record_devices(
+            self.ctx.redis, message, outcomes, self.now, self.ctx.message_ttl_s
+        )
+        return [d for d in devices if d.status != "failed"]
 
     async def _expire(self, devices: list[Device], *, own: bool) -> None:
         """Every device still to do fails: past the maximum age a dead letter, past the

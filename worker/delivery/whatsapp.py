@@ -20,7 +20,7 @@ from worker.masking import mask_phone
 from worker.models import Attempt, MessageStatus, WhatsAppConfig, iso
 from worker.observe import metrics
 from worker.providers.whatsapp import template_payload, text_payload
-from worker.store import channels, messages
+from worker.store import channels, messages, preferences
 from worker.store.messages import Message
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,18 @@ async def _send(ctx: DeliveryContext, message: Message) -> Outcome:
     if message.not_before is not None and now < message.not_before:
         # Delivered early (a duplicate job, or a countdown that fired soon): not yet.
         return Outcome(message.status, message.not_before - now)
+    if message.deferred_until is not None and message.attempts == 0:
+        # Put off (quiet hours, a local send time): an opt-out given meanwhile holds.
+        refusal = await preferences.opted_out_now(
+            ctx.redis,
+            message.account,
+            "whatsapp",
+            preferences.consent_category(message.send_category),
+            {message.contact_id or "": message.to or ""},
+        )
+        if refusal:
+            said = f"The recipient opted out of {next(iter(refusal.values()))} meanwhile"
+            return await _fail(ctx, message, said, Code.RECIPIENT_OPTED_OUT, dead_letter=False)
     config = await channels.load_whatsapp(ctx.redis, message.account)
     if config is None:
         return await _fail(

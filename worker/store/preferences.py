@@ -166,3 +166,30 @@ async def forget_number(redis: Redis, account: str, number: str) -> None:
     """Lift the number's keyword opt-out: its START, or an opt-in of WhatsApp marketing
     through the API (the account says the person consented again)."""
     await redis.hdel(keys.whatsapp_optouts(account), number)
+
+
+async def opted_out_now(
+    redis: Redis, account: str, channel: str, category: str, people: Mapping[str, str]
+) -> dict[str, str]:
+    """Of ``people`` (contact id → its WhatsApp number, or ""), those opted out of
+    ``category`` on ``channel`` as things stand now: contact id → the opt-out. For a send
+    put off (quiet hours, a local time): checked again when its time comes, so that an
+    opt-out given meanwhile holds. One round trip per call (a pipeline)."""
+    if not category or not people:
+        return {}
+    names = consent_fields(channel, category)
+    ids = list(people)
+    async with redis.pipeline(transaction=False) as pipe:
+        for contact_id in ids:
+            pipe.hmget(keys.contact(account, contact_id), names)
+        rows = await pipe.execute()
+    stopped = (
+        await number_opt_outs(redis, account, people.values()) if channel == "whatsapp" else {}
+    )
+    out: dict[str, str] = {}
+    for contact_id, row in zip(ids, rows, strict=True):
+        found = {n: "1" for n, v in zip(names, row, strict=True) if v is not None}
+        refusal = opted_out(found, channel, category, people[contact_id] in stopped)
+        if refusal is not None:
+            out[contact_id] = refusal
+    return out
