@@ -7,6 +7,7 @@ starts each measurement at the same moment; each answers one JSON line:
 
     {"run": {"seconds": 10, "offset": 0, "calls": 2, "batch": 500}}
         FCM: ``calls`` send_each_async calls in flight, ``batch`` messages each
+        (``--platform fcm-lean``: our own transport's ``send``, the same way)
     {"run": {"seconds": 10, "offset": 0, "in_flight": 200}}
         APNs: ``in_flight`` requests in flight (one lane per request, as aioapns is
         used best: each lane sends one notification after another)
@@ -50,6 +51,7 @@ from worker.config import get_settings
 from worker.models.push_payload import Notification, apns_payload
 from worker.providers.apns import ApnsSender
 from worker.providers.fcm import FcmSender
+from worker.providers.fcm_lean import LeanFcmSender
 from worker.store import channels
 from worker.store.client import create_redis
 from worker.store.provider_tokens import RedisProviderTokens
@@ -84,6 +86,29 @@ def _fcm_sender(sender: FcmSender) -> Sender:
                 if result.failure_count:
                     failed = next(r.exception for r in result.responses if not r.success)
                     raise RuntimeError(f"raw FCM: {result.failure_count} failed: {failed}")
+                sent += len(batch)
+
+        await asyncio.gather(*(lane() for _ in range(int(config["calls"]))))
+        return sent
+
+    return send
+
+
+def _lean_fcm_sender(sender: LeanFcmSender) -> Sender:
+    """Our own FCM transport (worker/providers/fcm_lean.py) driven as the raw firebase-admin
+    loop is: ``calls`` lanes, ``batch`` messages per call."""
+    note = Notification("Bench", "Raw loop")
+
+    async def send(tokens: Iterator[str], config: dict[str, Any]) -> int:
+        batch_size, sent = int(config["batch"]), 0
+
+        async def lane() -> None:
+            nonlocal sent
+            while batch := list(itertools.islice(tokens, batch_size)):
+                results = await sender.send(note, batch)
+                failed = [r for r in results if not r.ok]
+                if failed:
+                    raise RuntimeError(f"raw lean FCM: {len(failed)} failed: {failed[0].error}")
                 sent += len(batch)
 
         await asyncio.gather(*(lane() for _ in range(int(config["calls"]))))
@@ -167,8 +192,12 @@ async def _measure(
 async def main(platform: str, account: str) -> None:
     settings = get_settings()
     redis = create_redis(settings)
-    config, _ = (await channels.load_push(redis, account))[platform]
-    if platform == "fcm":
+    config, _ = (await channels.load_push(redis, account))[platform.split("-")[0]]
+    if platform == "fcm-lean":
+        send = _lean_fcm_sender(LeanFcmSender(config, timeout_s=30))  # type: ignore[arg-type]
+        tokens_for = fcm_tokens
+        opening = {"calls": 1, "batch": 1}
+    elif platform == "fcm":
         send = _fcm_sender(FcmSender(config, timeout_s=30))  # type: ignore[arg-type]
         tokens_for = fcm_tokens
         opening = {"calls": 1, "batch": 1}
@@ -212,7 +241,7 @@ async def main(platform: str, account: str) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--platform", choices=["fcm", "apns"], required=True)
+    parser.add_argument("--platform", choices=["fcm", "fcm-lean", "apns"], required=True)
     parser.add_argument("--account", default="demo")
     parser.add_argument("--nice", type=int, default=0, help="as `dispatch worker --nice`")
     args = parser.parse_args()

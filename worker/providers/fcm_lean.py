@@ -1,0 +1,200 @@
+"""FCM HTTP v1 over our own HTTP/2 connection (``h2client``), firebase-admin for the rest.
+
+firebase-admin stays in charge of what it is good at: the service account and its OAuth2
+token (google-auth), ``messaging.Message`` building and validation, its JSON encoding of a
+message, and its reading of an FCM error body into its exception types — which
+``fcm.classify`` maps to ours exactly as for ``FcmSender``. Only the transport is ours:
+one TLS connection with many streams instead of httpx's general-purpose client, which
+costs most of firebase-admin's ~0.85 ms of CPU per message here (docs/fcm-lean.md).
+
+- One OAuth token per service account and project, shared by every sender of the
+  process, refreshed on a thread a few minutes ahead of its expiry (google-auth's own
+  refresh is blocking); a 401 refreshes it once and sends that request again.
+- A request the server did not process (GOAWAY above its last stream, REFUSED_STREAM) is
+  sent again on a new connection; a request lost with its connection is not (it may have
+  been processed): it is a retryable error for that device, as with firebase-admin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import firebase_admin
+import httpx
+from firebase_admin import _utils, credentials, exceptions, messaging
+from google.auth.transport import requests as google_auth_requests
+
+from worker.models import FcmConfig
+from worker.providers import h2client
+from worker.providers.fcm import MAX_BATCH, _message, classify
+from worker.providers.push import DeviceResult, Notes, note_at
+
+FCM_ORIGIN = "https://fcm.googleapis.com"
+# A token with less than this left is refreshed before it is used.
+_REFRESH_AHEAD = dt.timedelta(minutes=5)
+# Unprocessed requests are sent again on a new connection at most this many times.
+_RESENDS = 2
+_HEADERS = [
+    ("content-type", "application/json; charset=utf-8"),
+    ("x-goog-api-format-version", "2"),
+    ("x-firebase-client", f"fire-admin-python/{firebase_admin.__version__}"),
+]
+
+
+class _AccessToken:
+    """A service account's OAuth2 access token, shared by the process's senders."""
+
+    def __init__(self, credential: Any) -> None:
+        self._credential = credential
+        self._refreshing: dict[int, asyncio.Future[None]] = {}
+
+    def _fresh(self) -> bool:
+        token, expiry = self._credential.token, self._credential.expiry
+        if not token:
+            return False
+        # google-auth keeps `expiry` as a naive UTC datetime.
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        return expiry is None or expiry - now > _REFRESH_AHEAD
+
+    async def get(self) -> str:
+        if not self._fresh():
+            await self.refresh(None)
+        return str(self._credential.token)
+
+    async def refresh(self, stale: str | None) -> None:
+        """A new token, unless another request already got one since ``stale`` was used
+        (one refresh for a wave of 401s)."""
+        if stale is not None and self._credential.token != stale:
+            return
+        loop = asyncio.get_running_loop()
+        pending = self._refreshing.get(id(loop))
+        if pending is None:
+            pending = asyncio.ensure_future(
+                asyncio.to_thread(self._credential.refresh, google_auth_requests.Request())
+            )
+            self._refreshing[id(loop)] = pending
+            pending.add_done_callback(lambda _: self._refreshing.pop(id(loop), None))
+        await asyncio.shield(pending)
+
+
+_tokens: dict[tuple[str, str, str], _AccessToken] = {}
+
+
+def _shared_token(info: dict[str, Any], project_id: str) -> _AccessToken:
+    key = (str(info.get("client_email")), project_id, str(info.get("token_uri")))
+    found = _tokens.get(key)
+    if found is None:
+        credential = credentials.Certificate(info).get_credential()
+        found = _tokens[key] = _AccessToken(credential)
+    return found
+
+
+def _error_from(failure: httpx.HTTPError) -> exceptions.FirebaseError:
+    """firebase-admin's own reading of a failed FCM call (its exception types)."""
+    return _utils.handle_platform_error_from_httpx(
+        failure, messaging._MessagingService._build_fcm_error_httpx
+    )
+
+
+class LeanFcmSender:
+    """The ``FcmSender`` interface over one HTTP/2 connection of ours per sender."""
+
+    def __init__(self, config: FcmConfig, *, timeout_s: float, batch_size: int = 50) -> None:
+        self.batch_size = min(batch_size, MAX_BATCH)
+        self.timeout_s = timeout_s
+        info = json.loads(config.service_account.get_secret_value())
+        self.project_id = config.project_id
+        origin = urlsplit((config.endpoint or FCM_ORIGIN).rstrip("/"))
+        self._host = origin.hostname or "fcm.googleapis.com"
+        self._port = origin.port or 443
+        self._path = f"{origin.path}/v1/projects/{config.project_id}/messages:send"
+        self._url = f"https://{self._host}:{self._port}{self._path}"
+        self._ssl = h2client.client_context(config.ca_file)
+        self._token = _shared_token(info, config.project_id)
+        self._conn: h2client.Http2Connection | None = None
+        self._connecting: asyncio.Future[h2client.Http2Connection] | None = None
+
+    async def send(self, note: Notes, tokens: Sequence[str]) -> list[DeviceResult]:
+        results: list[DeviceResult] = []
+        for start in range(0, len(tokens), self.batch_size):
+            chunk = tokens[start : start + self.batch_size]
+            now = time.time()
+            bodies = [
+                json.dumps(
+                    {
+                        "message": messaging._MessagingService.encode_message(
+                            _message(note_at(note, start + i), token, now)
+                        )
+                    },
+                    separators=(",", ":"),
+                ).encode()
+                for i, token in enumerate(chunk)
+            ]
+            started = time.perf_counter()
+            outcomes = await asyncio.gather(*(self._post(body) for body in bodies))
+            latency_ms = (time.perf_counter() - started) * 1000
+            for token, (name, error) in zip(chunk, outcomes, strict=True):
+                failure = None if error is None else classify(error)
+                results.append(DeviceResult("fcm", token, name, failure, latency_ms))
+        return results
+
+    async def _post(self, body: bytes) -> tuple[str | None, exceptions.FirebaseError | None]:
+        """One message: FCM's name for it, or firebase-admin's exception for the failure."""
+        refreshed, resends = False, 0
+        while True:
+            access = await self._token.get()
+            headers = [("authorization", f"Bearer {access}"), *_HEADERS]
+            try:
+                conn = await self._connection()
+                response = await conn.request("POST", self._path, headers, body, self.timeout_s)
+            except h2client.Unprocessed:
+                if resends < _RESENDS:
+                    resends += 1
+                    continue
+                return None, _error_from(httpx.ConnectError("FCM did not process the request"))
+            except h2client.DeadlineExceeded as exc:
+                return None, _error_from(httpx.ReadTimeout(str(exc)))
+            except (h2client.H2Error, OSError, TimeoutError) as exc:
+                return None, _error_from(httpx.ConnectError(f"{type(exc).__name__}: {exc}"))
+            if response.status == 200:
+                return str(json.loads(response.body)["name"]), None
+            if response.status == 401 and not refreshed:
+                refreshed = True
+                await self._token.refresh(access)
+                continue
+            request = httpx.Request("POST", self._url)
+            failed = httpx.Response(
+                response.status, headers=response.headers, content=response.body, request=request
+            )
+            status_error = httpx.HTTPStatusError(
+                f"FCM answered {response.status}", request=request, response=failed
+            )
+            return None, _error_from(status_error)
+
+    async def _connection(self) -> h2client.Http2Connection:
+        conn = self._conn
+        if conn is not None and conn.usable:
+            return conn
+        if self._connecting is None:
+            # One connect for every request that finds the connection gone.
+            self._connecting = asyncio.ensure_future(
+                h2client.connect(self._host, self._port, self._ssl, timeout_s=self.timeout_s)
+            )
+        connecting = self._connecting
+        try:
+            self._conn = await asyncio.shield(connecting)
+        finally:
+            if self._connecting is connecting and connecting.done():
+                self._connecting = None
+        return self._conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
