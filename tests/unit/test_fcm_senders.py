@@ -1,0 +1,259 @@
+"""The two FCM senders give the same result for the same FCM answer: firebase-admin's
+(``FcmSender``, httpx) and ours (``LeanFcmSender``, h2client), both against one HTTP/2 +
+TLS server of the simulator's kind answering FCM's own bodies, token by token; and what
+only a transport of ours has to handle (a refused stream, GOAWAY, a connection dropped
+mid-batch, a deadline)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from worker.models import FcmConfig
+from worker.models.push_payload import Notification
+from worker.providers import fcm, fcm_lean
+from worker.providers.push import DeviceResult
+from worker.sim import credentials
+from worker.sim.h2server import Request, Response, serve, tls_context
+
+PROJECT = "lean-test"
+_FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+
+
+def _error(status: int, grpc: str, message: str, fcm_code: str | None = None) -> dict[str, Any]:
+    details = [{"@type": _FCM_ERROR, "errorCode": fcm_code}] if fcm_code else []
+    return {"error": {"code": status, "message": message, "status": grpc, "details": details}}
+
+
+# token → (status, headers, body): what FCM answers, in its own words.
+ANSWERS: dict[str, tuple[int, list[tuple[str, str]], dict[str, Any]]] = {
+    "ok": (200, [], {"name": f"projects/{PROJECT}/messages/0:1"}),
+    "unregistered": (
+        404,
+        [],
+        _error(404, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED"),
+    ),
+    "bad-token": (
+        400,
+        [],
+        _error(
+            400,
+            "INVALID_ARGUMENT",
+            "The registration token is not a valid FCM registration token",
+            "INVALID_ARGUMENT",
+        ),
+    ),
+    "bad-payload": (
+        400,
+        [],
+        _error(
+            400,
+            "INVALID_ARGUMENT",
+            "Invalid value at 'message.data[0].value'",
+            "INVALID_ARGUMENT",
+        ),
+    ),
+    "quota": (
+        429,
+        [("retry-after", "7")],
+        _error(429, "RESOURCE_EXHAUSTED", "Quota exceeded.", "QUOTA_EXCEEDED"),
+    ),
+    "quota-no-header": (
+        429,
+        [],
+        _error(429, "RESOURCE_EXHAUSTED", "Quota exceeded.", "QUOTA_EXCEEDED"),
+    ),
+    "unavailable": (
+        503,
+        [("retry-after", "3")],
+        _error(503, "UNAVAILABLE", "The service is unavailable.", "UNAVAILABLE"),
+    ),
+    "internal": (500, [], _error(500, "INTERNAL", "Internal error.", "INTERNAL")),
+    "mismatch": (
+        403,
+        [],
+        _error(403, "PERMISSION_DENIED", "SenderId mismatch", "SENDER_ID_MISMATCH"),
+    ),
+    "third-party": (
+        401,
+        [],
+        _error(401, "UNAUTHENTICATED", "Auth error from APNS", "THIRD_PARTY_AUTH_ERROR"),
+    ),
+    "denied": (403, [], _error(403, "PERMISSION_DENIED", "The caller does not have permission")),
+    "no-project": (404, [], _error(404, "NOT_FOUND", "Requested entity was not found.")),
+}
+
+
+def _token_of(request: Request) -> str:
+    return str(json.loads(request.body)["message"]["token"]).split(":")[0]
+
+
+async def _answer(request: Request) -> Response:
+    status, headers, body = ANSWERS[_token_of(request)]
+    return Response(
+        status, [("content-type", "application/json"), *headers], json.dumps(body).encode()
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def _fcm_server(
+    tmp_path: Path, handler: Callable[[Request], Awaitable[Response]]
+) -> AsyncIterator[FcmConfig]:
+    context, ca = tls_context(tmp_path / "ca", "127.0.0.1")
+    port = _free_port()
+    server = await serve(handler, "127.0.0.1", port, context)
+    account = credentials.service_account(PROJECT, "http://127.0.0.1:9/token")
+    try:
+        yield FcmConfig(
+            project_id=PROJECT,
+            service_account=SecretStr(account.json),
+            endpoint=f"https://127.0.0.1:{port}",
+            ca_file=str(ca),
+        )
+    finally:
+        server.close()
+
+
+def _valid_token(credential: Any) -> None:
+    """No OAuth server here: the credential holds a token, and a refresh makes a new one."""
+
+    def refresh(_request: object) -> None:
+        credential.token = f"token-{dt.datetime.now().timestamp()}"
+        credential.expiry = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(hours=1)
+
+    refresh(None)
+    credential.refresh = refresh
+
+
+def _senders(config: FcmConfig) -> tuple[fcm.FcmSender, fcm_lean.LeanFcmSender]:
+    admin = fcm.FcmSender(config, timeout_s=5)
+    _valid_token(admin._service._credential)
+    lean = fcm_lean.LeanFcmSender(config, timeout_s=5)
+    _valid_token(lean._token._credential)
+    return admin, lean
+
+
+def _seen(result: DeviceResult) -> tuple[Any, ...]:
+    error = result.error
+    if error is None:
+        return ("ok", result.provider_id)
+    return (
+        type(error).__name__,
+        error.code,
+        error.provider_code,
+        getattr(error, "retry_after_s", None),
+    )
+
+
+def test_both_senders_classify_every_fcm_answer_alike(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with _fcm_server(tmp_path, _answer) as config:
+            admin, lean = _senders(config)
+            tokens = [f"{name}:APA91b-lean-test" for name in ANSWERS]
+            note = Notification("Hi", "There")
+            try:
+                theirs = await admin.send(note, tokens)
+                ours = await lean.send(note, tokens)
+            finally:
+                await admin.close()
+                await lean.close()
+            for name, a, b in zip(ANSWERS, theirs, ours, strict=True):
+                assert _seen(b) == _seen(a), name
+            kinds = {name: _seen(b)[0] for name, b in zip(ANSWERS, ours, strict=True)}
+            assert kinds["ok"] == "ok"
+            assert kinds["unregistered"] == kinds["bad-token"] == "InvalidTokenError"
+            assert kinds["quota"] == kinds["unavailable"] == "RetryableError"
+            assert kinds["third-party"] == kinds["no-project"] == "AccountError"
+            assert kinds["bad-payload"] == "PermanentError"
+
+    asyncio.run(run())
+
+
+def test_both_senders_post_the_same_message(tmp_path: Path) -> None:
+    bodies: list[dict[str, Any]] = []
+    paths: list[str] = []
+
+    async def record(request: Request) -> Response:
+        bodies.append(json.loads(request.body))
+        paths.append(request.path)
+        assert request.headers["authorization"].startswith("Bearer token-")
+        return await _answer(request)
+
+    async def run() -> None:
+        async with _fcm_server(tmp_path, record) as config:
+            admin, lean = _senders(config)
+            note = Notification("Hi", "There", url="https://x.test/a", data={"k": "v"})
+            try:
+                await admin.send(note, ["ok:APA91b-one"])
+                await lean.send(note, ["ok:APA91b-one"])
+            finally:
+                await admin.close()
+                await lean.close()
+
+    asyncio.run(run())
+    assert bodies[0] == bodies[1]
+    assert paths == [f"/v1/projects/{PROJECT}/messages:send"] * 2
+
+
+def test_a_401_refreshes_the_token_once_and_sends_again(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    async def expired_once(request: Request) -> Response:
+        seen.append(request.headers["authorization"])
+        if len(seen) == 1:
+            body = _error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
+            return Response(401, [("content-type", "application/json")], json.dumps(body).encode())
+        return await _answer(request)
+
+    async def run() -> list[DeviceResult]:
+        async with _fcm_server(tmp_path, expired_once) as config:
+            _, lean = _senders(config)
+            try:
+                return await lean.send(Notification("Hi", "There"), ["ok:APA91b-401"])
+            finally:
+                await lean.close()
+
+    [result] = asyncio.run(run())
+    assert result.ok
+    assert len(seen) == 2
+    assert seen[0] != seen[1]  # the second request carried the new token
+
+
+def test_a_deadline_cancels_the_stream_and_reads_as_a_timeout(tmp_path: Path) -> None:
+    async def slow(request: Request) -> Response:
+        if _token_of(request) == "slow":
+            await asyncio.sleep(3)
+        return await _answer(request)
+
+    async def run() -> list[DeviceResult]:
+        async with _fcm_server(tmp_path, slow) as config:
+            _, lean = _senders(config)
+            lean.timeout_s = 0.5
+            try:
+                return await lean.send(
+                    Notification("Hi", "There"), ["slow:APA91b-x", "ok:APA91b-y"]
+                )
+            finally:
+                await lean.close()
+
+    slow_result, ok_result = asyncio.run(run())
+    assert ok_result.ok
+    assert slow_result.error is not None
+    assert (type(slow_result.error).__name__, slow_result.error.code) == (
+        "RetryableError",
+        "provider_timeout",
+    )
