@@ -11,12 +11,17 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _MEMORY_SIZE = re.compile(r"\d+(?:[kmg]b?)?")
+
+
+# The FCM senders `fcm_sender` chooses between, the default first.
+FCM_SENDERS = ("firebase-admin", "lean")
 
 
 class Settings(BaseSettings):
@@ -67,6 +72,9 @@ class Settings(BaseSettings):
     # FCM messages per send_each_async call (calls of a slice go one after another): fewer
     # streams open at once cost firebase-admin's HTTP/2 client less CPU per message.
     fcm_batch_size: int = Field(default=50, ge=1, le=500)
+    # Which FCM sender: firebase-admin's own (httpx), or firebase-admin over our HTTP/2
+    # transport ("lean", worker/providers/fcm_lean.py; docs/fcm-lean.md).
+    fcm_sender: Literal["firebase-admin", "lean"] = "firebase-admin"
 
     # Retries: exponential backoff with full jitter, Retry-After honoured as a floor. A send
     # that runs out of attempts or of age goes to the dead-letter list.

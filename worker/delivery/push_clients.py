@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from worker.config import FCM_SENDERS
 from worker.models import ApnsConfig, FcmConfig
 from worker.providers.push import ProviderTokenStore, PushSender
 from worker.store.channels import APNS, FCM, PushConfig
@@ -18,12 +19,17 @@ def build_sender(
     apns_max_in_flight: int,
     token_store: ProviderTokenStore | None = None,
     fcm_batch_size: int = 50,
+    fcm_sender: str = FCM_SENDERS[0],
 ) -> PushSender:
     # Imported here: firebase-admin and aioapns load only in processes that push.
     if platform == FCM:
+        assert isinstance(config, FcmConfig)
+        if fcm_sender == "lean":
+            from worker.providers.fcm_lean import LeanFcmSender
+
+            return LeanFcmSender(config, timeout_s=timeout_s, batch_size=fcm_batch_size)
         from worker.providers.fcm import FcmSender
 
-        assert isinstance(config, FcmConfig)
         return FcmSender(config, timeout_s=timeout_s, batch_size=fcm_batch_size)
     if platform == APNS:
         from worker.providers.apns import ApnsSender
@@ -42,10 +48,11 @@ class PushClients:
     # Where APNs provider tokens are shared with the other processes (Redis in a worker).
     token_store: ProviderTokenStore | None = None
     fcm_batch_size: int = 50
+    fcm_sender: str = FCM_SENDERS[0]
     # How a sender is made; tests swap in fakes here.
-    factory: Callable[[str, PushConfig, float, int, ProviderTokenStore | None, int], PushSender] = (
-        build_sender
-    )
+    factory: Callable[
+        [str, PushConfig, float, int, ProviderTokenStore | None, int, str], PushSender
+    ] = build_sender
     _senders: dict[tuple[str, str], tuple[str, PushSender]] = field(default_factory=dict)
 
     async def get(
@@ -63,6 +70,7 @@ class PushClients:
             self.apns_max_in_flight,
             self.token_store,
             self.fcm_batch_size,
+            self.fcm_sender,
         )
         self._senders[(account_id, platform)] = (version, sender)
         return sender

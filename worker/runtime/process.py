@@ -65,6 +65,7 @@ class Runtime:
                 apns_max_in_flight=settings.apns_max_in_flight,
                 token_store=RedisProviderTokens(redis),
                 fcm_batch_size=settings.fcm_batch_size,
+                fcm_sender=settings.fcm_sender,
             ),
             push_retry=RetryPolicy(
                 max_attempts=settings.push_max_attempts,
