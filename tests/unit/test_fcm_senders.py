@@ -257,3 +257,65 @@ def test_a_deadline_cancels_the_stream_and_reads_as_a_timeout(tmp_path: Path) ->
         "RetryableError",
         "provider_timeout",
     )
+
+
+def _once(action: str) -> Callable[[Request], Awaitable[Response]]:
+    """A server that answers the first request for token ``action`` with that connection
+    action (goaway, drop), every other request as FCM would."""
+    done: set[str] = set()
+
+    async def handler(request: Request) -> Response:
+        token = _token_of(request)
+        if token == action and token not in done:
+            done.add(token)
+            await asyncio.sleep(0.05)  # the batch's other streams are in flight by now
+            return Response(0, action=action)
+        if token == action:  # sent again: this time it goes through
+            status, headers, body = ANSWERS["ok"]
+            return Response(status, headers, json.dumps(body).encode())
+        return await _answer(request)
+
+    return handler
+
+
+def test_after_a_goaway_the_unprocessed_request_goes_again_on_a_new_connection(
+    tmp_path: Path,
+) -> None:
+    async def run() -> list[DeviceResult]:
+        async with _fcm_server(tmp_path, _once("goaway")) as config:
+            _, lean = _senders(config)
+            try:
+                first = await lean.send(Notification("Hi", "There"), ["ok:APA91b-1"])
+                connection = lean._conn
+                results = await lean.send(
+                    Notification("Hi", "There"), ["goaway:APA91b-2", "ok:APA91b-3"]
+                )
+                assert lean._conn is not connection  # a new connection took the resend
+                return first + results
+            finally:
+                await lean.close()
+
+    results = asyncio.run(run())
+    assert [r.ok for r in results] == [True, True, True]
+
+
+def test_a_dropped_connection_fails_its_requests_as_retryable_in_both_senders(
+    tmp_path: Path,
+) -> None:
+    async def run(which: int) -> list[DeviceResult]:
+        async with _fcm_server(tmp_path, _once("drop")) as config:
+            sender = _senders(config)[which]
+            try:
+                return await sender.send(
+                    Notification("Hi", "There"), ["drop:APA91b-1", "ok:APA91b-2"]
+                )
+            finally:
+                await sender.close()
+
+    for which in (0, 1):
+        dropped, _ = asyncio.run(run(which))
+        assert dropped.error is not None, which
+        assert (type(dropped.error).__name__, dropped.error.code) == (
+            "RetryableError",
+            "provider_unavailable",
+        ), which

@@ -8,6 +8,7 @@ plus one JSON DATA frame, and this server does exactly that.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,9 @@ class Response:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+    # Instead of answering: "goaway" (the stream and those after it unprocessed, the
+    # connection closed once the others are answered) or "drop" (the connection closed now).
+    action: str | None = None
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -58,6 +62,7 @@ class _Connection(asyncio.Protocol):
         self._requests: dict[int, tuple[dict[str, str], bytearray]] = {}
         self._pending_body: dict[int, bytes] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._draining = False  # a GOAWAY was sent
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, but behave as one.
@@ -93,7 +98,7 @@ class _Connection(asyncio.Protocol):
                 self._conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             elif isinstance(event, StreamEnded):
                 entry = self._requests.pop(event.stream_id, None)
-                if entry is not None:
+                if entry is not None and not self._draining:  # after GOAWAY: unprocessed
                     task = asyncio.ensure_future(self._respond(event.stream_id, *entry))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
@@ -117,6 +122,9 @@ class _Connection(asyncio.Protocol):
             response = Response(
                 500, [("content-type", "application/json")], b'{"reason":"InternalServerError"}'
             )
+        if response.action is not None:
+            self._act(stream_id, response.action)
+            return
         out = [(":status", str(response.status)), *response.headers]
         try:
             if not response.body:
@@ -129,6 +137,25 @@ class _Connection(asyncio.Protocol):
         except (StreamClosedError, ProtocolError):
             self._pending_body.pop(stream_id, None)
         self._flush()
+        self._close_if_drained()
+
+    def _act(self, stream_id: int, action: str) -> None:
+        if self._transport is None:
+            return
+        if action == "drop":
+            self._transport.abort()
+            return
+        self._draining = True
+        with contextlib.suppress(ProtocolError):
+            self._conn.close_connection(last_stream_id=stream_id - 2)
+        self._flush()
+        self._close_if_drained()
+
+    def _close_if_drained(self) -> None:
+        """After a GOAWAY: close once no stream below it waits for its answer."""
+        drained = len(self._tasks) <= 1 and not self._pending_body  # (this answer's task)
+        if self._draining and self._transport is not None and drained:
+            self._transport.close()
 
     def _send_pending(self) -> None:
         """Send response bodies as far as flow control allows."""

@@ -75,6 +75,10 @@ APNS_REASONS: dict[str, int] = {
 }
 
 
+# How an FCM fault asks the HTTP/2 port for a connection-level answer (goaway, drop).
+_ACTION = "x-sim-action"
+
+
 class FcmProjectSpec(BaseModel):
     client_email: str
     public_key_pem: str
@@ -225,6 +229,9 @@ class PushSim:
         if fault.kind == "delay":
             await asyncio.sleep(fault.delay_s)
             return None
+        if fault.kind in ("goaway", "drop"):
+            # A connection-level answer (the HTTP/2 port acts on it: ``handle_h2``).
+            return 0, {_ACTION: fault.kind}, {}
         headers = {"retry-after": f"{fault.retry_after_s:g}"} if fault.retry_after_s else {}
         if fault.kind == "timeout":
             await asyncio.sleep(fault.delay_s)
@@ -374,6 +381,8 @@ class PushSim:
             status, headers, answer = await self.fcm_send(
                 fcm.group(1), request.headers.get("authorization", ""), request.body
             )
+            if status == 0:
+                return H2Response(0, action=headers[_ACTION])
             return H2Response(
                 status,
                 [("content-type", "application/json"), *headers.items()],
@@ -409,6 +418,8 @@ class PushSim:
             status, headers, answer = await self.fcm_send(
                 project_id, request.headers.get("authorization", ""), await request.body()
             )
+            if status == 0:  # a connection-level fault: this port can only say 503
+                status, headers, answer = self._fcm_error_tuple("UNAVAILABLE")
             return JSONResponse(answer, status, headers=headers)
 
         @router.put("/_sim/fcm/projects/{project_id}")

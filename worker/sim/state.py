@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-FaultKind = Literal["error", "http", "timeout", "delay"]
+FaultKind = Literal["error", "http", "timeout", "delay", "goaway", "drop"]
 
 
 class FaultSpec(BaseModel):
@@ -18,7 +18,12 @@ class FaultSpec(BaseModel):
     - ``error``: the provider's own error envelope for ``code`` (e.g. 130429, 131026);
     - ``http``: a bare ``http_status`` with ``body`` (e.g. a 500 from a load balancer);
     - ``timeout``: hold the request ``delay_s`` seconds, then answer 504 without sending;
-    - ``delay``: hold the request ``delay_s`` seconds, then process it normally.
+    - ``delay``: hold the request ``delay_s`` seconds, then process it normally;
+    - ``goaway`` (HTTP/2 port): answer with GOAWAY saying the request's stream and the ones
+      after it were not processed, and close the connection once the streams below it are
+      answered (what a server being drained does);
+    - ``drop`` (HTTP/2 port): close the TCP connection at once, every request on it in
+      flight unanswered (a crashed front end, a NAT timeout).
     ``count`` null means until the fault is cleared.
     """
 
