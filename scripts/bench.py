@@ -896,6 +896,75 @@ class Bench:
         self._webhook_endpoint_gone(hook)
         return on
 
+    # --- our own FCM transport (issue 22) --------------------------------------------
+
+    def fcm_lean(self) -> None:
+        """firebase-admin's raw loop (``send_each_async``, 2 calls of 50 in flight per
+        process: its best setting here) against our transport's raw loop (the same lanes
+        through ``LeanFcmSender.send``), ``ROUNDS`` rounds in alternating order, each
+        process sending for the same seconds; then the ``push`` FCM campaign end to end
+        with the bulk worker on each sender, the lean one paired with its raw loop.
+        ``lean_fcm_cpu_ratio``: our CPU per send over firebase-admin's (≤ 1/3 is the
+        target); ``lean_fcm_efficiency``: the lean campaign's rate over the lean raw loop's."""
+        n, tag = self.scale.push, "lean-fcm"
+        self.seed(tag, n, fcm=True)
+        content = {"title": "Bench {{name}}", "message": "Lean transport"}
+        setting, seconds = {"calls": 2, "batch": 50}, max(1.0, self.scale.tune_s * 2)
+        raw: dict[str, list[dict[str, float]]] = {"admin": [], "lean": []}
+        campaigns: dict[str, list[dict[str, Any]]] = {"admin": [], "lean": []}
+        with RawLoops(self.stack, "fcm") as admin_loops, RawLoops(self.stack, "fcm-lean") as lean:
+            loops = {"admin": admin_loops, "lean": lean}
+            for i in range(ROUNDS):
+                for name in ("admin", "lean") if i % 2 == 0 else ("lean", "admin"):
+                    raw[name].append(loops[name].run(setting, seconds))
+            self.campaign("push", content, tag)  # warm-up, unmeasured
+            campaigns["admin"].append(self.campaign("push", content, tag))
+            self._bulk_worker({"DISPATCH_FCM_SENDER": "lean"})
+            try:
+                self.campaign("push", content, tag)  # warm-up: connection, token
+                lean_raw_paired: list[dict[str, float]] = []
+                for _ in range(ROUNDS):
+                    lean_raw_paired.append(lean.run(setting, seconds))
+                    campaigns["lean"].append(self.campaign("push", content, tag))
+            finally:
+                self._bulk_worker({})
+
+        def med(values: list[float], digits: int = 0) -> float:
+            return round(statistics.median(values), digits or None)
+
+        admin_cpu = med([r["cpu_us_per_send"] for r in raw["admin"]])
+        lean_cpu = med([r["cpu_us_per_send"] for r in raw["lean"]])
+        lean_rate = med([r["sends_per_s"] for r in lean_raw_paired])
+        efficiency = [
+            c["sends_per_s"] / r["sends_per_s"]
+            for c, r in zip(campaigns["lean"], lean_raw_paired, strict=True)
+        ]
+        self.results.update(
+            {
+                "fcm_lean_raw_fcm_sends_per_s": med([r["sends_per_s"] for r in raw["admin"]]),
+                "fcm_lean_raw_fcm_cpu_us_per_send": admin_cpu,
+                "lean_fcm_raw_sends_per_s": med([r["sends_per_s"] for r in raw["lean"]]),
+                "lean_fcm_raw_cpu_us_per_send": lean_cpu,
+                "lean_fcm_cpu_ratio": round(lean_cpu / admin_cpu, 3),
+                "fcm_sends_per_s_admin": med([c["sends_per_s"] for c in campaigns["admin"]]),
+                "fcm_sends_per_s_lean": med([c["sends_per_s"] for c in campaigns["lean"]]),
+                "fcm_worker_cpu_us_per_send_admin": med(
+                    [c["worker_cpu_us_per_send"] for c in campaigns["admin"]]
+                ),
+                "fcm_worker_cpu_us_per_send_lean": med(
+                    [c["worker_cpu_us_per_send"] for c in campaigns["lean"]]
+                ),
+                "lean_fcm_raw_paired_sends_per_s": lean_rate,
+                "lean_fcm_efficiency": round(statistics.median(efficiency), 2),
+                "lean_fcm_efficiency_rounds": [round(e, 3) for e in efficiency],
+            }
+        )
+
+    def _bulk_worker(self, env: dict[str, str]) -> None:
+        """The bulk worker started again with these settings ({}: the stack's own)."""
+        self.stack.stop("bulk")
+        self.stack.worker("bulk", "bulk", nice=BULK_NICE, env={**self.stack.env, **env})
+
     # --- audience control ----------------------------------------------------------
 
     def audience(self) -> None:
@@ -1168,6 +1237,8 @@ TARGETS = [
     Target("webhook_campaign_rate_ratio", 0.9),
     Target("webhook_events_missing", high=0),
     Target("audience_campaign_rate_ratio", 0.9),
+    Target("lean_fcm_cpu_ratio", high=1 / 3),
+    Target("lean_fcm_efficiency", 0.8, 1.05),
 ]
 
 
@@ -1229,6 +1300,7 @@ def main() -> int:
             bench.crash,
             bench.webhooks,
             bench.audience,
+            bench.fcm_lean,
         ]
         unknown = set(only) - {step.__name__ for step in steps}
         if unknown:
