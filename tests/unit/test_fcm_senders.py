@@ -319,3 +319,21 @@ def test_a_dropped_connection_fails_its_requests_as_retryable_in_both_senders(
             "RetryableError",
             "provider_unavailable",
         ), which
+
+
+def test_more_bodies_than_the_connection_window_holds_all_go(tmp_path: Path) -> None:
+    """500 streams at once, ~125 KB of bodies against the server's 64 KB connection
+    window: the rest of each body waits for a WINDOW_UPDATE, none for its deadline."""
+
+    async def run() -> list[DeviceResult]:
+        async with _fcm_server(tmp_path, _answer) as config:
+            _, lean = _senders(config)
+            lean.batch_size, lean.timeout_s = 500, 3
+            try:
+                note = Notification("Hi", "There " * 20)
+                return await lean.send(note, [f"ok:APA91b-{i:04d}" for i in range(500)])
+            finally:
+                await lean.close()
+
+    results = asyncio.run(run())
+    assert all(r.ok for r in results), next(r.error for r in results if not r.ok)

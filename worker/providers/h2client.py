@@ -91,14 +91,14 @@ class Http2Connection(asyncio.Protocol):
         self._max_streams = 100  # until the server's SETTINGS say
         # Requests waiting for a stream slot (the server's limit reached), oldest first.
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._window_open = asyncio.Event()
+        # Streams whose body waits for the server to open its flow-control windows.
+        self._blocked: dict[int, _Stream] = {}
         self._goaway_last: int | None = None
         self._closed: H2Error | None = None
         self._ping_after_s, self._ping_timeout_s = ping_after_s, ping_timeout_s
         self._last_read = time.monotonic()
         self._ping_sent_at: float | None = None
         self._keepalive: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()  # bodies waiting for the window
 
     # --- the protocol's side -----------------------------------------------------------
 
@@ -155,13 +155,13 @@ class Http2Connection(asyncio.Protocol):
                 )
                 self._end(event.stream_id, error)
             elif isinstance(event, WindowUpdated):
-                self._window_open.set()
+                self._unblock()
             elif isinstance(event, RemoteSettingsChanged):
                 setting = event.changed_settings.get(SettingCodes.MAX_CONCURRENT_STREAMS)
                 if setting is not None:
                     self._max_streams = max(1, setting.new_value)
                     self._wake()
-                self._window_open.set()
+                self._unblock()
             elif isinstance(event, ConnectionTerminated):
                 self._goaway(event.last_stream_id or 0, event.error_code)
             elif isinstance(event, PingAckReceived):
@@ -211,11 +211,9 @@ class Http2Connection(asyncio.Protocol):
         if body:
             stream.to_send = memoryview(body)
             self._send_body(stream_id, stream)
+            if stream.to_send is not None:
+                self._blocked[stream_id] = stream  # the rest when a WINDOW_UPDATE comes
         self._flush()
-        if stream.to_send is not None:
-            task = asyncio.ensure_future(self._send_rest(stream_id, stream))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
         # A timer, not wait_for: no task per request.
         timer = loop.call_at(deadline, self._expire, stream_id, timeout_s)
         try:
@@ -235,7 +233,7 @@ class Http2Connection(asyncio.Protocol):
     # --- inside ------------------------------------------------------------------------
 
     def _send_body(self, stream_id: int, stream: _Stream) -> None:
-        """As much of the body as the windows allow (the rest: ``_send_rest``)."""
+        """As much of the body as the windows allow (the rest: ``_unblock``)."""
         rest = stream.to_send
         while rest is not None and len(rest):
             try:
@@ -254,14 +252,17 @@ class Http2Connection(asyncio.Protocol):
             rest = None if last else rest[size:]
         stream.to_send = rest if rest is not None and len(rest) else None
 
-    async def _send_rest(self, stream_id: int, stream: _Stream) -> None:
-        while stream.to_send is not None and stream_id in self._streams and self.usable:
-            self._window_open.clear()
-            await self._window_open.wait()
-            self._send_body(stream_id, stream)
-            self._flush()
+    def _unblock(self) -> None:
+        """The server opened a window: the waiting bodies go on, oldest first, as far as
+        the windows now allow (no task per stream, no wake-up to lose)."""
+        for stream_id, stream in list(self._blocked.items()):
+            if stream_id in self._streams:
+                self._send_body(stream_id, stream)
+            if stream.to_send is None or stream_id not in self._streams:
+                del self._blocked[stream_id]
 
     def _end(self, stream_id: int, error: H2Error | None) -> None:
+        self._blocked.pop(stream_id, None)
         stream = self._streams.pop(stream_id, None)
         if stream is None:
             return
@@ -287,7 +288,6 @@ class Http2Connection(asyncio.Protocol):
             self._closed = error
         for stream_id in list(self._streams):
             self._end(stream_id, error)
-        self._window_open.set()
         if self._keepalive is not None:
             self._keepalive.cancel()
 
