@@ -548,17 +548,19 @@ def test_automation_steps_keep_opt_outs_quiet_hours_and_caps(tenant: Tenant) -> 
     steps = {s["step"]: s for s in out["timeline"]}
     assert [steps[i]["status"] for i in range(3)] == ["skipped", "skipped", "done"]
     assert steps[0]["reason"] == steps[1]["reason"] == "opted_out"
-    assert _sent_to(tenant).count("+919876300031") == 1  # the transactional step only
+    # The transactional step only (a step is done when its message is accepted).
+    wait_until(lambda: _sent_to(tenant).count("+919876300031") == 1, 10, "the step's send")
 
     waiting = wait_until(lambda: run_of("au-late", "waiting"), 10, "the run to wait")
     assert time.time() < end
     # The step without quiet hours went; the next one waits for the window's end.
-    assert _sent_to(tenant).count("+919876300032") == 1
+    wait_until(lambda: _sent_to(tenant).count("+919876300032") == 1, 5, "the first step")
     held = {s["step"]: s for s in waiting["timeline"]}[1]
     assert (held["status"], held["reason"], held["until"]) == ("waiting", "quiet_hours", end)
     wait_until(lambda: run_of("au-late", "done"), 20, "the run after quiet hours")
     assert time.time() >= end
-    assert _sent_to(tenant).count("+919876300032") == 3
+    # A send step is done when its message is accepted; the simulator gets it just after.
+    wait_until(lambda: _sent_to(tenant).count("+919876300032") == 3, 10, "the steps' sends")
 
 
 def test_a_contacts_locale_picks_the_template_language_when_only_the_template_is_named(
