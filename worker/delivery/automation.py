@@ -290,9 +290,7 @@ async def _audience(
         return {"status": "skipped", "reason": "opted_out", "opted_out": refusal}
     settings = await account_settings.load_cached(ctx.redis, run.account)
     own = step.get("quiet_hours")
-    window = (
-        settings.quiet_hours if own is None else QuietHours.model_validate(own) if own else None
-    )
+    window = settings.quiet_window(QuietHours.model_validate(own) if own else own)
     if window is not None:
         zone = timing.contact_zone(raw.get(timing.TIMEZONE_FIELD), window.zone)
         end = window.end_of(now, zone)

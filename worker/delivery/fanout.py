@@ -288,12 +288,8 @@ async def _timing(redis: Redis, campaign: Campaign) -> _Timing | None:
     """The campaign's timing rules (None: every contact now). Quiet hours are the
     campaign's own (``false``: none), else the account's; a transactional campaign has
     none. Contacts without a ``timezone`` of their own are in the quiet hours' zone."""
-    quiet: QuietHours | None = None
     settings = await account_settings.load(redis, campaign.account)
-    if isinstance(campaign.quiet_hours, QuietHours):
-        quiet = campaign.quiet_hours
-    elif campaign.quiet_hours is None:
-        quiet = settings.quiet_hours
+    quiet = settings.quiet_window(campaign.quiet_hours)
     if not preferences.consent_category(campaign.category):
         quiet = None
     if quiet is None and campaign.send_at_local is None:

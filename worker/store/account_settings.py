@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 
@@ -31,6 +31,13 @@ class AccountSettings:
     default_ttl: dict[str, int] = field(default_factory=dict)
     # Over a frequency cap: put off to the cap's next window (else skipped).
     defer_over_cap: bool = False
+
+    def quiet_window(self, own: QuietHours | Literal[False] | None) -> QuietHours | None:
+        """The quiet hours in force for a campaign or a step with ``own``: its own window,
+        none (``false``), or (absent) the account's."""
+        if own is None:
+            return self.quiet_hours
+        return own or None
 
 
 async def load(redis: Redis, account: str) -> AccountSettings:
