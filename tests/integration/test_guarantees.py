@@ -77,7 +77,18 @@ def _wait_all_final(tenant: Tenant, ids: list[str], timeout_s: float) -> dict[st
                 details[message_id] = detail
         return len(details) == len(ids)
 
-    wait_until(done, timeout_s, f"{len(ids)} messages to be final")
+    try:
+        wait_until(done, timeout_s, f"{len(ids)} messages to be final")
+    except AssertionError as exc:
+        # Say where the others stopped: the job queued, claimed, or put off.
+        left = [tenant.get(f"/api/v1/messages/{m}").json() for m in ids if m not in details]
+        states = Counter(
+            (d.get("status"), len(d.get("attempts") or []), d.get("code"), d.get("deferred_until"))
+            for d in left
+        )
+        raise AssertionError(
+            f"{exc}; {len(left)} left (status, attempts, code, put off): {states}"
+        ) from None
     return details
 
 
