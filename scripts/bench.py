@@ -87,6 +87,15 @@ RAW_CANDIDATES: dict[str, list[dict[str, int]]] = {
         {"calls": 4, "batch": 50},
     ],
     "apns": [{"in_flight": k} for k in (100, 200, 300, 400)],
+    # Our FCM transport sends a call's messages at once (the worker: a slice of 200, two
+    # slices in flight).
+    "fcm-lean": [
+        {"calls": 2, "batch": 50},
+        {"calls": 2, "batch": 100},
+        {"calls": 2, "batch": 200},
+        {"calls": 4, "batch": 100},
+        {"calls": 2, "batch": 400},
+    ],
 }
 ROUNDS = 2  # raw/end-to-end pairs per platform and API rounds
 API_WINDOWS = 4  # latency windows per endpoint (see api_paths)
@@ -900,31 +909,40 @@ class Bench:
 
     def fcm_lean(self) -> None:
         """firebase-admin's raw loop (``send_each_async``, 2 calls of 50 in flight per
-        process: its best setting here) against our transport's raw loop (the same lanes
-        through ``LeanFcmSender.send``), ``ROUNDS`` rounds in alternating order, each
-        process sending for the same seconds; then the ``push`` FCM campaign end to end
-        with the bulk worker on each sender, the lean one paired with its raw loop.
+        process: its best setting here) against our transport's raw loop (lanes through
+        ``LeanFcmSender.send``, its fastest setting of ``RAW_CANDIDATES["fcm-lean"]``),
+        ``ROUNDS`` rounds in alternating order, each process sending for the same
+        seconds; then the ``push`` FCM campaign end to end with the bulk worker on each
+        sender, the lean one paired with its raw loop.
         ``lean_fcm_cpu_ratio``: our CPU per send over firebase-admin's (≤ 1/3 is the
         target); ``lean_fcm_efficiency``: the lean campaign's rate over the lean raw loop's."""
         n, tag = self.scale.push, "lean-fcm"
         self.seed(tag, n, fcm=True)
         content = {"title": "Bench {{name}}", "message": "Lean transport"}
-        setting, seconds = {"calls": 2, "batch": 50}, self.scale.tune_s * 2
+        seconds = self.scale.tune_s * 2
+        settings = {"admin": {"calls": 2, "batch": 50}}
         raw: dict[str, list[dict[str, float]]] = {"admin": [], "lean": []}
         campaigns: dict[str, list[dict[str, Any]]] = {"admin": [], "lean": []}
         with RawLoops(self.stack, "fcm") as admin_loops, RawLoops(self.stack, "fcm-lean") as lean:
             loops = {"admin": admin_loops, "lean": lean}
+            candidates = RAW_CANDIDATES["fcm-lean"]
+            tried = {_label(c): lean.run(c, self.scale.tune_s) for c in candidates}
+            settings["lean"] = max(candidates, key=lambda c: tried[_label(c)]["sends_per_s"])
             for i in range(ROUNDS):
                 for name in ("admin", "lean") if i % 2 == 0 else ("lean", "admin"):
-                    raw[name].append(loops[name].run(setting, seconds))
+                    raw[name].append(loops[name].run(settings[name], seconds))
             self.campaign("push", content, tag)  # warm-up, unmeasured
             campaigns["admin"].append(self.campaign("push", content, tag))
             self._bulk_worker({"DISPATCH_FCM_SENDER": "lean"})
             try:
                 self.campaign("push", content, tag)  # warm-up: connection, token
                 lean_raw_paired: list[dict[str, float]] = []
+                sim = self.stack.procs["sim"]
                 for _ in range(ROUNDS):
-                    lean_raw_paired.append(lean.run(setting, seconds))
+                    sim0 = sim.cpu_s()
+                    paired = lean.run(settings["lean"], seconds)
+                    paired["sim_cpu_us_per_send"] = (sim.cpu_s() - sim0) / paired["requests"] * 1e6
+                    lean_raw_paired.append(paired)
                     campaigns["lean"].append(self.campaign("push", content, tag))
             finally:
                 self._bulk_worker({})
@@ -943,6 +961,10 @@ class Bench:
             {
                 "fcm_lean_raw_fcm_sends_per_s": med([r["sends_per_s"] for r in raw["admin"]]),
                 "fcm_lean_raw_fcm_cpu_us_per_send": admin_cpu,
+                "lean_fcm_raw_tried_sends_per_s": {
+                    k: round(v["sends_per_s"]) for k, v in tried.items()
+                },
+                "lean_fcm_raw_setting": _label(settings["lean"]),
                 "lean_fcm_raw_sends_per_s": med([r["sends_per_s"] for r in raw["lean"]]),
                 "lean_fcm_raw_cpu_us_per_send": lean_cpu,
                 "lean_fcm_cpu_ratio": round(lean_cpu / admin_cpu, 3),
@@ -957,6 +979,16 @@ class Bench:
                 "lean_fcm_raw_paired_sends_per_s": lean_rate,
                 "lean_fcm_efficiency": round(statistics.median(efficiency), 2),
                 "lean_fcm_efficiency_rounds": [round(e, 3) for e in efficiency],
+                # Where the two cores went per message: the raw loop's and the simulator's,
+                # against the campaign's worker, simulator and Valkey.
+                "lean_fcm_raw_cpu_us_per_send_split": {
+                    "raw": med([r["cpu_us_per_send"] for r in lean_raw_paired]),
+                    "sim": med([r["sim_cpu_us_per_send"] for r in lean_raw_paired]),
+                },
+                "lean_fcm_campaign_cpu_us_per_send_split": {
+                    name: med([c[f"{name}_cpu_us_per_send"] for c in campaigns["lean"]])
+                    for name in ("worker", "sim", "valkey")
+                },
             }
         )
 

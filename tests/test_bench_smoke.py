@@ -45,6 +45,7 @@ FIGURES = {
     "audience_campaign_rate_ratio",
     "audience_valkey_cpu_us_per_send_on",
     "webhook_events_received",
+    "lean_fcm_raw_setting",
     "lean_fcm_raw_sends_per_s",
     "lean_fcm_raw_cpu_us_per_send",
     "lean_fcm_cpu_ratio",

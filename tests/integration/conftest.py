@@ -266,6 +266,7 @@ def make_push_tenant(
     *,
     fcm: bool = True,
     apns: bool = True,
+    fcm_sender: str | None = None,
 ) -> PushTenant:
     base = make_tenant(settings, sim_url, api_url, http)
     project_id = f"proj-{base.name}"
@@ -282,6 +283,7 @@ def make_push_tenant(
                 sa.json,
                 endpoint=f"https://127.0.0.1:{tls_port}",
                 ca_file=str(ca_file),
+                sender=fcm_sender,
             )
         if apns:
             await configure_apns(
@@ -300,6 +302,13 @@ def make_push_tenant(
 
 
 @pytest.fixture
+def fcm_sender() -> str | None:
+    """The FCM sender of the tenants a test makes (None: the workers' DISPATCH_FCM_SENDER).
+    The push modules override it to run every test with each sender (``FCM_SENDERS``)."""
+    return None
+
+
+@pytest.fixture
 def push_tenant_factory(
     stack: dict[str, Any],
     settings: Settings,
@@ -308,12 +317,20 @@ def push_tenant_factory(
     http: httpx.Client,
     sim_tls_port: int,
     sim_ca_file: Path,
+    fcm_sender: str | None,
 ) -> Callable[..., PushTenant]:
     """Make a push tenant with some platforms left out: ``factory(apns=False)``."""
 
     def factory(**platforms: bool) -> PushTenant:
         return make_push_tenant(
-            settings, sim_url, api_url, http, sim_tls_port, sim_ca_file, **platforms
+            settings,
+            sim_url,
+            api_url,
+            http,
+            sim_tls_port,
+            sim_ca_file,
+            fcm_sender=fcm_sender,
+            **platforms,
         )
 
     return factory

@@ -9,6 +9,7 @@ import pytest
 
 from tests.integration.conftest import APNS_TOKEN_1, FCM_TOKEN_1, PushTenant
 from tests.support import wait_until
+from worker.config import FCM_SENDERS
 
 SPEC_PUSH: dict[str, Any] = {
     "contact_id": "cct_abc123",
@@ -25,6 +26,12 @@ OPTIONS: dict[str, Any] = {
     "thread_id": "orders",
     "image": IMAGE,
 }
+
+
+@pytest.fixture(params=FCM_SENDERS)
+def fcm_sender(request: pytest.FixtureRequest) -> str:
+    """Every test here runs with each FCM sender: firebase-admin's, and our transport."""
+    return str(request.param)
 
 
 def _registered(tenant: PushTenant, contact: str = "cct_abc123", **fields: Any) -> None:

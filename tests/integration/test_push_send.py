@@ -16,9 +16,10 @@ from tests.integration.conftest import (
     PushTenant,
 )
 from tests.support import run_async
-from worker.config import Settings
+from worker.config import FCM_SENDERS, Settings
 from worker.masking import mask_token
 from worker.models import Scope
+from worker.providers import fcm_lean
 from worker.store import accounts, tokens
 
 SPEC_PUSH: dict[str, Any] = {
@@ -30,6 +31,12 @@ SPEC_PUSH: dict[str, Any] = {
 }
 FCM_TOKEN_2 = "eYq1:APA91bGk7Zq-second-device-token-0123456789"
 APNS_TOKEN_2 = "0f" * 32
+
+
+@pytest.fixture(params=FCM_SENDERS)
+def fcm_sender(request: pytest.FixtureRequest) -> str:
+    """Every test here runs with each FCM sender: firebase-admin's, and our transport."""
+    return str(request.param)
 
 
 def _push(**changes: Any) -> dict[str, Any]:
@@ -55,7 +62,7 @@ def _contact_tokens(tenant: PushTenant, contact: str = "cct_abc123") -> dict[str
 
 
 def test_spec_push_example_reaches_both_devices_in_their_own_shapes(
-    push_tenant: PushTenant,
+    push_tenant: PushTenant, fcm_sender: str
 ) -> None:
     _registered(push_tenant, ("fcm", FCM_TOKEN_1), ("apns", APNS_TOKEN_1))
 
@@ -81,6 +88,9 @@ def test_spec_push_example_reaches_both_devices_in_their_own_shapes(
 
     [fcm] = push_tenant.push_requests("fcm")
     assert fcm["auth"] == "ok"
+    # Posted by the sender under test: firebase-admin's httpx client, or our transport.
+    client = {"firebase-admin": "python-httpx/", "lean": fcm_lean.USER_AGENT}[fcm_sender]
+    assert fcm["user_agent"].startswith(client)
     assert fcm["body"] == {
         "message": {
             # A registration token goes in `token` (`fid` only takes an installation id).

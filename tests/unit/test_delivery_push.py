@@ -120,8 +120,8 @@ def test_only_the_tokens_that_failed_are_retried(settings: Settings) -> None:
         await asyncio.sleep(first.retry_in_s)
         second = await send_push(ctx, account, message_id)
         assert second.status is MessageStatus.SENT
-        # Slices of DISPATCH_PUSH_SLICE_SIZE (200), then only the three that failed.
-        assert [len(c) for c in sender.calls] == [200, 200, 200, 200, 200, 3]
+        # Slices of DISPATCH_PUSH_SLICE_SIZE (250), then only the three that failed.
+        assert [len(c) for c in sender.calls] == [250, 250, 250, 250, 3]
         assert sorted(sender.calls[-1]) == sorted(flaky)
         message = await messages.load(ctx.redis, account, message_id)
         assert message is not None
@@ -133,6 +133,21 @@ def test_only_the_tokens_that_failed_are_retried(settings: Settings) -> None:
         assert {s.last_error for s in stats if s.last_error} == {"503"}
         await ctx.redis.aclose()
 
+    _run(scenario())
+
+
+def test_slices_are_of_equal_size_none_above_the_setting(settings: Settings) -> None:
+    """260 devices go as 130 + 130, not 250 + 10: a job waits for its slowest slice."""
+    all_tokens = [f"token-{i:05d}-abcdefghijkl" for i in range(260)]
+
+    async def scenario() -> None:
+        ctx, sender, account, message_id = await _scenario(settings, all_tokens, {})
+        assert (await send_push(ctx, account, message_id)).status is MessageStatus.SENT
+        assert [len(c) for c in sender.calls] == [130, 130]
+        assert [t for c in sender.calls for t in c] == all_tokens
+        await ctx.redis.aclose()
+
+    assert settings.push_slice_size == 250
     _run(scenario())
 
 

@@ -337,3 +337,54 @@ def test_more_bodies_than_the_connection_window_holds_all_go(tmp_path: Path) -> 
 
     results = asyncio.run(run())
     assert all(r.ok for r in results), next(r.error for r in results if not r.ok)
+
+
+def test_the_request_headers_pass_h2s_own_checks() -> None:
+    """h2client skips h2's checks of outbound headers (a fifth of a request's CPU): the
+    block the lean sender sends must pass them, as a connection header would not."""
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+    from h2.exceptions import ProtocolError
+
+    from worker.providers.h2client import request_headers
+
+    def checked(headers: list[tuple[bytes, bytes]]) -> None:
+        config = H2Configuration(
+            client_side=True, header_encoding=None, normalize_outbound_headers=False
+        )
+        conn = H2Connection(config)
+        conn.initiate_connection()
+        block = request_headers(
+            b"POST", b"fcm.googleapis.com", b"/v1/projects/p/messages:send", headers, 120
+        )
+        conn.send_headers(conn.get_next_available_stream_id(), block)
+
+    checked([(b"authorization", b"Bearer ya29.token"), *fcm_lean.HEADERS])
+    try:
+        checked([(b"connection", b"keep-alive")])
+    except ProtocolError:
+        pass
+    else:
+        raise AssertionError("h2 accepted a connection-specific header")
+
+
+def test_an_accounts_own_sender_wins_over_the_workers_setting() -> None:
+    """`dispatch channels fcm configure --sender lean` tries our transport on one account
+    while the workers' DISPATCH_FCM_SENDER stays firebase-admin (and the other way)."""
+    from worker.delivery.push_clients import PushClients
+
+    info = credentials.service_account(PROJECT, "http://127.0.0.1:9/token")
+
+    def config(sender: str | None) -> FcmConfig:
+        return FcmConfig(project_id=PROJECT, service_account=SecretStr(info.json), sender=sender)  # type: ignore[arg-type]
+
+    async def made(default: str, own: str | None) -> type:
+        clients = PushClients(timeout_s=5, fcm_sender=default)
+        sender = await clients.get("acct", "fcm", config(own), "v1")
+        await clients.close()
+        return type(sender)
+
+    assert asyncio.run(made("firebase-admin", "lean")) is fcm_lean.LeanFcmSender
+    assert asyncio.run(made("lean", "firebase-admin")) is fcm.FcmSender
+    assert asyncio.run(made("lean", None)) is fcm_lean.LeanFcmSender
+    assert asyncio.run(made("firebase-admin", None)) is fcm.FcmSender

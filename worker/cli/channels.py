@@ -3,6 +3,7 @@ stored encrypted; secrets are never printed back."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,7 @@ from redis.asyncio import Redis
 from rich.table import Table
 
 from worker.cli.common import AccountOpt, console, err, with_redis
-from worker.config import Settings
+from worker.config import FCM_SENDERS, Settings
 from worker.masking import mask_token
 from worker.services.provisioning import (
     configure_apns,
@@ -36,6 +37,15 @@ RateOpt = Annotated[
         "(default: the DISPATCH_*_RATE_PER_S setting).",
     ),
 ]
+
+
+class FcmSender(StrEnum):
+    FIREBASE_ADMIN = "firebase-admin"
+    LEAN = "lean"
+
+
+assert tuple(FcmSender) == FCM_SENDERS  # one list of senders (worker/config.py)
+
 CaFileOpt = Annotated[
     Path | None,
     typer.Option(exists=True, dir_okay=False, help="CA bundle to trust for --endpoint."),
@@ -145,6 +155,13 @@ def fcm_configure(
     ] = None,
     ca_file: CaFileOpt = None,
     rate_per_s: RateOpt = None,
+    sender: Annotated[
+        FcmSender | None,
+        typer.Option(
+            help="This account's FCM sender: firebase-admin's client, or our own HTTP/2 "
+            "transport (lean); default: the workers' DISPATCH_FCM_SENDER.",
+        ),
+    ] = None,
 ) -> None:
     """Store the account's FCM credentials. The private key is never printed back."""
 
@@ -156,10 +173,12 @@ def fcm_configure(
             endpoint=endpoint,
             ca_file=str(ca_file.resolve()) if ca_file else None,
             rate_per_s=rate_per_s,
+            sender=sender.value if sender else None,
         )
         err.print(
             f"FCM configured for [bold]{account}[/]: project {config.project_id}"
             + (f" via {config.endpoint}" if config.endpoint else "")
+            + (f", sent with the {config.sender} sender" if config.sender else "")
         )
 
     with_redis(action)

@@ -27,7 +27,8 @@ def build_sender(
         if fcm_sender == "lean":
             from worker.providers.fcm_lean import LeanFcmSender
 
-            return LeanFcmSender(config, timeout_s=timeout_s, batch_size=fcm_batch_size)
+            # No calls of `fcm_batch_size`: a slice's requests go at once.
+            return LeanFcmSender(config, timeout_s=timeout_s)
         from worker.providers.fcm import FcmSender
 
         return FcmSender(config, timeout_s=timeout_s, batch_size=fcm_batch_size)
@@ -63,6 +64,7 @@ class PushClients:
             return cached[1]
         if cached is not None:
             await cached[1].close()
+        fcm_sender = (isinstance(config, FcmConfig) and config.sender) or self.fcm_sender
         sender = self.factory(
             platform,
             config,
@@ -70,7 +72,7 @@ class PushClients:
             self.apns_max_in_flight,
             self.token_store,
             self.fcm_batch_size,
-            self.fcm_sender,
+            fcm_sender,
         )
         self._senders[(account_id, platform)] = (version, sender)
         return sender

@@ -590,6 +590,9 @@ class FcmConfig(BaseModel):
     endpoint: str | None = None
     ca_file: str | None = None
     rate_per_s: float | None = None
+    # The account's own choice of FCM sender (one of config.FCM_SENDERS), over the
+    # workers' DISPATCH_FCM_SENDER: the lean transport tried account by account.
+    sender: Literal["firebase-admin", "lean"] | None = None
 
 
 class ApnsConfig(BaseModel):

@@ -32,7 +32,7 @@ from google.auth.transport import requests as google_auth_requests
 
 from worker.models import FcmConfig
 from worker.providers import h2client
-from worker.providers.fcm import MAX_BATCH, _message, classify
+from worker.providers.fcm import _message, classify
 from worker.providers.push import DeviceResult, Notes, note_at
 
 FCM_ORIGIN = "https://fcm.googleapis.com"
@@ -40,10 +40,14 @@ FCM_ORIGIN = "https://fcm.googleapis.com"
 _REFRESH_AHEAD = dt.timedelta(minutes=5)
 # Unprocessed requests are sent again on a new connection at most this many times.
 _RESENDS = 2
-_HEADERS = [
-    ("content-type", "application/json; charset=utf-8"),
-    ("x-goog-api-format-version", "2"),
-    ("x-firebase-client", f"fire-admin-python/{firebase_admin.__version__}"),
+# firebase-admin's own request headers, lower-case bytes as HTTP/2 sends them, and a name
+# of our own for this transport (httpx calls itself python-httpx).
+USER_AGENT = "multichannel-dispatch-lean-fcm"
+HEADERS = [
+    (b"user-agent", USER_AGENT.encode()),
+    (b"content-type", b"application/json; charset=utf-8"),
+    (b"x-goog-api-format-version", b"2"),
+    (b"x-firebase-client", f"fire-admin-python/{firebase_admin.__version__}".encode()),
 ]
 
 
@@ -105,54 +109,62 @@ def _error_from(failure: httpx.HTTPError) -> exceptions.FirebaseError:
 class LeanFcmSender:
     """The ``FcmSender`` interface over one HTTP/2 connection of ours per sender."""
 
-    def __init__(self, config: FcmConfig, *, timeout_s: float, batch_size: int = 50) -> None:
-        self.batch_size = min(batch_size, MAX_BATCH)
+    def __init__(self, config: FcmConfig, *, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         info = json.loads(config.service_account.get_secret_value())
         self.project_id = config.project_id
         origin = urlsplit((config.endpoint or FCM_ORIGIN).rstrip("/"))
         self._host = origin.hostname or "fcm.googleapis.com"
         self._port = origin.port or 443
-        self._path = f"{origin.path}/v1/projects/{config.project_id}/messages:send"
-        self._url = f"https://{self._host}:{self._port}{self._path}"
+        path = f"{origin.path}/v1/projects/{config.project_id}/messages:send"
+        self._path = path.encode()
+        self._url = f"https://{self._host}:{self._port}{path}"
         self._ssl = h2client.client_context(config.ca_file)
         self._token = _shared_token(info, config.project_id)
         self._conn: h2client.Http2Connection | None = None
         self._connecting: asyncio.Future[h2client.Http2Connection] | None = None
+        # The headers for the current access token (built again when it changes).
+        self._headers: tuple[str, list[tuple[bytes, bytes]]] = ("", [])
 
     async def send(self, note: Notes, tokens: Sequence[str]) -> list[DeviceResult]:
-        results: list[DeviceResult] = []
-        for start in range(0, len(tokens), self.batch_size):
-            chunk = tokens[start : start + self.batch_size]
-            now = time.time()
-            bodies = [
-                json.dumps(
-                    {
-                        "message": messaging._MessagingService.encode_message(
-                            _message(note_at(note, start + i), token, now)
-                        )
-                    },
-                    separators=(",", ":"),
-                ).encode()
-                for i, token in enumerate(chunk)
-            ]
-            started = time.perf_counter()
-            outcomes = await asyncio.gather(*(self._post(body) for body in bodies))
-            latency_ms = (time.perf_counter() - started) * 1000
-            for token, (name, error) in zip(chunk, outcomes, strict=True):
-                failure = None if error is None else classify(error)
-                results.append(DeviceResult("fcm", token, name, failure, latency_ms))
-        return results
+        """Every token's request at once, not in calls of ``send_each``'s kind: the
+        connection holds as many as the server's concurrent streams allow and queues the
+        rest, and the requests of one turn of the loop go out in one write."""
+        now = time.time()
+        bodies = [
+            json.dumps(
+                {
+                    "message": messaging._MessagingService.encode_message(
+                        _message(note_at(note, i), token, now)
+                    )
+                },
+                separators=(",", ":"),
+            ).encode()
+            for i, token in enumerate(tokens)
+        ]
+        started = time.perf_counter()
+        outcomes = await asyncio.gather(*(self._post(body) for body in bodies))
+        latency_ms = (time.perf_counter() - started) * 1000
+        return [
+            DeviceResult("fcm", token, name, None if error is None else classify(error), latency_ms)
+            for token, (name, error) in zip(tokens, outcomes, strict=True)
+        ]
 
     async def _post(self, body: bytes) -> tuple[str | None, exceptions.FirebaseError | None]:
         """One message: FCM's name for it, or firebase-admin's exception for the failure."""
         refreshed, resends = False, 0
         while True:
             access = await self._token.get()
-            headers = [("authorization", f"Bearer {access}"), *_HEADERS]
+            if self._headers[0] != access:
+                self._headers = (
+                    access,
+                    [(b"authorization", f"Bearer {access}".encode()), *HEADERS],
+                )
             try:
                 conn = await self._connection()
-                response = await conn.request("POST", self._path, headers, body, self.timeout_s)
+                response = await conn.request(
+                    b"POST", self._path, self._headers[1], body, self.timeout_s
+                )
             except h2client.Unprocessed:
                 if resends < _RESENDS:
                     resends += 1

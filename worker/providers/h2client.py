@@ -85,7 +85,16 @@ class Http2Connection(asyncio.Protocol):
 
     def __init__(self, authority: str, ping_after_s: float, ping_timeout_s: float) -> None:
         self.authority = authority
-        self._conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        # Our request headers are fixed, lower-case and valid (tests/unit/test_h2client.py):
+        # h2's checks of them cost a fifth of a request's CPU. The server's are checked.
+        config = H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+        self._conn = H2Connection(config)
+        self._authority = authority.encode()
         self._transport: asyncio.Transport | None = None
         self._streams: dict[int, _Stream] = {}
         self._max_streams = 100  # until the server's SETTINGS say
@@ -99,6 +108,8 @@ class Http2Connection(asyncio.Protocol):
         self._last_read = time.monotonic()
         self._ping_sent_at: float | None = None
         self._keepalive: asyncio.Task[None] | None = None
+        # What the requests of one turn of the loop wrote goes out in one TLS write.
+        self._flush_soon: asyncio.Handle | None = None
 
     # --- the protocol's side -----------------------------------------------------------
 
@@ -179,18 +190,28 @@ class Http2Connection(asyncio.Protocol):
         return len(self._streams)
 
     async def request(
-        self, method: str, path: str, headers: list[tuple[str, str]], body: bytes, timeout_s: float
+        self,
+        method: bytes,
+        path: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeout_s: float,
     ) -> Response:
-        """One request as one stream; the response, or an ``H2Error``."""
+        """One request as one stream; the response, or an ``H2Error``. Header names are
+        lower-case bytes, as HTTP/2 wants them (they are not checked here)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while self.usable and len(self._streams) >= self._max_streams:
             waiter = loop.create_future()
             self._waiters.append(waiter)
+            # A timer, not wait_for (a task per waiting request).
+            late = loop.call_at(deadline, _time_out, waiter)
             try:
-                await asyncio.wait_for(waiter, max(0.0, deadline - loop.time()))
+                await waiter
             except TimeoutError:
                 raise DeadlineExceeded(f"no stream free within {timeout_s:.1f}s") from None
+            finally:
+                late.cancel()
         if not self.usable:
             raise Unprocessed("the connection is closing")
         stream_id = self._conn.get_next_available_stream_id()
@@ -198,14 +219,7 @@ class Http2Connection(asyncio.Protocol):
         self._streams[stream_id] = stream
         self._conn.send_headers(
             stream_id,
-            [
-                (":method", method),
-                (":scheme", "https"),
-                (":authority", self.authority),
-                (":path", path),
-                *headers,
-                ("content-length", str(len(body))),
-            ],
+            request_headers(method, self._authority, path, headers, len(body)),
             end_stream=not body,
         )
         if body:
@@ -213,7 +227,8 @@ class Http2Connection(asyncio.Protocol):
             self._send_body(stream_id, stream)
             if stream.to_send is not None:
                 self._blocked[stream_id] = stream  # the rest when a WINDOW_UPDATE comes
-        self._flush()
+        if self._flush_soon is None:
+            self._flush_soon = loop.call_soon(self._flush)
         # A timer, not wait_for: no task per request.
         timer = loop.call_at(deadline, self._expire, stream_id, timeout_s)
         try:
@@ -310,6 +325,9 @@ class Http2Connection(asyncio.Protocol):
         self._end(stream_id, DeadlineExceeded(f"no response within {timeout_s:.1f}s"))
 
     def _flush(self) -> None:
+        if self._flush_soon is not None:
+            self._flush_soon.cancel()
+            self._flush_soon = None
         data = self._conn.data_to_send()
         if data and self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)
@@ -329,6 +347,25 @@ class Http2Connection(asyncio.Protocol):
                 with contextlib.suppress(ProtocolError):
                     self._conn.ping(_PING_ID)
                 self._flush()
+
+
+def _time_out(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+def request_headers(
+    method: bytes, authority: bytes, path: bytes, headers: list[tuple[bytes, bytes]], length: int
+) -> list[tuple[bytes, bytes]]:
+    """A request's header block as it goes on the wire (h2 does not check it again)."""
+    return [
+        (b":method", method),
+        (b":scheme", b"https"),
+        (b":authority", authority),
+        (b":path", path),
+        *headers,
+        (b"content-length", str(length).encode()),
+    ]
 
 
 async def connect(

@@ -90,8 +90,10 @@ async def configure_fcm(
     endpoint: str | None = None,
     ca_file: str | None = None,
     rate_per_s: float | None = None,
+    sender: str | None = None,
 ) -> FcmConfig:
-    """Store an FCM project's service account; the project id is read from it."""
+    """Store an FCM project's service account; the project id is read from it.
+    ``sender``: this account's FCM sender (None: the workers' setting)."""
     await accounts.require_account(redis, account_id)
     try:
         info = json.loads(service_account_json)
@@ -115,6 +117,7 @@ async def configure_fcm(
             "endpoint": endpoint,
             "ca_file": ca_file,
             "rate_per_s": rate_per_s,
+            "sender": sender,
         }
     )
     await channels.save_push(redis, account_id, config)

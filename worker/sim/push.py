@@ -158,7 +158,7 @@ class PushSim:
     # --- FCM -------------------------------------------------------------------
 
     async def fcm_send(
-        self, project_id: str, authorization: str, raw: bytes
+        self, project_id: str, authorization: str, raw: bytes, user_agent: str = ""
     ) -> tuple[int, dict[str, str], dict[str, Any]]:
         try:
             body: Any = json.loads(raw)
@@ -168,8 +168,14 @@ class PushSim:
         target = ""
         if isinstance(message, dict):
             target = str(message.get("token") or message.get("fid") or "")
+        # The client's name is kept: which FCM sender posted it (tests run both).
         entry = self.state.record(
-            "fcm", method="POST", project_id=project_id, token=target, body=body
+            "fcm",
+            method="POST",
+            project_id=project_id,
+            token=target,
+            body=body,
+            user_agent=user_agent,
         )
         status, headers, answer = await self._fcm_answer(project_id, authorization, body, entry)
         entry["status"] = status
@@ -379,7 +385,10 @@ class PushSim:
         fcm = FCM_PATH.match(request.path)
         if fcm and request.method == "POST":
             status, headers, answer = await self.fcm_send(
-                fcm.group(1), request.headers.get("authorization", ""), request.body
+                fcm.group(1),
+                request.headers.get("authorization", ""),
+                request.body,
+                request.headers.get("user-agent", ""),
             )
             if status == 0:
                 return H2Response(0, action=headers[_ACTION])
@@ -416,7 +425,10 @@ class PushSim:
         @router.post("/v1/projects/{project_id}/messages:send")
         async def fcm_send(project_id: str, request: Request) -> JSONResponse:
             status, headers, answer = await self.fcm_send(
-                project_id, request.headers.get("authorization", ""), await request.body()
+                project_id,
+                request.headers.get("authorization", ""),
+                await request.body(),
+                request.headers.get("user-agent", ""),
             )
             if status == 0:  # a connection-level fault: this port can only say 503
                 status, headers, answer = self._fcm_error_tuple("UNAVAILABLE")
