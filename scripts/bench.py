@@ -176,8 +176,9 @@ SCALES = {
         webhook_pairs=1,
         webhook_keep_pace=False,
         audience_pairs=1,
-        # A dead process's leases run out sooner: the crash step's wait, not its code.
-        settings={"lease_ttl_s": "2"},
+        # A dead process's leases run out sooner, webhook endpoints are seen sooner: the
+        # crash and webhooks steps' waits, not their code.
+        settings={"lease_ttl_s": "2", "webhook_subscribers_refresh_s": "0.5"},
     ),
     "default": Scale(
         push=20_000,
@@ -933,7 +934,9 @@ class Bench:
                     raw[name].append(loops[name].run(settings[name], seconds))
             self.campaign("push", content, tag)  # warm-up, unmeasured
             campaigns["admin"].append(self.campaign("push", content, tag))
-            self._bulk_worker({"DISPATCH_FCM_SENDER": "lean"})
+            # The account's own choice of sender (as `dispatch channels fcm configure
+            # --sender lean` makes it): the same bulk worker, no restart.
+            self._account_fcm_sender("lean")
             try:
                 self.campaign("push", content, tag)  # warm-up: connection, token
                 lean_raw_paired: list[dict[str, float]] = []
@@ -945,7 +948,7 @@ class Bench:
                     lean_raw_paired.append(paired)
                     campaigns["lean"].append(self.campaign("push", content, tag))
             finally:
-                self._bulk_worker({})
+                self._account_fcm_sender(None)
 
         def med(values: list[float], digits: int = 0) -> float:
             return round(statistics.median(values), digits or None)
@@ -992,10 +995,16 @@ class Bench:
             }
         )
 
-    def _bulk_worker(self, env: dict[str, str]) -> None:
-        """The bulk worker started again with these settings ({}: the stack's own)."""
-        self.stack.stop("bulk")
-        self.stack.worker("bulk", "bulk", nice=BULK_NICE, env={**self.stack.env, **env})
+    def _account_fcm_sender(self, sender: str | None) -> None:
+        """The bench account's FCM sender (None: the workers' setting)."""
+
+        async def choose(redis: Redis) -> None:
+            config, _ = (await channels.load_push(redis, demo.ACCOUNT))["fcm"]
+            await channels.save_push(
+                redis, demo.ACCOUNT, config.model_copy(update={"sender": sender})
+            )
+
+        self.stack.run(choose)
 
     # --- audience control ----------------------------------------------------------
 

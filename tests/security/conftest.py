@@ -7,6 +7,7 @@ from __future__ import annotations
 from tests.integration.conftest import (  # noqa: F401  (fixtures)
     ApiFactory,
     api_process,
+    fcm_sender,
     http,
     other_tenant,
     push_tenant,

@@ -7,6 +7,7 @@ mid-batch, a deadline)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import socket
@@ -15,11 +16,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import SecretStr
 
 from worker.models import FcmConfig
 from worker.models.push_payload import Notification
-from worker.providers import fcm, fcm_lean
+from worker.providers import fcm, fcm_lean, h2client
 from worker.providers.push import DeviceResult
 from worker.sim import credentials
 from worker.sim.h2server import Request, Response, serve, tls_context
@@ -388,3 +390,61 @@ def test_an_accounts_own_sender_wins_over_the_workers_setting() -> None:
     assert asyncio.run(made("lean", "firebase-admin")) is fcm.FcmSender
     assert asyncio.run(made("lean", None)) is fcm_lean.LeanFcmSender
     assert asyncio.run(made("firebase-admin", None)) is fcm.FcmSender
+
+
+@asynccontextmanager
+async def _proxy(port: int) -> AsyncIterator[tuple[int, asyncio.Event]]:
+    """A TCP relay to ``port`` whose bytes vanish both ways once the event is set: a peer
+    gone without a word (a NAT that dropped the connection)."""
+    silent = asyncio.Event()
+
+    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            if not silent.is_set():
+                writer.write(data)
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+        with contextlib.suppress(OSError):
+            await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        writer.close()
+        up_writer.close()
+
+    server = await asyncio.start_server(relay, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], silent
+    finally:
+        server.close()
+
+
+def test_an_idle_connection_is_pinged_and_a_silent_one_is_closed(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with _fcm_server(tmp_path, _answer) as config:
+            assert config.endpoint is not None
+            assert config.ca_file is not None
+            server_port = int(config.endpoint.rsplit(":", 1)[1])
+            async with _proxy(server_port) as (port, silent):
+                conn = await h2client.connect(
+                    "127.0.0.1",
+                    port,
+                    h2client.client_context(config.ca_file),
+                    timeout_s=5,
+                    ping_after_s=0.2,
+                    ping_timeout_s=0.3,
+                )
+                try:
+                    read_at = conn._last_read
+                    await asyncio.sleep(0.5)
+                    # Idle: a PING went out and its answer came back (the only thing read).
+                    assert conn._last_read > read_at
+                    assert conn.usable
+                    silent.set()
+                    await asyncio.sleep(1.5)
+                    # No answer to the next PING: the connection is given up.
+                    assert not conn.usable
+                    with pytest.raises(h2client.H2Error):
+                        await conn.request(b"POST", b"/", [], b"{}", 1.0)
+                finally:
+                    conn.close()
+
+    asyncio.run(run())
