@@ -155,6 +155,8 @@ class Scale:
     webhook_keep_pace: bool = True
     # without/with audience checks pairs of the audience step's campaign (of `push`)
     audience_pairs: int = 3
+    # raw/end-to-end pairs per platform and API rounds
+    rounds: int = ROUNDS
     # The stack's settings besides the bench's own (by name).
     settings: dict[str, str] = field(default_factory=dict)
 
@@ -176,6 +178,7 @@ SCALES = {
         webhook_pairs=1,
         webhook_keep_pace=False,
         audience_pairs=1,
+        rounds=1,
         # A dead process's leases run out sooner, webhook endpoints are seen sooner: the
         # crash and webhooks steps' waits, not their code.
         settings={"lease_ttl_s": "2", "webhook_subscribers_refresh_s": "0.5"},
@@ -381,7 +384,7 @@ class Bench:
 
         1. the raw loop's in-flight setting: each candidate tried once, the fastest kept
            (every candidate's rate is written);
-        2. ``ROUNDS`` pairs, raw loop then campaign (A/B/A/B) over the same devices: the
+        2. ``Scale.rounds`` pairs, raw loop then campaign (A/B/A/B) over the same devices: the
            efficiency is the median of the pairs' ratios, every pair is written;
         3. a campaign with one raw process sending alongside it from its start to its
            end, for the overhead: the difference of two CPU costs of ~0.3–1.1 ms per
@@ -404,7 +407,7 @@ class Bench:
                 round_s = n / tried[_label(best)]["sends_per_s"]
                 pairs = []
                 sim = self.stack.procs["sim"]
-                for _ in range(ROUNDS):
+                for _ in range(self.scale.rounds):
                     sim0 = sim.cpu_s()
                     a = raw.run(best, round_s)
                     a["sim_cpu_us_per_send"] = (sim.cpu_s() - sim0) / a["requests"] * 1e6
@@ -600,7 +603,7 @@ class Bench:
         """The API's send route against two bare endpoints served as it is (one uvicorn
         process each, `benchkit/api_bare.py`): a raw ASGI app doing one LPUSH (this
         stack's floor: ``api_efficiency`` is against it) and the same in FastAPI (shown).
-        Throughput: closed loops of 32 connections, the three endpoints in turn, ``ROUNDS``
+        Throughput: closed loops of 32 connections, the three endpoints in turn, ``Scale.rounds``
         times; the efficiency is the median of the rounds' ratios. Latency: an open loop
         at half the raw endpoint's rate, windows of the raw endpoint (what the machine
         itself adds) alternating with the API's; ``api_p99_ms`` is the p99 of every
@@ -638,11 +641,11 @@ class Bench:
         requests = {"raw": bare_req, "fastapi": bare_req, "api": real_req}
         for name in ("raw", "fastapi"):
             asyncio.run(loadgen.wait_ready(ports[name], bare_req, 30))
-        seconds = self.scale.api_s / ROUNDS
+        seconds = self.scale.api_s / self.scale.rounds
         rates: dict[str, list[float]] = {name: [] for name in requests}
         for name in requests:  # warm-up
             asyncio.run(loadgen.closed_loop(ports[name], requests[name], 8, 1))
-        for _ in range(ROUNDS):
+        for _ in range(self.scale.rounds):
             for name, raw in requests.items():
                 done, statuses = asyncio.run(loadgen.closed_loop(ports[name], raw, 32, seconds))
                 if set(statuses) != {202}:
@@ -912,7 +915,7 @@ class Bench:
         """firebase-admin's raw loop (``send_each_async``, 2 calls of 50 in flight per
         process: its best setting here) against our transport's raw loop (lanes through
         ``LeanFcmSender.send``, its fastest setting of ``RAW_CANDIDATES["fcm-lean"]``),
-        ``ROUNDS`` rounds in alternating order, each process sending for the same
+        ``Scale.rounds`` rounds in alternating order, each process sending for the same
         seconds; then the ``push`` FCM campaign end to end with the bulk worker on each
         sender, the lean one paired with its raw loop.
         ``lean_fcm_cpu_ratio``: our CPU per send over firebase-admin's (≤ 1/3 is the
@@ -929,7 +932,7 @@ class Bench:
             candidates = RAW_CANDIDATES["fcm-lean"]
             tried = {_label(c): lean.run(c, self.scale.tune_s) for c in candidates}
             settings["lean"] = max(candidates, key=lambda c: tried[_label(c)]["sends_per_s"])
-            for i in range(ROUNDS):
+            for i in range(self.scale.rounds):
                 for name in ("admin", "lean") if i % 2 == 0 else ("lean", "admin"):
                     raw[name].append(loops[name].run(settings[name], seconds))
             self.campaign("push", content, tag)  # warm-up, unmeasured
@@ -941,7 +944,7 @@ class Bench:
                 self.campaign("push", content, tag)  # warm-up: connection, token
                 lean_raw_paired: list[dict[str, float]] = []
                 sim = self.stack.procs["sim"]
-                for _ in range(ROUNDS):
+                for _ in range(self.scale.rounds):
                     sim0 = sim.cpu_s()
                     paired = lean.run(settings["lean"], seconds)
                     paired["sim_cpu_us_per_send"] = (sim.cpu_s() - sim0) / paired["requests"] * 1e6
