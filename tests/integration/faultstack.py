@@ -18,9 +18,14 @@ from worker.config import Settings
 from worker.stack.processes import EmbeddedValkey, free_port, terminate
 from worker.store import secrets as store_secrets
 
-# Fast redelivery after a crash, and budgets that outlast a 5-second provider storm.
+# Fast redelivery after a crash (the shortest visibility timeout allowed), and budgets
+# that outlast a 5-second provider storm. A job a killed worker had popped from its queue
+# but not yet recorded as taken is in no broker list: only the beat's sweep of messages
+# no job has started brings it back (DISPATCH_UNSTARTED_AFTER_S, 300 s by default), so
+# the sweep runs here within the tests' wait too.
 FAULT_ENV = {
-    "DISPATCH_VISIBILITY_TIMEOUT_S": "10",
+    "DISPATCH_VISIBILITY_TIMEOUT_S": "6",
+    "DISPATCH_UNSTARTED_AFTER_S": "10",
     "DISPATCH_TASK_TIME_LIMIT_S": "8",
     "DISPATCH_WHATSAPP_MAX_ATTEMPTS": "10",
     "DISPATCH_PUSH_MAX_ATTEMPTS": "10",
