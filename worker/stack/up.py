@@ -37,13 +37,20 @@ from worker.store.client import create_sync_redis
 CHILD_MARK = "worker.cli"
 
 
-def _spawn(supervisor: Supervisor, name: str, env: dict[str, str], *args: str) -> None:
+def _spawn(
+    supervisor: Supervisor,
+    name: str,
+    env: dict[str, str],
+    *args: str,
+    serves_others: bool = False,
+) -> None:
     """Start ``python -m worker.cli <args>`` as the child ``name``."""
     hint = (
         f"Its output is above (lines starting '{name} |'); to watch it fail on its own, "
         f"run: dispatch {shlex.join(args)}"
     )
-    supervisor.spawn(name, [sys.executable, "-m", CHILD_MARK, *args], env, hint)
+    argv = [sys.executable, "-m", CHILD_MARK, *args]
+    supervisor.spawn(name, argv, env, hint, serves_others=serves_others)
 
 
 def _start_valkey(supervisor: Supervisor, valkey: EmbeddedValkey) -> None:
@@ -61,7 +68,7 @@ def _start_valkey(supervisor: Supervisor, valkey: EmbeddedValkey) -> None:
         f"See its log, {valkey.logfile}; check the free disk space and the append-only "
         f"file in {valkey.data_dir}/appendonlydir."
     )
-    supervisor.adopt("valkey", launch, valkey.pidfile, group=False, hint=hint)
+    supervisor.adopt("valkey", launch, valkey.pidfile, group=False, hint=hint, serves_others=True)
 
 
 def _restart_reporter(settings: Settings) -> Callable[[list[Child]], bool]:
@@ -190,7 +197,8 @@ def _start_children(supervisor: Supervisor, settings: Settings, plan: _Plan) -> 
         {**overrides, "flower_basic_auth": plan.flower_auth} if plan.flower_auth else overrides
     )
     if plan.with_demo:
-        _spawn(supervisor, "sim", env, "sim")
+        # Workers in their warm shutdown may still be sending to it.
+        _spawn(supervisor, "sim", env, "sim", serves_others=True)
         demo.wait_http(f"{settings.sim_base_url}/_sim/health", 30, "the simulator")
     metrics = ("--metrics-port", str(plan.metrics_ports["worker"]))
     _spawn(supervisor, "worker", env, "worker", *metrics)
