@@ -87,8 +87,8 @@ RAW_CANDIDATES: dict[str, list[dict[str, int]]] = {
         {"calls": 4, "batch": 50},
     ],
     "apns": [{"in_flight": k} for k in (100, 200, 300, 400)],
-    # Our FCM transport sends a call's messages at once (the worker: a slice of 200, two
-    # slices in flight).
+    # Our FCM transport sends a call's messages at once (the worker: a campaign batch's
+    # slice of 250 per job).
     "fcm-lean": [
         {"calls": 2, "batch": 50},
         {"calls": 2, "batch": 100},
@@ -224,6 +224,10 @@ def run_json(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
     return result
 
 
+def _med(values: list[float], digits: int = 0) -> float:
+    return round(statistics.median(values), digits or None)
+
+
 def _label(setting: dict[str, int]) -> str:
     return ",".join(f"{k}={v}" for k, v in setting.items())
 
@@ -235,6 +239,7 @@ class RawLoops:
 
     def __init__(self, stack: BenchStack, platform: str) -> None:
         self.platform = platform
+        self._sim = stack.procs["sim"]
         self.logs = [stack.workdir / "logs" / f"raw-{platform}-{i}.log" for i in range(2)]
         self.children = [
             subprocess.Popen(
@@ -281,18 +286,28 @@ class RawLoops:
 
     def run(self, setting: dict[str, int], seconds: float) -> dict[str, float]:
         """Every process sends for ``seconds``, all started at once; the rate is the sum
-        of the processes' rates."""
+        of the processes' rates; the simulator's CPU per request it received."""
+        sim0 = self._sim.cpu_s()
         for i in range(len(self.children)):
             self._tell(i, {"run": {**setting, "seconds": seconds, "offset": i * 10_000_000}})
         outs = [json.loads(self._line(i)) for i in range(len(self.children))]
         total = sum(o["sends"] for o in outs)
+        # what the simulator received, the warm-up sends included
+        requests = total + sum(o["warm"] for o in outs)
         return {
             "sends_per_s": sum(o["sends_per_s"] for o in outs),
             "cpu_us_per_send": sum(o["cpu_s"] for o in outs) / total * 1e6,
             "sends": total,
-            # what the simulator received, the warm-up sends included
-            "requests": total + sum(o["warm"] for o in outs),
+            "requests": requests,
+            "sim_cpu_us_per_send": (self._sim.cpu_s() - sim0) / requests * 1e6,
         }
+
+    def fastest(
+        self, candidates: list[dict[str, int]], seconds: float
+    ) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+        """Each setting run once for ``seconds``: every run by label, and the fastest."""
+        tried = {_label(c): self.run(c, seconds) for c in candidates}
+        return tried, max(candidates, key=lambda c: tried[_label(c)]["sends_per_s"])
 
     def loop_start(self, setting: dict[str, int]) -> None:
         """The first process sends until ``loop_stop``."""
@@ -400,25 +415,17 @@ class Bench:
             self.seed(f"warm-{platform}", PUSH_WARM_UP, **{platform: True})
             with RawLoops(self.stack, platform) as raw:
                 self.campaign("push", content, f"warm-{platform}")
-                candidates = RAW_CANDIDATES[platform]
-                tried = {_label(c): raw.run(c, self.scale.tune_s) for c in candidates}
-                best = max(candidates, key=lambda c: tried[_label(c)]["sends_per_s"])
+                tried, best = raw.fastest(RAW_CANDIDATES[platform], self.scale.tune_s)
                 # Each raw round lasts about as long as a campaign to n devices.
                 round_s = n / tried[_label(best)]["sends_per_s"]
                 pairs = []
-                sim = self.stack.procs["sim"]
                 for _ in range(self.scale.rounds):
-                    sim0 = sim.cpu_s()
                     a = raw.run(best, round_s)
-                    a["sim_cpu_us_per_send"] = (sim.cpu_s() - sim0) / a["requests"] * 1e6
                     b = self.campaign("push", content, f"e2e-{platform}")
                     if b["sends"] != n or b["campaign"]["stats"]["failed"]:
                         raise RuntimeError(f"{platform} campaign: {b['campaign']['stats']}")
                     pairs.append((a, b))
                 pair, alongside = self.alongside(raw, best, content, f"pair-{platform}")
-
-            def med(values: list[float], digits: int = 0) -> float:
-                return round(statistics.median(values), digits or None)
 
             raws, e2es = [a for a, _ in pairs], [b for _, b in pairs]
             figures: dict[str, Any] = {
@@ -426,10 +433,10 @@ class Bench:
                     k: round(v["sends_per_s"]) for k, v in tried.items()
                 },
                 f"raw_{platform}_setting": _label(best),
-                f"raw_{platform}_sends_per_s": med([a["sends_per_s"] for a in raws]),
-                f"raw_{platform}_cpu_us_per_send": med([a["cpu_us_per_send"] for a in raws]),
-                f"{platform}_sends_per_s": med([b["sends_per_s"] for b in e2es]),
-                f"{platform}_efficiency": med(
+                f"raw_{platform}_sends_per_s": _med([a["sends_per_s"] for a in raws]),
+                f"raw_{platform}_cpu_us_per_send": _med([a["cpu_us_per_send"] for a in raws]),
+                f"{platform}_sends_per_s": _med([b["sends_per_s"] for b in e2es]),
+                f"{platform}_efficiency": _med(
                     [b["sends_per_s"] / a["sends_per_s"] for a, b in pairs], 2
                 ),
                 f"{platform}_pairs": [
@@ -444,16 +451,16 @@ class Bench:
                     }
                     for a, b in pairs
                 ],
-                f"{platform}_worker_cpu_us_per_send": med(
+                f"{platform}_worker_cpu_us_per_send": _med(
                     [b["worker_cpu_us_per_send"] for b in e2es]
                 ),
-                f"{platform}_valkey_cpu_us_per_send": med(
+                f"{platform}_valkey_cpu_us_per_send": _med(
                     [b["valkey_cpu_us_per_send"] for b in e2es], 1
                 ),
-                f"{platform}_valkey_commands_per_send": med(
+                f"{platform}_valkey_commands_per_send": _med(
                     [b["valkey_commands_per_send"] for b in e2es], 2
                 ),
-                f"{platform}_overhead_sequential_cpu_us_per_send": med(
+                f"{platform}_overhead_sequential_cpu_us_per_send": _med(
                     [b["worker_cpu_us_per_send"] - a["cpu_us_per_send"] for a, b in pairs]
                 ),
                 f"{platform}_paired_worker_cpu_us_per_send": round(pair["worker_cpu_us_per_send"]),
@@ -929,9 +936,7 @@ class Bench:
         campaigns: dict[str, list[dict[str, Any]]] = {"admin": [], "lean": []}
         with RawLoops(self.stack, "fcm") as admin_loops, RawLoops(self.stack, "fcm-lean") as lean:
             loops = {"admin": admin_loops, "lean": lean}
-            candidates = RAW_CANDIDATES["fcm-lean"]
-            tried = {_label(c): lean.run(c, self.scale.tune_s) for c in candidates}
-            settings["lean"] = max(candidates, key=lambda c: tried[_label(c)]["sends_per_s"])
+            tried, settings["lean"] = lean.fastest(RAW_CANDIDATES["fcm-lean"], self.scale.tune_s)
             for i in range(self.scale.rounds):
                 for name in ("admin", "lean") if i % 2 == 0 else ("lean", "admin"):
                     raw[name].append(loops[name].run(settings[name], seconds))
@@ -943,43 +948,36 @@ class Bench:
             try:
                 self.campaign("push", content, tag)  # warm-up: connection, token
                 lean_raw_paired: list[dict[str, float]] = []
-                sim = self.stack.procs["sim"]
                 for _ in range(self.scale.rounds):
-                    sim0 = sim.cpu_s()
-                    paired = lean.run(settings["lean"], seconds)
-                    paired["sim_cpu_us_per_send"] = (sim.cpu_s() - sim0) / paired["requests"] * 1e6
-                    lean_raw_paired.append(paired)
+                    lean_raw_paired.append(lean.run(settings["lean"], seconds))
                     campaigns["lean"].append(self.campaign("push", content, tag))
             finally:
                 self._account_fcm_sender(None)
 
-        def med(values: list[float], digits: int = 0) -> float:
-            return round(statistics.median(values), digits or None)
-
-        admin_cpu = med([r["cpu_us_per_send"] for r in raw["admin"]])
-        lean_cpu = med([r["cpu_us_per_send"] for r in raw["lean"]])
-        lean_rate = med([r["sends_per_s"] for r in lean_raw_paired])
+        admin_cpu = _med([r["cpu_us_per_send"] for r in raw["admin"]])
+        lean_cpu = _med([r["cpu_us_per_send"] for r in raw["lean"]])
+        lean_rate = _med([r["sends_per_s"] for r in lean_raw_paired])
         efficiency = [
             c["sends_per_s"] / r["sends_per_s"]
             for c, r in zip(campaigns["lean"], lean_raw_paired, strict=True)
         ]
         self.results.update(
             {
-                "fcm_lean_raw_fcm_sends_per_s": med([r["sends_per_s"] for r in raw["admin"]]),
+                "fcm_lean_raw_fcm_sends_per_s": _med([r["sends_per_s"] for r in raw["admin"]]),
                 "fcm_lean_raw_fcm_cpu_us_per_send": admin_cpu,
                 "lean_fcm_raw_tried_sends_per_s": {
                     k: round(v["sends_per_s"]) for k, v in tried.items()
                 },
                 "lean_fcm_raw_setting": _label(settings["lean"]),
-                "lean_fcm_raw_sends_per_s": med([r["sends_per_s"] for r in raw["lean"]]),
+                "lean_fcm_raw_sends_per_s": _med([r["sends_per_s"] for r in raw["lean"]]),
                 "lean_fcm_raw_cpu_us_per_send": lean_cpu,
                 "lean_fcm_cpu_ratio": round(lean_cpu / admin_cpu, 3),
-                "fcm_sends_per_s_admin": med([c["sends_per_s"] for c in campaigns["admin"]]),
-                "fcm_sends_per_s_lean": med([c["sends_per_s"] for c in campaigns["lean"]]),
-                "fcm_worker_cpu_us_per_send_admin": med(
+                "fcm_sends_per_s_admin": _med([c["sends_per_s"] for c in campaigns["admin"]]),
+                "fcm_sends_per_s_lean": _med([c["sends_per_s"] for c in campaigns["lean"]]),
+                "fcm_worker_cpu_us_per_send_admin": _med(
                     [c["worker_cpu_us_per_send"] for c in campaigns["admin"]]
                 ),
-                "fcm_worker_cpu_us_per_send_lean": med(
+                "fcm_worker_cpu_us_per_send_lean": _med(
                     [c["worker_cpu_us_per_send"] for c in campaigns["lean"]]
                 ),
                 "lean_fcm_raw_paired_sends_per_s": lean_rate,
@@ -988,11 +986,11 @@ class Bench:
                 # Where the two cores went per message: the raw loop's and the simulator's,
                 # against the campaign's worker, simulator and Valkey.
                 "lean_fcm_raw_cpu_us_per_send_split": {
-                    "raw": med([r["cpu_us_per_send"] for r in lean_raw_paired]),
-                    "sim": med([r["sim_cpu_us_per_send"] for r in lean_raw_paired]),
+                    "raw": _med([r["cpu_us_per_send"] for r in lean_raw_paired]),
+                    "sim": _med([r["sim_cpu_us_per_send"] for r in lean_raw_paired]),
                 },
                 "lean_fcm_campaign_cpu_us_per_send_split": {
-                    name: med([c[f"{name}_cpu_us_per_send"] for c in campaigns["lean"]])
+                    name: _med([c[f"{name}_cpu_us_per_send"] for c in campaigns["lean"]])
                     for name in ("worker", "sim", "valkey")
                 },
             }
@@ -1079,9 +1077,6 @@ class Bench:
         pairs: list[tuple[dict[str, Any], dict[str, Any]]],
         keep_pace: dict[str, Any] | None,
     ) -> None:
-        def med(values: list[float], digits: int = 0) -> float:
-            return round(statistics.median(values), digits or None)
-
         def per_send(cpu: dict[str, float], sends: int) -> dict[str, int]:
             us = {name: round(s / sends * 1e6) for name, s in sorted(cpu.items())}
             return {name: v for name, v in us.items() if v >= 5}  # the idle left out
@@ -1132,17 +1127,17 @@ class Bench:
             {
                 "webhook_campaign_devices": n,
                 "webhook_campaign_sends_per_s_off": round(off_rate),
-                "webhook_campaign_sends_per_s_on": med([on["sends_per_s"] for on in ons]),
-                "webhook_campaign_rate_ratio": med(
+                "webhook_campaign_sends_per_s_on": _med([on["sends_per_s"] for on in ons]),
+                "webhook_campaign_rate_ratio": _med(
                     [on["sends_per_s"] / off["sends_per_s"] for off, on in pairs], 2
                 ),
-                "webhook_events_per_s": med([on["events"]["per_s"] for on in ons]),
-                "webhook_events_during_campaign_per_s": med(
+                "webhook_events_per_s": _med([on["events"]["per_s"] for on in ons]),
+                "webhook_events_during_campaign_per_s": _med(
                     [r["events_during_campaign_per_s"] for r in rows]
                 ),
-                "webhook_events_catch_up_per_s": med([r["events_catch_up_per_s"] for r in rows]),
-                "webhook_events_lag_s": med([on["events"]["lag_s"] for on in ons], 2),
-                "webhook_event_latency_p99_s": med([r["event_latency_p99_s"] for r in rows], 2),
+                "webhook_events_catch_up_per_s": _med([r["events_catch_up_per_s"] for r in rows]),
+                "webhook_events_lag_s": _med([on["events"]["lag_s"] for on in ons], 2),
+                "webhook_event_latency_p99_s": _med([r["event_latency_p99_s"] for r in rows], 2),
                 "webhook_events_expected": n * len(every_on),
                 "webhook_events_missing": n * len(every_on)
                 - sum(on["events"]["distinct"] for on in every_on),

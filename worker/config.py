@@ -11,7 +11,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -20,8 +20,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 _MEMORY_SIZE = re.compile(r"\d+(?:[kmg]b?)?")
 
 
-# The FCM senders `fcm_sender` chooses between, the default first.
-FCM_SENDERS = ("firebase-admin", "lean")
+# The FCM senders `fcm_sender` (and an account's own choice) choose between, the default
+# first.
+FcmSenderName = Literal["firebase-admin", "lean"]
+FCM_SENDERS: tuple[str, ...] = get_args(FcmSenderName)
 
 
 class Settings(BaseSettings):
@@ -74,7 +76,7 @@ class Settings(BaseSettings):
     fcm_batch_size: int = Field(default=50, ge=1, le=500)
     # Which FCM sender: firebase-admin's own (httpx), or firebase-admin over our HTTP/2
     # transport ("lean", worker/providers/fcm_lean.py; docs/fcm-lean.md).
-    fcm_sender: Literal["firebase-admin", "lean"] = "firebase-admin"
+    fcm_sender: FcmSenderName = "firebase-admin"
 
     # Retries: exponential backoff with full jitter, Retry-After honoured as a floor. A send
     # that runs out of attempts or of age goes to the dead-letter list.

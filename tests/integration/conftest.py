@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import _http_ok
 from tests.support import Service, register_push_credentials, run_async, wait_until
-from worker.config import Settings
+from worker.config import FcmSenderName, Settings
 from worker.models import ContactBody, Scope
 from worker.services.provisioning import (
     configure_apns,
@@ -266,7 +266,7 @@ def make_push_tenant(
     *,
     fcm: bool = True,
     apns: bool = True,
-    fcm_sender: str | None = None,
+    fcm_sender: FcmSenderName | None = None,
 ) -> PushTenant:
     base = make_tenant(settings, sim_url, api_url, http)
     project_id = f"proj-{base.name}"
@@ -302,7 +302,7 @@ def make_push_tenant(
 
 
 @pytest.fixture
-def fcm_sender() -> str | None:
+def fcm_sender() -> FcmSenderName | None:
     """The FCM sender of the tenants a test makes (None: the workers' DISPATCH_FCM_SENDER).
     The push modules override it to run every test with each sender (``FCM_SENDERS``)."""
     return None
@@ -317,7 +317,7 @@ def push_tenant_factory(
     http: httpx.Client,
     sim_tls_port: int,
     sim_ca_file: Path,
-    fcm_sender: str | None,
+    fcm_sender: FcmSenderName | None,
 ) -> Callable[..., PushTenant]:
     """Make a push tenant with some platforms left out: ``factory(apns=False)``."""
 

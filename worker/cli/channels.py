@@ -3,7 +3,6 @@ stored encrypted; secrets are never printed back."""
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +11,7 @@ from redis.asyncio import Redis
 from rich.table import Table
 
 from worker.cli.common import AccountOpt, console, err, with_redis
-from worker.config import FCM_SENDERS, Settings
+from worker.config import FcmSenderName, Settings
 from worker.masking import mask_token
 from worker.services.provisioning import (
     configure_apns,
@@ -37,14 +36,6 @@ RateOpt = Annotated[
         "(default: the DISPATCH_*_RATE_PER_S setting).",
     ),
 ]
-
-
-class FcmSender(StrEnum):
-    FIREBASE_ADMIN = "firebase-admin"
-    LEAN = "lean"
-
-
-assert tuple(FcmSender) == FCM_SENDERS  # one list of senders (worker/config.py)
 
 CaFileOpt = Annotated[
     Path | None,
@@ -156,7 +147,7 @@ def fcm_configure(
     ca_file: CaFileOpt = None,
     rate_per_s: RateOpt = None,
     sender: Annotated[
-        FcmSender | None,
+        FcmSenderName | None,
         typer.Option(
             help="This account's FCM sender: firebase-admin's client, or our own HTTP/2 "
             "transport (lean); default: the workers' DISPATCH_FCM_SENDER.",
@@ -173,7 +164,7 @@ def fcm_configure(
             endpoint=endpoint,
             ca_file=str(ca_file.resolve()) if ca_file else None,
             rate_per_s=rate_per_s,
-            sender=sender.value if sender else None,
+            sender=sender,
         )
         err.print(
             f"FCM configured for [bold]{account}[/]: project {config.project_id}"

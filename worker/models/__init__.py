@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from worker.config import FcmSenderName
 from worker.models.push_payload import FCM_TOKEN_RE, MAX_TTL_S, Priority, reserved_data_key
 from worker.models.timing import QuietHours, TimeOfDay
 
@@ -590,9 +591,9 @@ class FcmConfig(BaseModel):
     endpoint: str | None = None
     ca_file: str | None = None
     rate_per_s: float | None = None
-    # The account's own choice of FCM sender (one of config.FCM_SENDERS), over the
-    # workers' DISPATCH_FCM_SENDER: the lean transport tried account by account.
-    sender: Literal["firebase-admin", "lean"] | None = None
+    # The account's own choice of FCM sender, over the workers' DISPATCH_FCM_SENDER: the
+    # lean transport tried account by account.
+    sender: FcmSenderName | None = None
 
 
 class ApnsConfig(BaseModel):

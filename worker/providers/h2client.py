@@ -84,8 +84,7 @@ class Http2Connection(asyncio.Protocol):
     """One HTTP/2 connection; ``request`` from any task of the loop that opened it."""
 
     def __init__(self, authority: str, ping_after_s: float, ping_timeout_s: float) -> None:
-        self.authority = authority
-        # Our request headers are fixed, lower-case and valid (tests/unit/test_h2client.py):
+        # Our request headers are fixed, lower-case and valid (tests/unit/test_fcm_senders.py):
         # h2's checks of them cost a fifth of a request's CPU. The server's are checked.
         config = H2Configuration(
             client_side=True,
@@ -184,10 +183,6 @@ class Http2Connection(asyncio.Protocol):
     @property
     def usable(self) -> bool:
         return self._closed is None and self._goaway_last is None
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._streams)
 
     async def request(
         self,

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import httpx
 from redis.asyncio import Redis
 
-from worker.config import Settings
+from worker.config import FcmSenderName, Settings
 from worker.models import ApnsConfig, FcmConfig, Template, WhatsAppConfig
 from worker.providers.whatsapp import WhatsAppClient
 from worker.store import accounts, channels, templates
@@ -90,7 +90,7 @@ async def configure_fcm(
     endpoint: str | None = None,
     ca_file: str | None = None,
     rate_per_s: float | None = None,
-    sender: str | None = None,
+    sender: FcmSenderName | None = None,
 ) -> FcmConfig:
     """Store an FCM project's service account; the project id is read from it.
     ``sender``: this account's FCM sender (None: the workers' setting)."""
