@@ -40,3 +40,51 @@ def test_a_crashed_walk_shows_on_its_campaign(settings: Settings) -> None:
         await redis.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_crashed_batch_shows_its_error_before_its_messages_fail(
+    settings: Settings, monkeypatch: Any
+) -> None:
+    """The last failed message completes the campaign: by then the campaign must already
+    say why (a poll that sees ``completed`` reads ``last_error``)."""
+    from worker.delivery import failures
+    from worker.delivery.fanout import batch_id
+    from worker.store import keys
+
+    async def scenario() -> None:
+        redis = create_redis(settings)
+        account = new_id("acc").lower().replace("_", "-")
+        body = CampaignCreate.model_validate(
+            {
+                "name": "crash",
+                "channel": "whatsapp",
+                "content": {"template_name": "shipping_update", "parameters": ["x"]},
+                "audience": {"all": True},
+            }
+        )
+        campaign = await campaigns.create(redis, account, new_id("cmp"), body)
+        await redis.rpush(keys.campaign_batch(account, campaign.id, 0), "msg_a", "msg_b")
+        seen: list[str | None] = []
+
+        async def fail_one(ctx: Any, account_id: str, message_id: str, exc: Any) -> None:
+            stored = await campaigns.load(redis, account_id, campaign.id)
+            assert stored is not None
+            seen.append(stored.last_error)
+
+        monkeypatch.setattr(failures, "record_crash", fail_one)
+
+        class Ctx:
+            pass
+
+        ctx: Any = Ctx()
+        ctx.redis = redis
+        await failures.record_whatsapp_batch_crash(
+            ctx, account, batch_id(campaign.id, 0), ValueError("bogus")
+        )
+        await failures.record_batch_crash(
+            ctx, account, batch_id(campaign.id, 1), ValueError("bogus")
+        )
+        assert seen == ["ValueError: bogus"] * 3
+        await redis.aclose()
+
+    asyncio.run(scenario())

@@ -62,8 +62,10 @@ async def record_batch_crash(
     message, and the campaign shows the error."""
     from worker.delivery.fanout import parse_batch_id
 
-    await record_crash(ctx, account_id, batch_id, exc)
+    # The error first: failing the batch may complete the campaign, and a completed
+    # campaign must already say why part of it failed.
     await record_walk_crash(ctx, account_id, parse_batch_id(batch_id)[0], exc)
+    await record_crash(ctx, account_id, batch_id, exc)
 
 
 async def record_whatsapp_batch_crash(
@@ -75,6 +77,8 @@ async def record_whatsapp_batch_crash(
     from worker.delivery.fanout import parse_batch_id
 
     campaign_id, number = parse_batch_id(batch_id)
+    # The error first, as for a push batch: the last failed message completes the campaign.
+    await record_walk_crash(ctx, account_id, campaign_id, exc)
     ids = cast(
         list[str],
         await ctx.redis.lrange(keys.campaign_batch(account_id, campaign_id, number), 0, -1),
@@ -86,7 +90,6 @@ async def record_whatsapp_batch_crash(
             await messages.fail_unreadable(
                 ctx.redis, account_id, message_id, campaign_id, _internal_error(exc)
             )
-    await record_walk_crash(ctx, account_id, campaign_id, exc)
 
 
 async def record_run_crash(
