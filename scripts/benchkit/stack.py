@@ -30,7 +30,7 @@ from worker.config import Settings, child_environment
 from worker.models import Scope
 from worker.services.provisioning import configure_whatsapp, redis_session, sync_templates
 from worker.stack import demo
-from worker.stack.processes import EmbeddedValkey, free_port, terminate
+from worker.stack.processes import EmbeddedValkey, free_port, terminate, terminate_all
 from worker.store import accounts, keys
 from worker.store import secrets as store_secrets
 
@@ -116,6 +116,15 @@ class BenchStack:
         if proc is not None:
             terminate(proc.popen.pid, group=True, timeout_s=15)
 
+    def stop_all(self) -> None:
+        """Every process at once, then the simulators (a worker's warm shutdown may still
+        be answered by them)."""
+        sims = {n: p for n, p in self.procs.items() if n.startswith("sim")}
+        others = [p.popen.pid for n, p in self.procs.items() if n not in sims]
+        terminate_all(others, group=True, timeout_s=15)
+        terminate_all([p.popen.pid for p in sims.values()], group=True, timeout_s=15)
+        self.procs.clear()
+
     def wait_log(self, name: str, mark: bytes, timeout_s: float = 60) -> None:
         proc = self.procs[name]
         deadline = time.monotonic() + timeout_s
@@ -131,6 +140,14 @@ class BenchStack:
     def worker(
         self, name: str, queues: str, *extra: str, nice: int = 0, env: dict[str, str] | None = None
     ) -> Proc:
+        proc = self.spawn_worker(name, queues, *extra, nice=nice, env=env)
+        wait_worker(f"{name}@{socket.gethostname()}", proc)
+        return proc
+
+    def spawn_worker(
+        self, name: str, queues: str, *extra: str, nice: int = 0, env: dict[str, str] | None = None
+    ) -> Proc:
+        """A worker started, not waited for (see ``wait_worker``)."""
         argv = [
             sys.executable,
             "-m",
@@ -142,9 +159,7 @@ class BenchStack:
             name,
         ]
         argv += ["--nice", str(nice), *extra]
-        proc = self.spawn(name, argv, env)
-        wait_worker(f"{name}@{socket.gethostname()}", proc)
-        return proc
+        return self.spawn(name, argv, env)
 
     def run(self, coro_fn: Any, *args: Any) -> Any:
         async def _run() -> Any:
@@ -233,15 +248,19 @@ def bench_stack(
         stack.spawn("api", [sys.executable, "-m", "worker.cli", "api"])
         demo.wait_http(f"{settings.api_base_url}/healthz", 30, "the API")
         stack.spawn("beat", [sys.executable, "-m", "worker.cli", "beat"])
-        stack.worker("transactional", "transactional")
-        stack.worker("bulk", "bulk", nice=BULK_NICE)
-        stack.worker("webhooks", "webhooks", "--idle")  # it gives way to every send
+        # The workers start together (each takes a second or two to boot its pool).
+        workers = [
+            stack.spawn_worker("transactional", "transactional"),
+            stack.spawn_worker("bulk", "bulk", nice=BULK_NICE),
+            stack.spawn_worker("webhooks", "webhooks", "--idle"),  # it gives way to every send
+        ]
+        for proc in workers:
+            wait_worker(f"{proc.name}@{socket.gethostname()}", proc)
         stack.key = stack.run(demo.provision, settings)
         stack.otp_key = stack.run(_provision_otp, settings, stack.sim_b_url)
         yield stack
     finally:
-        for name in list(stack.procs):
-            stack.stop(name)
+        stack.stop_all()
         valkey.stop()
 
 

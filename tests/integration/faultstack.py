@@ -15,7 +15,7 @@ import httpx
 from tests.conftest import TEST_ENV, TEST_SECRET_KEY
 from tests.support import Service, wait_until
 from worker.config import Settings
-from worker.stack.processes import EmbeddedValkey, free_port, terminate
+from worker.stack.processes import EmbeddedValkey, free_port, terminate_all
 from worker.store import secrets as store_secrets
 
 # Fast redelivery after a crash (the shortest visibility timeout allowed), and budgets
@@ -141,7 +141,6 @@ class FaultStack:
         self.valkey.start()
 
     def stop(self) -> None:
-        for service in reversed(self.services):
-            if service.process.poll() is None:
-                terminate(service.process.pid, group=True, timeout_s=10)
+        alive = [s.process.pid for s in self.services if s.process.poll() is None]
+        terminate_all(alive, group=True, timeout_s=10)
         self.valkey.stop()

@@ -111,15 +111,24 @@ def terminate(pid: int, *, group: bool, timeout_s: float = 10.0) -> None:
 
     Only the leader gets SIGTERM: a Celery worker then does its warm shutdown and
     stops its own pool, instead of every pool child dying at once."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, signal.SIGTERM)
+    terminate_all([pid], group=group, timeout_s=timeout_s)
+
+
+def terminate_all(pids: Sequence[int], *, group: bool, timeout_s: float = 10.0) -> None:
+    """``terminate`` for several processes at once: each gets SIGTERM, then all of them
+    share one deadline (a worker's warm shutdown takes a second or so; one after another,
+    a stack of five took several seconds to stop)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while _alive(pid) and time.monotonic() < deadline:
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, signal.SIGKILL)
-    if group:
-        kill_group(pid)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+        if group:
+            kill_group(pid)
 
 
 def _stop(child: Child) -> None:
