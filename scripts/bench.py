@@ -155,6 +155,9 @@ class Scale:
     webhook_keep_pace: bool = True
     # without/with audience checks pairs of the audience step's campaign (of `push`)
     audience_pairs: int = 3
+    # how long no more events must come before the webhook step counts them (a repeat
+    # would come within it)
+    events_settle_s: float = 1.0
     # raw/end-to-end pairs per platform and API rounds
     rounds: int = ROUNDS
     # The stack's settings besides the bench's own (by name).
@@ -178,10 +181,11 @@ SCALES = {
         webhook_pairs=1,
         webhook_keep_pace=False,
         audience_pairs=1,
+        events_settle_s=0.3,
         rounds=1,
         # A dead process's leases run out sooner, webhook endpoints are seen sooner: the
         # crash and webhooks steps' waits, not their code.
-        settings={"lease_ttl_s": "2", "webhook_subscribers_refresh_s": "0.5"},
+        settings={"lease_ttl_s": "2", "webhook_subscribers_refresh_s": "0.2"},
     ),
     "default": Scale(
         push=20_000,
@@ -1205,11 +1209,12 @@ class Bench:
     def _webhook_events(
         self, receiver: str, hook: dict[str, Any], n: int, run: dict[str, Any] | None
     ) -> dict[str, Any]:
-        """Until the receiver has ``n`` events and nothing more comes for a second (a
-        repeat would), or nothing at all comes for 30 s (some are missing); then (into
+        """Until the receiver has ``n`` events and nothing more comes for the scale's
+        ``events_settle_s`` (a repeat would), or nothing at all comes for 30 s (some are
+        missing); then (into
         ``run``) every process's CPU since the campaign's end, and what the receiver got,
         a sample of signatures verified, and the endpoint's counters."""
-        settle_s, give_up_s = 1.0, 30.0
+        settle_s, give_up_s = self.scale.events_settle_s, 30.0
         last, changed = -1, time.monotonic()
         while True:
             count = self._receiver_count(receiver)["requests"]

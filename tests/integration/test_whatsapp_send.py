@@ -26,7 +26,7 @@ def _spec_body(**changes: Any) -> dict[str, Any]:
 
 def _message_keys(tenant: Tenant) -> list[str]:
     async def scan(redis: Any) -> list[str]:
-        return [k async for k in redis.scan_iter(match=keys.message(tenant.name, "*"))]
+        return [k async for k in redis.scan_iter(match=keys.message(tenant.name, "*"), count=5000)]
 
     result: list[str] = run_async(scan, tenant.settings)
     return result
