@@ -15,7 +15,7 @@ from cryptography.fernet import Fernet
 
 from tests.support import Service, wait_until
 from worker.config import Settings
-from worker.stack.processes import EmbeddedValkey, free_port
+from worker.stack.processes import EmbeddedValkey, free_port, terminate_all
 from worker.store import secrets as store_secrets
 
 RECEIVER_HOST = "127.0.0.2"
@@ -228,12 +228,16 @@ def stack(
     worker_service: Service,
     bulk_worker_service: Service,
     beat_service: Service,
-) -> dict[str, Any]:
-    """The whole service running: simulator, API, both workers and beat on one Valkey."""
-    return {
+) -> Iterator[dict[str, Any]]:
+    """The whole service running: simulator, API, both workers and beat on one Valkey.
+    At the end of the session they stop at once (a worker's warm shutdown takes a second
+    or so), before the simulator and Valkey they may still need."""
+    services = [api_service, worker_service, bulk_worker_service, beat_service]
+    yield {
         "sim": sim_url,
         "api": api_service,
         "worker": worker_service,
         "bulk": bulk_worker_service,
         "beat": beat_service,
     }
+    terminate_all([s.process.pid for s in services], group=True, timeout_s=10)

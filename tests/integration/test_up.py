@@ -175,7 +175,7 @@ def _all_gone(pids: list[int]) -> list[int]:
     return [pid for pid in pids if _alive(pid)]
 
 
-DEVICES = 2000
+DEVICES = 1200
 
 
 def _start_slow_campaign(stack: DemoStack, auth: dict[str, str]) -> tuple[str, list[str]]:
