@@ -342,6 +342,45 @@ def test_more_bodies_than_the_connection_window_holds_all_go(tmp_path: Path) -> 
     assert all(r.ok for r in results), next(r.error for r in results if not r.ok)
 
 
+def test_h2_walks_its_streams_once_every_64_new_ones_and_forgets_the_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1,000 requests on one connection: h2's walk over every stream (O(streams in flight)
+    per request) runs ~1 time in 64, and still forgets the closed streams."""
+    from h2.connection import H2Connection
+
+    walks: list[int] = []
+    walk = H2Connection._open_streams
+
+    def counted(self: H2Connection, remainder: int) -> int:
+        if self.config.client_side:  # not the test server's, in this process too
+            walks.append(len(self.streams))
+        return walk(self, remainder)
+
+    monkeypatch.setattr(H2Connection, "_open_streams", counted)
+
+    async def run() -> tuple[list[DeviceResult], int]:
+        async with _fcm_server(tmp_path, _answer) as config:
+            _, lean = _senders(config)
+            try:
+                results = []
+                for first in (0, 500):
+                    tokens = [f"ok:APA91b-{i:04d}" for i in range(first, first + 500)]
+                    results += await lean.send(Notification("Hi", "There"), tokens)
+                assert lean._conn is not None
+                return results, len(lean._conn._conn.streams)
+            finally:
+                await lean.close()
+
+    results, held = asyncio.run(run())
+    assert all(r.ok for r in results), next(r.error for r in results if not r.ok)
+    assert 1000 // 64 <= len(walks) <= 1000 // 64 + 2
+    # The first send's 500 closed streams were forgotten during the second (the server
+    # allows 1,000 at once: each send's 500 are all open together).
+    assert max(walks) <= 500 + 64
+    assert held <= 500 + 64
+
+
 def test_the_request_headers_pass_h2s_own_checks() -> None:
     """h2client skips h2's checks of outbound headers (a fifth of a request's CPU): the
     block the lean sender sends must pass them, as a connection header would not."""
