@@ -12,26 +12,38 @@ from worker.models import CampaignCreate
 from worker.store import campaigns
 from worker.store.client import create_redis
 
+CONTENT = {
+    "push": {"title": "t", "message": "m"},
+    "whatsapp": {"template_name": "shipping_update", "parameters": ["x"]},
+}
+
+
+class _Ctx:
+    """What the crash records use of a job's delivery context: its store."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+
+
+async def _campaign(redis: Any, channel: str) -> tuple[str, campaigns.Campaign]:
+    """A new account's campaign on ``channel``: (the account, the campaign)."""
+    account = new_id("acc").lower().replace("_", "-")
+    body = CampaignCreate.model_validate(
+        {
+            "name": "crash",
+            "channel": channel,
+            "content": CONTENT[channel],
+            "audience": {"all": True},
+        }
+    )
+    return account, await campaigns.create(redis, account, new_id("cmp"), body)
+
 
 def test_a_crashed_walk_shows_on_its_campaign(settings: Settings) -> None:
     async def scenario() -> None:
         redis = create_redis(settings)
-        account = new_id("acc").lower().replace("_", "-")
-        body = CampaignCreate.model_validate(
-            {
-                "name": "crash",
-                "channel": "push",
-                "content": {"title": "t", "message": "m"},
-                "audience": {"all": True},
-            }
-        )
-        campaign = await campaigns.create(redis, account, new_id("cmp"), body)
-
-        class Ctx:
-            pass
-
-        ctx: Any = Ctx()
-        ctx.redis = redis
+        account, campaign = await _campaign(redis, "push")
+        ctx: Any = _Ctx(redis)
         await record_walk_crash(ctx, account, campaign.id, KeyError("cursor"))
         stored = await campaigns.load(redis, account, campaign.id)
         assert stored is not None
@@ -53,16 +65,7 @@ def test_a_crashed_batch_shows_its_error_before_its_messages_fail(
 
     async def scenario() -> None:
         redis = create_redis(settings)
-        account = new_id("acc").lower().replace("_", "-")
-        body = CampaignCreate.model_validate(
-            {
-                "name": "crash",
-                "channel": "whatsapp",
-                "content": {"template_name": "shipping_update", "parameters": ["x"]},
-                "audience": {"all": True},
-            }
-        )
-        campaign = await campaigns.create(redis, account, new_id("cmp"), body)
+        account, campaign = await _campaign(redis, "whatsapp")
         await redis.rpush(keys.campaign_batch(account, campaign.id, 0), "msg_a", "msg_b")
         seen: list[str | None] = []
 
@@ -72,12 +75,7 @@ def test_a_crashed_batch_shows_its_error_before_its_messages_fail(
             seen.append(stored.last_error)
 
         monkeypatch.setattr(failures, "record_crash", fail_one)
-
-        class Ctx:
-            pass
-
-        ctx: Any = Ctx()
-        ctx.redis = redis
+        ctx: Any = _Ctx(redis)
         await failures.record_whatsapp_batch_crash(
             ctx, account, batch_id(campaign.id, 0), ValueError("bogus")
         )
