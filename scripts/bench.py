@@ -160,6 +160,8 @@ class Scale:
     events_settle_s: float = 1.0
     # raw/end-to-end pairs per platform and API rounds
     rounds: int = ROUNDS
+    # unmeasured sends of each raw loop process before each of its measurements
+    raw_warm: int = 400
     # The stack's settings besides the bench's own (by name).
     settings: dict[str, str] = field(default_factory=dict)
 
@@ -183,6 +185,7 @@ SCALES = {
         audience_pairs=1,
         events_settle_s=0.3,
         rounds=1,
+        raw_warm=50,
         # A dead process's leases run out sooner, webhook endpoints are seen sooner: the
         # crash and webhooks steps' waits, not their code.
         settings={"lease_ttl_s": "2", "webhook_subscribers_refresh_s": "0.2"},
@@ -241,8 +244,8 @@ class RawLoops:
     through a platform's measurements and told what to do over their standard input, so
     that every process starts each measurement at the same moment."""
 
-    def __init__(self, stack: BenchStack, platform: str) -> None:
-        self.platform = platform
+    def __init__(self, stack: BenchStack, platform: str, warm: int) -> None:
+        self.platform, self.warm = platform, warm
         self._sim = stack.procs["sim"]
         self.logs = [stack.workdir / "logs" / f"raw-{platform}-{i}.log" for i in range(2)]
         self.children = [
@@ -293,7 +296,9 @@ class RawLoops:
         of the processes' rates; the simulator's CPU per request it received."""
         sim0 = self._sim.cpu_s()
         for i in range(len(self.children)):
-            self._tell(i, {"run": {**setting, "seconds": seconds, "offset": i * 10_000_000}})
+            offset = i * 10_000_000
+            run = {**setting, "seconds": seconds, "offset": offset, "warm": self.warm}
+            self._tell(i, {"run": run})
         outs = [json.loads(self._line(i)) for i in range(len(self.children))]
         total = sum(o["sends"] for o in outs)
         # what the simulator received, the warm-up sends included
@@ -315,7 +320,7 @@ class RawLoops:
 
     def loop_start(self, setting: dict[str, int]) -> None:
         """The first process sends until ``loop_stop``."""
-        self._tell(0, {"loop": {**setting, "offset": 50_000_000}})
+        self._tell(0, {"loop": {**setting, "offset": 50_000_000, "warm": self.warm}})
         self._expect(0, json.dumps({"looping": True}))
 
     def loop_stop(self) -> dict[str, float]:
@@ -417,7 +422,7 @@ class Bench:
             # Not measured, as the raw loop's first sends are not: the worker's first
             # campaign opens its connections and signs its first token.
             self.seed(f"warm-{platform}", PUSH_WARM_UP, **{platform: True})
-            with RawLoops(self.stack, platform) as raw:
+            with RawLoops(self.stack, platform, self.scale.raw_warm) as raw:
                 self.campaign("push", content, f"warm-{platform}")
                 tried, best = raw.fastest(RAW_CANDIDATES[platform], self.scale.tune_s)
                 # Each raw round lasts about as long as a campaign to n devices.
@@ -654,8 +659,9 @@ class Bench:
             asyncio.run(loadgen.wait_ready(ports[name], bare_req, 30))
         seconds = self.scale.api_s / self.scale.rounds
         rates: dict[str, list[float]] = {name: [] for name in requests}
+        warm_s = min(1.0, self.scale.api_s / 2)  # a second, less at the tiny scale
         for name in requests:  # warm-up
-            asyncio.run(loadgen.closed_loop(ports[name], requests[name], 8, 1))
+            asyncio.run(loadgen.closed_loop(ports[name], requests[name], 8, warm_s))
         for _ in range(self.scale.rounds):
             for name, raw in requests.items():
                 done, statuses = asyncio.run(loadgen.closed_loop(ports[name], raw, 32, seconds))
@@ -938,7 +944,11 @@ class Bench:
         settings = {"admin": {"calls": 2, "batch": 50}}
         raw: dict[str, list[dict[str, float]]] = {"admin": [], "lean": []}
         campaigns: dict[str, list[dict[str, Any]]] = {"admin": [], "lean": []}
-        with RawLoops(self.stack, "fcm") as admin_loops, RawLoops(self.stack, "fcm-lean") as lean:
+        warm = self.scale.raw_warm
+        with (
+            RawLoops(self.stack, "fcm", warm) as admin_loops,
+            RawLoops(self.stack, "fcm-lean", warm) as lean,
+        ):
             loops = {"admin": admin_loops, "lean": lean}
             tried, settings["lean"] = lean.fastest(RAW_CANDIDATES["fcm-lean"], self.scale.tune_s)
             for i in range(self.scale.rounds):

@@ -56,7 +56,7 @@ from worker.store import channels
 from worker.store.client import create_redis
 from worker.store.provider_tokens import RedisProviderTokens
 
-WARM = 400  # unmeasured sends before each measurement
+WARM = 400  # unmeasured sends before each measurement (a command's "warm" says otherwise)
 Sender = Callable[[Iterator[str], dict[str, Any]], Awaitable[int]]
 
 
@@ -154,9 +154,9 @@ async def _measure(
     until: asyncio.Future[str] | None,
 ) -> dict[str, float]:
     """Sends for ``config["seconds"]``, or until ``until`` is done (the next line)."""
-    first = int(config.get("offset", 0))
-    await send(iter(tokens_for(first, WARM)), config)
-    tokens = tokens_for(first + WARM, POOL)
+    first, warm = int(config.get("offset", 0)), int(config.get("warm", WARM))
+    await send(iter(tokens_for(first, warm)), config)
+    tokens = tokens_for(first + warm, POOL)
     if until is None:
         deadline = time.monotonic() + float(config["seconds"])
 
@@ -182,7 +182,7 @@ async def _measure(
         "ended": time.time(),
         "cpu_s": cpu,
         "sends": sent,
-        "warm": WARM,
+        "warm": warm,
         "seconds": wall,
         "sends_per_s": sent / wall,
         "cpu_us_per_send": cpu / sent * 1e6,
