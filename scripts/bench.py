@@ -508,7 +508,7 @@ class Bench:
         argv += ["-A", "worker.runtime.celery_app:app"]
         argv += ["worker", "-Q", "naive", "-c", "2", "-I", "benchkit.naive_tasks", "-n", "naive@%h"]
         argv += ["--without-mingle", "--without-gossip", "-l", "WARNING"]
-        wait_worker(f"naive@{socket.gethostname()}", self.stack.spawn("naive", argv))
+        wait_worker(self.stack.spawn("naive", argv))
         tokens = [f"naive{i:07d}:APA91b-bench-naive-token" for i in range(n)]
         self.stack.run(lambda r: r.delete(COUNTER))
         started = time.perf_counter()

@@ -240,4 +240,5 @@ def stack(
         "bulk": bulk_worker_service,
         "beat": beat_service,
     }
-    terminate_all([s.process.pid for s in services], group=True, timeout_s=10)
+    pids = [s.process.pid for s in services]
+    terminate_all(pids, groups=pids, timeout_s=10)

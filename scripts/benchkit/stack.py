@@ -121,8 +121,9 @@ class BenchStack:
         be answered by them)."""
         sims = {n: p for n, p in self.procs.items() if n.startswith("sim")}
         others = [p.popen.pid for n, p in self.procs.items() if n not in sims]
-        terminate_all(others, group=True, timeout_s=15)
-        terminate_all([p.popen.pid for p in sims.values()], group=True, timeout_s=15)
+        terminate_all(others, groups=others, timeout_s=15)
+        sim_pids = [p.popen.pid for p in sims.values()]
+        terminate_all(sim_pids, groups=sim_pids, timeout_s=15)
         self.procs.clear()
 
     def wait_log(self, name: str, mark: bytes, timeout_s: float = 60) -> None:
@@ -141,7 +142,7 @@ class BenchStack:
         self, name: str, queues: str, *extra: str, nice: int = 0, env: dict[str, str] | None = None
     ) -> Proc:
         proc = self.spawn_worker(name, queues, *extra, nice=nice, env=env)
-        wait_worker(f"{name}@{socket.gethostname()}", proc)
+        wait_worker(proc)
         return proc
 
     def spawn_worker(
@@ -181,8 +182,10 @@ class BenchStack:
         return result
 
 
-def wait_worker(node: str, proc: Proc, timeout_s: float = 60) -> None:
-    """Until the Celery worker answers a ping (its pool is up)."""
+def wait_worker(proc: Proc, timeout_s: float = 60) -> None:
+    """Until the Celery worker ``proc`` (named ``--name`` as it) answers a ping (its pool
+    is up)."""
+    node = f"{proc.name}@{socket.gethostname()}"
     from worker.runtime.celery_app import app as celery
 
     deadline = time.monotonic() + timeout_s
@@ -255,7 +258,7 @@ def bench_stack(
             stack.spawn_worker("webhooks", "webhooks", "--idle"),  # it gives way to every send
         ]
         for proc in workers:
-            wait_worker(f"{proc.name}@{socket.gethostname()}", proc)
+            wait_worker(proc)
         stack.key = stack.run(demo.provision, settings)
         stack.otp_key = stack.run(_provision_otp, settings, stack.sim_b_url)
         yield stack

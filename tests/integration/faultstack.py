@@ -142,5 +142,5 @@ class FaultStack:
 
     def stop(self) -> None:
         alive = [s.process.pid for s in self.services if s.process.poll() is None]
-        terminate_all(alive, group=True, timeout_s=10)
+        terminate_all(alive, groups=alive, timeout_s=10)
         self.valkey.stop()

@@ -18,8 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,13 +110,14 @@ def terminate(pid: int, *, group: bool, timeout_s: float = 10.0) -> None:
 
     Only the leader gets SIGTERM: a Celery worker then does its warm shutdown and
     stops its own pool, instead of every pool child dying at once."""
-    terminate_all([pid], group=group, timeout_s=timeout_s)
+    terminate_all([pid], groups=[pid] if group else [], timeout_s=timeout_s)
 
 
-def terminate_all(pids: Sequence[int], *, group: bool, timeout_s: float = 10.0) -> None:
+def terminate_all(pids: Sequence[int], *, groups: Collection[int], timeout_s: float = 10.0) -> None:
     """``terminate`` for several processes at once: each gets SIGTERM, then all of them
     share one deadline (a worker's warm shutdown takes a second or so; one after another,
-    a stack of five took several seconds to stop)."""
+    a stack of five took several seconds to stop). ``groups``: those of ``pids`` whose
+    process group is killed too at the end."""
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGTERM)
@@ -127,16 +127,19 @@ def terminate_all(pids: Sequence[int], *, group: bool, timeout_s: float = 10.0) 
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-        if group:
+        if pid in groups:
             kill_group(pid)
 
 
-def _stop(child: Child) -> None:
-    if child.process.poll() is None:
-        terminate(child.process.pid, group=child.group, timeout_s=15)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        child.process.wait(timeout=5)
-    child.pidfile.unlink(missing_ok=True)
+def _stop_children(children: Sequence[Child]) -> None:
+    """Stop the children at once and forget their pidfiles."""
+    alive = [c for c in children if c.process.poll() is None]
+    leaders = [c.process.pid for c in alive if c.group]
+    terminate_all([c.process.pid for c in alive], groups=leaders, timeout_s=15)
+    for child in children:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.process.wait(timeout=5)
+        child.pidfile.unlink(missing_ok=True)
 
 
 def kill_group(leader: int) -> None:
@@ -485,10 +488,8 @@ class Supervisor:
         """Stop the children others depend on (the store, the simulator) last, in reverse
         start order; every other child at once before them. A worker's warm shutdown
         takes a second or so: one child after another, stopping the stack took ~6 s."""
-        others = [c for c in reversed(self.children) if not c.serves_others]
-        with ThreadPoolExecutor(max(1, len(others))) as pool:
-            list(pool.map(_stop, others))
+        _stop_children([c for c in self.children if not c.serves_others])
         for child in reversed(self.children):
             if child.serves_others:
-                _stop(child)
+                _stop_children([child])
         self.children.clear()
