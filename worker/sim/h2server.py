@@ -54,15 +54,32 @@ class Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+class _H2(H2Connection):
+    """h2 checks a new stream against ``MAX_CONCURRENT_STREAMS`` by walking every stream it
+    holds (and forgetting the closed ones): per request, a cost that grows with the streams
+    the client keeps open, which a provider's front end does not have. The streams h2 holds
+    (open, or closed and not yet forgotten) are never fewer than the open ones: while they
+    are below the limit the new stream is within it, no walk needed; at the limit the walk
+    counts, and forgets, as before. The limit is enforced exactly as h2 does it."""
+
+    @property
+    def open_inbound_streams(self) -> int:
+        held = len(self.streams)
+        if held < self.local_settings.max_concurrent_streams:
+            return held  # an upper bound, and under the limit: the stream is allowed
+        return super().open_inbound_streams
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self, handler: Handler) -> None:
         self._handler = handler
-        self._conn = H2Connection(H2Configuration(client_side=False, header_encoding="utf-8"))
+        self._conn = _H2(H2Configuration(client_side=False, header_encoding="utf-8"))
         self._transport: asyncio.Transport | None = None
         self._requests: dict[int, tuple[dict[str, str], bytearray]] = {}
         self._pending_body: dict[int, bytes] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._draining = False  # a GOAWAY was sent
+        self._flush_due = False  # a write is already due at this turn of the loop
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, but behave as one.
@@ -76,8 +93,16 @@ class _Connection(asyncio.Protocol):
             task.cancel()
 
     def _flush(self) -> None:
+        self._flush_due = False
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(self._conn.data_to_send())
+
+    def _flush_soon(self) -> None:
+        """One write for every answer made at this turn of the loop (a write per answer
+        cost the simulator a TLS record and a system call each, the client a read each)."""
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -136,7 +161,7 @@ class _Connection(asyncio.Protocol):
                 self._send_pending()
         except (StreamClosedError, ProtocolError):
             self._pending_body.pop(stream_id, None)
-        self._flush()
+        self._flush_soon()
         self._close_if_drained()
 
     def _act(self, stream_id: int, action: str) -> None:
@@ -155,6 +180,7 @@ class _Connection(asyncio.Protocol):
         """After a GOAWAY: close once no stream below it waits for its answer."""
         drained = len(self._tasks) <= 1 and not self._pending_body  # (this answer's task)
         if self._draining and self._transport is not None and drained:
+            self._flush()  # the last answers, before the close
             self._transport.close()
 
     def _send_pending(self) -> None:
