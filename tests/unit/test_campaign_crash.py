@@ -8,7 +8,7 @@ from typing import Any
 from worker.config import Settings
 from worker.delivery.failures import record_walk_crash
 from worker.ids import new_id
-from worker.models import CampaignCreate
+from worker.models import CampaignCreate, CampaignStatus
 from worker.store import campaigns
 from worker.store.client import create_redis
 
@@ -83,6 +83,28 @@ def test_a_crashed_batch_shows_its_error_before_its_messages_fail(
             ctx, account, batch_id(campaign.id, 1), ValueError("bogus")
         )
         assert seen == ["ValueError: bogus"] * 3
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_job_hands_on_once_it_has_run_its_time(settings: Settings) -> None:
+    """A campaign batch of any size stops before its next slice (or message) once it has
+    run ``campaign_job_max_s``, while its campaign is still sending: a fresh job goes on,
+    and no job runs into the hard time limit (where it would be killed mid-send)."""
+    from worker.delivery.campaign_batches import _Watch
+
+    async def scenario() -> None:
+        redis = create_redis(settings)
+        account, campaign = await _campaign(redis, "push")
+        assert (await campaigns.transition(redis, account, campaign.id, "send")).ok
+        ctx: Any = _Ctx(redis)
+        ctx.settings = settings.model_copy(update={"campaign_job_max_s": 0.3})
+        watch = _Watch(ctx, account, campaign.id)
+        assert not await watch.halted()
+        await asyncio.sleep(0.35)
+        assert await campaigns.status(redis, account, campaign.id) is CampaignStatus.SENDING
+        assert await watch.halted()
         await redis.aclose()
 
     asyncio.run(scenario())

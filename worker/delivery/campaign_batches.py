@@ -7,7 +7,10 @@ WhatsApp send is, several at once, each taking its slot of the number's limit.
 
 A paused campaign's job parks itself (``resume`` publishes it again); a cancelled
 campaign's job ends what it had not sent as cancelled. Both are checked before each
-slice or message, so a pause takes effect within a slice's time.
+slice or message, so a pause takes effect within a slice's time. A job that has run for
+``campaign_job_max_s`` hands the rest to a fresh job at the same point, so that no batch
+(of any size, on however slow a provider) runs into the hard time limit: a job killed
+there sends again what it had in flight.
 """
 
 from __future__ import annotations
@@ -33,14 +36,18 @@ _STATUS_EVERY_S = 0.5
 
 
 class _Watch:
-    """The campaign's status, read at most every ``_STATUS_EVERY_S``."""
+    """Whether the job stops here: its campaign no longer sending (the status read at most
+    every ``_STATUS_EVERY_S``), or the job past ``campaign_job_max_s``."""
 
     def __init__(self, ctx: DeliveryContext, account_id: str, campaign_id: str) -> None:
         self.ctx, self.account_id, self.campaign_id = ctx, account_id, campaign_id
         self._at = 0.0
         self._halted = False
+        self._deadline = time.monotonic() + ctx.settings.campaign_job_max_s
 
     async def halted(self) -> bool:
+        if time.monotonic() > self._deadline:
+            return True  # a fresh job goes on (or parks, or cancels)
         if not self._halted and time.monotonic() - self._at >= _STATUS_EVERY_S:
             self._at = time.monotonic()
             state = await campaigns.status(self.ctx.redis, self.account_id, self.campaign_id)
@@ -94,13 +101,12 @@ async def _send_all(
     """Send each message as a single send is (several at once; the number's rate limit
     paces them); returns when the batch must run again, if it must."""
     watch = _Watch(ctx, account_id, campaign_id)
-    deadline = time.monotonic() + ctx.settings.campaign_job_max_s
     gate = asyncio.Semaphore(ctx.settings.campaign_whatsapp_in_flight)
     again_in: list[float] = []
 
     async def one(message_id: str) -> None:
         async with gate:
-            if time.monotonic() > deadline or await watch.halted():
+            if await watch.halted():
                 again_in.append(0.0)  # a fresh job goes on (or parks, or cancels)
                 return
             try:

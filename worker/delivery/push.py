@@ -45,7 +45,7 @@ async def send_push(ctx: DeliveryContext, account_id: str, message_id: str) -> O
 
 
 # Asked before each slice of a campaign batch: stop now (the campaign was paused or
-# cancelled)?
+# cancelled, or the job has run its time)?
 Halted = Callable[[], Awaitable[bool]]
 
 
@@ -115,7 +115,7 @@ class PushRun:
                 if deferred.is_set():
                     return  # the rate limit said not now: the rest waits for the next run
                 if self.halted is not None and await self.halted():
-                    self.next_in_s.append(0.0)  # the next run parks or cancels the batch
+                    self.next_in_s.append(0.0)  # the next run goes on, parks or cancels
                     deferred.set()
                     return
                 wait_s = await self._slice(devices, configs)
