@@ -142,6 +142,23 @@ def _valid_token(credential: Any) -> None:
     credential.refresh = refresh
 
 
+def count_walks(monkeypatch: pytest.MonkeyPatch, *, client_side: bool) -> list[int]:
+    """The streams h2 held at each of its walks over them (its open-stream count), on the
+    client's connections or the server's (both run in the tests' process)."""
+    from h2.connection import H2Connection
+
+    walks: list[int] = []
+    walk = H2Connection._open_streams
+
+    def counted(self: H2Connection, remainder: int) -> int:
+        if self.config.client_side == client_side:
+            walks.append(len(self.streams))
+        return walk(self, remainder)
+
+    monkeypatch.setattr(H2Connection, "_open_streams", counted)
+    return walks
+
+
 def _senders(config: FcmConfig) -> tuple[fcm.FcmSender, fcm_lean.LeanFcmSender]:
     admin = fcm.FcmSender(config, timeout_s=5)
     _valid_token(admin._service._credential)
@@ -347,17 +364,7 @@ def test_h2_walks_its_streams_once_every_64_new_ones_and_forgets_the_closed(
 ) -> None:
     """1,000 requests on one connection: h2's walk over every stream (O(streams in flight)
     per request) runs ~1 time in 64, and still forgets the closed streams."""
-    from h2.connection import H2Connection
-
-    walks: list[int] = []
-    walk = H2Connection._open_streams
-
-    def counted(self: H2Connection, remainder: int) -> int:
-        if self.config.client_side:  # not the test server's, in this process too
-            walks.append(len(self.streams))
-        return walk(self, remainder)
-
-    monkeypatch.setattr(H2Connection, "_open_streams", counted)
+    walks = count_walks(monkeypatch, client_side=True)  # not the test server's, here too
 
     async def run() -> tuple[list[DeviceResult], int]:
         async with _fcm_server(tmp_path, _answer) as config:

@@ -15,7 +15,7 @@ from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import ConnectionTerminated, Event, RemoteSettingsChanged, SettingsAcknowledged
 
-from tests.unit.test_fcm_senders import _answer, _fcm_server, _senders
+from tests.unit.test_fcm_senders import _answer, _fcm_server, _senders, count_walks
 from worker.models.push_payload import Notification
 from worker.sim.h2server import Request, Response, serve, tls_context
 
@@ -34,7 +34,7 @@ async def _never(_request: Request) -> Response:
     raise AssertionError("no request here ends")
 
 
-async def _open_streams_until_refused(tmp_path: Path, count: int) -> tuple[int, list[Event]]:
+async def _open_streams_until_refused(tmp_path: Path, count: int) -> list[Event]:
     """Open ``count`` streams (headers, no end) once the server's settings apply; returns
     the server's port-level answer events after them."""
     context, ca = tls_context(tmp_path / "ca", "127.0.0.1")
@@ -66,7 +66,7 @@ async def _open_streams_until_refused(tmp_path: Path, count: int) -> tuple[int, 
         with contextlib.suppress(TimeoutError, ConnectionError):
             while data := await asyncio.wait_for(reader.read(65536), 1):
                 events += conn.receive_data(data)
-        return conn.highest_outbound_stream_id or 0, events
+        return events
     finally:
         writer.close()
         server.close()
@@ -75,21 +75,13 @@ async def _open_streams_until_refused(tmp_path: Path, count: int) -> tuple[int, 
 def test_the_limit_is_kept_and_one_stream_past_it_ends_the_connection(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    walks: list[int] = []
-    walk = H2Connection._open_streams
+    walks = count_walks(monkeypatch, client_side=False)
 
-    def counted(self: H2Connection, remainder: int) -> int:
-        if not self.config.client_side:
-            walks.append(len(self.streams))
-        return walk(self, remainder)
-
-    monkeypatch.setattr(H2Connection, "_open_streams", counted)
-
-    _, events = asyncio.run(_open_streams_until_refused(tmp_path, LIMIT))
+    events = asyncio.run(_open_streams_until_refused(tmp_path, LIMIT))
     assert not [e for e in events if isinstance(e, ConnectionTerminated)]
     assert walks == []  # below the limit, no walk over the streams
 
-    _, events = asyncio.run(_open_streams_until_refused(tmp_path, LIMIT + 1))
+    events = asyncio.run(_open_streams_until_refused(tmp_path, LIMIT + 1))
     ended = [e for e in events if isinstance(e, ConnectionTerminated)]
     assert [e.error_code for e in ended] == [ErrorCodes.PROTOCOL_ERROR]
     assert walks == [LIMIT]  # at the limit h2's own count decided
