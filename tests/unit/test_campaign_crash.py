@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from worker.config import Settings
 from worker.delivery.failures import record_walk_crash
 from worker.ids import new_id
@@ -88,10 +90,21 @@ def test_a_crashed_batch_shows_its_error_before_its_messages_fail(
     asyncio.run(scenario())
 
 
-def test_a_batch_job_hands_on_once_it_has_run_its_time(settings: Settings) -> None:
+@pytest.mark.parametrize(
+    ("update", "runs_s"),
+    [
+        ({"campaign_job_max_s": 0.3}, 0.3),
+        # A hard time limit of 1 s: half of it, whatever campaign_job_max_s says.
+        ({"campaign_job_max_s": 20.0, "task_time_limit_s": 1}, 0.5),
+    ],
+)
+def test_a_batch_job_hands_on_once_it_has_run_its_time(
+    settings: Settings, update: dict[str, float], runs_s: float
+) -> None:
     """A campaign batch of any size stops before its next slice (or message) once it has
-    run ``campaign_job_max_s``, while its campaign is still sending: a fresh job goes on,
-    and no job runs into the hard time limit (where it would be killed mid-send)."""
+    run ``campaign_job_max_s`` (at most half the hard time limit), while its campaign is
+    still sending: a fresh job goes on, and no job runs into the hard time limit (where it
+    would be killed mid-send)."""
     from worker.delivery.campaign_batches import _Watch
 
     async def scenario() -> None:
@@ -99,10 +112,11 @@ def test_a_batch_job_hands_on_once_it_has_run_its_time(settings: Settings) -> No
         account, campaign = await _campaign(redis, "push")
         assert (await campaigns.transition(redis, account, campaign.id, "send")).ok
         ctx: Any = _Ctx(redis)
-        ctx.settings = settings.model_copy(update={"campaign_job_max_s": 0.3})
+        ctx.settings = settings.model_copy(update=update)
         watch = _Watch(ctx, account, campaign.id)
+        await asyncio.sleep(runs_s - 0.1)
         assert not await watch.halted()
-        await asyncio.sleep(0.35)
+        await asyncio.sleep(0.15)
         assert await campaigns.status(redis, account, campaign.id) is CampaignStatus.SENDING
         assert await watch.halted()
         await redis.aclose()

@@ -112,15 +112,17 @@ def test_only_the_tokens_that_failed_are_retried(settings: Settings) -> None:
         all_tokens[999]: [unavailable],
     }
 
+    sliced = settings.model_copy(update={"push_slice_size": 250})
+
     async def scenario() -> None:
-        ctx, sender, account, message_id = await _scenario(settings, all_tokens, flaky)
+        ctx, sender, account, message_id = await _scenario(sliced, all_tokens, flaky)
         first = await send_push(ctx, account, message_id)
         assert first.status is MessageStatus.RETRYING
         assert first.retry_in_s is not None
         await asyncio.sleep(first.retry_in_s)
         second = await send_push(ctx, account, message_id)
         assert second.status is MessageStatus.SENT
-        # Slices of DISPATCH_PUSH_SLICE_SIZE (250), then only the three that failed.
+        # Slices of DISPATCH_PUSH_SLICE_SIZE (250 here), then only the three that failed.
         assert [len(c) for c in sender.calls] == [250, 250, 250, 250, 3]
         assert sorted(sender.calls[-1]) == sorted(flaky)
         message = await messages.load(ctx.redis, account, message_id)
@@ -137,17 +139,18 @@ def test_only_the_tokens_that_failed_are_retried(settings: Settings) -> None:
 
 
 def test_slices_are_of_equal_size_none_above_the_setting(settings: Settings) -> None:
-    """260 devices go as 130 + 130, not 250 + 10: a job waits for its slowest slice."""
+    """With slices of 250, 260 devices go as 130 + 130, not 250 + 10: a job waits for its
+    slowest slice."""
     all_tokens = [f"token-{i:05d}-abcdefghijkl" for i in range(260)]
+    sliced = settings.model_copy(update={"push_slice_size": 250})
 
     async def scenario() -> None:
-        ctx, sender, account, message_id = await _scenario(settings, all_tokens, {})
+        ctx, sender, account, message_id = await _scenario(sliced, all_tokens, {})
         assert (await send_push(ctx, account, message_id)).status is MessageStatus.SENT
         assert [len(c) for c in sender.calls] == [130, 130]
         assert [t for c in sender.calls for t in c] == all_tokens
         await ctx.redis.aclose()
 
-    assert settings.push_slice_size == 250
     _run(scenario())
 
 

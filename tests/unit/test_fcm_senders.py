@@ -229,6 +229,41 @@ def test_both_senders_post_the_same_message(tmp_path: Path) -> None:
     assert paths == [f"/v1/projects/{PROJECT}/messages:send"] * 2
 
 
+def test_firebase_admins_calls_go_one_at_a_time_across_sends_made_at_once(
+    tmp_path: Path,
+) -> None:
+    """A push job sends two slices at a time: firebase-admin's calls of both still go one
+    after another (its HTTP/2 client costs more per message with more streams open), and
+    each device still gets its own answer."""
+    open_now: list[int] = []
+    streams = 0
+
+    async def slow(request: Request) -> Response:
+        nonlocal streams
+        streams += 1
+        open_now.append(streams)
+        await asyncio.sleep(0.01)
+        streams -= 1
+        return await _answer(request)
+
+    async def run() -> list[list[DeviceResult]]:
+        async with _fcm_server(tmp_path, slow) as config:
+            admin = fcm.FcmSender(config, timeout_s=5, batch_size=10)
+            _valid_token(admin._service._credential)
+            note = Notification("Hi", "There")
+            try:
+                return await asyncio.gather(
+                    *(admin.send(note, [f"ok:APA91b-{s}{i}" for i in range(30)]) for s in "ab")
+                )
+            finally:
+                await admin.close()
+
+    both = asyncio.run(run())
+    assert [len(results) for results in both] == [30, 30]
+    assert all(r.ok for results in both for r in results)
+    assert max(open_now) == 10  # one call of 10 at a time, never the two sends' at once
+
+
 def test_a_401_refreshes_the_token_once_and_sends_again(tmp_path: Path) -> None:
     seen: list[str] = []
 

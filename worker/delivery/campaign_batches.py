@@ -8,7 +8,7 @@ WhatsApp send is, several at once, each taking its slot of the number's limit.
 A paused campaign's job parks itself (``resume`` publishes it again); a cancelled
 campaign's job ends what it had not sent as cancelled. Both are checked before each
 slice or message, so a pause takes effect within a slice's time. A job that has run for
-``campaign_job_max_s`` hands the rest to a fresh job at the same point, so that no batch
+``Settings.campaign_job_run_s`` hands the rest to a fresh job at the same point, so that no batch
 (of any size, on however slow a provider) runs into the hard time limit: a job killed
 there sends again what it had in flight.
 """
@@ -37,13 +37,13 @@ _STATUS_EVERY_S = 0.5
 
 class _Watch:
     """Whether the job stops here: its campaign no longer sending (the status read at most
-    every ``_STATUS_EVERY_S``), or the job past ``campaign_job_max_s``."""
+    every ``_STATUS_EVERY_S``), or the job past ``Settings.campaign_job_run_s``."""
 
     def __init__(self, ctx: DeliveryContext, account_id: str, campaign_id: str) -> None:
         self.ctx, self.account_id, self.campaign_id = ctx, account_id, campaign_id
         self._at = 0.0
         self._halted = False
-        self._deadline = time.monotonic() + ctx.settings.campaign_job_max_s
+        self._deadline = time.monotonic() + ctx.settings.campaign_job_run_s
 
     async def halted(self) -> bool:
         if time.monotonic() > self._deadline:

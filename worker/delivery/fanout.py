@@ -119,7 +119,7 @@ async def _walk(
             return Outcome(MessageStatus.QUEUED, due_in)
         await campaigns.transition(redis, account_id, campaign_id, "start")
     size = ctx.settings.campaign_batch_size
-    deadline = time.monotonic() + ctx.settings.campaign_job_max_s
+    deadline = time.monotonic() + ctx.settings.campaign_job_run_s
     cursor = campaign.fanout_cursor
     if cursor == 0 and _total_known(campaign):
         await campaigns.count_now(
