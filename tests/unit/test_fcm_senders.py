@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import json
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -530,3 +531,29 @@ def test_an_idle_connection_is_pinged_and_a_silent_one_is_closed(tmp_path: Path)
                     conn.close()
 
     asyncio.run(run())
+
+
+def test_the_access_token_is_renewed_ahead_of_its_expiry_and_a_new_one_is_read_again() -> None:
+    """The expiry is read once per token (not per request): a token good for the refresh
+    margin plus 0.3 s is used for 0.3 s, then renewed; a token replaced meanwhile (another
+    sender of the process refreshed it) is judged by its own expiry."""
+
+    class Credential:
+        token: str | None = None
+        expiry: dt.datetime | None = None
+
+    def expiring_in(seconds: float) -> dt.datetime:
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        return now + fcm_lean._REFRESH_AHEAD + dt.timedelta(seconds=seconds)
+
+    credential = Credential()
+    token = fcm_lean._AccessToken(credential)
+    assert not token._fresh()  # no token yet
+    credential.token, credential.expiry = "first", expiring_in(0.3)
+    assert token._fresh()
+    time.sleep(0.35)
+    assert not token._fresh()
+    credential.token, credential.expiry = "second", expiring_in(3600)
+    assert token._fresh()
+    credential.token, credential.expiry = "third", expiring_in(-1)
+    assert not token._fresh()

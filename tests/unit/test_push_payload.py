@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+
+import pytest
 
 from worker.models.push_payload import (
     DEFAULT_COLLAPSE_ID_MAX,
@@ -13,6 +16,7 @@ from worker.models.push_payload import (
     fcm_data,
     fcm_message,
     oversized,
+    with_texts,
 )
 
 
@@ -93,3 +97,14 @@ def test_the_size_check_counts_the_collapse_id_we_would_add_and_only_given_platf
     over = Notification("t", "b", data={"k": "x" * (room - len('"data":{"k":""},') + 1)})
     assert [name for name, _ in oversized(over, ["fcm"])] == ["fcm"]
     assert oversized(over, ["apns"]) == []
+
+
+def test_a_contacts_texts_replace_only_those_fields_and_unknown_names_are_refused() -> None:
+    note = Notification("Hi {{name}}", "Body", collapse_id="cmp_1", ttl_s=60, data={"k": "v"})
+    texts = {"title": "Hi Ada", "url": "https://example.com/a"}
+    personal = with_texts(note, texts)
+    assert personal == replace(note, **texts)
+    assert (personal.title, personal.body, personal.url) == ("Hi Ada", "Body", texts["url"])
+    assert note.title == "Hi {{name}}"  # the message's own note is untouched
+    with pytest.raises(TypeError, match="colour"):
+        with_texts(note, {"title": "x", "colour": "red"})

@@ -18,7 +18,6 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
 
 from worker.codes import Code
 from worker.delivery import policy
@@ -26,7 +25,7 @@ from worker.delivery.context import DeliveryContext, Outcome, claimed
 from worker.errors import AccountError, DeliveryError, RetryableError
 from worker.masking import mask_token
 from worker.models import Attempt, FcmConfig, MessageStatus, iso
-from worker.models.push_payload import PLATFORM_NAMES, Notification
+from worker.models.push_payload import PLATFORM_NAMES, Notification, with_texts
 from worker.observe import metrics
 from worker.providers.push import DeviceResult, Notes
 from worker.store import channels, preferences, push
@@ -184,7 +183,7 @@ class PushRun:
             # the message's collapse id and options.
             notes: Notes = note
             if any(d.note for d in group):
-                notes = [replace(note, **d.note) if d.note else note for d in group]
+                notes = [with_texts(note, d.note) if d.note else note for d in group]
             calls.append(sender.send(notes, [d.token for d in group]))
             called.append((platform, group))
         results: list[DeviceResult] = []

@@ -18,7 +18,6 @@ import itertools
 import json
 import ssl
 import time
-import warnings
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -207,11 +206,12 @@ def _message(note: Notification, token: str, now: float | None = None) -> messag
     # A registration token (what an app's getToken() returns, `<FID>:APA91b…`) goes in
     # `token`. firebase-admin 7 calls that field deprecated in favour of `fid`, but `fid`
     # only takes a Firebase installation id: a registration token sent there is refused.
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message="Message.token is deprecated", category=DeprecationWarning
-        )
-        return messaging.Message(token=token, **fields)
+    # Its constructor warns about `token`; set after it, the field is encoded just the
+    # same (tests/unit/test_fcm_senders.py), without a catch_warnings() per message, which
+    # cost ~1 % of a campaign's CPU.
+    message = messaging.Message(**fields)
+    message.token = token
+    return message
 
 
 class FcmSender:
