@@ -97,7 +97,7 @@ RAW_CANDIDATES: dict[str, list[dict[str, int]]] = {
         {"calls": 2, "batch": 400},
     ],
 }
-ROUNDS = 2  # raw/end-to-end pairs per platform and API rounds
+ROUNDS = 2  # API rounds, and the fcm_lean step's raw rounds of each library
 API_WINDOWS = 4  # latency windows per endpoint (see api_paths)
 PUSH_WARM_UP = 400  # devices of the unmeasured first campaign per platform (two slices)
 
@@ -160,9 +160,10 @@ class Scale:
     events_settle_s: float = 1.0
     # raw/end-to-end pairs per platform and API rounds
     rounds: int = ROUNDS
-    # raw/campaign pairs of the lean FCM transport: a pair's ratio varies by ±15 % on this
-    # machine (its CPU time for the same work does, idle), so its median takes five
-    lean_pairs: int = 5
+    # raw/campaign pairs of the push steps (push_paths, fcm_lean), in alternating order: a
+    # pair's ratio varies by ±15 % on this machine (its CPU time for the same work does,
+    # idle), so their median takes five
+    pairs: int = 5
     # unmeasured sends of each raw loop process before each of its measurements
     raw_warm: int = 400
     # The stack's settings besides the bench's own (by name).
@@ -188,7 +189,7 @@ SCALES = {
         audience_pairs=1,
         events_settle_s=0.3,
         rounds=1,
-        lean_pairs=2,  # both orders of a pair
+        pairs=2,  # both orders of a pair
         raw_warm=50,
         # A dead process's leases run out sooner, webhook endpoints are seen sooner: the
         # crash and webhooks steps' waits, not their code.
@@ -412,8 +413,9 @@ class Bench:
 
         1. the raw loop's in-flight setting: each candidate tried once, the fastest kept
            (every candidate's rate is written);
-        2. ``Scale.rounds`` pairs, raw loop then campaign (A/B/A/B) over the same devices: the
-           efficiency is the median of the pairs' ratios, every pair is written;
+        2. ``Scale.pairs`` pairs, raw loop then campaign, then campaign then raw loop (A/B,
+           B/A, …) over the same devices: the efficiency is the median of the pairs'
+           ratios, every pair is written;
         3. a campaign with one raw process sending alongside it from its start to its
            end, for the overhead: the difference of two CPU costs of ~0.3–1.1 ms per
            send, which this machine's drift (a third within a minute) swamps when they
@@ -426,18 +428,25 @@ class Bench:
             # Not measured, as the raw loop's first sends are not: the worker's first
             # campaign opens its connections and signs its first token.
             self.seed(f"warm-{platform}", PUSH_WARM_UP, **{platform: True})
-            with RawLoops(self.stack, platform, self.scale.raw_warm) as raw:
+            # The library the workers send with, used as well as it can be: for FCM, the
+            # default sender's (our transport unless DISPATCH_FCM_SENDER says otherwise).
+            loop = platform
+            if platform == "fcm" and self.stack.settings.fcm_sender == "lean":
+                loop = "fcm-lean"
+            with RawLoops(self.stack, loop, self.scale.raw_warm) as raw:
                 self.campaign("push", content, f"warm-{platform}")
-                tried, best = raw.fastest(RAW_CANDIDATES[platform], self.scale.tune_s)
+                tried, best = raw.fastest(RAW_CANDIDATES[loop], self.scale.tune_s)
                 # Each raw round lasts about as long as a campaign to n devices.
                 round_s = n / tried[_label(best)]["sends_per_s"]
                 pairs = []
-                for _ in range(self.scale.rounds):
-                    a = raw.run(best, round_s)
+                for i in range(self.scale.pairs):
+                    # Raw first, then campaign first: a drift of the machine's speed
+                    # favours neither.
+                    a = raw.run(best, round_s) if i % 2 == 0 else None
                     b = self.campaign("push", content, f"e2e-{platform}")
                     if b["sends"] != n or b["campaign"]["stats"]["failed"]:
                         raise RuntimeError(f"{platform} campaign: {b['campaign']['stats']}")
-                    pairs.append((a, b))
+                    pairs.append((a or raw.run(best, round_s), b))
                 pair, alongside = self.alongside(raw, best, content, f"pair-{platform}")
 
             raws, e2es = [a for a, _ in pairs], [b for _, b in pairs]
@@ -445,6 +454,7 @@ class Bench:
                 f"raw_{platform}_tried_sends_per_s": {
                     k: round(v["sends_per_s"]) for k, v in tried.items()
                 },
+                f"raw_{platform}_loop": loop,
                 f"raw_{platform}_setting": _label(best),
                 f"raw_{platform}_sends_per_s": _med([a["sends_per_s"] for a in raws]),
                 f"raw_{platform}_cpu_us_per_send": _med([a["cpu_us_per_send"] for a in raws]),
@@ -938,7 +948,7 @@ class Bench:
         ``LeanFcmSender.send``, its fastest setting of ``RAW_CANDIDATES["fcm-lean"]``),
         ``Scale.rounds`` rounds in alternating order, each process sending for the same
         seconds; then the ``push`` FCM campaign end to end with the bulk worker on each
-        sender, the lean one in ``Scale.lean_pairs`` pairs with its raw loop (raw first in
+        sender, the lean one in ``Scale.pairs`` pairs with its raw loop (raw first in
         one pair, campaign first in the next).
         ``lean_fcm_cpu_ratio``: our CPU per send over firebase-admin's (≤ 1/3 is the
         target); ``lean_fcm_efficiency``: the lean campaign's rate over the lean raw loop's."""
@@ -959,15 +969,16 @@ class Bench:
             for i in range(self.scale.rounds):
                 for name in ("admin", "lean") if i % 2 == 0 else ("lean", "admin"):
                     raw[name].append(loops[name].run(settings[name], seconds))
-            self.campaign("push", content, tag)  # warm-up, unmeasured
-            campaigns["admin"].append(self.campaign("push", content, tag))
-            # The account's own choice of sender (as `dispatch channels fcm configure
-            # --sender lean` makes it): the same bulk worker, no restart.
-            self._account_fcm_sender("lean")
+            # Each sender as a deployment chooses it (DISPATCH_FCM_SENDER): a bulk worker
+            # started with the setting.
             try:
+                self._restart_bulk({"DISPATCH_FCM_SENDER": "firebase-admin"})
+                self.campaign("push", content, tag)  # warm-up, unmeasured
+                campaigns["admin"].append(self.campaign("push", content, tag))
+                self._restart_bulk({"DISPATCH_FCM_SENDER": "lean"})
                 self.campaign("push", content, tag)  # warm-up: connection, token
                 lean_raw_paired: list[dict[str, float]] = []
-                for i in range(self.scale.lean_pairs):
+                for i in range(self.scale.pairs):
                     # Raw first, then campaign first: a drift of the machine's speed
                     # favours neither.
                     if i % 2 == 0:
@@ -976,8 +987,11 @@ class Bench:
                     if i % 2 == 1:
                         lean_raw_paired.append(lean.run(settings["lean"], seconds))
             finally:
-                self._account_fcm_sender(None)
+                self._restart_bulk({})
 
+        for c in campaigns["admin"] + campaigns["lean"]:
+            if c["sends"] != n or c["campaign"]["stats"]["failed"]:  # a refused request
+                raise RuntimeError(f"fcm_lean campaign: {c['campaign']['stats']}")
         admin_cpu = _med([r["cpu_us_per_send"] for r in raw["admin"]])
         lean_cpu = _med([r["cpu_us_per_send"] for r in raw["lean"]])
         lean_rate = _med([r["sends_per_s"] for r in lean_raw_paired])
@@ -1020,16 +1034,13 @@ class Bench:
             }
         )
 
-    def _account_fcm_sender(self, sender: str | None) -> None:
-        """The bench account's FCM sender (None: the workers' setting)."""
-
-        async def choose(redis: Redis) -> None:
-            config, _ = (await channels.load_push(redis, demo.ACCOUNT))["fcm"]
-            await channels.save_push(
-                redis, demo.ACCOUNT, config.model_copy(update={"sender": sender})
-            )
-
-        self.stack.run(choose)
+    def _restart_bulk(self, env: dict[str, str]) -> None:
+        """The bulk worker stopped and started again with ``env`` over the stack's."""
+        self.stack.stop("bulk")
+        proc = self.stack.spawn_worker(
+            "bulk", "bulk", nice=BULK_NICE, env={**self.stack.env, **env}
+        )
+        wait_worker(proc)
 
     # --- audience control ----------------------------------------------------------
 
@@ -1293,7 +1304,7 @@ TARGETS = [
     Target("automation_late_p99_s", high=2),
     Target("fanout_s", high=60, scales=("full",)),  # a million contacts
     # A pool process SIGKILLed mid-campaign: its work taken over within 15 s, and no more
-    # sent twice than it had in flight (2 slices of 200 devices: 5 % of 8,000).
+    # sent twice than it had in flight (2 slices of 125 devices: 3.1 % of 8,000).
     Target("crash_resume_s", high=15),
     Target("crash_duplicate_pct", high=5),
     # A push campaign with an endpoint subscribed to push.delivered (an event per device)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from worker.config import FCM_SENDERS
+from worker.config import DEFAULT_FCM_SENDER
 from worker.models import ApnsConfig, FcmConfig
 from worker.providers.push import ProviderTokenStore, PushSender
 from worker.store.channels import APNS, FCM, PushConfig
@@ -19,7 +19,7 @@ def build_sender(
     apns_max_in_flight: int,
     token_store: ProviderTokenStore | None = None,
     fcm_batch_size: int = 50,
-    fcm_sender: str = FCM_SENDERS[0],
+    fcm_sender: str = DEFAULT_FCM_SENDER,
 ) -> PushSender:
     # Imported here: firebase-admin and aioapns load only in processes that push.
     if platform == FCM:
@@ -49,7 +49,7 @@ class PushClients:
     # Where APNs provider tokens are shared with the other processes (Redis in a worker).
     token_store: ProviderTokenStore | None = None
     fcm_batch_size: int = 50
-    fcm_sender: str = FCM_SENDERS[0]
+    fcm_sender: str = DEFAULT_FCM_SENDER
     # How a sender is made; tests swap in fakes here.
     factory: Callable[
         [str, PushConfig, float, int, ProviderTokenStore | None, int, str], PushSender
