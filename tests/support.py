@@ -12,6 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
+
 from worker.config import Settings
 from worker.services.provisioning import redis_session
 from worker.stack.processes import terminate
@@ -44,6 +46,13 @@ class Service:
         terminate(self.process.pid, group=True, timeout_s=10)
         self.process.wait(timeout=10)
         self._log_file.close()
+
+
+def http_client(timeout_s: float = 30) -> httpx.Client:
+    """The tests' client of the API and the simulator. It keeps an idle connection 2 s, not
+    httpx's 5: uvicorn closes one idle for 5 s, and a request sent on it just then fails
+    ("Server disconnected without sending a response") after a test's wait of ~5 s."""
+    return httpx.Client(timeout=timeout_s, limits=httpx.Limits(keepalive_expiry=2.0))
 
 
 def wait_until(check: Callable[[], T | None], timeout_s: float, what: str) -> T:

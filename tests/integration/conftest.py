@@ -14,7 +14,13 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import _http_ok
-from tests.support import Service, register_push_credentials, run_async, wait_until
+from tests.support import (
+    Service,
+    http_client,
+    register_push_credentials,
+    run_async,
+    wait_until,
+)
 from worker.config import FcmSenderName, Settings
 from worker.models import ContactBody, Scope
 from worker.services.provisioning import (
@@ -120,7 +126,7 @@ class Tenant:
 
 @pytest.fixture
 def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30) as client:
+    with http_client() as client:
         yield client
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given
@@ -14,6 +13,7 @@ from hypothesis import settings as hypothesis_settings
 from redis import Redis
 
 from tests.integration.conftest import make_tenant
+from tests.support import http_client
 from worker.api.app import create_app
 from worker.config import Settings
 
@@ -26,7 +26,7 @@ OPERATIONS = [result.ok() for result in SCHEMA.get_all_operations()]
 def fuzz_account(
     stack: dict[str, Any], settings: Settings, sim_url: str, api_url: str
 ) -> tuple[str, str]:
-    with httpx.Client(timeout=30) as http:
+    with http_client() as http:
         tenant = make_tenant(settings, sim_url, api_url, http)
     return tenant.name, tenant.key
 
