@@ -341,6 +341,7 @@ class Bench:
         self.http = httpx.Client(timeout=60)
         self.results: dict[str, Any] = {}
         self.notes: dict[str, str] = {}
+        self._bulk_env: dict[str, str] = {}  # what the bulk worker runs with over the stack's
 
     # --- helpers -------------------------------------------------------------------
 
@@ -970,12 +971,15 @@ class Bench:
                 for name in ("admin", "lean") if i % 2 == 0 else ("lean", "admin"):
                     raw[name].append(loops[name].run(settings[name], seconds))
             # Each sender as a deployment chooses it (DISPATCH_FCM_SENDER): a bulk worker
-            # started with the setting.
+            # started with the setting (the stack's own, when it is that sender already).
+            lean_env = {"DISPATCH_FCM_SENDER": "lean"}
+            if self.stack.settings.fcm_sender == "lean":
+                lean_env = {}
             try:
                 self._restart_bulk({"DISPATCH_FCM_SENDER": "firebase-admin"})
                 self.campaign("push", content, tag)  # warm-up, unmeasured
                 campaigns["admin"].append(self.campaign("push", content, tag))
-                self._restart_bulk({"DISPATCH_FCM_SENDER": "lean"})
+                self._restart_bulk(lean_env)
                 self.campaign("push", content, tag)  # warm-up: connection, token
                 lean_raw_paired: list[dict[str, float]] = []
                 for i in range(self.scale.pairs):
@@ -987,7 +991,8 @@ class Bench:
                     if i % 2 == 1:
                         lean_raw_paired.append(lean.run(settings["lean"], seconds))
             finally:
-                self._restart_bulk({})
+                if self._bulk_env:
+                    self._restart_bulk({})  # the stack's own bulk worker again
 
         for c in campaigns["admin"] + campaigns["lean"]:
             if c["sends"] != n or c["campaign"]["stats"]["failed"]:  # a refused request
@@ -1037,6 +1042,7 @@ class Bench:
     def _restart_bulk(self, env: dict[str, str]) -> None:
         """The bulk worker stopped and started again with ``env`` over the stack's."""
         self.stack.stop("bulk")
+        self._bulk_env = env
         proc = self.stack.spawn_worker(
             "bulk", "bulk", nice=BULK_NICE, env={**self.stack.env, **env}
         )
