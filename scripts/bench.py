@@ -40,6 +40,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -158,7 +159,7 @@ class Scale:
     # how long no more events must come before the webhook step counts them (a repeat
     # would come within it)
     events_settle_s: float = 1.0
-    # raw/end-to-end pairs per platform and API rounds
+    # API rounds, and the fcm_lean step's raw rounds of each library
     rounds: int = ROUNDS
     # raw/campaign pairs of the push steps (push_paths, fcm_lean), in alternating order: a
     # pair's ratio varies by ±15 % on this machine (its CPU time for the same work does,
@@ -238,6 +239,26 @@ def run_json(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
 
 def _med(values: list[float], digits: int = 0) -> float:
     return round(statistics.median(values), digits or None)
+
+
+Figures = dict[str, Any]
+
+
+def _alternating(
+    count: int, raw: Callable[[], Figures], campaign: Callable[[], Figures]
+) -> list[tuple[Figures, Figures]]:
+    """``count`` raw/campaign pairs, the raw loop first in one and the campaign first in
+    the next: a drift of the machine's speed favours neither."""
+    pairs = []
+    for i in range(count):
+        if i % 2 == 0:
+            a = raw()
+            b = campaign()
+        else:
+            b = campaign()
+            a = raw()
+        pairs.append((a, b))
+    return pairs
 
 
 def _label(setting: dict[str, int]) -> str:
@@ -439,15 +460,12 @@ class Bench:
                 tried, best = raw.fastest(RAW_CANDIDATES[loop], self.scale.tune_s)
                 # Each raw round lasts about as long as a campaign to n devices.
                 round_s = n / tried[_label(best)]["sends_per_s"]
-                pairs = []
-                for i in range(self.scale.pairs):
-                    # Raw first, then campaign first: a drift of the machine's speed
-                    # favours neither.
-                    a = raw.run(best, round_s) if i % 2 == 0 else None
-                    b = self.campaign("push", content, f"e2e-{platform}")
-                    if b["sends"] != n or b["campaign"]["stats"]["failed"]:
-                        raise RuntimeError(f"{platform} campaign: {b['campaign']['stats']}")
-                    pairs.append((a or raw.run(best, round_s), b))
+
+                pairs = _alternating(
+                    self.scale.pairs,
+                    partial(raw.run, best, round_s),
+                    partial(self._whole_campaign, content, f"e2e-{platform}", n),
+                )
                 pair, alongside = self.alongside(raw, best, content, f"pair-{platform}")
 
             raws, e2es = [a for a, _ in pairs], [b for _, b in pairs]
@@ -501,6 +519,14 @@ class Bench:
         self.results["valkey_cpu_us_per_send"] = max(
             self.results["fcm_valkey_cpu_us_per_send"], self.results["apns_valkey_cpu_us_per_send"]
         )
+
+    def _whole_campaign(self, content: dict[str, Any], tag: str, n: int) -> Figures:
+        """A push campaign to ``tag``, which must have sent to all ``n`` devices (a failed
+        device, a request the simulator refused, ends the bench)."""
+        campaign = self.campaign("push", content, tag)
+        if campaign["sends"] != n or campaign["campaign"]["stats"]["failed"]:
+            raise RuntimeError(f"{tag} campaign: {campaign['campaign']['stats']}")
+        return campaign
 
     def alongside(
         self, raw: RawLoops, setting: dict[str, int], content: dict[str, Any], tag: str
@@ -978,28 +1004,23 @@ class Bench:
             try:
                 self._restart_bulk({"DISPATCH_FCM_SENDER": "firebase-admin"})
                 self.campaign("push", content, tag)  # warm-up, unmeasured
-                campaigns["admin"].append(self.campaign("push", content, tag))
+                campaigns["admin"].append(self._whole_campaign(content, tag, n))
                 self._restart_bulk(lean_env)
                 self.campaign("push", content, tag)  # warm-up: connection, token
-                lean_raw_paired: list[dict[str, float]] = []
                 # Raw loop processes as new as the worker they are paired with (the ones
                 # above have sent for minutes).
                 with RawLoops(self.stack, "fcm-lean", warm) as paired:
-                    for i in range(self.scale.pairs):
-                        # Raw first, then campaign first: a drift of the machine's speed
-                        # favours neither.
-                        if i % 2 == 0:
-                            lean_raw_paired.append(paired.run(settings["lean"], seconds))
-                        campaigns["lean"].append(self.campaign("push", content, tag))
-                        if i % 2 == 1:
-                            lean_raw_paired.append(paired.run(settings["lean"], seconds))
+                    lean_pairs = _alternating(
+                        self.scale.pairs,
+                        lambda: paired.run(settings["lean"], seconds),
+                        partial(self._whole_campaign, content, tag, n),
+                    )
+                lean_raw_paired = [r for r, _ in lean_pairs]
+                campaigns["lean"] = [c for _, c in lean_pairs]
             finally:
                 if self._bulk_env:
                     self._restart_bulk({})  # the stack's own bulk worker again
 
-        for c in campaigns["admin"] + campaigns["lean"]:
-            if c["sends"] != n or c["campaign"]["stats"]["failed"]:  # a refused request
-                raise RuntimeError(f"fcm_lean campaign: {c['campaign']['stats']}")
         admin_cpu = _med([r["cpu_us_per_send"] for r in raw["admin"]])
         lean_cpu = _med([r["cpu_us_per_send"] for r in raw["lean"]])
         lean_rate = _med([r["sends_per_s"] for r in lean_raw_paired])

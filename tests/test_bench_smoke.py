@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# Raw/end-to-end pairs written per platform at the tiny size (`rounds` of its Scale in
-# scripts/bench.py, which runs as a script and is not imported here).
-TINY_PAIRS = 2  # raw/campaign pairs at the tiny size: one of each order
+# Raw/end-to-end pairs written per push step at the tiny size (`pairs` of its Scale in
+# scripts/bench.py, which runs as a script and is not imported here): one of each order.
+TINY_PAIRS = 2
 FIGURES = {
     "raw_fcm_sends_per_s",
     "raw_apns_sends_per_s",
