@@ -74,9 +74,9 @@ SCRIPTS = Path(__file__).resolve().parent
 RAW_LOOP = [sys.executable, str(SCRIPTS / "benchkit" / "raw.py"), "--nice", str(BULK_NICE)]
 RAW_PROCESSES = 2  # as many as the bulk worker has (one per core)
 # The raw loops' settings tried before the rounds, the fastest kept. FCM: send_each_async
-# calls in flight per process and messages per call (the worker keeps 2 slices in flight,
+# calls in flight per process and messages per call (the worker keeps 3 slices in flight,
 # each sent in calls of DISPATCH_FCM_BATCH_SIZE, 50);
-# APNs: requests in flight per process (the worker keeps 2 slices of 100 lanes); beyond
+# APNs: requests in flight per process (the worker keeps 3 slices of 100 lanes); beyond
 # ~500 on its one connection aioapns runs out of HTTP/2 flow-control window (65,535
 # bytes) and sleeps a second per refused stream (800 gave half the rate, then failed).
 RAW_CANDIDATES: dict[str, list[dict[str, int]]] = {
@@ -88,8 +88,8 @@ RAW_CANDIDATES: dict[str, list[dict[str, int]]] = {
         {"calls": 4, "batch": 50},
     ],
     "apns": [{"in_flight": k} for k in (100, 200, 300, 400)],
-    # Our FCM transport sends a call's messages at once (the worker: two slices of 125 in
-    # flight per job). 2 x 50 and 2 x 100 came last in every run since the simulator's fix
+    # Our FCM transport sends a call's messages at once (the worker: three slices of 125
+    # in flight per job). 2 x 50 and 2 x 100 came last in every run since the simulator's fix
     # (c1adcaa), 10-20 % behind; one 2.5 s trial is noisier than that, and 2 x 50 once won
     # the tuning and made a baseline the campaigns beat (pairs up to 1.14).
     "fcm-lean": [
@@ -100,7 +100,7 @@ RAW_CANDIDATES: dict[str, list[dict[str, int]]] = {
 }
 ROUNDS = 2  # API rounds, and the fcm_lean step's raw rounds of each library
 API_WINDOWS = 4  # latency windows per endpoint (see api_paths)
-PUSH_WARM_UP = 400  # devices of the unmeasured first campaign per platform (two slices)
+PUSH_WARM_UP = 400  # devices of the unmeasured first campaign per platform (a few slices)
 
 
 # The audience step's contacts live in these zones, in turn (one in six each).
@@ -1334,7 +1334,7 @@ TARGETS = [
     Target("automation_late_p99_s", high=2),
     Target("fanout_s", high=60, scales=("full",)),  # a million contacts
     # A pool process SIGKILLed mid-campaign: its work taken over within 15 s, and no more
-    # sent twice than it had in flight (2 slices of 125 devices: 3.1 % of 8,000).
+    # sent twice than it had in flight (3 slices of 125 devices: 4.7 % of 8,000).
     Target("crash_resume_s", high=15),
     Target("crash_duplicate_pct", high=5),
     # A push campaign with an endpoint subscribed to push.delivered (an event per device)

@@ -148,17 +148,19 @@ class Settings(BaseSettings):
     # recorded after each slice, so a worker killed mid-send re-sends at most
     # size x in-flight devices of each job it was running. Slices of a job are of equal
     # size (260 devices go as 130 + 130): a job waits for its slowest (docs/fcm-lean.md).
+    # Three in flight: with two, a process's slices tended to end together, and while both
+    # were recorded and the next ones prepared the provider had nothing of ours to work
+    # on (measured in docs/fcm-lean.md).
     push_slice_size: int = Field(default=125, ge=1)
-    push_slices_in_flight: int = Field(default=2, ge=1)
+    push_slices_in_flight: int = Field(default=3, ge=1)
 
     # Campaigns: contacts per batch job (on the `bulk` queue), WhatsApp sends in flight per
     # batch job, and how long one job runs before it hands the rest to a fresh job (so
     # a pause or a cancel is seen within seconds and no job nears the time limit). A push
-    # batch of 1,000 one-device contacts is eight slices of 125, two always in flight: one
-    # is sent while the other's results are written (250 devices in flight, as one slice
-    # of 250 was), and a job's fixed costs (its claim, the broker's round trips) are
-    # shared by four times the devices. With 250 a batch was one slice, and the provider
-    # sat idle between a process's jobs (docs/fcm-lean.md).
+    # batch of 1,000 one-device contacts is eight slices of 125, three in flight while
+    # the others' results are written, and a job's fixed costs (its claim, the broker's
+    # round trips) are shared by four times the devices of a batch of 250, which was one
+    # slice: the provider sat idle between a process's jobs (docs/fcm-lean.md).
     campaign_batch_size: int = Field(default=1000, ge=1, le=5000)
     campaign_whatsapp_in_flight: int = Field(default=16, ge=1)
     campaign_job_max_s: float = Field(default=20.0, gt=0)

@@ -46,6 +46,10 @@ FAULT_ENV = {
 }
 
 
+# Pool processes of each worker the fault tests start.
+POOL_PROCESSES = 2
+
+
 class FaultStack:
     def __init__(
         self,
@@ -114,7 +118,7 @@ class FaultStack:
             "--queues",
             "transactional,bulk,webhooks",
             "--concurrency",
-            "2",
+            str(POOL_PROCESSES),
             "--name",
             name,
             *extra,

@@ -30,8 +30,9 @@ from tests.integration.conftest import (
     make_push_tenant,
     make_tenant,
 )
-from tests.integration.faultstack import FaultStack
+from tests.integration.faultstack import POOL_PROCESSES, FaultStack
 from tests.support import EventReceiver, dispatch, run_async, wait_until
+from worker.config import Settings
 from worker.masking import mask_token
 from worker.models import Scope
 from worker.runtime.celery_app import create_celery
@@ -149,8 +150,8 @@ def test_a_worker_killed_mid_burst_loses_no_device_send(
     )
     assert lost == []
     assert all(d["delivered"] == 100 and d["failed"] == 0 for d in details.values())
-    # Only what was in flight can go twice: two slices of 25 per pool child (2).
-    assert duplicates <= 2 * 2 * 25
+    # Only what was in flight can go twice: a job's slices in flight, per pool process.
+    assert duplicates <= POOL_PROCESSES * _in_flight_per_job(fault_stack.settings)
 
 
 def _fcm_campaign(
@@ -201,6 +202,12 @@ def _fcm_campaign(
     sent = http.post(f"{tenant.api_url}/api/v1/campaigns/{campaign_id}/send", headers=tenant.auth())
     assert sent.status_code == 202, sent.text
     return tenant, campaign_id, tokens
+
+
+def _in_flight_per_job(settings: Settings) -> int:
+    """Devices a push job has at the provider at once (``push_slice_size`` devices a
+    slice, ``push_slices_in_flight`` slices): what a killed process may send twice."""
+    return settings.push_slice_size * settings.push_slices_in_flight
 
 
 def _campaign_after_kill(
@@ -314,8 +321,8 @@ def test_a_worker_killed_mid_campaign_loses_no_recipient(
     at_kill = len(tenant.push_requests("fcm"))
     fault_stack.start_worker()
     _, duplicates = _campaign_after_kill(tenant, campaign_id, tokens, "campaign_kill_test", at_kill)
-    # Only what was in flight can go twice: two slices of 25 per pool child (2).
-    assert duplicates <= 2 * 2 * 25
+    # Only what was in flight can go twice: a job's slices in flight, per pool process.
+    assert duplicates <= POOL_PROCESSES * _in_flight_per_job(fault_stack.settings)
 
 
 def test_a_pool_process_killed_mid_campaign_is_taken_over_within_seconds(
@@ -342,8 +349,8 @@ def test_a_pool_process_killed_mid_campaign_is_taken_over_within_seconds(
     _, duplicates = _campaign_after_kill(tenant, campaign_id, tokens, "pool_kill_test", at_kill)
     record_figure("pool_kill_resume_s", round(resumed_s, 2))
     assert resumed_s <= 15
-    # Only what the killed process had in flight can go twice: two slices of 25.
-    assert duplicates <= 2 * 25
+    # Only what the killed process had in flight can go twice: its job's slices.
+    assert duplicates <= _in_flight_per_job(fault_stack.settings)
     client.close()
 
 

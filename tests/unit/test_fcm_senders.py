@@ -233,7 +233,7 @@ def test_both_senders_post_the_same_message(tmp_path: Path) -> None:
 def test_firebase_admins_calls_go_one_at_a_time_across_sends_made_at_once(
     tmp_path: Path,
 ) -> None:
-    """A push job sends two slices at a time: firebase-admin's calls of both still go one
+    """A push job sends several slices at a time: firebase-admin's calls of all still go one
     after another (its HTTP/2 client costs more per message with more streams open), and
     each device still gets its own answer."""
     open_now: list[int] = []

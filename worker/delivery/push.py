@@ -104,8 +104,8 @@ class PushRun:
         slices = [
             ready[len(ready) * i // count : len(ready) * (i + 1) // count] for i in range(count)
         ]
-        # Two slices at a time: one is sent while the previous one's results are written,
-        # so the provider is never idle behind a Redis round trip.
+        # Several slices at a time (three by default): others are sent while one's results
+        # are written, so the provider is never idle behind a Redis round trip.
         gate = asyncio.Semaphore(ctx.settings.push_slices_in_flight)
         deferred = asyncio.Event()
 

@@ -55,7 +55,7 @@ from worker.providers.push import DeviceResult, Notes, ProviderTokenStore, note_
 
 PRODUCTION = ("api.push.apple.com", 443)
 SANDBOX = ("api.development.push.apple.com", 443)
-# Sends in flight per call (a slice): two slices at a time keep ~200 streams open.
+# Sends in flight per call (a slice): three slices at a time keep ~300 streams open.
 LANES_PER_CALL = 100
 
 log = logging.getLogger(__name__)

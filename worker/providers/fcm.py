@@ -216,7 +216,7 @@ def _message(note: Notification, token: str, now: float | None = None) -> messag
 
 class FcmSender:
     """``batch_size``: messages per ``send_each_async`` call; the sender's calls go one
-    after another, those of sends made at once too (a push job sends two slices at a
+    after another, those of sends made at once too (a push job sends several slices at a
     time). Each message is a stream of one HTTP/2 connection, and h2's bookkeeping per
     stream grows with the streams open: with 2 calls of 50 in flight a process sent
     ~1,800 messages/s at ~820 µs of CPU each, with 2 of 200 ~1,550/s at ~950 µs (raw
