@@ -54,6 +54,7 @@ from benchkit.stack import (
     BULK_NICE,
     RECEIVER_HOST,
     BenchStack,
+    IdleShare,
     bench_stack,
     seed_contacts,
     wait_worker,
@@ -320,7 +321,7 @@ class RawLoops:
     def run(self, setting: dict[str, int], seconds: float) -> dict[str, float]:
         """Every process sends for ``seconds``, all started at once; the rate is the sum
         of the processes' rates; the simulator's CPU per request it received."""
-        sim0 = self._sim.cpu_s()
+        sim0, idle = self._sim.cpu_s(), IdleShare()
         for i in range(len(self.children)):
             offset = i * 10_000_000
             run = {**setting, "seconds": seconds, "offset": offset, "warm": self.warm}
@@ -335,6 +336,7 @@ class RawLoops:
             "sends": total,
             "requests": requests,
             "sim_cpu_us_per_send": (self._sim.cpu_s() - sim0) / requests * 1e6,
+            "idle_share": idle.share(),
         }
 
     def fastest(
@@ -401,6 +403,7 @@ class Bench:
         bulk = self.stack.procs["bulk"]
         sim = self.stack.procs["sim"]
         cpu0, valkey0, sim0 = bulk.cpu_s(), self.stack.valkey_info(), sim.cpu_s()
+        idle = IdleShare()
         self.api("POST", f"/api/v1/campaigns/{cid}/send")
         extra = during() if during else None
         while True:
@@ -425,6 +428,7 @@ class Bench:
             "valkey_cpu_us_per_send": (valkey1["cpu_s"] - valkey0["cpu_s"]) / sends * 1e6,
             "valkey_commands_per_send": (valkey1["commands"] - valkey0["commands"]) / sends,
             "sim_cpu_us_per_send": (sim1 - sim0) / sends * 1e6,
+            "idle_share": idle.share(),
             "during": extra,
         }
 
@@ -1059,6 +1063,15 @@ class Bench:
                 "lean_fcm_campaign_cpu_us_per_send_split": {
                     name: _med([c[f"{name}_cpu_us_per_send"] for c in campaigns["lean"]])
                     for name in ("worker", "sim", "valkey")
+                },
+                # The machine's CPU left idle (median of the pairs): a campaign whose
+                # pipeline stalls (the provider waiting on the worker and the worker on
+                # it) leaves more of it than its raw loop.
+                "lean_fcm_idle_share": {
+                    "raw": round(statistics.median(r["idle_share"] for r in lean_raw_paired), 3),
+                    "campaign": round(
+                        statistics.median(c["idle_share"] for c in campaigns["lean"]), 3
+                    ),
                 },
             }
         )

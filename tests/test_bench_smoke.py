@@ -91,6 +91,9 @@ def test_the_bench_runs_on_a_tiny_size_and_writes_every_figure(tmp_path: Path) -
     # FCM campaigns are compared with the raw loop of the library the workers send with
     assert (results["raw_fcm_loop"], results["raw_apns_loop"]) == ("fcm-lean", "apns")
     assert len(results["lean_fcm_raw_tried_sends_per_s"]) >= 3
+    # the machine's idle share, a fraction, for the raw loop and the campaign alike
+    assert results["lean_fcm_idle_share"].keys() == {"raw", "campaign"}
+    assert all(0 <= v < 1 for v in results["lean_fcm_idle_share"].values())
     assert all(results[k] > 0 for k in FIGURES if k.endswith(("_per_s", "_s", "_mb", "_ms")))
     # Webhooks on: one event per device of each run, each once, signatures checked.
     assert results["webhook_events_received"] == results["webhook_events_expected"]

@@ -182,6 +182,19 @@ class BenchStack:
         return result
 
 
+class IdleShare:
+    """The share of the machine's CPU time left idle from creation to ``share()``: the
+    gaps where neither the stack nor the simulator had work (a pipeline that stalls)."""
+
+    def __init__(self) -> None:
+        self._start = psutil.cpu_times()
+
+    def share(self) -> float:
+        end = psutil.cpu_times()
+        total = sum(end) - sum(self._start)
+        return (end.idle - self._start.idle) / total if total > 0 else 0.0
+
+
 def wait_worker(proc: Proc, timeout_s: float = 60) -> None:
     """Until the Celery worker ``proc`` (named ``--name`` as it) answers a ping (its pool
     is up)."""
