@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
@@ -33,12 +33,6 @@ class Slot:
     at: float  # when the slot is, in seconds since the epoch on Redis's clock
 
 
-@dataclass
-class _Turn:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0
-
-
 class RateLimiter:
     def __init__(
         self,
@@ -52,8 +46,6 @@ class RateLimiter:
         self._headroom = headroom
         self._max_wait_ms = max_wait_s * 1000
         self._penalty_ms = int(penalty_s * 1000)
-        # Per key, the sends of this process waiting in ``take``: one asks Redis at a time.
-        self._turns: dict[str, _Turn] = {}
 
     async def acquire(
         self,
@@ -90,36 +82,21 @@ class RateLimiter:
         started = time.monotonic()
         deadline = started + self._max_wait_ms / 1000
         kind = name.split(":", 1)[0]
-        # The process's sends of one key take turns, oldest first: all woken at a slot's
-        # time, each asked Redis and all but one got nothing (16 per slot for a WhatsApp
-        # batch job), and on a slow CPU those wake-ups and script calls made slots go
-        # unused. Processes still race for each slot through Redis, as they must.
-        turn = self._turns.get(name)
-        if turn is None:
-            turn = self._turns[name] = _Turn()
-        turn.users += 1
-        try:
-            async with turn.lock:
-                while True:
-                    slot = await self.acquire(
-                        name, rate_per_s, cost, burst=self._burst(rate_per_s), max_wait_s=0
-                    )
-                    if slot.granted:
-                        waited = time.monotonic() - started
-                        if waited > 0.0005:
-                            metrics.RATE_LIMIT_WAITS.labels(kind, "waited").inc()
-                            metrics.RATE_LIMIT_WAIT.labels(kind).observe(waited)
-                        return None
-                    if time.monotonic() + slot.wait_s > deadline:
-                        metrics.RATE_LIMIT_WAITS.labels(kind, "deferred").inc()
-                        return slot.wait_s
-                    # A millisecond of spread, so that the processes' waiters of one key
-                    # do not all ask at once.
-                    await asyncio.sleep(slot.wait_s + random.random() / 1000)  # noqa: S311
-        finally:
-            turn.users -= 1
-            if not turn.users:
-                del self._turns[name]  # no lock kept per key nobody is waiting on
+        while True:
+            slot = await self.acquire(
+                name, rate_per_s, cost, burst=self._burst(rate_per_s), max_wait_s=0
+            )
+            if slot.granted:
+                waited = time.monotonic() - started
+                if waited > 0.0005:
+                    metrics.RATE_LIMIT_WAITS.labels(kind, "waited").inc()
+                    metrics.RATE_LIMIT_WAIT.labels(kind).observe(waited)
+                return None
+            if time.monotonic() + slot.wait_s > deadline:
+                metrics.RATE_LIMIT_WAITS.labels(kind, "deferred").inc()
+                return slot.wait_s
+            # A millisecond of spread, so that waiters of one key do not all ask at once.
+            await asyncio.sleep(slot.wait_s + random.random() / 1000)  # noqa: S311
 
     def _burst(self, rate_per_s: float) -> float:
         """Up to half an interval of tolerance: a send whose waiter woke a little late
