@@ -477,7 +477,11 @@ def test_the_rate_limit_holds_across_two_workers(
         while j < len(times) and times[j] < start + 1.0:
             j += 1
         busiest = max(busiest, j - i)
-    average = (len(times) - 1) / (times[-1] - times[0])
+    # The rate once the backlog is there: the first second is the API still taking the
+    # 400 requests (24 sends in it on a slow hour, then 45-48 in each second after), the
+    # last one the queue running dry; what is judged is the limiter's pace, not theirs.
+    steady = [t for t in times if times[0] + 1 <= t <= times[-1] - 1]
+    average = (len(steady) - 1) / (steady[-1] - steady[0])
     record_figure(
         "rate_limit_test",
         {
