@@ -241,12 +241,22 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def task_soft_time_limit_s(self) -> int:
+        """Celery's soft time limit: a moment before the hard one, for the task to give its
+        job back."""
+        return self.task_time_limit_s - max(1, min(10, self.task_time_limit_s // 4))
+
+    @property
     def campaign_job_run_s(self) -> float:
         """How long a campaign job runs before handing on: ``campaign_job_max_s``, but never
-        past half the hard time limit, so the slices or messages still in flight when it
-        stops finish before Celery would kill the process mid-send (and its devices go
-        again). A stack with a short time limit (8 s in the fault tests) gets 4 s."""
-        return min(self.campaign_job_max_s, self.task_time_limit_s / 2)
+        so long that a slice or message started just before it stops (it has its answers
+        within ``provider_timeout_s``, then writes them: a second allowed) runs into the
+        soft time limit, which interrupts the job mid-send (its devices go again, and the
+        signal may land in a Redis write). The fault tests' stack (limit 8 s, soft 6 s,
+        provider timeout 3 s) gets 2 s. A limit too short for that gets a quarter of the
+        soft one."""
+        soft = self.task_soft_time_limit_s
+        return min(self.campaign_job_max_s, max(soft - self.provider_timeout_s - 1, soft / 4))
 
     @property
     def webhook_retry_waits_s(self) -> tuple[float, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -94,17 +95,20 @@ def test_a_crashed_batch_shows_its_error_before_its_messages_fail(
     ("update", "runs_s"),
     [
         ({"campaign_job_max_s": 0.3}, 0.3),
-        # A hard time limit of 1 s: half of it, whatever campaign_job_max_s says.
-        ({"campaign_job_max_s": 20.0, "task_time_limit_s": 1}, 0.5),
+        # A hard time limit of 4 s (soft 3 s) and a provider timeout of 1 s: a slice
+        # started at 1 s has its answers by 2 s and a second to write them, whatever
+        # campaign_job_max_s says.
+        ({"campaign_job_max_s": 20.0, "task_time_limit_s": 4, "provider_timeout_s": 1.0}, 1.0),
     ],
 )
 def test_a_batch_job_hands_on_once_it_has_run_its_time(
     settings: Settings, update: dict[str, float], runs_s: float
 ) -> None:
     """A campaign batch of any size stops before its next slice (or message) once it has
-    run ``campaign_job_max_s`` (at most half the hard time limit), while its campaign is
-    still sending: a fresh job goes on, and no job runs into the hard time limit (where it
-    would be killed mid-send)."""
+    run ``Settings.campaign_job_run_s`` (``campaign_job_max_s``, less when the soft time
+    limit minus the provider timeout is shorter), while its campaign is still sending: a
+    fresh job goes on, and no job runs into the time limits (where it would be interrupted
+    mid-send)."""
     from worker.delivery.campaign_batches import _Watch
 
     async def scenario() -> None:
@@ -113,8 +117,9 @@ def test_a_batch_job_hands_on_once_it_has_run_its_time(
         assert (await campaigns.transition(redis, account, campaign.id, "send")).ok
         ctx: Any = _Ctx(redis)
         ctx.settings = settings.model_copy(update=update)
-        watch = _Watch(ctx, account, campaign.id)
-        await asyncio.sleep(runs_s - 0.1)
+        # Counted from the job's start: 0.2 s spent before (waiting out a lease, say).
+        watch = _Watch(ctx, account, campaign.id, time.monotonic() - 0.2)
+        await asyncio.sleep(runs_s - 0.3)
         assert not await watch.halted()
         await asyncio.sleep(0.15)
         assert await campaigns.status(redis, account, campaign.id) is CampaignStatus.SENDING

@@ -37,13 +37,17 @@ _STATUS_EVERY_S = 0.5
 
 class _Watch:
     """Whether the job stops here: its campaign no longer sending (the status read at most
-    every ``_STATUS_EVERY_S``), or the job past ``Settings.campaign_job_run_s``."""
+    every ``_STATUS_EVERY_S``), or the job past ``Settings.campaign_job_run_s`` since it
+    ``started`` (monotonic): counted from the job's start, not from its lease, since waiting
+    out a dead holder's lease (up to its time to live) counts towards the time limits too."""
 
-    def __init__(self, ctx: DeliveryContext, account_id: str, campaign_id: str) -> None:
+    def __init__(
+        self, ctx: DeliveryContext, account_id: str, campaign_id: str, started: float
+    ) -> None:
         self.ctx, self.account_id, self.campaign_id = ctx, account_id, campaign_id
         self._at = 0.0
         self._halted = False
-        self._deadline = time.monotonic() + ctx.settings.campaign_job_run_s
+        self._deadline = started + ctx.settings.campaign_job_run_s
 
     async def halted(self) -> bool:
         if time.monotonic() > self._deadline:
@@ -56,13 +60,14 @@ class _Watch:
 
 
 async def send_push_batch(ctx: DeliveryContext, account_id: str, message_id: str) -> Outcome:
+    started = time.monotonic()
     async with claimed(ctx, account_id, message_id) as message:
         if isinstance(message, Outcome):
             return message
         campaign_id = message.campaign or parse_batch_id(message_id)[0]
         job = f"{jobs.CAMPAIGN_PUSH} {account_id} {message_id}"
         state = await campaigns.park(ctx.redis, account_id, campaign_id, job)
-        run = PushRun(ctx, message, _Watch(ctx, account_id, campaign_id).halted)
+        run = PushRun(ctx, message, _Watch(ctx, account_id, campaign_id, started).halted)
         if state is CampaignStatus.PAUSED:
             return Outcome(message.status)  # parked: resume publishes it again
         if state is not CampaignStatus.SENDING:
@@ -71,6 +76,7 @@ async def send_push_batch(ctx: DeliveryContext, account_id: str, message_id: str
 
 
 async def send_whatsapp_batch(ctx: DeliveryContext, account_id: str, batch: str) -> Outcome:
+    started = time.monotonic()
     campaign_id, number = parse_batch_id(batch)
     lock_key = keys.campaign_lock(account_id, batch)
     async with locks.held(ctx.redis, lock_key, ctx.settings.lease_ttl_s) as token:
@@ -92,15 +98,19 @@ async def send_whatsapp_batch(ctx: DeliveryContext, account_id: str, batch: str)
         if state is not CampaignStatus.SENDING:
             await messages.cancel_many(ctx.redis, todo, campaign_id)
             return Outcome(MessageStatus.FAILED)
-        return await _send_all(ctx, account_id, campaign_id, [m.id for m in todo])
+        return await _send_all(ctx, account_id, campaign_id, [m.id for m in todo], started)
 
 
 async def _send_all(
-    ctx: DeliveryContext, account_id: str, campaign_id: str, message_ids: list[str]
+    ctx: DeliveryContext,
+    account_id: str,
+    campaign_id: str,
+    message_ids: list[str],
+    started: float,
 ) -> Outcome:
     """Send each message as a single send is (several at once; the number's rate limit
     paces them); returns when the batch must run again, if it must."""
-    watch = _Watch(ctx, account_id, campaign_id)
+    watch = _Watch(ctx, account_id, campaign_id, started)
     gate = asyncio.Semaphore(ctx.settings.campaign_whatsapp_in_flight)
     again_in: list[float] = []
 

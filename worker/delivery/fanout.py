@@ -99,15 +99,18 @@ class _Batch:
 async def run_fanout(
     ctx: DeliveryContext, account_id: str, campaign_id: str, publish: Publish = jobs.add_job
 ) -> Outcome:
+    # The job's run is counted from here: waiting out a dead walker's lease counts
+    # towards the time limits too.
+    deadline = time.monotonic() + ctx.settings.campaign_job_run_s
     lock_key = keys.campaign_lock(account_id, f"{campaign_id}:fanout")
     async with locks.held(ctx.redis, lock_key, ctx.settings.lease_ttl_s) as token:
         if token is None:
             return Outcome(MessageStatus.QUEUED, BUSY_RETRY_S)
-        return await _walk(ctx, publish, account_id, campaign_id)
+        return await _walk(ctx, publish, account_id, campaign_id, deadline)
 
 
 async def _walk(
-    ctx: DeliveryContext, publish: Publish, account_id: str, campaign_id: str
+    ctx: DeliveryContext, publish: Publish, account_id: str, campaign_id: str, deadline: float
 ) -> Outcome:
     redis = ctx.redis
     campaign = await campaigns.load(redis, account_id, campaign_id)
@@ -119,7 +122,6 @@ async def _walk(
             return Outcome(MessageStatus.QUEUED, due_in)
         await campaigns.transition(redis, account_id, campaign_id, "start")
     size = ctx.settings.campaign_batch_size
-    deadline = time.monotonic() + ctx.settings.campaign_job_run_s
     cursor = campaign.fanout_cursor
     if cursor == 0 and _total_known(campaign):
         await campaigns.count_now(

@@ -77,8 +77,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
         },
         task_time_limit=settings.task_time_limit_s,
         # The soft limit leaves the task a moment to give its job back before the hard one.
-        task_soft_time_limit=settings.task_time_limit_s
-        - max(1, min(10, settings.task_time_limit_s // 4)),
+        task_soft_time_limit=settings.task_soft_time_limit_s,
         worker_prefetch_multiplier=settings.worker_prefetch_multiplier,
         worker_concurrency=settings.worker_concurrency,
         worker_hijack_root_logger=False,
