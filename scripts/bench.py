@@ -1068,10 +1068,8 @@ class Bench:
                 # pipeline stalls (the provider waiting on the worker and the worker on
                 # it) leaves more of it than its raw loop.
                 "lean_fcm_idle_share": {
-                    "raw": round(statistics.median(r["idle_share"] for r in lean_raw_paired), 3),
-                    "campaign": round(
-                        statistics.median(c["idle_share"] for c in campaigns["lean"]), 3
-                    ),
+                    "raw": _med([r["idle_share"] for r in lean_raw_paired], 3),
+                    "campaign": _med([c["idle_share"] for c in campaigns["lean"]], 3),
                 },
             }
         )

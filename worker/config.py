@@ -170,7 +170,9 @@ class Settings(BaseSettings):
     # (worker.runtime.heartbeat), so this bounds how long the jobs of a worker that died wait,
     # not how long a job may run.
     visibility_timeout_s: int = Field(default=10, ge=6)
-    task_time_limit_s: int = 120
+    # At least 2 s: the soft limit (a second or more before it) must leave a campaign job
+    # some time to run (campaign_job_run_s), or it would hand on without sending.
+    task_time_limit_s: int = Field(default=120, ge=2)
     # A job's lease on its message (batch, walk, run) lives this long unless the job
     # renews it (it does, three times per time to live, while it runs): the job delivered
     # again after a crash takes over within this of the crash.

@@ -191,8 +191,13 @@ class IdleShare:
 
     def share(self) -> float:
         end = psutil.cpu_times()
-        total = sum(end) - sum(self._start)
+        total = _cpu_total(end) - _cpu_total(self._start)
         return (end.idle - self._start.idle) / total if total > 0 else 0.0
+
+
+def _cpu_total(times: Any) -> float:
+    """Every CPU second once: Linux counts guest time inside user (and nice) time too."""
+    return float(sum(times)) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
 
 
 def wait_worker(proc: Proc, timeout_s: float = 60) -> None:

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from worker.config import Settings
 from worker.delivery.failures import record_walk_crash
@@ -127,3 +128,12 @@ def test_a_batch_job_hands_on_once_it_has_run_its_time(
         await redis.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_time_limit_that_would_leave_a_campaign_job_no_time_is_refused() -> None:
+    """A hard limit of 1 s leaves no soft limit, so a campaign job would hand on before
+    sending anything, again and again: refused at startup; the shortest allowed still
+    gives a job time to run."""
+    with pytest.raises(ValidationError, match="task_time_limit_s"):
+        Settings(task_time_limit_s=1)
+    assert Settings(task_time_limit_s=2).campaign_job_run_s > 0
