@@ -367,6 +367,9 @@ WA_EXAMPLES: dict[str, dict[str, Any]] = {
             "text": {"body": "hi"},
         }
     },
+    "callback_data": {
+        "body": {**_template("order", _p("A"), _p("B")), "biz_opaque_callback_data": "x" * 513}
+    },
     "version": {"version": "v99.0", "body": _template("order", _p("A"), _p("B"))},
     "number": {"number": "999", "body": _template("order", _p("A"), _p("B"))},
     "access_token": {"token": "wrong", "body": _template("order", _p("A"), _p("B"))},
@@ -415,6 +418,16 @@ def test_whatsapp_throughput_of_the_number(graph: TestClient) -> None:
     codes = [a.json()["error"]["code"] for a in answers if a.status_code != 200]
     assert 130429 in codes
     assert sum(a.status_code == 200 for a in answers) >= 5
+
+
+def test_whatsapp_takes_callback_data_of_512_characters_and_no_other_type(
+    graph: TestClient,
+) -> None:
+    ok = _template("order", _p("A"), _p("B"))
+    assert _post(graph, {"body": {**ok, "biz_opaque_callback_data": "x" * 512}}).status_code == 200
+    refused = _post(graph, {"body": {**ok, "biz_opaque_callback_data": 7}})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == 100
 
 
 def test_whatsapp_accepts_a_valid_template_send(graph: TestClient) -> None:

@@ -32,6 +32,14 @@ from worker.sim.state import Fault, SimState
 log = logging.getLogger(__name__)
 
 WINDOW_S = 24 * 3600
+# A status webhook not taken (an error, or an answer other than 200) is posted again after
+# these waits: Meta keeps retrying, further and further apart, for about a day.
+_WEBHOOK_RETRY_S = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+# Status webhooks go over a few kept-alive connections, as from a sender that delivers
+# them at its own pace. httpx's default (100 connections, 20 kept alive) opened and closed
+# a connection per webhook whenever the API fell behind: on a 2-core box that churn slowed
+# the API and the simulator both, until Graph answers took over 1.5 s (2026-12-01).
+_WEBHOOK_LIMITS = httpx.Limits(max_connections=16, max_keepalive_connections=16)
 
 # code → (HTTP status, error type, message, details): Meta's wording where known.
 ERRORS: dict[int, tuple[int, str, str, str]] = {
@@ -308,6 +316,9 @@ class WhatsAppSim:
         to = whatsapp_rules.to_digits(body)
         if to is None:
             return refuse("recipient")
+        refused = whatsapp_rules.check_callback_data(body)
+        if refused is not None:
+            return refused
         kind = body.get("type", "text")
         if kind == "template":
             template = body.get("template")
@@ -399,7 +410,8 @@ class WhatsAppSim:
         wamid = _wamid()
         entry.update(status=200, wamid=wamid)
         if number.auto_status and number.webhook_url:
-            self._spawn(self._post_statuses(phone_number_id, number, wamid, to))
+            callback_data = body.get("biz_opaque_callback_data")
+            self._spawn(self._post_statuses(phone_number_id, number, wamid, to, callback_data))
         return JSONResponse(
             {
                 "messaging_product": "whatsapp",
@@ -469,7 +481,7 @@ class WhatsAppSim:
         if number.app_secret:
             headers["X-Hub-Signature-256"] = _sign(number.app_secret, raw)
         if self._webhook_client is None:
-            self._webhook_client = httpx.AsyncClient(timeout=10)
+            self._webhook_client = httpx.AsyncClient(timeout=10, limits=_WEBHOOK_LIMITS)
         response = await self._webhook_client.post(number.webhook_url, content=raw, headers=headers)
         return response.status_code
 
@@ -500,25 +512,44 @@ class WhatsAppSim:
         }
 
     async def _post_statuses(
-        self, phone_number_id: str, number: NumberSpec, wamid: str, to: str
+        self,
+        phone_number_id: str,
+        number: NumberSpec,
+        wamid: str,
+        to: str,
+        callback_data: str | None,
     ) -> None:
         for status in ("sent", "delivered"):
             await asyncio.sleep(0.05)
-            value = {
-                "statuses": [
-                    {
-                        "id": wamid,
-                        "status": status,
-                        "timestamp": str(int(time.time())),
-                        "recipient_id": to,
-                    }
-                ]
+            report: dict[str, Any] = {
+                "id": wamid,
+                "status": status,
+                "timestamp": str(int(time.time())),
+                "recipient_id": to,
             }
-            try:
-                await self._post_webhook(number, self._envelope(phone_number_id, number, value))
-            except httpx.HTTPError as exc:
-                log.warning("status webhook failed: %s", exc)
+            if callback_data is not None:
+                report["biz_opaque_callback_data"] = callback_data
+            payload = self._envelope(phone_number_id, number, {"statuses": [report]})
+            if not await self._post_until_taken(number, payload):
                 return
+
+    async def _post_until_taken(self, number: NumberSpec, payload: dict[str, Any]) -> bool:
+        """Post a webhook as Meta does: a failure or an answer other than 200 is posted
+        again, later and later (Meta keeps on for about a day; the simulator for about a
+        minute). Whether it was taken."""
+        for wait_s in (*_WEBHOOK_RETRY_S, None):
+            try:
+                status: int | str = await self._post_webhook(number, payload)
+            except httpx.HTTPError as exc:
+                status = type(exc).__name__
+            if status == 200:
+                return True
+            if wait_s is None:
+                log.warning("status webhook given up: %s", status)
+                return False
+            log.warning("status webhook failed (%s): again in %g s", status, wait_s)
+            await asyncio.sleep(wait_s)
+        return False
 
     async def inbound_message(self, spec: InboundSpec) -> dict[str, Any]:
         number = self.numbers.get(spec.phone_number_id)

@@ -19,6 +19,9 @@ NEWEST_GRAPH_VERSION = 24
 _VERSION = re.compile(r"^v(\d+)\.0$")
 BODY_MAX_CHARS = 1024
 TEXT_MAX_CHARS = 4096
+# biz_opaque_callback_data: an arbitrary string the sender attaches to a message, echoed in
+# the message's status webhooks; Meta takes at most 512 characters.
+CALLBACK_DATA_MAX_CHARS = 512
 _PARAMETER_FORBIDDEN = re.compile(r"[\n\t]| {5,}")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 # Meta's pair rate: about one message per 6 s to one recipient, with bursts of up to 45.
@@ -33,6 +36,12 @@ RULES = table(
     Rule("product", "messaging_product other than 'whatsapp'", "100", 400),
     Rule("recipient", "'to' that is not 7–15 digits", "100", 400),
     Rule("message_type", "a message type other than template or text", "131009", 400),
+    Rule(
+        "callback_data",
+        "biz_opaque_callback_data that is not a string of at most 512 characters",
+        "100",
+        400,
+    ),
     Rule("template_fields", "a template without a name or a language code", "131008", 400),
     Rule("template_exists", "a template name/language that does not exist", "132001", 404),
     Rule("template_paused", "a paused template", "132015", 400),
@@ -65,6 +74,18 @@ def check_version(version: str) -> Refusal | None:
     match = _VERSION.fullmatch(version)
     if match is None or int(match.group(1)) > NEWEST_GRAPH_VERSION:
         return refusal("version", f"Unknown path components: /{version}")
+    return None
+
+
+def check_callback_data(body: dict[str, Any]) -> Refusal | None:
+    value = body.get("biz_opaque_callback_data")
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > CALLBACK_DATA_MAX_CHARS:
+        return refusal(
+            "callback_data",
+            "Param biz_opaque_callback_data must be a string of at most 512 characters.",
+        )
     return None
 
 
