@@ -31,6 +31,9 @@ TEST_ENV = {
     "DISPATCH_RETRY_MAX_DELAY_S": "1",
     "DISPATCH_PROVIDER_TIMEOUT_S": "1.5",
     "DISPATCH_WHATSAPP_MAX_ATTEMPTS": "3",
+    # A send left without an answer waits this long for its "sent" status report (30 s by
+    # default): long enough for the simulator's retried webhooks (1 + 2 + 4 s) on a busy box.
+    "DISPATCH_WHATSAPP_UNCONFIRMED_WAIT_S": "8",
     "DISPATCH_SEND_WAIT_S": "5",
     "DISPATCH_UNSTARTED_AFTER_S": "3",
     "DISPATCH_LOG_LEVEL": "INFO",

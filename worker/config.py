@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     push_max_attempts: int = Field(default=5, ge=1)
     whatsapp_max_age_s: float = Field(default=6 * 3600, gt=0)
     push_max_age_s: float = Field(default=6 * 3600, gt=0)
+    # A WhatsApp send that went out and got no answer (a read timeout, a connection lost
+    # while waiting) may have been delivered. When the account's number posts status
+    # webhooks to us, its next attempt waits this long for the "sent" report that would
+    # say so (matched by biz_opaque_callback_data) instead of sending it again. 0: retry
+    # at once, at the risk of a second copy.
+    whatsapp_unconfirmed_wait_s: float = Field(default=30.0, ge=0)
     retry_base_delay_s: float = Field(default=1.0, gt=0)
     retry_max_delay_s: float = Field(default=300.0, gt=0)
     # Delays up to this go through a Celery countdown; longer ones wait in Redis (the

@@ -49,9 +49,13 @@ class RetryableError(DeliveryError):
         code: str = Code.PROVIDER_UNAVAILABLE,
         provider_code: str | None = None,
         retry_after_s: float | None = None,
+        maybe_delivered: bool = False,
     ) -> None:
         super().__init__(reason, code=code, provider_code=provider_code)
         self.retry_after_s = retry_after_s
+        # The request went out whole and no answer came back: the provider may have acted
+        # on it, so sending it again may deliver it twice.
+        self.maybe_delivered = maybe_delivered
 
 
 class PermanentError(DeliveryError):

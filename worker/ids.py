@@ -30,3 +30,6 @@ def new_api_key() -> str:
 # What our ids look like (``new_id``): a path or body naming something else is a 404 or
 # a 400, never a lookup under an unexpected key.
 MESSAGE_ID_RE = re.compile(r"^msg_[0-9a-z]{1,64}$")
+# Any of our message ids (a send's ``msg_…``, a campaign's ``cmp_…_<batch>_<n>``): what a
+# status webhook's biz_opaque_callback_data must look like to be looked up.
+CALLBACK_ID_RE = re.compile(r"^[a-z]{2,4}_[0-9a-z_]{1,120}$")

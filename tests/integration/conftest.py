@@ -93,6 +93,20 @@ class Tenant:
     def get(self, path: str, key: str | None = None) -> httpx.Response:
         return self.http.get(f"{self.api_url}{path}", headers=self.auth(key))
 
+    def auto_status(self) -> None:
+        """Have the simulator post "sent" then "delivered" status webhooks to the API after
+        each accepted message, as Meta does (the number's spec again, with auto_status)."""
+        self.http.put(
+            f"{self.sim_url}/_sim/whatsapp/numbers/{self.phone_number_id}",
+            json={
+                "waba_id": self.waba_id,
+                "access_token": self.access_token,
+                "app_secret": self.app_secret,
+                "webhook_url": f"{self.api_url}/webhooks/whatsapp",
+                "auto_status": True,
+            },
+        ).raise_for_status()
+
     def sim_requests(self) -> list[dict[str, Any]]:
         """What the simulator received for this account's phone number."""
         body = self.http.get(f"{self.sim_url}/_sim/requests", params={"channel": "whatsapp"}).json()

@@ -125,16 +125,7 @@ def audience(push_tenant: PushTenant) -> PushTenant:
     """1,000 contacts: some without a phone, some without tokens, some with dead tokens."""
     import_contacts(push_tenant, [contact(push_tenant, i) for i in range(N)])
     # The simulator posts "sent" and "delivered" status webhooks after each message.
-    push_tenant.http.put(
-        f"{push_tenant.sim_url}/_sim/whatsapp/numbers/{push_tenant.phone_number_id}",
-        json={
-            "waba_id": push_tenant.waba_id,
-            "access_token": push_tenant.access_token,
-            "app_secret": push_tenant.app_secret,
-            "webhook_url": f"{push_tenant.api_url}/webhooks/whatsapp",
-            "auto_status": True,
-        },
-    ).raise_for_status()
+    push_tenant.auto_status()
     for i in BAD_FCM:
         push_tenant.push_fault(
             "fcm", code="UNREGISTERED", count=None, match={"token": fcm_token(push_tenant, i)}

@@ -90,24 +90,9 @@ def _redeliver(tenant: Tenant, task: str, message_id: str) -> None:
     time.sleep(1)  # and to run it (it finds the message final at once)
 
 
-def _auto_status(tenant: Tenant) -> None:
-    """Have the simulator post "sent" then "delivered" after each accepted message, as
-    Meta does (the number's spec again, with auto_status)."""
-    tenant.http.put(
-        f"{tenant.sim_url}/_sim/whatsapp/numbers/{tenant.phone_number_id}",
-        json={
-            "waba_id": tenant.waba_id,
-            "access_token": tenant.access_token,
-            "app_secret": tenant.app_secret,
-            "webhook_url": f"{tenant.api_url}/webhooks/whatsapp",
-            "auto_status": True,
-        },
-    ).raise_for_status()
-
-
 def test_whatsapp_sends_are_counted_by_category_once(tenant: Tenant) -> None:
     since = _today()
-    _auto_status(tenant)
+    tenant.auto_status()
     utility = tenant.send(SPEC_BODY).json()  # order_confirmation: UTILITY (the simulator's)
     marketing = tenant.send(
         {"to": "+919876543210", "template_name": "welcome", "language": "en_US"}

@@ -56,6 +56,9 @@ def test_spec_example_is_sent_once_with_the_graph_api_shape(tenant: Tenant) -> N
     assert request["body"] == {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
+        # Echoed in the message's status webhooks: a send whose answer never came is
+        # recognised by its "sent" report instead of being sent again.
+        "biz_opaque_callback_data": body["id"],
         "to": "919876543210",
         "type": "template",
         "template": {
@@ -436,7 +439,7 @@ def test_rate_limit_429_with_retry_after_is_honoured(tenant: Tenant) -> None:
 
 def test_provider_timeout_is_retried(tenant: Tenant) -> None:
     # The worker gives up after 1.5 s (DISPATCH_PROVIDER_TIMEOUT_S) and tries again.
-    tenant.fault(kind="timeout", delay_s=3, count=1)
+    tenant.fault(kind="timeout", delay_s=4, count=1)
 
     response = tenant.send(SPEC_BODY)
 
@@ -445,6 +448,59 @@ def test_provider_timeout_is_retried(tenant: Tenant) -> None:
     assert [a["code"] for a in detail["attempts"] if a["outcome"] == "retry"] == [
         "provider_timeout"
     ]
+
+
+def test_a_send_whose_answer_never_came_is_confirmed_by_its_status_report_not_sent_twice(
+    tenant: Tenant, other_tenant: Tenant
+) -> None:
+    tenant.auto_status()
+    warm = tenant.send(SPEC_BODY).json()  # the number's status reports reach the API
+    wait_until(
+        lambda: (
+            tenant.get(f"/api/v1/messages/{warm['id']}").json()["delivery_status"] == "delivered"
+        ),
+        10,
+        "the first message's delivered report",
+    )
+    # The provider takes the next send but answers after the worker gave up on it (1.5 s).
+    tenant.fault(kind="delay", delay_s=4, count=1)
+    message_id = tenant.send(SPEC_BODY, Prefer="respond-async").json()["id"]
+    # Another account's signed report naming this message changes nothing of it.
+    stray = {"id": "wamid.STRAY", "status": "sent", "timestamp": str(int(time.time()))}
+    raw = _webhook(other_tenant, statuses=[{**stray, "biz_opaque_callback_data": message_id}])
+    assert _post_signed(other_tenant, raw).status_code == 200
+
+    def sent() -> dict[str, Any] | None:
+        detail: dict[str, Any] = tenant.get(f"/api/v1/messages/{message_id}").json()
+        return detail if detail["status"] == "sent" else None
+
+    detail = wait_until(sent, 30, "the message to be recorded sent")
+
+    def all_answered() -> list[dict[str, Any]] | None:
+        requests = tenant.sim_requests()
+        return requests if all("status" in r for r in requests) else None
+
+    # Every request the provider got, once answered (the late one included).
+    answered = wait_until(all_answered, 10, "the provider to answer every request")
+    received = [r for r in answered if r["status"] == 200]
+    assert len(received) == 2  # the first message, and this one once: never a second copy
+    late = received[1]
+    assert late["fault"] == "delay"
+    assert late["body"]["biz_opaque_callback_data"] == message_id
+    assert detail["message_id"] == late["wamid"]
+    attempts = [
+        (a["attempt"], a["outcome"], a.get("code"), a.get("confirmed_by"))
+        for a in detail["attempts"]
+    ]
+    assert attempts == [(1, "retry", "provider_timeout", None), (1, "sent", None, "status_report")]
+    # The reports held while the wamid was unknown are applied once it is recorded.
+    wait_until(
+        lambda: (
+            tenant.get(f"/api/v1/messages/{message_id}").json()["delivery_status"] == "delivered"
+        ),
+        10,
+        "the late message's delivered report",
+    )
 
 
 def test_undeliverable_recipient_fails_with_the_reason(tenant: Tenant) -> None:

@@ -29,15 +29,19 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 class Graph:
-    """A scripted Graph API: answers in order, and remembers every request."""
+    """A scripted Graph API: answers (or transport errors) in order, and remembers every
+    request."""
 
-    def __init__(self, *answers: httpx.Response) -> None:
+    def __init__(self, *answers: httpx.Response | httpx.TransportError) -> None:
         self.answers = list(answers)
         self.requests: list[httpx.Request] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
-        return self.answers.pop(0)
+        answer = self.answers.pop(0)
+        if isinstance(answer, httpx.TransportError):
+            raise answer
+        return answer
 
 
 def ok(wamid: str = "wamid.TEST1") -> httpx.Response:
@@ -218,3 +222,86 @@ def test_a_transport_timeout_is_retryable(settings: Settings, run: Callable[...,
         assert stored.code == "provider_timeout"
 
     run(scenario())
+
+
+def test_a_send_left_without_an_answer_waits_for_its_status_report_and_is_not_sent_again(
+    settings: Settings, run: Callable[..., Any]
+) -> None:
+    graph = Graph(httpx.ReadTimeout("no answer"))
+    wait_s = settings.whatsapp_unconfirmed_wait_s
+    assert wait_s > 4  # longer than any backoff here, so the wait is what the test sees
+    sent: list[str] = []
+
+    async def scenario() -> None:
+        ctx, account, message_id = await _setup(settings, graph)
+        sent.append(message_id)
+        await messages.note_status_reports(ctx.redis, account)  # the number posts them
+        first = await send_whatsapp(ctx, account, message_id)
+        assert first.status is MessageStatus.RETRYING
+        assert first.retry_in_s is not None
+        assert first.retry_in_s >= wait_s
+        # A job delivered again before the wait is over sends nothing yet.
+        early = await send_whatsapp(ctx, account, message_id)
+        assert early.status is MessageStatus.RETRYING
+        assert early.retry_in_s is not None
+        assert early.retry_in_s > wait_s - 1
+        # The "sent" report names the message (what the API's webhook route does with it).
+        await messages.confirm_unanswered(ctx.redis, account, message_id, "wamid.LATE")
+        done = await send_whatsapp(ctx, account, message_id)
+        assert done.status is MessageStatus.SENT
+        stored = await messages.load(ctx.redis, account, message_id)
+        assert stored is not None
+        assert (stored.status, stored.provider_message_id, stored.attempts) == (
+            MessageStatus.SENT,
+            "wamid.LATE",
+            1,
+        )
+        attempts = await messages.load_attempts(ctx.redis, account, message_id)
+        assert [(a.attempt, a.outcome, a.code, a.confirmed_by) for a in attempts] == [
+            (1, "retry", "provider_timeout", None),
+            (1, "sent", None, "status_report"),
+        ]
+        assert await ctx.redis.lrange(keys.message_outcome(account, message_id), 0, -1) == ["sent"]
+
+    run(scenario())
+    [request] = graph.requests  # one request reached the provider, never a second
+    assert json.loads(request.content)["biz_opaque_callback_data"] == sent[0]
+
+
+@pytest.mark.parametrize(
+    ("error", "reports", "wait_s"),
+    [
+        (httpx.ReadTimeout("no answer"), False, None),  # nobody would report it: no wait
+        (httpx.ConnectTimeout("never connected"), True, None),  # surely not sent
+        (httpx.ConnectError("refused"), True, None),
+        (httpx.ReadTimeout("no answer"), True, 0.0),  # waiting turned off
+    ],
+)
+def test_a_send_that_surely_failed_or_cannot_be_confirmed_is_retried_as_usual(
+    settings: Settings,
+    run: Callable[..., Any],
+    error: httpx.TransportError,
+    reports: bool,
+    wait_s: float | None,
+) -> None:
+    graph = Graph(error, ok("wamid.AGAIN"))
+    if wait_s is not None:
+        settings = settings.model_copy(update={"whatsapp_unconfirmed_wait_s": wait_s})
+
+    async def scenario() -> None:
+        ctx, account, message_id = await _setup(settings, graph)
+        if reports:
+            await messages.note_status_reports(ctx.redis, account)
+        first = await send_whatsapp(ctx, account, message_id)
+        assert first.status is MessageStatus.RETRYING
+        assert first.retry_in_s is not None
+        assert first.retry_in_s <= 4
+        await ctx.redis.hdel(keys.message(account, message_id), "not_before")
+        again = await send_whatsapp(ctx, account, message_id)
+        assert again.status is MessageStatus.SENT
+        stored = await messages.load(ctx.redis, account, message_id)
+        assert stored is not None
+        assert stored.provider_message_id == "wamid.AGAIN"
+
+    run(scenario())
+    assert len(graph.requests) == 2

@@ -15,7 +15,7 @@ from worker.codes import Code
 from worker.codes import message as fixed_message
 from worker.delivery import policy
 from worker.delivery.context import DeliveryContext, Outcome, claimed
-from worker.errors import DeliveryError
+from worker.errors import DeliveryError, RetryableError
 from worker.masking import mask_phone
 from worker.models import Attempt, MessageStatus, WhatsAppConfig, iso
 from worker.observe import metrics
@@ -89,6 +89,10 @@ def _too_late(ctx: DeliveryContext, message: Message, now: float) -> tuple[str, 
 
 
 async def _send(ctx: DeliveryContext, message: Message) -> Outcome:
+    if message.code in _MAYBE_DELIVERED_CODES:
+        wamid = await messages.unanswered_confirmation(ctx.redis, message.account, message.id)
+        if wamid is not None:
+            return await _confirmed(ctx, message, wamid)
     now = time.time()
     ended = _too_late(ctx, message, now)
     if ended is not None:
@@ -125,10 +129,14 @@ async def _send(ctx: DeliveryContext, message: Message) -> Outcome:
 
     if message.template_name is not None:
         payload = template_payload(
-            to, message.template_name, message.language or "en", message.parameters
+            to,
+            message.template_name,
+            message.language or "en",
+            message.parameters,
+            callback_data=message.id,
         )
     else:
-        payload = text_payload(to, message.text or "")
+        payload = text_payload(to, message.text or "", callback_data=message.id)
 
     wait_s = await _wait_for_slot(ctx, config, to)
     if wait_s is not None:
@@ -165,6 +173,48 @@ async def _send(ctx: DeliveryContext, message: Message) -> Outcome:
         extra=_event(message, number, "sent", latency_ms=attempt.latency_ms),
     )
     return Outcome(MessageStatus.SENT)
+
+
+# The codes of an attempt that may have been delivered though no answer came
+# (``RetryableError.maybe_delivered``): only after one is a confirmation looked for.
+_MAYBE_DELIVERED_CODES = frozenset({Code.PROVIDER_TIMEOUT, Code.PROVIDER_UNREACHABLE})
+
+
+async def _confirmed(ctx: DeliveryContext, message: Message, wamid: str) -> Outcome:
+    """The provider reported the message sent (a status webhook naming it) after its last
+    attempt got no answer: that attempt went through, and nothing is sent again."""
+    attempt = Attempt(
+        attempt=message.attempts,
+        at=time.time(),
+        outcome="sent",
+        provider_message_id=wamid,
+        confirmed_by="status_report",
+    )
+    await messages.finish_attempt(
+        ctx.redis, message, attempt, MessageStatus.SENT, ctx.message_ttl_s
+    )
+    metrics.SENDS.labels("whatsapp", "sent").inc()
+    log.info(
+        "whatsapp %s to %s attempt %d: sent (its answer never came; the provider's status "
+        "report says it went)",
+        message.id,
+        mask_phone(message.to or ""),
+        attempt.attempt,
+        extra=_event(message, attempt.attempt, "sent", confirmed_by=attempt.confirmed_by),
+    )
+    return Outcome(MessageStatus.SENT)
+
+
+async def _unconfirmed_wait_s(
+    ctx: DeliveryContext, message: Message, exc: DeliveryError
+) -> float | None:
+    """How long the next attempt of a send that may have been delivered (no answer came)
+    waits for the status report that would say so; None when it need not wait (the send
+    surely failed, waiting is off, or the account's number posts no status webhooks)."""
+    wait_s = ctx.settings.whatsapp_unconfirmed_wait_s
+    if not (isinstance(exc, RetryableError) and exc.maybe_delivered and wait_s > 0):
+        return None
+    return wait_s if await messages.reports_status(ctx.redis, message.account) else None
 
 
 def _event(message: Message, number: int, outcome: str, **fields: object) -> dict[str, object]:
@@ -229,9 +279,15 @@ async def _after_error(
     not_before = None
     if decision.retry_in_s is not None:
         attempt.retry_in_s = round(decision.retry_in_s, 3)
-        if decision.not_before_s:
-            # The provider's Retry-After is a floor for any job, including a duplicate one.
-            not_before = attempt.at + decision.not_before_s
+        floor_s = decision.not_before_s
+        unconfirmed_s = await _unconfirmed_wait_s(ctx, message, exc)
+        if unconfirmed_s is not None:
+            attempt.retry_in_s = max(attempt.retry_in_s, unconfirmed_s)
+            floor_s = max(floor_s or 0.0, unconfirmed_s)
+        if floor_s:
+            # The provider's Retry-After (or the wait for a status report) is a floor for
+            # any job, including a duplicate one.
+            not_before = attempt.at + floor_s
     status = MessageStatus.RETRYING if retry else MessageStatus.FAILED
     dead_letter = decision.dead_letter
     await messages.finish_attempt(

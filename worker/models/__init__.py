@@ -631,6 +631,9 @@ class Attempt(BaseModel):
     code: str | None = None
     provider_code: str | None = None
     retry_in_s: float | None = None
+    # WhatsApp: "status_report" when the attempt records an earlier send whose answer never
+    # came, found sent by the provider's status webhook (no second request was made).
+    confirmed_by: Literal["status_report"] | None = None
     # Push: how the attempt's devices came out.
     delivered: int | None = None
     failed: int | None = None

@@ -26,6 +26,8 @@ from worker.models import SendResult, Template, WhatsAppConfig
 from worker.providers.retry_after import parse_retry_after
 
 Kind = Literal["retry", "permanent", "account"]
+# Meta's bound on biz_opaque_callback_data.
+CALLBACK_DATA_MAX_CHARS = 512
 
 
 @dataclass(frozen=True)
@@ -94,30 +96,48 @@ def recipient(e164: str) -> str:
 
 
 def template_payload(
-    to: str, name: str, language: str, parameters: Sequence[str]
+    to: str,
+    name: str,
+    language: str,
+    parameters: Sequence[str],
+    *,
+    callback_data: str | None = None,
 ) -> dict[str, Any]:
     template: dict[str, Any] = {"name": name, "language": {"code": language}}
     if parameters:
         template["components"] = [
             {"type": "body", "parameters": [{"type": "text", "text": p} for p in parameters]}
         ]
-    return {
+    payload = {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
         "to": recipient(to),
         "type": "template",
         "template": template,
     }
+    return _with_callback_data(payload, callback_data)
 
 
-def text_payload(to: str, body: str) -> dict[str, Any]:
-    return {
+def text_payload(to: str, body: str, *, callback_data: str | None = None) -> dict[str, Any]:
+    payload = {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
         "to": recipient(to),
         "type": "text",
         "text": {"preview_url": False, "body": body},
     }
+    return _with_callback_data(payload, callback_data)
+
+
+def _with_callback_data(payload: dict[str, Any], callback_data: str | None) -> dict[str, Any]:
+    """``biz_opaque_callback_data``: Meta echoes it in the message's status webhooks, so a
+    send whose answer never came can be recognised when its "sent" report arrives (at most
+    ``CALLBACK_DATA_MAX_CHARS``; our message ids are far shorter)."""
+    if callback_data is not None:
+        if len(callback_data) > CALLBACK_DATA_MAX_CHARS:
+            raise ValueError("biz_opaque_callback_data is at most 512 characters")
+        payload["biz_opaque_callback_data"] = callback_data
+    return payload
 
 
 def classify(status_code: int, body: Any, retry_after_header: str | None) -> DeliveryError:
@@ -182,10 +202,14 @@ class WhatsAppClient:
             raise RetryableError(
                 f"WhatsApp did not answer in time ({type(exc).__name__})",
                 code=Code.PROVIDER_TIMEOUT,
+                maybe_delivered=isinstance(exc, httpx.ReadTimeout),
             ) from exc
         except httpx.TransportError as exc:
             raise RetryableError(
-                f"Could not reach WhatsApp ({type(exc).__name__})", code=Code.PROVIDER_UNREACHABLE
+                f"Could not reach WhatsApp ({type(exc).__name__})",
+                code=Code.PROVIDER_UNREACHABLE,
+                # The connection broke while the answer was awaited: the request was sent.
+                maybe_delivered=isinstance(exc, httpx.ReadError),
             ) from exc
         latency_ms = (time.perf_counter() - started) * 1000
         body = _json_or_none(response)

@@ -160,6 +160,19 @@ def whatsapp_window(account_id: str, phone: str) -> str:
     return f"{PREFIX}:{account_id}:wa_window:{phone}"
 
 
+def whatsapp_reports(account_id: str) -> str:
+    """Exists (with a TTL) while the account's number posts status webhooks to us: a send
+    left without an answer can then wait for its "sent" report instead of going again."""
+    return f"{PREFIX}:{account_id}:wa_reports"
+
+
+def whatsapp_confirmed(account_id: str, message_id: str) -> str:
+    """The wamid of a send whose answer never came, from the "sent" report that named the
+    message in ``biz_opaque_callback_data``: its next attempt records it instead of
+    sending again."""
+    return f"{PREFIX}:{account_id}:wa_confirmed:{message_id}"
+
+
 def message(account_id: str, message_id: str) -> str:
     return f"{PREFIX}:{account_id}:msg:{message_id}"
 

@@ -353,6 +353,39 @@ async def find_or_hold_status(
     return account, message_id
 
 
+# How long a number that posted status webhooks counts as posting them, and how long a
+# "sent" report that named a send left without an answer is kept for its next attempt.
+_REPORTS_TTL_S = 24 * 3600
+_CONFIRMED_TTL_S = 3600
+
+
+async def note_status_reports(redis: Redis, account_id: str) -> None:
+    """The account's number posts status webhooks to us (see ``reports_status``)."""
+    await redis.set(keys.whatsapp_reports(account_id), 1, ex=_REPORTS_TTL_S)
+
+
+async def reports_status(redis: Redis, account_id: str) -> bool:
+    """Whether a status webhook came for the account's number in the last day: only then
+    is a send left without an answer worth waiting on for its "sent" report."""
+    return bool(await redis.exists(keys.whatsapp_reports(account_id)))
+
+
+async def confirm_unanswered(redis: Redis, account_id: str, message_id: str, wamid: str) -> None:
+    """A status report named one of the account's messages (``biz_opaque_callback_data``)
+    under a wamid no attempt recorded: the provider took a send whose answer never came.
+    The first report's wamid is kept for the message's next attempt."""
+    await redis.set(
+        keys.whatsapp_confirmed(account_id, message_id), wamid, ex=_CONFIRMED_TTL_S, nx=True
+    )
+
+
+async def unanswered_confirmation(redis: Redis, account_id: str, message_id: str) -> str | None:
+    """The wamid the provider reported for a send of this message whose answer never
+    came, if it did."""
+    value = await redis.get(keys.whatsapp_confirmed(account_id, message_id))
+    return (value.decode() if isinstance(value, bytes) else value) or None
+
+
 def finished(
     pipe: Pipeline, message: Message, status: MessageStatus, counts: dict[str, int]
 ) -> None:

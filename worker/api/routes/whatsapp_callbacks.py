@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from worker.api.deps import RedisDep, SettingsDep
 from worker.codes import Code
 from worker.errors import Rejected
+from worker.ids import CALLBACK_ID_RE
 from worker.masking import mask_phone
 from worker.store import channels, conversations, messages, preferences
 
@@ -169,7 +170,10 @@ async def _record_statuses(redis: Redis, account: str, value: dict[str, Any]) ->
     """Apply each status report to the account's message it is about; how many changed
     a message."""
     statuses = 0
-    for status in value.get("statuses") or []:
+    reports = [s for s in value.get("statuses") or [] if isinstance(s, dict)]
+    if reports:
+        await messages.note_status_reports(redis, account)
+    for status in reports:
         wamid = str(status.get("id") or "")
         errors = status.get("errors") or []
         error = ""
@@ -187,7 +191,14 @@ async def _record_statuses(redis: Redis, account: str, value: dict[str, Any]) ->
             float(status.get("timestamp") or 0),
             error,
         )
-        if found is None or found[0] != account:
+        if found is None:
+            # Or the answer never came (a timeout): the report names the message, whose
+            # next attempt records this wamid instead of sending it again.
+            named = status.get("biz_opaque_callback_data")
+            if isinstance(named, str) and CALLBACK_ID_RE.fullmatch(named):
+                await messages.confirm_unanswered(redis, account, named, wamid)
+            continue
+        if found[0] != account:
             continue
         if await messages.apply_delivery_status(
             redis,
