@@ -438,7 +438,7 @@ def test_rate_limit_429_with_retry_after_is_honoured(tenant: Tenant) -> None:
 
 
 def test_provider_timeout_is_retried(tenant: Tenant) -> None:
-    # The worker gives up after 1.5 s (DISPATCH_PROVIDER_TIMEOUT_S) and tries again.
+    # The worker gives up after 3 s (DISPATCH_PROVIDER_TIMEOUT_S) and tries again.
     tenant.fault(kind="timeout", delay_s=4, count=1)
 
     response = tenant.send(SPEC_BODY)
@@ -462,7 +462,7 @@ def test_a_send_whose_answer_never_came_is_confirmed_by_its_status_report_not_se
         10,
         "the first message's delivered report",
     )
-    # The provider takes the next send but answers after the worker gave up on it (1.5 s).
+    # The provider takes the next send but answers after the worker gave up on it (3 s).
     tenant.fault(kind="delay", delay_s=4, count=1)
     message_id = tenant.send(SPEC_BODY, Prefer="respond-async").json()["id"]
     # Another account's signed report naming this message changes nothing of it.
