@@ -209,12 +209,8 @@ def test_a_redelivered_job_for_a_sent_message_does_not_send_again(
 
 
 def test_a_transport_timeout_is_retryable(settings: Settings, run: Callable[..., Any]) -> None:
-    def hang(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("slow", request=request)
-
     async def scenario() -> None:
-        ctx, account, message_id = await _setup(settings, Graph())
-        ctx.whatsapp = WhatsAppClient(httpx.AsyncClient(transport=httpx.MockTransport(hang)))
+        ctx, account, message_id = await _setup(settings, Graph(httpx.ReadTimeout("slow")))
         outcome = await send_whatsapp(ctx, account, message_id)
         assert outcome.status is MessageStatus.RETRYING
         stored = await messages.load(ctx.redis, account, message_id)
