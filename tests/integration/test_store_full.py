@@ -78,8 +78,12 @@ def store(full_stack: FaultStack) -> Iterator[redis.Redis]:
 
 
 def _memory(store: redis.Redis) -> tuple[int, int]:
+    """(memory Valkey holds against maxmemory, maxmemory). Its AOF buffer is not counted:
+    with a write to the AOF held back (an fsync still running on a slow disk) the filler
+    sat in that buffer, and a write was let in over a full store (2026-12-01)."""
     info = store.info("memory")
-    return int(info["used_memory"]), int(info["maxmemory"])
+    counted = int(info["used_memory"]) - int(info.get("mem_not_counted_for_evict", 0))
+    return counted, int(info["maxmemory"])
 
 
 def _fill(store: redis.Redis) -> None:
