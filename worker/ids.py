@@ -33,3 +33,6 @@ MESSAGE_ID_RE = re.compile(r"^msg_[0-9a-z]{1,64}$")
 # Any of our message ids (a send's ``msg_…``, a campaign's ``cmp_…_<batch>_<n>``): what a
 # status webhook's biz_opaque_callback_data must look like to be looked up.
 CALLBACK_ID_RE = re.compile(r"^[a-z]{2,4}_[0-9a-z_]{1,120}$")
+# A WhatsApp message id (wamid) as Meta writes it: what a status report must carry for it
+# to be kept under one of our messages.
+WAMID_RE = re.compile(r"^wamid\.[A-Za-z0-9+/=_-]{1,200}$")

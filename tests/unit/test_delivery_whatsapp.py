@@ -242,7 +242,7 @@ def test_a_send_left_without_an_answer_waits_for_its_status_report_and_is_not_se
         assert early.retry_in_s is not None
         assert early.retry_in_s > wait_s - 1
         # The "sent" report names the message (what the API's webhook route does with it).
-        await messages.confirm_unanswered(ctx.redis, account, message_id, "wamid.LATE")
+        await messages.confirm_unanswered(ctx.redis, account, message_id, "wamid.LATE", 60)
         done = await send_whatsapp(ctx, account, message_id)
         assert done.status is MessageStatus.SENT
         stored = await messages.load(ctx.redis, account, message_id)
@@ -298,6 +298,109 @@ def test_a_send_that_surely_failed_or_cannot_be_confirmed_is_retried_as_usual(
         stored = await messages.load(ctx.redis, account, message_id)
         assert stored is not None
         assert stored.provider_message_id == "wamid.AGAIN"
+
+    run(scenario())
+    assert len(graph.requests) == 2
+
+
+def test_a_connection_lost_while_waiting_for_the_answer_may_have_been_delivered(
+    settings: Settings, run: Callable[..., Any]
+) -> None:
+    graph = Graph(httpx.ReadError("connection reset"))
+
+    async def scenario() -> None:
+        ctx, account, message_id = await _setup(settings, graph)
+        await messages.note_status_reports(ctx.redis, account)
+        outcome = await send_whatsapp(ctx, account, message_id)
+        assert outcome.retry_in_s is not None
+        assert outcome.retry_in_s >= settings.whatsapp_unconfirmed_wait_s
+
+    run(scenario())
+
+
+def test_a_report_that_comes_after_a_later_attempt_failed_otherwise_still_counts(
+    settings: Settings, run: Callable[..., Any]
+) -> None:
+    """Unanswered, then a 503 (the wait ran out with no report yet), then the report of
+    the first: the third pass records it and sends nothing."""
+    graph = Graph(httpx.ReadTimeout("no answer"), graph_error(131000, 503))
+
+    async def scenario() -> None:
+        ctx, account, message_id = await _setup(settings, graph, max_attempts=5)
+        await messages.note_status_reports(ctx.redis, account)
+        for _ in range(2):
+            outcome = await send_whatsapp(ctx, account, message_id)
+            assert outcome.status is MessageStatus.RETRYING
+            await ctx.redis.hdel(keys.message(account, message_id), "not_before")
+        stored = await messages.load(ctx.redis, account, message_id)
+        assert stored is not None
+        assert stored.code == "provider_unavailable"
+        await messages.confirm_unanswered(ctx.redis, account, message_id, "wamid.FIRST", 60)
+        done = await send_whatsapp(ctx, account, message_id)
+        assert done.status is MessageStatus.SENT
+        stored = await messages.load(ctx.redis, account, message_id)
+        assert stored is not None
+        assert stored.provider_message_id == "wamid.FIRST"
+
+    run(scenario())
+    assert len(graph.requests) == 2
+
+
+@pytest.mark.parametrize("reported", [True, False])
+def test_a_last_attempt_left_without_an_answer_gets_one_look_for_its_report_never_a_send(
+    settings: Settings, run: Callable[..., Any], reported: bool
+) -> None:
+    graph = Graph(httpx.ReadTimeout("no answer"))
+
+    async def scenario() -> None:
+        ctx, account, message_id = await _setup(settings, graph, max_attempts=1)
+        await messages.note_status_reports(ctx.redis, account)
+        first = await send_whatsapp(ctx, account, message_id)
+        # Out of attempts, yet not failed: it may have gone through.
+        assert first.status is MessageStatus.RETRYING
+        assert first.retry_in_s is not None
+        assert first.retry_in_s >= settings.whatsapp_unconfirmed_wait_s
+        assert await ctx.redis.exists(keys.message_outcome(account, message_id)) == 0
+        if reported:
+            await messages.confirm_unanswered(ctx.redis, account, message_id, "wamid.LAST", 60)
+        await ctx.redis.hdel(keys.message(account, message_id), "not_before")
+        last = await send_whatsapp(ctx, account, message_id)
+        stored = await messages.load(ctx.redis, account, message_id)
+        assert stored is not None
+        if reported:
+            assert (last.status, stored.provider_message_id) == (MessageStatus.SENT, "wamid.LAST")
+        else:
+            # It fails with the unanswered attempt's error, and is a dead letter.
+            assert last.status is MessageStatus.FAILED
+            assert (stored.code, stored.attempts) == ("provider_timeout", 1)
+            dead = await ctx.redis.zscore(keys.dead_letters(account), message_id)
+            assert dead is not None
+
+    run(scenario())
+    assert len(graph.requests) == 1
+
+
+def test_a_report_naming_a_wamid_recorded_for_another_message_is_not_trusted(
+    settings: Settings, run: Callable[..., Any]
+) -> None:
+    """A status report is signed with the account's own app secret: an account could
+    name a wamid that is not its own. One already recorded elsewhere is ignored."""
+    graph = Graph(httpx.ReadTimeout("no answer"), ok("wamid.OWN"))
+
+    async def scenario() -> None:
+        ctx, account, message_id = await _setup(settings, graph)
+        await messages.note_status_reports(ctx.redis, account)
+        await send_whatsapp(ctx, account, message_id)
+        await ctx.redis.set(keys.wamid_index("wamid.TAKEN"), "another-account msg_other")
+        await messages.confirm_unanswered(ctx.redis, account, message_id, "wamid.TAKEN", 60)
+        await ctx.redis.hdel(keys.message(account, message_id), "not_before")
+        again = await send_whatsapp(ctx, account, message_id)
+        assert again.status is MessageStatus.SENT
+        stored = await messages.load(ctx.redis, account, message_id)
+        assert stored is not None
+        assert stored.provider_message_id == "wamid.OWN"
+        owner = await ctx.redis.get(keys.wamid_index("wamid.TAKEN"))
+        assert owner == "another-account msg_other"
 
     run(scenario())
     assert len(graph.requests) == 2

@@ -8,6 +8,7 @@ age goes to the dead-letter list with its last error.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -34,10 +35,22 @@ async def send_whatsapp(ctx: DeliveryContext, account_id: str, message_id: str) 
 
 
 async def _fail(
-    ctx: DeliveryContext, message: Message, error: str, code: str, *, dead_letter: bool
+    ctx: DeliveryContext,
+    message: Message,
+    error: str,
+    code: str,
+    *,
+    dead_letter: bool,
+    number: int | None = None,
 ) -> Outcome:
+    """Fail the message for good; ``number``: the attempt this ends, when no new one was
+    made (the next by default)."""
     attempt = Attempt(
-        attempt=message.attempts + 1, at=time.time(), outcome="failed", error=error, code=code
+        attempt=number or message.attempts + 1,
+        at=time.time(),
+        outcome="failed",
+        error=error,
+        code=code,
     )
     await messages.finish_attempt(
         ctx.redis,
@@ -89,10 +102,23 @@ def _too_late(ctx: DeliveryContext, message: Message, now: float) -> tuple[str, 
 
 
 async def _send(ctx: DeliveryContext, message: Message) -> Outcome:
-    if message.code in _MAYBE_DELIVERED_CODES:
+    if message.attempts > 0:
+        # An earlier attempt may have gone through with no answer (and any attempt since
+        # may have failed otherwise): the provider's report naming the message says so.
         wamid = await messages.unanswered_confirmation(ctx.redis, message.account, message.id)
         if wamid is not None:
             return await _confirmed(ctx, message, wamid)
+        if ctx.whatsapp_retry.exhausted(message.budget_attempts):
+            # Its attempts were used up by one that may have gone through: this pass only
+            # looked for the report, and none came. It fails with that attempt's error.
+            return await _fail(
+                ctx,
+                message,
+                message.error or fixed_message(Code.SEND_FAILED),
+                message.code or Code.SEND_FAILED,
+                dead_letter=True,
+                number=message.attempts,
+            )
     now = time.time()
     ended = _too_late(ctx, message, now)
     if ended is not None:
@@ -173,11 +199,6 @@ async def _send(ctx: DeliveryContext, message: Message) -> Outcome:
         extra=_event(message, number, "sent", latency_ms=attempt.latency_ms),
     )
     return Outcome(MessageStatus.SENT)
-
-
-# The codes of an attempt that may have been delivered though no answer came
-# (``RetryableError.maybe_delivered``): only after one is a confirmation looked for.
-_MAYBE_DELIVERED_CODES = frozenset({Code.PROVIDER_TIMEOUT, Code.PROVIDER_UNREACHABLE})
 
 
 async def _confirmed(ctx: DeliveryContext, message: Message, wamid: str) -> Outcome:
@@ -266,6 +287,11 @@ async def _after_error(
     # Attempts are counted from the message's last manual retry (a dead letter sent again).
     decision = policy.after_error(exc, number - message.attempt_base, ctx.whatsapp_retry)
     await _slow_or_stop(ctx, message.account, config, to, exc, decision)
+    unconfirmed_s = await _unconfirmed_wait_s(ctx, message, exc)
+    if unconfirmed_s is not None and not decision.retry:
+        # Out of attempts, but this one may have gone through: one more pass after the
+        # wait, which records it sent if a report says so and never sends (see _send).
+        decision = dataclasses.replace(decision, retry_in_s=unconfirmed_s, dead_letter=False)
     retry = decision.retry
     attempt = Attempt(
         attempt=number,
@@ -280,7 +306,6 @@ async def _after_error(
     if decision.retry_in_s is not None:
         attempt.retry_in_s = round(decision.retry_in_s, 3)
         floor_s = decision.not_before_s
-        unconfirmed_s = await _unconfirmed_wait_s(ctx, message, exc)
         if unconfirmed_s is not None:
             attempt.retry_in_s = max(attempt.retry_in_s, unconfirmed_s)
             floor_s = max(floor_s or 0.0, unconfirmed_s)

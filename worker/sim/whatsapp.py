@@ -530,8 +530,9 @@ class WhatsAppSim:
             if callback_data is not None:
                 report["biz_opaque_callback_data"] = callback_data
             payload = self._envelope(phone_number_id, number, {"statuses": [report]})
-            if not await self._post_until_taken(number, payload):
-                return
+            # Each report is delivered (and retried) on its own, as Meta does: a
+            # "delivered" can overtake a "sent" that is being retried.
+            self._spawn(self._post_until_taken(number, payload))
 
     async def _post_until_taken(self, number: NumberSpec, payload: dict[str, Any]) -> bool:
         """Post a webhook as Meta does: a failure or an answer other than 200 is posted

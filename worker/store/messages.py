@@ -353,10 +353,8 @@ async def find_or_hold_status(
     return account, message_id
 
 
-# How long a number that posted status webhooks counts as posting them, and how long a
-# "sent" report that named a send left without an answer is kept for its next attempt.
+# How long a number that posted status webhooks counts as posting them.
 _REPORTS_TTL_S = 24 * 3600
-_CONFIRMED_TTL_S = 3600
 
 
 async def note_status_reports(redis: Redis, account_id: str) -> None:
@@ -370,20 +368,29 @@ async def reports_status(redis: Redis, account_id: str) -> bool:
     return bool(await redis.exists(keys.whatsapp_reports(account_id)))
 
 
-async def confirm_unanswered(redis: Redis, account_id: str, message_id: str, wamid: str) -> None:
+async def confirm_unanswered(
+    redis: Redis, account_id: str, message_id: str, wamid: str, ttl_s: float
+) -> None:
     """A status report named one of the account's messages (``biz_opaque_callback_data``)
     under a wamid no attempt recorded: the provider took a send whose answer never came.
-    The first report's wamid is kept for the message's next attempt."""
+    The first report's wamid is kept for the message's next attempt, for ``ttl_s`` (as
+    long as the message may still be sent)."""
     await redis.set(
-        keys.whatsapp_confirmed(account_id, message_id), wamid, ex=_CONFIRMED_TTL_S, nx=True
+        keys.whatsapp_confirmed(account_id, message_id), wamid, ex=int(ttl_s) + 1, nx=True
     )
 
 
 async def unanswered_confirmation(redis: Redis, account_id: str, message_id: str) -> str | None:
     """The wamid the provider reported for a send of this message whose answer never
-    came, if it did."""
-    value = await redis.get(keys.whatsapp_confirmed(account_id, message_id))
-    return (value.decode() if isinstance(value, bytes) else value) or None
+    came, if it did; never one already recorded for another message (a report is signed
+    by the account, not by Meta alone: the account could name a wamid not its own)."""
+    wamid = cast(str | None, await redis.get(keys.whatsapp_confirmed(account_id, message_id)))
+    if not wamid:
+        return None
+    owner = cast(str | None, await redis.get(keys.wamid_index(wamid)))
+    if owner is not None and owner != f"{account_id} {message_id}":
+        return None
+    return wamid
 
 
 def finished(

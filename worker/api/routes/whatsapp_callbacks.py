@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from worker.api.deps import RedisDep, SettingsDep
 from worker.codes import Code
 from worker.errors import Rejected
-from worker.ids import CALLBACK_ID_RE
+from worker.ids import CALLBACK_ID_RE, WAMID_RE
 from worker.masking import mask_phone
 from worker.store import channels, conversations, messages, preferences
 
@@ -96,7 +96,7 @@ async def receive(request: Request, redis: RedisDep, settings: SettingsDep) -> J
         if account is None:
             continue  # a number no account here owns: nothing of it is stored
         inbound += await _record_inbound(redis, account, value, settings.whatsapp_window_s)
-        statuses += await _record_statuses(redis, account, value)
+        statuses += await _record_statuses(redis, account, value, settings.whatsapp_max_age_s)
     return JSONResponse({"success": True, "messages": inbound, "statuses": statuses})
 
 
@@ -166,9 +166,9 @@ async def _record_inbound(redis: Redis, account: str, value: dict[str, Any], win
     return inbound
 
 
-async def _record_statuses(redis: Redis, account: str, value: dict[str, Any]) -> int:
+async def _record_statuses(redis: Redis, account: str, value: dict[str, Any], keep_s: float) -> int:
     """Apply each status report to the account's message it is about; how many changed
-    a message."""
+    a message. A report naming a message whose wamid is unknown is kept ``keep_s``."""
     statuses = 0
     reports = [s for s in value.get("statuses") or [] if isinstance(s, dict)]
     if reports:
@@ -195,8 +195,12 @@ async def _record_statuses(redis: Redis, account: str, value: dict[str, Any]) ->
             # Or the answer never came (a timeout): the report names the message, whose
             # next attempt records this wamid instead of sending it again.
             named = status.get("biz_opaque_callback_data")
-            if isinstance(named, str) and CALLBACK_ID_RE.fullmatch(named):
-                await messages.confirm_unanswered(redis, account, named, wamid)
+            if (
+                isinstance(named, str)
+                and CALLBACK_ID_RE.fullmatch(named)
+                and WAMID_RE.fullmatch(wamid)
+            ):
+                await messages.confirm_unanswered(redis, account, named, wamid, keep_s)
             continue
         if found[0] != account:
             continue
