@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from worker.config import Settings
-from worker.delivery.context import DeliveryContext
+from worker.delivery.context import DeliveryContext, Outcome
 from worker.delivery.push_clients import PushClients
 from worker.delivery.ratelimit import RateLimiter
 from worker.delivery.retry import RetryPolicy
@@ -112,6 +112,18 @@ async def _setup(
     )
     await messages.create(redis, message, 3600)
     return ctx, account, message.id
+
+
+async def _again(ctx: DeliveryContext, account: str, message_id: str) -> Outcome:
+    """The message's next attempt, at once (not waiting out its retry's not_before)."""
+    await ctx.redis.hdel(keys.message(account, message_id), "not_before")
+    return await send_whatsapp(ctx, account, message_id)
+
+
+async def _recorded_wamid(ctx: DeliveryContext, account: str, message_id: str) -> str | None:
+    stored = await messages.load(ctx.redis, account, message_id)
+    assert stored is not None
+    return stored.provider_message_id
 
 
 def test_a_sent_message_records_the_wamid_and_signals_the_outcome(
@@ -292,12 +304,9 @@ def test_a_send_that_surely_failed_or_cannot_be_confirmed_is_retried_as_usual(
         assert first.status is MessageStatus.RETRYING
         assert first.retry_in_s is not None
         assert first.retry_in_s <= 4
-        await ctx.redis.hdel(keys.message(account, message_id), "not_before")
-        again = await send_whatsapp(ctx, account, message_id)
+        again = await _again(ctx, account, message_id)
         assert again.status is MessageStatus.SENT
-        stored = await messages.load(ctx.redis, account, message_id)
-        assert stored is not None
-        assert stored.provider_message_id == "wamid.AGAIN"
+        assert await _recorded_wamid(ctx, account, message_id) == "wamid.AGAIN"
 
     run(scenario())
     assert len(graph.requests) == 2
@@ -328,19 +337,15 @@ def test_a_report_that_comes_after_a_later_attempt_failed_otherwise_still_counts
     async def scenario() -> None:
         ctx, account, message_id = await _setup(settings, graph, max_attempts=5)
         await messages.note_status_reports(ctx.redis, account)
-        for _ in range(2):
-            outcome = await send_whatsapp(ctx, account, message_id)
-            assert outcome.status is MessageStatus.RETRYING
-            await ctx.redis.hdel(keys.message(account, message_id), "not_before")
+        assert (await _again(ctx, account, message_id)).status is MessageStatus.RETRYING
+        assert (await _again(ctx, account, message_id)).status is MessageStatus.RETRYING
         stored = await messages.load(ctx.redis, account, message_id)
         assert stored is not None
         assert stored.code == "provider_unavailable"
         await messages.confirm_unanswered(ctx.redis, account, message_id, "wamid.FIRST", 60)
-        done = await send_whatsapp(ctx, account, message_id)
+        done = await _again(ctx, account, message_id)
         assert done.status is MessageStatus.SENT
-        stored = await messages.load(ctx.redis, account, message_id)
-        assert stored is not None
-        assert stored.provider_message_id == "wamid.FIRST"
+        assert await _recorded_wamid(ctx, account, message_id) == "wamid.FIRST"
 
     run(scenario())
     assert len(graph.requests) == 2
@@ -363,8 +368,7 @@ def test_a_last_attempt_left_without_an_answer_gets_one_look_for_its_report_neve
         assert await ctx.redis.exists(keys.message_outcome(account, message_id)) == 0
         if reported:
             await messages.confirm_unanswered(ctx.redis, account, message_id, "wamid.LAST", 60)
-        await ctx.redis.hdel(keys.message(account, message_id), "not_before")
-        last = await send_whatsapp(ctx, account, message_id)
+        last = await _again(ctx, account, message_id)
         stored = await messages.load(ctx.redis, account, message_id)
         assert stored is not None
         if reported:
@@ -393,12 +397,9 @@ def test_a_report_naming_a_wamid_recorded_for_another_message_is_not_trusted(
         await send_whatsapp(ctx, account, message_id)
         await ctx.redis.set(keys.wamid_index("wamid.TAKEN"), "another-account msg_other")
         await messages.confirm_unanswered(ctx.redis, account, message_id, "wamid.TAKEN", 60)
-        await ctx.redis.hdel(keys.message(account, message_id), "not_before")
-        again = await send_whatsapp(ctx, account, message_id)
+        again = await _again(ctx, account, message_id)
         assert again.status is MessageStatus.SENT
-        stored = await messages.load(ctx.redis, account, message_id)
-        assert stored is not None
-        assert stored.provider_message_id == "wamid.OWN"
+        assert await _recorded_wamid(ctx, account, message_id) == "wamid.OWN"
         owner = await ctx.redis.get(keys.wamid_index("wamid.TAKEN"))
         assert owner == "another-account msg_other"
 
