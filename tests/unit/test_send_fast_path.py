@@ -13,7 +13,8 @@ from fastapi import APIRouter, Depends
 
 from worker.api.app import create_app
 from worker.api.deps import RedisDep, SenderDep
-from worker.api.routes import push, whatsapp
+from worker.api.routes import push, whatsapp, whatsapp_callbacks
+from worker.api.routes.whatsapp_callbacks import CALLBACK_PATH
 from worker.api.send_route import SendFastPath, SendRoute
 from worker.config import Settings
 from worker.models import WhatsAppSendRequest
@@ -103,3 +104,62 @@ def test_a_send_route_the_fast_path_cannot_call_fails_when_the_app_is_built() ->
     with pytest.raises(TypeError, match="route dependencies"):
         router.post("/x")(good)
     APIRouter(route_class=SendRoute).post("/x")(good)  # the shape it can serve
+
+
+def test_the_whatsapp_callback_is_served_whole_without_the_framework(settings: Settings) -> None:
+    """Meta's status reports come two or three per message: the callback's POST is served
+    here (its errors worded by the app's handlers); its verify GET still reaches FastAPI."""
+    seen: list[str] = []
+
+    class Witness:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                seen.append(f"{scope['method']} {scope['path']}")
+            await self.app(scope, receive, send)
+
+    async def scenario() -> None:
+        app = create_app(settings)
+        app.add_middleware(Witness)
+        app.state.settings = settings
+        app.state.redis = create_redis(settings)
+        fast = SendFastPath(
+            app,
+            [whatsapp.router],
+            plain={CALLBACK_PATH: whatsapp_callbacks.serve_callback},
+        )
+        transport = httpx.ASGITransport(app=fast)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            # Unsigned, then not JSON: the route's own refusals, worded by the app.
+            unsigned = await client.post(CALLBACK_PATH, content=b"{}", headers=_JSON)
+            assert unsigned.status_code == 401
+            assert unsigned.json()["success"] is False
+            broken = await client.post(CALLBACK_PATH, content=b"{", headers=_SIGNED)
+            assert broken.status_code == 400
+            assert broken.json()["code"] == "invalid_json"
+            # Numbers no account here owns: taken, nothing recorded.
+            nobody = {"object": "whatsapp_business_account", "entry": []}
+            taken = await client.post(CALLBACK_PATH, json=nobody, headers=_SIGNED)
+            assert (taken.status_code, taken.json()) == (
+                200,
+                {"success": True, "messages": 0, "statuses": 0},
+            )
+            assert seen == []
+            verify = await client.get(CALLBACK_PATH, params={"hub.mode": "subscribe"})
+            assert verify.status_code in (400, 403)
+            assert seen == [f"GET {CALLBACK_PATH}"]
+        await app.state.redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_plain_path_the_app_does_not_serve_is_refused_when_built(settings: Settings) -> None:
+    app = create_app(settings)
+    with pytest.raises(RuntimeError, match="/webhooks/nowhere"):
+        SendFastPath(app, [], plain={"/webhooks/nowhere": whatsapp_callbacks.serve_callback})
+
+
+_JSON = {"Content-Type": "application/json"}
+_SIGNED = {**_JSON, "X-Hub-Signature-256": "sha256=" + "0" * 64}

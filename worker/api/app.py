@@ -25,6 +25,7 @@ from worker.api.routes import (
     whatsapp_callbacks,
 )
 from worker.api.routes import settings as settings_routes
+from worker.api.routes.whatsapp_callbacks import CALLBACK_PATH
 from worker.api.send_route import SendFastPath
 from worker.config import Settings, get_settings
 from worker.observe import heap, metrics
@@ -95,4 +96,9 @@ def serve_app() -> Guard:
     app = create_app(settings)
     if not settings.api_send_fast_path:
         return Guard(app, app, settings)
-    return Guard(SendFastPath(app, [whatsapp.router, push.router]), app, settings)
+    fast = SendFastPath(
+        app,
+        [whatsapp.router, push.router],
+        plain={CALLBACK_PATH: whatsapp_callbacks.serve_callback},
+    )
+    return Guard(fast, app, settings)

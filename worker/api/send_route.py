@@ -36,6 +36,9 @@ from worker.api.deps import Sender, SenderDep, sender
 
 Endpoint = Callable[[BaseModel, Sender], Awaitable[Response]]
 Handler = Callable[[Request, Exception], Awaitable[Response]]
+# A POST route served whole here: it reads the request itself (the WhatsApp callback,
+# which verifies the raw body's signature and has no body model).
+PlainEndpoint = Callable[[Request], Awaitable[Response]]
 
 
 class SendRoute(APIRoute):
@@ -80,10 +83,16 @@ def _json_content(scope: Scope) -> bool:
 
 
 class SendFastPath:
-    """ASGI: the valid JSON requests of the ``SendRoute`` routes of ``routers`` here,
-    everything else to ``app`` (which includes those routers, without a prefix)."""
+    """ASGI: the valid JSON requests of the ``SendRoute`` routes of ``routers`` here, and
+    every POST to a ``plain`` path (the application's own endpoint for it, called with the
+    request), everything else to ``app`` (which includes those routes, without a prefix)."""
 
-    def __init__(self, app: FastAPI, routers: list[APIRouter]) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        routers: list[APIRouter],
+        plain: dict[str, PlainEndpoint] | None = None,
+    ) -> None:
         self.app = app
         self.routes = {
             route.path: route
@@ -91,24 +100,29 @@ class SendFastPath:
             for route in router.routes
             if isinstance(route, SendRoute) and "POST" in (route.methods or ())
         }
+        self.plain = dict(plain or {})
         served = app.openapi()["paths"]
-        for path in self.routes:
+        for path in [*self.routes, *self.plain]:
             if "post" not in served.get(path, {}):
-                raise RuntimeError(f"{path}: the application does not serve this send route")
+                raise RuntimeError(f"{path}: the application does not serve this route")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = (
-            self.routes.get(scope["path"])
-            if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path")
-            else None
-        )
-        if route is None:
+        path = scope["path"] if scope["type"] == "http" and scope["method"] == "POST" else None
+        if path is None or scope.get("root_path"):
+            await self.app(scope, receive, send)
+            return
+        route, plain = self.routes.get(path), self.plain.get(path)
+        if route is None and plain is None:
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
         if body is None:
             return  # the client went away
         replayed = replay(body, receive)
+        if plain is not None:
+            await self._serve(scope, replayed, send, plain)
+            return
+        assert route is not None
         if not body or not _json_content(scope):
             await self.app(scope, replayed, send)
             return
@@ -117,13 +131,25 @@ class SendFastPath:
         except ValidationError:
             await self.app(scope, replayed, send)  # FastAPI words the error
             return
+        endpoint = route.send_endpoint
+
+        async def call(request: Request) -> Response:
+            return await endpoint(parsed, await sender(request))
+
+        await self._serve(scope, replayed, send, call)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, endpoint: PlainEndpoint
+    ) -> None:
+        """Call ``endpoint`` with the request; its errors become the responses the
+        application's own handlers make of them."""
         scope["app"] = self.app  # as Starlette sets it: the request's `app` is FastAPI's
-        request = Request(scope, replayed)
+        request = Request(scope, receive)
         try:
-            response = await route.send_endpoint(parsed, await sender(request))
+            response = await endpoint(request)
         except Exception as exc:
             response = await self._handler(exc)(request, exc)
-        await response(scope, replayed, send)
+        await response(scope, receive, send)
 
     def _handler(self, exc: Exception) -> Handler:
         """The application's handler for ``exc`` (``errors.install`` has one for
