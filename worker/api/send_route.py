@@ -1,4 +1,5 @@
-"""The send endpoints' common case, served in front of the FastAPI application.
+"""The send endpoints' common case (and the WhatsApp callback's POST), served in front
+of the FastAPI application.
 
 Profiling the API under load (py-spy, ``make bench``'s closed loop) showed the
 framework's layers costing more than the send itself: FastAPI's request handling
@@ -19,6 +20,11 @@ before a bad key, a bad key before a bad field). Nothing with a side effect runs
 that hand-over, so no request is ever served twice. The OpenAPI document comes from the
 routes as for any route. (A middleware meant for every request goes around this app, in
 ``serve_app``: one added to the FastAPI application would not see the sends.)
+
+A "plain" route is served whole the same way: its own endpoint function called with the
+request, its errors through the application's handlers. The WhatsApp callback is one:
+Meta posts two or three status reports per message sent, and through FastAPI each cost
+the API a third more CPU (docs/performance.md).
 """
 
 from __future__ import annotations
