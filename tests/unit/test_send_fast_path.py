@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, FastAPI
 
 from worker.api.app import create_app
 from worker.api.deps import RedisDep, SenderDep
@@ -23,25 +23,32 @@ from worker.store.client import create_redis
 BODY = {"to": "+14155552671", "template_name": "order_confirmation", "parameters": []}
 
 
+class Witness:
+    """Middleware: which requests the FastAPI application itself served, into ``seen``."""
+
+    def __init__(self, app: Any, seen: list[str]) -> None:
+        self.app, self.seen = app, seen
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.seen.append(f"{scope['method']} {scope['path']}")
+        await self.app(scope, receive, send)
+
+
+def _app(settings: Settings, seen: list[str]) -> FastAPI:
+    """The API's application, watched by a ``Witness``, with its state as at startup."""
+    app = create_app(settings)
+    app.add_middleware(Witness, seen=seen)
+    app.state.settings = settings
+    app.state.redis = create_redis(settings)
+    return app
+
+
 def test_valid_sends_skip_the_framework_and_the_rest_reaches_it(settings: Settings) -> None:
     seen: list[str] = []
 
-    class Witness:
-        """Middleware: which requests the FastAPI application itself served."""
-
-        def __init__(self, app: Any) -> None:
-            self.app = app
-
-        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-            if scope["type"] == "http":
-                seen.append(f"{scope['method']} {scope['path']}")
-            await self.app(scope, receive, send)
-
     async def scenario() -> None:
-        app = create_app(settings)
-        app.add_middleware(Witness)
-        app.state.settings = settings
-        app.state.redis = create_redis(settings)
+        app = _app(settings, seen)
         fast = SendFastPath(app, [whatsapp.router, push.router])
         transport = httpx.ASGITransport(app=fast)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
@@ -111,20 +118,8 @@ def test_the_whatsapp_callback_is_served_whole_without_the_framework(settings: S
     here (its errors worded by the app's handlers); its verify GET still reaches FastAPI."""
     seen: list[str] = []
 
-    class Witness:
-        def __init__(self, app: Any) -> None:
-            self.app = app
-
-        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-            if scope["type"] == "http":
-                seen.append(f"{scope['method']} {scope['path']}")
-            await self.app(scope, receive, send)
-
     async def scenario() -> None:
-        app = create_app(settings)
-        app.add_middleware(Witness)
-        app.state.settings = settings
-        app.state.redis = create_redis(settings)
+        app = _app(settings, seen)
         fast = SendFastPath(
             app,
             [whatsapp.router],
