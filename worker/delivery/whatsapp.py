@@ -288,10 +288,15 @@ async def _after_error(
     decision = policy.after_error(exc, number - message.attempt_base, ctx.whatsapp_retry)
     await _slow_or_stop(ctx, message.account, config, to, exc, decision)
     unconfirmed_s = await _unconfirmed_wait_s(ctx, message, exc)
-    if unconfirmed_s is not None and not decision.retry:
-        # Out of attempts, but this one may have gone through: one more pass after the
-        # wait, which records it sent if a report says so and never sends (see _send).
-        decision = dataclasses.replace(decision, retry_in_s=unconfirmed_s, dead_letter=False)
+    if unconfirmed_s is not None:
+        # It may have gone through: no job tries again before the wait for its report,
+        # and out of attempts it still gets that pass, which only looks (see _send).
+        decision = dataclasses.replace(
+            decision,
+            retry_in_s=max(decision.retry_in_s or 0.0, unconfirmed_s),
+            not_before_s=max(decision.not_before_s or 0.0, unconfirmed_s),
+            dead_letter=False,
+        )
     retry = decision.retry
     attempt = Attempt(
         attempt=number,
@@ -305,14 +310,10 @@ async def _after_error(
     not_before = None
     if decision.retry_in_s is not None:
         attempt.retry_in_s = round(decision.retry_in_s, 3)
-        floor_s = decision.not_before_s
-        if unconfirmed_s is not None:
-            attempt.retry_in_s = max(attempt.retry_in_s, unconfirmed_s)
-            floor_s = max(floor_s or 0.0, unconfirmed_s)
-        if floor_s:
+        if decision.not_before_s:
             # The provider's Retry-After (or the wait for a status report) is a floor for
             # any job, including a duplicate one.
-            not_before = attempt.at + floor_s
+            not_before = attempt.at + decision.not_before_s
     status = MessageStatus.RETRYING if retry else MessageStatus.FAILED
     dead_letter = decision.dead_letter
     await messages.finish_attempt(

@@ -534,23 +534,22 @@ class WhatsAppSim:
             # "delivered" can overtake a "sent" that is being retried.
             self._spawn(self._post_until_taken(number, payload))
 
-    async def _post_until_taken(self, number: NumberSpec, payload: dict[str, Any]) -> bool:
+    async def _post_until_taken(self, number: NumberSpec, payload: dict[str, Any]) -> None:
         """Post a webhook as Meta does: a failure or an answer other than 200 is posted
         again, later and later (Meta keeps on for about a day; the simulator for about a
-        minute). Whether it was taken."""
+        minute)."""
         for wait_s in (*_WEBHOOK_RETRY_S, None):
             try:
                 status: int | str = await self._post_webhook(number, payload)
             except httpx.HTTPError as exc:
                 status = type(exc).__name__
             if status == 200:
-                return True
+                return
             if wait_s is None:
                 log.warning("status webhook given up: %s", status)
-                return False
+                return
             log.warning("status webhook failed (%s): again in %g s", status, wait_s)
             await asyncio.sleep(wait_s)
-        return False
 
     async def inbound_message(self, spec: InboundSpec) -> dict[str, Any]:
         number = self.numbers.get(spec.phone_number_id)

@@ -218,7 +218,7 @@ async def finish_attempt(
         pipe.rpush(attempts_key, attempt.model_dump_json(exclude_none=True))
         pipe.expire(attempts_key, ttl_s)
         if wamid:
-            pipe.set(keys.wamid_index(wamid), f"{message.account} {message.id}", ex=ttl_s)
+            pipe.set(keys.wamid_index(wamid), _wamid_owner(message.account, message.id), ex=ttl_s)
         mark_started(pipe, message)
         if message.channel is Channel.WHATSAPP:
             throughput.count(pipe, "whatsapp", attempt.outcome, 1, attempt.at)
@@ -336,6 +336,11 @@ async def _apply_early_statuses(redis: Redis, message: Message, raws: list[bytes
             )
 
 
+def _wamid_owner(account_id: str, message_id: str) -> str:
+    """What the wamid index holds for a message ("account message-id")."""
+    return f"{account_id} {message_id}"
+
+
 async def find_or_hold_status(
     redis: Redis, wamid: str, account_id: str, status: str, at: float, error: str
 ) -> tuple[str, str] | None:
@@ -388,7 +393,7 @@ async def unanswered_confirmation(redis: Redis, account_id: str, message_id: str
     if not wamid:
         return None
     owner = cast(str | None, await redis.get(keys.wamid_index(wamid)))
-    if owner is not None and owner != f"{account_id} {message_id}":
+    if owner is not None and owner != _wamid_owner(account_id, message_id):
         return None
     return wamid
 
